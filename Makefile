@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:
+#   make example   sets up .venv and runs the example experiment (offline, on the packaged model)
+#   make test      sets up .venv and runs the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: example test setup bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned, so pip takes the CPU build on this machine's disk, not a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,test]' --config-settings editable_mode=compat
+	touch $@
+
+setup: $(BIN)/.installed
+
+example: setup
+	$(BIN)/lab run exp1 --wait
+	$(BIN)/lab status exp1
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) site .lab

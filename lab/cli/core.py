@@ -1,0 +1,112 @@
+"""`lab init`, `lab new`, `lab list`, `lab show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import echo_json, pass_lab
+
+
+@click.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init_cmd(directory):
+    """Make a lab in DIRECTORY (default: here): experiments/, papers/, mkdocs.yml and .gitignore entries.
+
+    Running it again changes nothing and never overwrites a file.
+
+    \b
+    Example:
+      lab init mylab
+    """
+    from ..workspace import init
+
+    created = init(directory)
+    root = Path(directory).resolve()
+    if created:
+        for path in created:
+            click.echo(f"created {path.relative_to(root) if path != root else path}", err=True)
+        click.echo(f"lab ready in {root}; next: lab --root {root} new exp1", err=True)
+    else:
+        click.echo(f"{root} is already a lab; nothing changed", err=True)
+
+
+@click.command("new")
+@click.argument("name")
+@click.option("--from", "source", metavar="OTHER", help="Copy OTHER's settings and command (a new variant of an old experiment).")
+@pass_lab
+def new_cmd(lab, name, source):
+    """Make experiments/NAME/ with settings/, logs/, models/ and a report.md to fill in.
+
+    \b
+    Examples:
+      lab new exp2
+      lab new exp3 --from exp2
+    """
+    exp = lab.workspace.new_experiment(name, source=source)
+    click.echo(str(exp.dir))
+    click.echo(f"next: add settings to {exp.settings_dir}/ and describe the experiment in {exp.report_path}", err=True)
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_lab
+def list_cmd(lab, as_json):
+    """List the experiments with their titles, tags and settings.
+
+    \b
+    Example:
+      lab list --json
+    """
+    rows = [
+        {"name": exp.name, "title": exp.title(), "tags": exp.tags(), "settings": [s.name for s in exp.settings()], "path": str(exp.dir)}
+        for exp in lab.workspace.experiments()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no experiments yet; make one with: lab new exp1", err=True)
+        return
+    for row in rows:
+        tags = f"  [{', '.join(row['tags'])}]" if row["tags"] else ""
+        click.echo(f"{row['name']}\t{row['title']}\t{len(row['settings'])} settings{tags}")
+
+
+@click.command("show")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="For an experiment: print JSON.")
+@pass_lab
+def show_cmd(lab, target, as_json):
+    """Print the resolved JSON of setting EXP/SETTING, or the settings and command of experiment EXP.
+
+    \b
+    Examples:
+      lab show exp1/lr-high
+      lab show exp1
+    """
+    from ..command import template_for
+    from ..settings import find_setting
+
+    exp_name, _, setting_name = target.rstrip("/").partition("/")
+    exp = lab.workspace.experiment(exp_name)
+    if setting_name:
+        click.echo(json.dumps(find_setting(exp, setting_name).resolve(), indent=2, ensure_ascii=False))
+        return
+    settings = exp.settings()
+    info = {
+        "name": exp.name,
+        "title": exp.title(),
+        "tags": exp.tags(),
+        "command": exp.command_template(),
+        "settings": {s.name: str(s.path.relative_to(exp.dir)) for s in settings},
+    }
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(f"{exp.name}: {info['title']}")
+    click.echo(f"command: {template_for(settings[0]) if settings else (info['command'] or 'lab.train (default)')}")
+    for name, path in info["settings"].items():
+        click.echo(f"  {name}\t{path}")

@@ -1,0 +1,59 @@
+"""Small file helpers: atomic writes and natural ordering."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never half of either.
+
+    The temporary file lives in the same directory (so `os.replace` is atomic) and is fsynced first, so
+    the file survives `kill -9` and power loss as a whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path | str, data) -> None:
+    """Write `data` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def create_exclusive(path: Path, text: str) -> bool:
+    """Create `path` with `text` only if it does not exist yet; return whether it was created.
+
+    Used where a user's file must never be overwritten (`lab init`, `lab new`).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return True
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str):
+    """Sort key that orders `s2` before `s10`."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in _DIGITS.split(name)]

@@ -1,0 +1,91 @@
+"""Run records and metrics: the files a run leaves in its experiment directory.
+
+For setting S of experiment E:
+- `experiments/E/runs/S.json`: the run record (latest run, earlier attempts in `history`), written atomically.
+- `experiments/E/runs/S.settings.json`: the resolved settings the program received (`{settings}`).
+- `experiments/E/logs/S.log`: stdout and stderr, each attempt appended under a header line.
+- `experiments/E/logs/S.metrics.jsonl`: metrics of the latest attempt, one JSON object per line (`LAB_METRICS`).
+
+A record is a JSON object with at least: `experiment`, `setting`, `state` (one of STATES), `attempt`,
+`exit_code`, `signal`, `started_at`, `ended_at` (UTC ISO 8601), `duration_s`, `argv`, `settings`,
+`settings_hash`, `metrics` (final value of each key), `metrics_path` and `log_path` (relative to the experiment
+directory), `executor` (`local` or `slurm`) and `history` (earlier attempts, each a record without `history`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .fsutil import atomic_write_json
+from .settings import Setting
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def now_iso() -> str:
+    """The current time, timezone-aware UTC, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def record_path(setting: Setting) -> Path:
+    return setting.experiment.runs_dir / f"{setting.name}.json"
+
+
+def resolved_settings_path(setting: Setting) -> Path:
+    return setting.experiment.runs_dir / f"{setting.name}.settings.json"
+
+
+def log_path(setting: Setting) -> Path:
+    return setting.experiment.logs_dir / f"{setting.name}.log"
+
+
+def metrics_path(setting: Setting) -> Path:
+    return setting.experiment.logs_dir / f"{setting.name}.metrics.jsonl"
+
+
+def read_record(setting: Setting) -> dict | None:
+    return read_record_file(record_path(setting))
+
+
+def read_record_file(path: Path) -> dict | None:
+    """A record, or None when there is none (or it cannot be read: records are rewritten whole, atomically)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_record(setting: Setting, record: dict) -> None:
+    atomic_write_json(record_path(setting), record)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The metrics rows of a run; lines that are not JSON objects are skipped, never fatal."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict):
+                    rows.append(row)
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def final_metrics(rows: list[dict]) -> dict:
+    """The last value of each key."""
+    final: dict = {}
+    for row in rows:
+        final.update(row)
+    return final

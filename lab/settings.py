@@ -1,0 +1,149 @@
+"""Settings: one JSON or jsonnet file per run in `experiments/EXP/settings/`.
+
+Each `*.json` / `*.jsonnet` file directly in `settings/` is one setting, named by its stem; `*.libsonnet` files
+are shared bases that settings import (imports resolve relative to the importing file). A setting resolves to one
+JSON object: what the program receives and what the run record keeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput
+from .fsutil import natural_key
+from .workspace import Experiment, check_name
+
+SUFFIXES = (".json", ".jsonnet")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting file of an experiment."""
+
+    experiment: Experiment
+    name: str
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return f"{self.experiment.name}/{self.name}"
+
+    def where(self) -> str:
+        """The file as users name it in messages: `experiments/EXP/settings/s1.json`."""
+        try:
+            return str(self.path.relative_to(self.experiment.workspace.root))
+        except ValueError:
+            return str(self.path)
+
+    def resolve(self) -> dict:
+        """The setting as one JSON object; malformed files raise BadInput naming file, line and column."""
+        return resolve_file(self.path, where=self.where())
+
+
+def list_settings(exp: Experiment) -> list[Setting]:
+    if not exp.settings_dir.is_dir():
+        return []
+    found: dict[str, Path] = {}
+    for path in exp.settings_dir.iterdir():
+        if path.suffix in SUFFIXES and path.is_file() and not path.name.startswith("."):
+            if path.stem in found:
+                raise BadInput(f"{exp.settings_dir}: two settings named {path.stem!r} ({found[path.stem].name}, {path.name})")
+            found[path.stem] = path
+    return [Setting(exp, name, found[name]) for name in sorted(found, key=natural_key)]
+
+
+def find_setting(exp: Experiment, name: str) -> Setting:
+    check_name(name, "setting")
+    for setting in list_settings(exp):
+        if setting.name == name:
+            return setting
+    raise BadInput(f"no setting {name!r} in {exp.settings_dir} (expected {name}.json or {name}.jsonnet)")
+
+
+def resolve_file(path: Path, where: str | None = None) -> dict:
+    """Resolve a JSON or jsonnet file to a dict."""
+    where = where or str(path)
+    if not path.is_file():
+        raise BadInput(f"{where}: no such settings file")
+    if path.suffix == ".jsonnet":
+        value = _evaluate_jsonnet(path, where)
+    else:
+        text = path.read_text(encoding="utf-8")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}:1:1: a setting must be a JSON object ({{...}}), not {type(value).__name__}")
+    return value
+
+
+# jsonnet reports errors as "STATIC ERROR: /abs/path.jsonnet:3:5-6: message" or as "RUNTIME ERROR: message\n\t/abs/path:3:5-20\t..."
+_JSONNET_POS = re.compile(r"(?P<file>[^\s:][^:\n]*?):(?P<line>\d+):(?P<col>\d+)(?:-\d+)?")
+_JSONNET_RANGE = re.compile(r"(?P<file>[^\s:][^:\n]*?):\((?P<line>\d+):(?P<col>\d+)\)-\(\d+:\d+\)")
+
+
+def _evaluate_jsonnet(path: Path, where: str) -> object:
+    import _jsonnet
+
+    try:
+        text = _jsonnet.evaluate_file(str(path))
+    except RuntimeError as e:
+        raise BadInput(_jsonnet_message(str(e), path, where)) from None
+    return json.loads(text)
+
+
+def _jsonnet_message(raw: str, path: Path, where: str) -> str:
+    lines = [line.strip() for line in raw.strip().splitlines() if line.strip()]
+    head = lines[0] if lines else "jsonnet error"
+    kind, _, rest = head.partition(": ")
+    if kind not in ("STATIC ERROR", "RUNTIME ERROR"):
+        rest = head
+    # Find where: the message itself (static errors) or the first stack line (runtime errors).
+    for candidate in [rest, *lines[1:]]:
+        m = _JSONNET_RANGE.search(candidate) or _JSONNET_POS.search(candidate)
+        if m:
+            file = m.group("file").strip()
+            shown = where if Path(file).resolve() == path.resolve() else _relative_to(file, path, where)
+            message = rest.replace(m.group(0), "").strip(" :") if candidate is rest else rest
+            return f"{shown}:{m.group('line')}:{m.group('col')}: {message or kind.lower()}"
+    return f"{where}: {rest}"
+
+
+def _relative_to(file: str, path: Path, where: str) -> str:
+    """Show an imported file next to the setting that imported it."""
+    base = Path(where).parent
+    try:
+        return str(base / Path(file).resolve().relative_to(path.parent.resolve()))
+    except ValueError:
+        return file
+
+
+def settings_hash(resolved: dict) -> str:
+    """A stable hash of resolved settings (key order does not matter)."""
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def select(workspace, targets: list[str]) -> list[Setting]:
+    """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats."""
+    chosen: list[Setting] = []
+    seen: set[str] = set()
+    for target in targets:
+        exp_name, _, setting_name = target.strip().rstrip("/").partition("/")
+        exp = workspace.experiment(exp_name)
+        if setting_name:
+            found = [find_setting(exp, setting_name)]
+        else:
+            found = list_settings(exp)
+            if not found:
+                raise BadInput(f"experiment {exp.name!r} has no settings: add {exp.settings_dir}/NAME.json")
+        for setting in found:
+            if setting.id not in seen:
+                seen.add(setting.id)
+                chosen.append(setting)
+    return chosen

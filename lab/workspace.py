@@ -1,0 +1,275 @@
+"""The lab root and its experiments.
+
+A lab root is a directory holding `experiments/` and `papers/`. Each experiment is a directory
+`experiments/EXP/` with `settings/` (one file per run), `logs/`, `models/`, `runs/` (run records, written by
+lab) and `report.md` (Markdown with YAML front matter: `title`, `tags`, `command`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from . import frontmatter
+from .errors import BadInput, NotALab
+from .fsutil import create_exclusive
+
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+# What `lab init` adds to .gitignore: derived state, never the user's files.
+GITIGNORE_LINES = [".lab/", "site/", "experiments/*/models/"]
+
+MKDOCS_YML = """\
+# The lab book: `mkdocs build --strict` (or `lab book`) publishes experiments/ and papers/.
+site_name: {name} lab book
+theme:
+  name: material
+  features:
+    - navigation.indexes
+    - navigation.sections
+plugins:
+  - search
+  - lab
+markdown_extensions:
+  - tables
+  - toc:
+      permalink: true
+"""
+
+REPORT_TEMPLATE = """\
+---
+title: {title}
+tags: []
+# The program each setting runs, split as a shell would and run without one, from the lab root.
+# Placeholders: {{settings}} (resolved settings JSON), {{output_dir}}, {{name}} (the setting), {{python}}.
+# Empty: lab's own transformers training program (python -m lab.train {{settings}}).
+command: {command}
+---
+
+# {title}
+
+## Question
+
+What do we want to learn, and why?
+
+## Setup
+
+Data, model, and what the settings vary.
+
+## Results
+
+<!-- lab:results -->
+<!-- /lab:results -->
+
+## Conclusion
+
+"""
+
+
+def check_name(name: str, what: str = "experiment") -> str:
+    """Refuse names that are not letters, digits, `-`, `_`, `.` (no `/`, no `..`, no spaces)."""
+    if not name or not NAME_RE.fullmatch(name) or set(name) == {"."}:
+        raise BadInput(
+            f"bad {what} name {name!r}: use letters, digits, '-', '_' and '.' (no '/', '..' or spaces)"
+        )
+    return name
+
+
+def find_root(root: str | os.PathLike | None = None, cwd: Path | None = None) -> Path:
+    """The lab root: `root` if given, else `$LAB_ROOT`, else the nearest ancestor holding `experiments/`."""
+    if root is None:
+        root = os.environ.get("LAB_ROOT") or None
+    if root is not None:
+        path = Path(root).expanduser().resolve()
+        if not (path / "experiments").is_dir():
+            raise NotALab(f"{path} is not a lab (no experiments/ directory); run 'lab init {path}' first")
+        return path
+    here = (cwd or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "experiments").is_dir():
+            return candidate
+    raise NotALab(f"not inside a lab (no experiments/ here or above {here}); run 'lab init' or pass --root DIR")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment directory."""
+
+    workspace: "Workspace"
+    name: str
+
+    @property
+    def dir(self) -> Path:
+        return self.workspace.experiments_dir / self.name
+
+    @property
+    def settings_dir(self) -> Path:
+        return self.dir / "settings"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.dir / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.dir / "runs"
+
+    @property
+    def report_path(self) -> Path:
+        return self.dir / "report.md"
+
+    def meta(self) -> dict:
+        """The report's front matter ({} when the report is missing or has none)."""
+        if not self.report_path.exists():
+            return {}
+        meta, _ = frontmatter.read(self.report_path)
+        return meta
+
+    def title(self) -> str:
+        return str(self.meta().get("title") or self.name)
+
+    def tags(self) -> list[str]:
+        tags = self.meta().get("tags") or []
+        return [str(t) for t in tags] if isinstance(tags, list) else [str(tags)]
+
+    def command_template(self) -> str | None:
+        """The `command` of the report's front matter, or None for lab's own training program."""
+        command = self.meta().get("command")
+        if command is None or (isinstance(command, str) and not command.strip()):
+            return None
+        if not isinstance(command, str):
+            raise BadInput(f"{self.report_path}: 'command' must be a string such as 'python run.py {{settings}}'")
+        return command
+
+    def settings(self):
+        """The experiment's settings, in natural file-name order."""
+        from .settings import list_settings
+
+        return list_settings(self)
+
+    def setting(self, name: str):
+        from .settings import find_setting
+
+        return find_setting(self, name)
+
+
+class Workspace:
+    """A lab root."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+
+    @classmethod
+    def find(cls, root: str | os.PathLike | None = None) -> "Workspace":
+        return cls(find_root(root))
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def papers_dir(self) -> Path:
+        return self.root / "papers"
+
+    @property
+    def state_dir(self) -> Path:
+        """Lab's own derived and runtime state (index, queue, locks): `.lab/`, ignored by git."""
+        return self.root / ".lab"
+
+    @cached_property
+    def config(self) -> dict:
+        """The optional workspace configuration `lab.yaml` at the root ({} when absent)."""
+        import yaml
+
+        path = self.root / "lab.yaml"
+        if not path.exists():
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise BadInput(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise BadInput(f"{path}: must be a mapping of keys to values")
+        return data
+
+    def experiment(self, name: str, must_exist: bool = True) -> Experiment:
+        check_name(name)
+        exp = Experiment(self, name)
+        if must_exist and not exp.dir.is_dir():
+            raise BadInput(f"no experiment {name!r} in {self.experiments_dir}")
+        return exp
+
+    def experiments(self) -> list[Experiment]:
+        from .fsutil import natural_key
+
+        if not self.experiments_dir.is_dir():
+            return []
+        names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)]
+        return [Experiment(self, n) for n in sorted(names, key=natural_key)]
+
+    def new_experiment(self, name: str, source: str | None = None) -> Experiment:
+        """Make `experiments/NAME/` with its directories and a report; `source` copies another's settings and command."""
+        exp = self.experiment(name, must_exist=False)
+        if exp.dir.exists():
+            raise BadInput(f"experiment {name!r} already exists: {exp.dir}")
+        origin = self.experiment(source) if source else None
+        command = origin.command_template() if origin else None
+        staging = self.experiments_dir / f".{name}.new"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        try:
+            for sub in ("settings", "logs", "models"):
+                (staging / sub).mkdir()
+            if origin is not None:
+                for f in sorted(origin.settings_dir.iterdir()):
+                    if f.is_file() and f.suffix in (".json", ".jsonnet", ".libsonnet"):
+                        shutil.copy2(f, staging / "settings" / f.name)
+            report = REPORT_TEMPLATE.format(title=name, command=_yaml_scalar(command) if command else "")
+            if origin is not None:
+                report = report.replace("## Setup\n", f"## Setup\n\nA variant of [{origin.name}](../{origin.name}/report.md).\n", 1)
+            (staging / "report.md").write_text(report, encoding="utf-8")
+            # One rename makes the experiment appear whole, or not at all.
+            os.rename(staging, exp.dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return exp
+
+
+def _yaml_scalar(value: str) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_style=None, width=1000).strip().removesuffix("...").strip()
+
+
+def init(directory: Path | str) -> list[Path]:
+    """Make a lab in `directory`; return the paths created. Existing files are never touched."""
+    root = Path(directory).resolve()
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"{root} exists and is not a directory")
+    created: list[Path] = []
+    for sub in ("experiments", "papers"):
+        d = root / sub
+        if not d.is_dir():
+            d.mkdir(parents=True)
+            created.append(d)
+    if create_exclusive(root / "mkdocs.yml", MKDOCS_YML.format(name=root.name)):
+        created.append(root / "mkdocs.yml")
+    gitignore = root / ".gitignore"
+    existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    missing = [line for line in GITIGNORE_LINES if line not in existing]
+    if missing:
+        prefix = "" if not existing or gitignore.read_text(encoding="utf-8").endswith("\n") else "\n"
+        with gitignore.open("a", encoding="utf-8") as f:
+            f.write(prefix + "# lab: derived files\n" + "\n".join(missing) + "\n")
+        created.append(gitignore)
+    return created

@@ -1,0 +1,71 @@
+"""Shared test fixtures: a fresh lab under tmp_path and a way to run the real `lab` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+
+
+class LabCLI:
+    """Runs `python -m lab` as a real process against one lab root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args, check=None, env=None, input=None, timeout=120, cwd=None) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ)
+        full_env.pop("LAB_ROOT", None)
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "lab", "--root", str(self.root), *map(str, args)],
+            capture_output=True, text=True, env=full_env, input=input, timeout=timeout, cwd=cwd or self.root,
+        )
+        if check is not None:
+            assert proc.returncode == check, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        return proc
+
+    def json(self, *args, **kwargs):
+        proc = self(*args, "--json", check=0, **kwargs)
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def lab_root(tmp_path) -> Path:
+    """A new, empty lab."""
+    from lab.workspace import init
+
+    root = tmp_path / "lab"
+    init(root)
+    return root
+
+
+@pytest.fixture
+def lab(lab_root) -> LabCLI:
+    return LabCLI(lab_root)
+
+
+def write_settings(root: Path, exp: str, settings: dict[str, object], command: str | None = None) -> Path:
+    """Make experiment EXP (if needed) with the given settings files (name with suffix -> dict or raw text)."""
+    from lab.workspace import Workspace
+
+    ws = Workspace(root)
+    exp_dir = ws.experiments_dir / exp
+    if not exp_dir.exists():
+        ws.new_experiment(exp)
+    if command is not None:
+        report = exp_dir / "report.md"
+        text = report.read_text()
+        report.write_text(text.replace("command: \n", f"command: {json.dumps(command)}\n", 1))
+    for name, content in settings.items():
+        text = content if isinstance(content, str) else json.dumps(content)
+        (exp_dir / "settings" / name).write_text(text)
+    return exp_dir
