@@ -1,0 +1,194 @@
+"""One attempt of one setting: prepare its files, start its process, and record how it ended.
+
+Shared by every executor: the local runner starts attempts from its background process; on a Slurm cluster a
+small entry point (`python -m lab.job EXP/SETTING`) runs the attempt on the compute node, so the record is written
+next to the experiment whoever submitted it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from . import records
+from .command import build_argv, lab_env, output_dir, template_for
+from .fsutil import atomic_write_json
+from .settings import Setting, settings_hash
+
+# Versions recorded with every run (read from package metadata: nothing is imported).
+KEY_PACKAGES = ("lab", "torch", "transformers", "accelerate", "datasets", "numpy")
+
+
+@dataclass
+class Attempt:
+    """One attempt of a setting, from its resolved settings to its record."""
+
+    setting: Setting
+    resolved: dict
+    attempt: int = 1
+    executor: str = "local"
+    base_env: dict | None = None
+    extra: dict = field(default_factory=dict)  # executor fields kept in the record (e.g. slurm_job_id)
+    argv: list[str] = field(init=False)
+    record: dict = field(init=False)
+    _started: float = field(init=False, default=0.0)
+
+    def __post_init__(self):
+        self.settings_path = records.resolved_settings_path(self.setting)
+        self.argv = build_argv(self.setting, self.settings_path)
+
+    def start(self) -> subprocess.Popen | None:
+        """Write the resolved settings and the log header, start the program in its own process group.
+
+        Returns None when the program could not be started at all (the attempt is then recorded as failed).
+        """
+        setting = self.setting
+        exp = setting.experiment
+        for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
+            d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.settings_path, self.resolved)
+        metrics = records.metrics_path(setting)
+        _rotate_metrics(metrics, self.attempt)
+        log = records.log_path(setting)
+        started_at = records.now_iso()
+        header = f"===== lab: attempt {self.attempt} of {setting.id} at {started_at}: {subprocess.list2cmdline(self.argv)}\n"
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(header)
+        env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
+        self.record = new_record(self, started_at)
+        self._started = time.monotonic()
+        out = open(log, "ab")
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                cwd=exp.workspace.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop --now signals the whole tree
+            )
+        except OSError as e:
+            out.write(f"lab: could not start {self.argv[0]!r}: {e.strerror}\n".encode())
+            out.close()
+            self.finish(127, reason=f"could not start {self.argv[0]!r}: {e.strerror}")
+            return None
+        out.close()
+        self.record.update(pid=proc.pid, pgid=proc.pid)
+        records.write_record(setting, self.record)
+        return proc
+
+    def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:
+        """Record the end of the attempt: state, exit code or signal, duration, final metrics."""
+        rec = self.record
+        rec["ended_at"] = records.now_iso()
+        rec["duration_s"] = round(time.monotonic() - self._started, 3) if self._started else None
+        if returncode is not None and returncode < 0:
+            rec["signal"] = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else -returncode
+            rec["exit_code"] = None
+        else:
+            rec["exit_code"] = returncode
+        rec["state"] = state or ("succeeded" if returncode == 0 else "failed")
+        if reason:
+            rec["reason"] = reason
+        rec["metrics"] = records.final_metrics(records.read_metrics(records.metrics_path(self.setting)))
+        rec.pop("pid", None)
+        rec.pop("pgid", None)
+        records.write_record(self.setting, rec)
+        return rec
+
+
+def new_record(attempt: Attempt, started_at: str) -> dict:
+    """The record of a starting attempt; earlier attempts of the setting move into its history."""
+    setting = attempt.setting
+    previous = records.read_record(setting)
+    history = []
+    if previous is not None:
+        history = previous.pop("history", [])
+        if previous.get("state") not in (None, "queued"):
+            history.append(previous)
+    exp_dir = setting.experiment.dir
+    return {
+        "experiment": setting.experiment.name,
+        "setting": setting.name,
+        "state": "running",
+        "attempt": attempt.attempt,
+        "executor": attempt.executor,
+        **attempt.extra,
+        "exit_code": None,
+        "signal": None,
+        "started_at": started_at,
+        "ended_at": None,
+        "duration_s": None,
+        "command": template_for(setting),
+        "argv": attempt.argv,
+        "settings": attempt.resolved,
+        "settings_hash": settings_hash(attempt.resolved),
+        "settings_file": str(setting.path.relative_to(exp_dir)),
+        "log_path": str(records.log_path(setting).relative_to(exp_dir)),
+        "metrics_path": str(records.metrics_path(setting).relative_to(exp_dir)),
+        "output_dir": str(output_dir(setting).relative_to(exp_dir)),
+        **provenance(setting.experiment.workspace.root),
+        "metrics": {},
+        "history": history,
+    }
+
+
+def provenance(root: Path) -> dict:
+    """Where and with what a run ran: host, Python, key package versions, and the lab root's git state."""
+    packages = {}
+    for name in KEY_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "packages": packages,
+        "git": git_state(root),
+    }
+
+
+def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
+    """The lab root's commit, dirty flag and diff, or None when it is not a git repository."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "HEAD")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    diff = git("diff", "HEAD").stdout if status.stdout.strip() else ""
+    if len(diff) > max_diff:
+        diff = diff[:max_diff] + f"\n... (diff cut at {max_diff} characters)\n"
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()), "diff": diff}
+
+
+def _rotate_metrics(path: Path, attempt: int) -> None:
+    """Keep an earlier attempt's metrics beside the new attempt's, so the latest file holds one attempt."""
+    if path.exists() and path.stat().st_size > 0 and attempt > 1:
+        os.replace(path, path.with_name(f"{path.name.removesuffix('.metrics.jsonl')}.attempt{attempt - 1}.metrics.jsonl"))
+
+
+def run(setting: Setting, resolved: dict | None = None, attempt: int = 1, executor: str = "local", extra: dict | None = None) -> dict:
+    """Run one attempt in the foreground and return its record."""
+    att = Attempt(setting, setting.resolve() if resolved is None else resolved, attempt=attempt, executor=executor, extra=extra or {})
+    proc = att.start()
+    if proc is None:
+        return att.record
+    return att.finish(proc.wait())
