@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "new": ("lab.cli.core", "new_cmd", "Make a new experiment (optionally a variant of another)."),
     "list": ("lab.cli.core", "list_cmd", "List the experiments."),
     "show": ("lab.cli.core", "show_cmd", "Print a setting's resolved JSON, or an experiment's settings."),
+    "note": ("lab.cli.papers", "note_cmd", "Keep arXiv papers as notes in papers/, linked to experiments."),
+    "feed": ("lab.cli.papers", "feed_cmd", "Follow RSS/Atom feeds and arXiv categories: add, list, pull, remove."),
+    "bib": ("lab.cli.papers", "bib_cmd", "Print BibTeX for the paper notes."),
 }
 
 
