@@ -60,8 +60,9 @@ class Pacer:
     concurrent `lab` processes queue up behind each other instead of all firing at once.
     """
 
-    def __init__(self, path: Path, interval: float, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, path: Path, interval: float, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep, progress: Callable[[str], None] | None = None):
         self.path = Path(path)
+        self.progress = progress
         self.interval = interval
         self.clock = clock
         self.sleep = sleep
@@ -79,6 +80,8 @@ class Pacer:
             # A clock that went backwards must not make us wait for longer than one interval.
             wait = min(self.interval, last + self.interval - self.clock())
             if wait > 0:
+                if wait >= 1 and self.progress:
+                    self.progress(f"waiting {wait:.1f} s between requests to arXiv (its terms of use)")
                 self.sleep(wait)
             try:
                 return request()
@@ -150,7 +153,7 @@ class _Policy:
         self.timeout = _env_float("LAB_ARXIV_TIMEOUT", 30.0)
         self.retries = int(_env_float("LAB_ARXIV_RETRIES", 3))
         self.backoff = _env_float("LAB_ARXIV_BACKOFF", 3.0)
-        self.pacer = Pacer(cache_dir() / "arxiv-last-request", _env_float("LAB_ARXIV_MIN_INTERVAL", 3.0), sleep=sleep)
+        self.pacer = Pacer(cache_dir() / "arxiv-last-request", _env_float("LAB_ARXIV_MIN_INTERVAL", 3.0), sleep=sleep, progress=progress)
         self.progress = progress or (lambda message: None)
         self.sleep = sleep
 
@@ -219,7 +222,6 @@ def fetch(ids: list[ArxivId] | list[str], progress: Callable[[str], None] | None
     session = client._session = _session(policy)
     search = arxiv.Search(id_list=wanted, max_results=len(wanted))
     where = api_url()
-    progress and progress(f"asking arXiv for {', '.join(wanted)}")
     try:
         results = list(client.results(search))
     except arxiv.HTTPError as e:
