@@ -135,8 +135,14 @@ def test_new_style_id_makes_a_note(lab, lab_root, server):
 def test_versioned_id(lab, lab_root, server):
     lab("note", "arXiv:2104.12255v1", check=0)
     assert server.api_requests() == ["2104.12255v1"]
-    meta, _ = read_note(lab_root, "2104.12255")
+    meta, body = read_note(lab_root, "2104.12255")
     assert meta["arxiv_id"] == "2104.12255" and meta["version"] == 1
+    assert meta["title"] == "0"  # a real title that YAML must keep a string
+    # The real abstract holds `x*0 = 0` and `$35,000`: escaped for Markdown, read back as the same text.
+    assert "x\\*0 = 0" in body
+    from lab.papers import abstract_of
+
+    assert "for all x, x*0 = 0, i.e." in abstract_of(body) and "$35,000" in abstract_of(body)
 
 
 @pytest.mark.parametrize("given, key, asked", [
