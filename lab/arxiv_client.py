@@ -209,9 +209,16 @@ def fetch(ids: list[ArxivId] | list[str], progress: Callable[[str], None] | None
     `ids` should have been checked with `arxiv_ids.parse_ids`; plain strings are sent as they are (so a test can
     send what a careless client would). HTTP errors, timeouts and unreachable servers raise LabError (one line).
     """
+    import logging
+
     import arxiv
     import requests
 
+    # The package warns through logging; without a handler Python would print that on stderr, and lab reports
+    # problems itself, in one line.
+    arxiv_log = logging.getLogger("arxiv")
+    if not arxiv_log.handlers:
+        arxiv_log.addHandler(logging.NullHandler())
     wanted = [str(i) for i in ids]
     if not wanted:
         return {}, []
@@ -233,6 +240,9 @@ def fetch(ids: list[ArxivId] | list[str], progress: Callable[[str], None] | None
     except requests.exceptions.RequestException as e:
         reason = normalise(str(getattr(e, "args", [e])[0] if getattr(e, "args", None) else e)) or type(e).__name__
         raise LabError(f"cannot reach arXiv at {where}: {reason[:200]}") from None
+    resp = session.last_response
+    if not results and resp is not None and b"<feed" not in resp.content[:2000]:
+        raise LabError(f"the answer from {where} is not an arXiv Atom feed ({resp.headers.get('Content-Type') or 'no type'})")
     found: dict[str, Paper] = {}
     for result in results:
         if "/api/errors" in result.entry_id:

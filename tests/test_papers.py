@@ -221,6 +221,12 @@ def test_server_down(lab, lab_root):
     assert papers(lab_root) == []
 
 
+def test_answer_that_is_not_a_feed(lab, lab_root, server):
+    proc = lab("note", "1605.08386", env={"LAB_ARXIV_API_URL": f"{server.url}/page.html"}, check=1)
+    assert proc.stderr.count("\n") == 1 and "is not an arXiv Atom feed (text/html)" in proc.stderr
+    assert papers(lab_root) == []
+
+
 def test_timeout(lab, lab_root, server):
     server.delay = 3
     proc = lab("note", "1605.08386", env={"LAB_ARXIV_TIMEOUT": "0.5"}, check=1)
