@@ -397,3 +397,15 @@ def test_bib(lab, lab_root):
 def test_note_help_has_example(lab):
     out = lab("note", "--help", check=0).stdout
     assert "Example" in out and "lab note" in out
+
+
+def test_heavy_imports_stay_behind_the_commands():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lab.cli, lab.cli.papers, lab.papers, lab.feeds, lab.arxiv_ids, lab.arxiv_client; "
+        "bad = [m for m in ('arxiv', 'feedparser', 'requests', 'lxml') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
