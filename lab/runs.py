@@ -72,7 +72,10 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     if is_default_program(template):
         validate = _train_validator()
         if validate is not None:
-            validate(resolved, setting.where())
+            try:
+                validate(resolved, setting.where())
+            except (ValueError, TypeError, KeyError) as e:  # BadInput passes through as it is
+                raise BadInput(f"{setting.where()}: {e}") from None
     return Planned(setting, resolved, template, argv)
 
 

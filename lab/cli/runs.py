@@ -53,7 +53,11 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json):
         return
     if not queued:
         return
-    ok = _wait_with_progress(ws, [r["job_id"] for r in queued])
+    try:
+        ok = _wait_with_progress(ws, [r["job_id"] for r in queued])
+    except KeyboardInterrupt:
+        click.echo("stopped waiting; the jobs go on in the background (lab status, lab stop)", err=True)
+        sys.exit(130)
     sys.exit(0 if ok else 1)
 
 
