@@ -323,9 +323,14 @@ class Runner:
         if proc is None:
             with queue.transaction():
                 queue.finish(job["id"], "failed", 127)
+                if job["stop_on_failure"]:
+                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
             return
         queue.set_process(job["id"], attempt, process.identity(proc.pid))
         self.log(f"started {setting.id} (job {job['id']}, attempt {attempt}, pid {proc.pid})")
+        if (queue.job(job["id"]) or {}).get("cancel_requested"):
+            # `lab stop --now` came while the job was starting, before its process group was known.
+            process.signal_group(proc.pid, signal.SIGTERM)
         try:
             self._waiting = True
             if self._terminating:

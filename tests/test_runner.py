@@ -229,6 +229,7 @@ def test_stop_now_leaves_no_process_behind(rlab, lab_root):
     rlab("run", "e", check=0)
     wait_for(lambda: (lab_root / "child-s1.pid").exists(), what="s1 started")
     child_pid = int((lab_root / "child-s1.pid").read_text())
+    assert "e/s1 is running; end it with: lab stop --now" in rlab("cancel", "e/s1", check=0).stderr
     proc = rlab("stop", "--now", "--grace", "2", check=0)
     assert "cancelled e/s1" in proc.stderr
     rec = record(lab_root, "s1")

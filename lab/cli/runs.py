@@ -247,10 +247,13 @@ def cancel_cmd(lab, targets, as_json):
     """
     from ..runs import cancel
 
-    done = cancel(lab.workspace, list(targets))
+    result = cancel(lab.workspace, list(targets))
+    done = result["cancelled"]
     if as_json:
-        echo_json(done)
+        echo_json(result)
     if done:
         click.echo(f"cancelled {len(done)} queued job(s): {', '.join(done)}", err=True)
     else:
         click.echo(f"nothing queued for {' '.join(targets)}", err=True)
+    for run_id in result["running"]:
+        click.echo(f"{run_id} is running; end it with: lab stop --now", err=True)
