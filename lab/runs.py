@@ -199,6 +199,7 @@ def wait(workspace, job_ids: list[int], on_progress=None, poll: float = 0.2) -> 
 
     queue = Queue(workspace.state_dir)
     last_check = time.monotonic()
+    misses = 0
     try:
         while True:
             jobs = [queue.job(i) for i in job_ids]
@@ -214,10 +215,16 @@ def wait(workspace, job_ids: list[int], on_progress=None, poll: float = 0.2) -> 
                 return jobs
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
-                if not runner_alive(workspace.state_dir):
-                    if queue.get_flag("stop"):
-                        return jobs
-                    ensure_runner(workspace)  # recovers a crashed runner's job and starts a new runner
+                if runner_alive(workspace.state_dir):
+                    misses = 0
+                elif queue.get_flag("stop"):
+                    return jobs
+                else:
+                    # Twice in a row, so that a runner still starting up is not taken for a dead one.
+                    misses += 1
+                    if misses >= 2:
+                        ensure_runner(workspace)  # recovers a crashed runner's job and starts a new runner
+                        misses = 0
             time.sleep(poll)
     finally:
         queue.close()

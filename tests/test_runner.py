@@ -395,3 +395,17 @@ def _runner_alive(root: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def test_runner_survives_the_shell_closing(rlab, lab_root):
+    """The runner is its own session: a hang-up of the shell that ran `lab run` does not reach it (as nohup)."""
+    settings(lab_root, s1={"gate": "go"}, s2={})
+    env = dict(os.environ)
+    env.pop("LAB_ROOT", None)
+    shell = subprocess.Popen(["sh", "-c", f"'{sys.executable}' -m lab --root '{lab_root}' run e && sleep 60"],
+                             start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (lab_root / "pid-s1").exists(), what="s1 started")
+    os.killpg(shell.pid, signal.SIGHUP)  # what closing the terminal sends to the shell's session
+    shell.wait(timeout=30)
+    (lab_root / "go").touch()
+    assert set(wait_for(all_finished(rlab, ["s1", "s2"]), what="all finished").values()) == {"succeeded"}
