@@ -409,3 +409,21 @@ def test_runner_survives_the_shell_closing(rlab, lab_root):
     shell.wait(timeout=30)
     (lab_root / "go").touch()
     assert set(wait_for(all_finished(rlab, ["s1", "s2"]), what="all finished").values()) == {"succeeded"}
+
+
+def test_wait_outlives_a_killed_runner(rlab, lab_root):
+    """`lab run --wait` notices a dead runner, recovers its job and starts a new runner; all runs succeed."""
+    settings(lab_root, s1={}, s2={"gate": "go"}, s3={})
+    env = dict(os.environ)
+    env.pop("LAB_ROOT", None)
+    waiter = subprocess.Popen([sys.executable, "-m", "lab", "--root", str(lab_root), "run", "e", "--wait"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (lab_root / "pid-s2").exists(), what="s2 started")
+    (lab_root / "pid-s2").unlink()
+    os.kill(runner_pid(lab_root), signal.SIGKILL)
+    wait_for(lambda: (lab_root / "pid-s2").exists(), what="s2 restarted by the waiter")
+    (lab_root / "go").touch()
+    _, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert starts(lab_root) == ["s1", "s2", "s2", "s3"]
+    assert [h["state"] for h in record(lab_root, "s2")["history"]] == ["interrupted"]
