@@ -124,7 +124,8 @@ def status_cmd(lab, targets, as_json):
     ws = lab.workspace
     if as_json:
         text = collect(ws, list(targets), form="json")
-        click.echo(text)
+        sys.stdout.write(text + "\n")  # megabytes for a big lab: click.echo would scan it for colour codes
+        sys.stdout.flush()
         empty = text == "[]"
     else:
         rows = collect(ws, list(targets), form="cells")
