@@ -312,7 +312,9 @@ class Runner:
         attempt = next_attempt(records.read_record(setting))
         try:
             att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                          base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]})
+                          base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]},
+                          # The queue knows the process group before anything else happens, for crash recovery.
+                          on_spawn=lambda p: queue.set_process(job["id"], attempt, process.identity(p.pid)))
             proc = att.start()
         except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
             self.log(f"could not start {setting.id}: {e}")
@@ -326,7 +328,6 @@ class Runner:
                 if job["stop_on_failure"]:
                     queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
             return
-        queue.set_process(job["id"], attempt, process.identity(proc.pid))
         self.log(f"started {setting.id} (job {job['id']}, attempt {attempt}, pid {proc.pid})")
         if (queue.job(job["id"]) or {}).get("cancel_requested"):
             # `lab stop --now` came while the job was starting, before its process group was known.
