@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "note": ("lab.cli.papers", "note_cmd", "Keep arXiv papers as notes in papers/, linked to experiments."),
     "feed": ("lab.cli.papers", "feed_cmd", "Follow RSS/Atom feeds and arXiv categories: add, list, pull, remove."),
     "bib": ("lab.cli.papers", "bib_cmd", "Print BibTeX for the paper notes."),
+    "run": ("lab.cli.runs", "run_cmd", "Queue settings and run them one after another in the background."),
+    "status": ("lab.cli.runs", "status_cmd", "Show the queue and the runs (state, times, exit code, metrics)."),
+    "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
+    "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
+    "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
 }
 
 
