@@ -99,9 +99,13 @@ def last_started(record: dict | None) -> dict | None:
 
 
 def is_done(plan: Planned) -> bool:
-    """Whether the setting's last run succeeded with the same resolved settings and command."""
+    """Whether the setting's last run succeeded with the same resolved settings and command.
+
+    The command is compared as the report's template, not as the argv: the argv holds absolute paths, and a lab
+    root that was moved or cloned elsewhere has not changed what its settings ran.
+    """
     last = last_started(records.read_record(plan.setting))
-    return bool(last and last.get("state") == "succeeded" and last.get("settings_hash") == plan.hash and last.get("argv") == plan.argv)
+    return bool(last and last.get("state") == "succeeded" and last.get("settings_hash") == plan.hash and last.get("command") == plan.template)
 
 
 def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failure: bool = False,

@@ -169,6 +169,19 @@ def test_unchanged_succeeded_setting_is_skipped_and_rerun_forces(rlab, lab_root)
     assert rec["attempt"] == 3 and [h["attempt"] for h in rec["history"]] == [1, 2]
 
 
+def test_a_moved_lab_still_skips_what_succeeded(rlab, lab_root, tmp_path):
+    import shutil
+
+    settings(lab_root, a={})
+    assert rlab("run", "e", "--wait").returncode == 0
+    wait_for(lambda: not lab_processes(lab_root), what="runner exit")
+    moved = tmp_path / "moved"
+    shutil.copytree(lab_root, moved, ignore=shutil.ignore_patterns(".lab"))
+    proc = LabCLI(moved)("run", "e", check=0)
+    assert "skipped e/a" in proc.stderr
+    wait_for(lambda: not lab_processes(moved), what="runner of the moved lab exits")
+
+
 def test_three_concurrent_runs_run_each_setting_once(rlab, lab_root):
     settings(lab_root, **{f"s{i}": {} for i in range(1, 6)})
     env = dict(os.environ)
