@@ -70,14 +70,16 @@ def main(argv: list[str] | None = None) -> int:
 
     attempt = task["attempt"]
     previous = records.read_record(setting)
-    if previous and previous.get("slurm_job_id") == job_id and previous.get("state") != "queued":
-        # An earlier run of this very job (Slurm requeued it after a node failure or preemption).
+    if previous and previous.get("slurm_job_id") == job_id:
+        # This very job ran before (Slurm requeued it after a node failure, preemption or `scontrol requeue`):
+        # the earlier run stays in the history and this one counts as the next attempt.
         if previous.get("state") == "running":
             previous.update(state="interrupted", ended_at=records.now_iso(), reason="Slurm requeued the job")
             previous.pop("pid", None)
             previous.pop("pgid", None)
             records.write_record(setting, previous)
-        attempt = max(attempt, int(previous.get("attempt") or 0) + 1)
+        prior = int(previous.get("attempt") or 0)
+        attempt = max(attempt, prior if previous.get("state") == "queued" else prior + 1)
 
     stop = {"signal": None, "at": None}
     proc_box = {"proc": None}

@@ -194,3 +194,20 @@ def test_a_job_cancelled_before_it_starts_is_recorded_cancelled(cluster, lab_roo
     assert records.read_record(chosen[0][0])["state"] == "running"
     slurmqueue.cancel(ws)
     assert records.read_record(chosen[0][0])["state"] == "cancelled"
+
+
+@pytest.mark.slurm
+def test_a_requeued_job_is_interrupted_and_queued_again(cluster, lab_root):
+    # `scontrol requeue` does to a running job what preemption or a node failure does: Slurm ends it and queues
+    # it again under the same job id (it starts again only after a delay of minutes, so the test stops there).
+    _experiment(lab_root, "e4", {"r": {"sleep": 120}})
+    ws = Workspace(lab_root)
+    chosen = [(s, s.resolve()) for s in ws.experiment("e4").settings()]
+    [done] = slurmqueue.submit(ws, chosen)
+    _wait_for((lab_root / "experiments/e4/models/r/started").exists, what="r to start")
+    subprocess.run(["scontrol", "requeue", done.slurm_job_id], check=True)
+    rec = _wait_for(lambda: (r := records.read_record(chosen[0][0]))["state"] == "queued" and r, what="queued again")
+    assert rec["attempt"] == 2 and rec["slurm_job_id"] == done.slurm_job_id
+    assert [(h["state"], h["reason"]) for h in rec["history"]] == [("interrupted", "Slurm requeued the job")]
+    [shown] = slurmqueue.refresh(ws)
+    assert shown["state"] == "queued" and shown["slurm_state"] == "PENDING"
