@@ -209,5 +209,5 @@ def test_a_requeued_job_is_interrupted_and_queued_again(cluster, lab_root):
     rec = _wait_for(lambda: (r := records.read_record(chosen[0][0]))["state"] == "queued" and r, what="queued again")
     assert rec["attempt"] == 2 and rec["slurm_job_id"] == done.slurm_job_id
     assert [(h["state"], h["reason"]) for h in rec["history"]] == [("interrupted", "Slurm requeued the job")]
-    [shown] = slurmqueue.refresh(ws)
-    assert shown["state"] == "queued" and shown["slurm_state"] == "PENDING"
+    shown = _wait_for(lambda: [r for r in slurmqueue.refresh(ws) if r["state"] == "queued"], what="Slurm to queue it again")
+    assert shown[0]["slurm_state"] == "PENDING"
