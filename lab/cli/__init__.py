@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "new": ("lab.cli.core", "new_cmd", "Make a new experiment (optionally a variant of another)."),
     "list": ("lab.cli.core", "list_cmd", "List the experiments."),
     "show": ("lab.cli.core", "show_cmd", "Print a setting's resolved JSON, or an experiment's settings."),
+    "run": ("lab.cli.runs", "run_cmd", "Queue settings and run them one after another in the background."),
+    "status": ("lab.cli.runs", "status_cmd", "Show the queue and the runs (state, times, exit code, metrics)."),
+    "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
+    "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
+    "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
 }
 
 

@@ -1,0 +1,292 @@
+"""`lab run`, `lab status`, `lab logs`, `lab stop`, `lab cancel`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+
+import click
+
+from . import echo_json, pass_lab
+
+
+@click.command("run")
+@click.argument("targets", nargs=-1)
+@click.option("--wait", "wait_", is_flag=True, help="Stay attached with live progress until the queued jobs end; exit 1 if any failed.")
+@click.option("--rerun", is_flag=True, help="Run settings again even if their last run succeeded with the same settings and command.")
+@click.option("--stop-on-failure", is_flag=True, help="Stop the queue at the first failure of these jobs (the rest stay queued).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was queued as JSON.")
+@pass_lab
+def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json):
+    """Queue the settings of TARGETS (EXP for all its settings, or EXP/SETTING) and run them in the background.
+
+    Every setting is checked first; if one is bad nothing is queued. One runner per lab takes the jobs one at
+    a time, detached from the terminal. A setting whose last run succeeded with the same settings and command
+    is skipped (--rerun runs it again). With no TARGETS, resumes the queue after `lab stop`.
+
+    \b
+    Examples:
+      lab run exp3                  # all settings of exp3, in order
+      lab run exp3/lr-high exp4 --wait
+      lab run exp3 --rerun --stop-on-failure
+    """
+    from ..runs import submit
+
+    ws = lab.workspace
+    results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure)
+    if as_json:
+        echo_json(results)
+    for r in results:
+        if r["action"] == "queued":
+            click.echo(f"queued {r['id']} (job {r['job_id']}); log: {r['log']}", err=True)
+        elif r["action"] == "skipped":
+            click.echo(f"skipped {r['id']}: its last run succeeded with the same settings and command (--rerun runs it again)", err=True)
+        else:
+            click.echo(f"{r['id']} is {r['action']} (job {r['job_id']})", err=True)
+    if not targets:
+        click.echo("queue resumed", err=True)
+    queued = [r for r in results if r["action"] != "skipped"]
+    if not wait_:
+        if queued:
+            click.echo("follow with: lab status, lab logs EXP/SETTING -f", err=True)
+        return
+    if not queued:
+        return
+    ok = _wait_with_progress(ws, [r["job_id"] for r in queued])
+    sys.exit(0 if ok else 1)
+
+
+def _wait_with_progress(ws, job_ids: list[int]) -> bool:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from ..runs import wait
+
+    console = Console(stderr=True)
+    reported: set[int] = set()
+
+    def line(jobs, live) -> Text:
+        done = sum(1 for j in jobs if j["state"] in ("done", "cancelled"))
+        running = next((j for j in jobs if j["state"] == "running"), None)
+        text = Text(f"{done}/{len(jobs)} done")
+        if running is not None:
+            text.append(f"  running {running['experiment']}/{running['setting']}", style="bold")
+            if running.get("started_at"):
+                elapsed = (datetime.now().astimezone() - datetime.fromisoformat(running["started_at"])).total_seconds()
+                text.append(f"  {_duration(elapsed)}")
+            if live:
+                text.append("  " + _metrics_text(live, with_step=True), style="cyan")
+        elif done < len(jobs):
+            text.append("  waiting for the runner")
+        return text
+
+    with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
+        def progress(jobs, live):
+            for j in jobs:
+                if j["state"] in ("done", "cancelled") and j["id"] not in reported:
+                    reported.add(j["id"])
+                    result = j["result"] or j["state"]
+                    style = "green" if result == "succeeded" else "red"
+                    exit_text = f" (exit {j['exit_code']})" if j.get("exit_code") not in (None, 0) else ""
+                    display.console.print(Text(f"{result} {j['experiment']}/{j['setting']}{exit_text}", style=style))
+            display.update(line(jobs, live))
+
+        jobs = wait(ws, job_ids, on_progress=progress)
+    left = [j for j in jobs if j["state"] in ("queued", "running")]
+    if left:
+        click.echo(f"the queue was stopped; {len(left)} job(s) still queued (resume with: lab run)", err=True)
+    failed = [j for j in jobs if j["state"] not in ("queued", "running") and j["result"] != "succeeded"]
+    return not failed and not left
+
+
+@click.command("status")
+@click.argument("targets", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (experiment, setting, state, exit_code, started_at, ended_at, duration_s, metrics, ...).")
+@pass_lab
+def status_cmd(lab, targets, as_json):
+    """Show the queue and the runs: state, start, duration, exit code and key final metrics of each setting
+    (live step and metrics of the running job). TARGETS (EXP or EXP/SETTING) narrow it down.
+
+    \b
+    Examples:
+      lab status
+      lab status exp3 --json
+    """
+    from ..status import collect, queue_info
+
+    ws = lab.workspace
+    rows = collect(ws, list(targets))
+    info = queue_info(ws)
+    if as_json:
+        echo_json(rows)
+    else:
+        _print_table(rows)
+    if not rows:
+        click.echo("no runs yet; start some with: lab run EXP", err=True)
+    if info["runner_pid"]:
+        click.echo(f"runner: running (pid {info['runner_pid']}); {info['queued']} queued", err=True)
+    elif info["queued"]:
+        why = f" ({info['stopped']})" if info["stopped"] else ""
+        click.echo(f"runner: not running{why}; {info['queued']} queued; resume with: lab run", err=True)
+
+
+def _print_table(rows: list[dict]) -> None:
+    header = ("RUN", "STATE", "STARTED", "DURATION", "EXIT", "METRICS")
+    table = [header]
+    for r in rows:
+        exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])
+        if r.get("signal"):
+            exit_text = str(r["signal"])
+        metrics = r.get("progress") if r["state"] == "running" else r.get("metrics")
+        table.append((
+            f"{r['experiment']}/{r['setting']}",
+            r["state"],
+            _when(r.get("started_at")),
+            _duration(r.get("duration_s")),
+            exit_text,
+            _metrics_text(metrics or {}, with_step=r["state"] == "running"),
+        ))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    out = []
+    for row in table:
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    if rows:
+        click.echo("\n".join(line.rstrip() for line in out))
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _metrics_text(metrics: dict, with_step: bool = False) -> str:
+    from ..status import key_metrics
+
+    parts = []
+    if with_step and metrics.get("step") is not None:
+        parts.append(f"step {metrics['step']}")
+    for k, v in key_metrics(metrics):
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return "  ".join(parts)
+
+
+@click.command("logs")
+@click.argument("target")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what the run writes until it ends (Ctrl-C leaves).")
+@pass_lab
+def logs_cmd(lab, target, follow):
+    """Print the log of EXP/SETTING (every attempt, each under a header line); -f follows a running job.
+
+    \b
+    Examples:
+      lab logs exp3/lr-high
+      lab logs exp3/lr-high -f
+    """
+    from .. import records
+    from ..errors import BadInput
+    from ..runner import job_setting
+    from ..runs import follow_state
+    from ..workspace import check_name
+
+    ws = lab.workspace
+    exp_name, _, setting_name = target.strip().rstrip("/").partition("/")
+    if not setting_name:
+        raise BadInput(f"name one run as EXP/SETTING, not {target!r}")
+    exp = ws.experiment(exp_name)
+    check_name(setting_name, "setting")
+    setting = job_setting(ws, {"experiment": exp.name, "setting": setting_name})
+    path = records.log_path(setting)
+    if not path.exists() and not (follow and follow_state(ws, setting)):
+        raise BadInput(f"no log for {setting.id} yet ({path.relative_to(ws.root)}); run it with: lab run {setting.id}")
+    out = sys.stdout.buffer
+    position = 0
+
+    def pump() -> None:
+        nonlocal position
+        try:
+            with open(path, "rb") as f:
+                f.seek(position)
+                while chunk := f.read(65536):
+                    out.write(chunk)
+                    position += len(chunk)
+        except FileNotFoundError:
+            return
+        out.flush()
+
+    pump()
+    if not follow:
+        return
+    try:
+        while follow_state(ws, setting):
+            time.sleep(0.25)
+            pump()
+        pump()
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("stop")
+@click.option("--now", is_flag=True, help="Also end the running job (SIGTERM to its process group, SIGKILL after the grace period) and record it cancelled.")
+@click.option("--grace", default=10.0, show_default=True, metavar="SECONDS", help="With --now: how long the job gets to exit after SIGTERM.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was stopped as JSON.")
+@pass_lab
+def stop_cmd(lab, now, grace, as_json):
+    """Stop the queue: the running job finishes, no other starts (queued jobs wait for the next lab run).
+
+    \b
+    Examples:
+      lab stop          # let the running job finish
+      lab stop --now    # end it too
+    """
+    from ..runs import stop
+
+    result = stop(lab.workspace, now=now, grace=grace)
+    if as_json:
+        echo_json(result)
+    if result["cancelled"]:
+        click.echo(f"cancelled {', '.join(result['cancelled'])}", err=True)
+    elif result["running"]:
+        click.echo(f"{', '.join(result['running'])} will finish; no other job starts", err=True)
+    elif not result["runner"]:
+        click.echo("no job is running", err=True)
+    if result["queued"]:
+        click.echo(f"{result['queued']} job(s) stay queued; resume with: lab run, or remove them with: lab cancel EXP", err=True)
+
+
+@click.command("cancel")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the cancelled runs as JSON.")
+@pass_lab
+def cancel_cmd(lab, targets, as_json):
+    """Remove the queued jobs of TARGETS (EXP or EXP/SETTING) from the queue; their records say cancelled.
+
+    A running job is not touched: `lab stop --now` ends it.
+
+    \b
+    Example:
+      lab cancel exp3
+    """
+    from ..runs import cancel
+
+    done = cancel(lab.workspace, list(targets))
+    if as_json:
+        echo_json(done)
+    if done:
+        click.echo(f"cancelled {len(done)} queued job(s): {', '.join(done)}", err=True)
+    else:
+        click.echo(f"nothing queued for {' '.join(targets)}", err=True)

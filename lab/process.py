@@ -1,0 +1,142 @@
+"""Process groups: identify a job's process group safely and end it (SIGTERM, then SIGKILL after a grace period).
+
+A job runs in its own session, so its process group id is its leader's pid. Before lab signals a group it did
+not start in this process (crash recovery, `lab stop --now` from another shell), it checks that the leader is
+still the same process (its start time and the boot id) so a recycled pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), or None when unknown or gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def identity(pid: int) -> dict:
+    """What identifies a started process later: pid, process group, start time, boot id."""
+    return {"pid": pid, "pgid": pid, "proc_start": start_time(pid), "boot_id": boot_id()}
+
+
+def group_alive(pgid: int | None) -> bool:
+    if not pgid or pgid <= 1:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_our_group(pgid: int | None, proc_start: str | None = None, boot: str | None = None) -> bool:
+    """Whether the process group `pgid` still belongs to the job that was started with this identity."""
+    if not group_alive(pgid):
+        return False
+    current_boot = boot_id()
+    if boot and current_boot and boot != current_boot:
+        return False  # a reboot ended every process of that job; this group is someone else's
+    if proc_start is None:
+        return True
+    leader_start = start_time(pgid)
+    if leader_start is None:
+        # The leader is gone but members of its group live on: Linux never hands out a pid that is still a
+        # group id, so they are the job's own children.
+        return True
+    return leader_start == proc_start
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def live_members(pgid: int) -> list[int]:
+    """The processes of group `pgid` that still run (zombies, which only wait to be reaped, are left out)."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pgid] if group_alive(pgid) else []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def group_gone(pgid: int | None) -> bool:
+    """Whether no process of the group runs any more."""
+    return not group_alive(pgid) or not live_members(pgid)
+
+
+def terminate_group(pgid: int | None, grace: float = 10.0, is_gone=None) -> bool:
+    """SIGTERM the group, SIGKILL it after `grace` seconds; return True when it is gone.
+
+    `is_gone` (optional) says when the caller considers the group ended (default: no member runs any more).
+    """
+    if not group_alive(pgid):
+        return True
+    is_gone = is_gone or (lambda: group_gone(pgid))
+    signal_group(pgid, signal.SIGTERM)
+    if _wait(is_gone, grace):
+        return True
+    signal_group(pgid, signal.SIGKILL)
+    return _wait(is_gone, 10.0)
+
+
+def _wait(done, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if done():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive for our purposes.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,226 @@
+"""The durable run queue of a lab root: `.lab/queue.db`, one SQLite database in WAL mode.
+
+Why SQLite: every change is one transaction, so the queue survives `kill -9` and power loss whole, and
+`BEGIN IMMEDIATE` serialises concurrent writers: three `lab run exp3` started at once each take the write lock in
+turn, so each sees what the others queued and no setting is queued twice. A partial unique index
+(`jobs_active`) makes "at most one queued or running job per setting" a property of the database itself.
+
+A job row (`jobs`) goes `queued` -> `running` -> `done` (its `result`: succeeded, failed or cancelled), or
+`queued` -> `cancelled` (`lab cancel`). A running job whose runner died goes back to `queued` (crash recovery,
+in `lab.runner`). The row keeps what the job needs to run exactly as it was asked for: the resolved settings
+and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
+record in the experiment directory stays the truth about runs; the queue only says what is still to do.
+
+`executor` names who runs the job: the local runner takes only `local` jobs; another executor (Slurm) may keep
+its own rows here with an `external_id`.
+
+`control` holds queue-wide flags: `stop` (set by `lab stop` and `--stop-on-failure`: the runner starts no other
+job; cleared by the next `lab run`).
+
+Schema changes are migrations: append a function to MIGRATIONS, never edit one that has run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from .records import now_iso
+
+ACTIVE = ("queued", "running")
+
+
+def _m001_jobs(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            experiment TEXT NOT NULL,
+            setting TEXT NOT NULL,
+            state TEXT NOT NULL,                 -- queued | running | done | cancelled
+            result TEXT,                         -- when done: succeeded | failed | cancelled | interrupted
+            executor TEXT NOT NULL DEFAULT 'local',
+            settings TEXT NOT NULL,              -- the resolved settings (JSON) checked when queued
+            settings_hash TEXT NOT NULL,
+            env TEXT NOT NULL,                   -- the environment of the lab run that queued it (JSON)
+            stop_on_failure INTEGER NOT NULL DEFAULT 0,
+            batch TEXT,
+            queued_at TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            attempt INTEGER,
+            pid INTEGER,
+            pgid INTEGER,
+            proc_start TEXT,
+            boot_id TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER,
+            external_id TEXT
+        );
+        CREATE UNIQUE INDEX jobs_active ON jobs(experiment, setting) WHERE state IN ('queued', 'running');
+        CREATE INDEX jobs_state ON jobs(state, id);
+        CREATE TABLE control (key TEXT PRIMARY KEY, value TEXT);
+        """
+    )
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    # Statement by statement: executescript() would commit the migration's transaction half-way.
+    for statement in sql.split(";"):
+        lines = [line.split("--")[0] for line in statement.splitlines()]
+        if "".join(lines).strip():
+            db.execute("\n".join(lines))
+
+
+MIGRATIONS = [_m001_jobs]
+
+
+class Queue:
+    """The queue of one lab root. Cheap to open; one connection per process."""
+
+    def __init__(self, state_dir: Path | str):
+        self.path = Path(state_dir) / "queue.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        if fresh:
+            try:
+                os.chmod(self.path, 0o600)
+            except OSError:
+                pass
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout = 60000")
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self._migrate()
+
+    @classmethod
+    def open_existing(cls, state_dir: Path | str) -> "Queue | None":
+        """The queue, or None when this lab has never queued anything (reads never create files)."""
+        return cls(state_dir) if (Path(state_dir) / "queue.db").exists() else None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= len(MIGRATIONS):
+            return
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for i, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(self.db)
+                self.db.execute(f"PRAGMA user_version = {i}")
+
+    def transaction(self):
+        """`with queue.transaction():` one IMMEDIATE transaction (takes the write lock at once)."""
+        return _Transaction(self.db)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def job(self, job_id: int) -> dict | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return dict(row) if row else None
+
+    def jobs(self, states: tuple[str, ...] | None = None, executor: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM jobs", []
+        where = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += states
+        if executor:
+            where.append("executor = ?")
+            args.append(executor)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [dict(r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def active(self, experiment: str, setting: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT * FROM jobs WHERE experiment = ? AND setting = ? AND state IN ('queued', 'running')",
+            (experiment, setting),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def has_queued(self, executor: str = "local") -> bool:
+        return self.db.execute("SELECT 1 FROM jobs WHERE state = 'queued' AND executor = ? LIMIT 1", (executor,)).fetchone() is not None
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def insert(self, experiment: str, setting: str, resolved: dict, settings_hash: str, env: dict, *,
+               executor: str = "local", stop_on_failure: bool = False, batch: str | None = None) -> int:
+        """Queue one job (call inside a transaction, after checking `active`)."""
+        cur = self.db.execute(
+            "INSERT INTO jobs (experiment, setting, state, executor, settings, settings_hash, env, stop_on_failure, batch, queued_at)"
+            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+            (experiment, setting, executor, json.dumps(resolved), settings_hash, json.dumps(env), int(stop_on_failure), batch, now_iso()),
+        )
+        return cur.lastrowid
+
+    def claim_next(self, executor: str = "local") -> dict | None:
+        """Take the first queued job and mark it running, in one transaction."""
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT * FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1", (executor,)
+            ).fetchone()
+            if row is None:
+                return None
+            self.db.execute("UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL WHERE id = ?", (now_iso(), row["id"]))
+        job = dict(row)
+        job["state"] = "running"
+        return job
+
+    def set_process(self, job_id: int, attempt: int, ident: dict) -> None:
+        self.db.execute(
+            "UPDATE jobs SET attempt = ?, pid = ?, pgid = ?, proc_start = ?, boot_id = ? WHERE id = ?",
+            (attempt, ident.get("pid"), ident.get("pgid"), ident.get("proc_start"), ident.get("boot_id"), job_id),
+        )
+
+    def finish(self, job_id: int, result: str, exit_code: int | None = None) -> None:
+        self.db.execute(
+            "UPDATE jobs SET state = 'done', result = ?, exit_code = ?, ended_at = ?, pid = NULL, pgid = NULL WHERE id = ?",
+            (result, exit_code, now_iso(), job_id),
+        )
+
+    def requeue(self, job_id: int) -> None:
+        """Put a job whose attempt was interrupted back in the queue, at its old place."""
+        self.db.execute(
+            "UPDATE jobs SET state = 'queued', started_at = NULL, pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
+            (job_id,),
+        )
+
+    def cancel_queued(self, job_id: int) -> bool:
+        cur = self.db.execute("UPDATE jobs SET state = 'cancelled', result = 'cancelled', ended_at = ? WHERE id = ? AND state = 'queued'", (now_iso(), job_id))
+        return cur.rowcount == 1
+
+    def request_cancel(self, job_id: int) -> None:
+        self.db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+    # -- control flags ------------------------------------------------------------------------------------
+
+    def get_flag(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM control WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_flag(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM control WHERE key = ?", (key,))
+        else:
+            self.db.execute("INSERT INTO control (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
