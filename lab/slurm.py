@@ -182,9 +182,9 @@ def available() -> str | None:
     return None
 
 
-def _tool(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+def _tool(args: list[str], check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=TOOLS_TIMEOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=TOOLS_TIMEOUT, stdin=subprocess.DEVNULL, env=env)
     except FileNotFoundError:
         raise LabError(f"{args[0]} not found: is this a Slurm login node? (or run without --on slurm)") from None
     except subprocess.TimeoutExpired:
@@ -279,17 +279,8 @@ def _setting_of(exp, name: str, rec: dict | None) -> Setting:
     return Setting(exp, name, exp.dir / rel)
 
 
-def active_records(workspace, settings: list[Setting] | None = None) -> list[tuple[Setting, dict]]:
-    """(setting, record) of the Slurm runs whose record says queued or running (the files are the truth)."""
-    pairs = []
-    if settings is None:
-        for exp in workspace.experiments():
-            if exp.runs_dir.is_dir():
-                for path in sorted(exp.runs_dir.glob("*.json")):
-                    if not path.name.endswith(".settings.json"):
-                        rec = records.read_record_file(path)
-                        pairs.append((_setting_of(exp, path.stem, rec), rec))
-    else:
-        pairs = [(s, records.read_record(s)) for s in settings]
+def active_records(workspace, settings: list[Setting]) -> list[tuple[Setting, dict]]:
+    """(setting, record) of those settings whose record says a Slurm job is queued or running (files are the truth)."""
+    pairs = [(s, records.read_record(s)) for s in settings]
     return [(s, r) for s, r in pairs
             if r and r.get("executor") == "slurm" and r.get("state") in ("queued", "running") and r.get("slurm_job_id")]

@@ -32,17 +32,64 @@ class Submitted:
 
 
 def decide(setting: Setting, resolved: dict, rerun: bool) -> tuple[str, str]:
-    """('run', '') or ('skipped'|'already', why) for one setting, from its record."""
+    """('run', '') or ('skipped'|'already', why) for one setting, as the local runner decides (`lab.runs`)."""
     rec = records.read_record(setting)
     if rec is None:
         return "run", ""
     if rec.get("state") in ("queued", "running"):
-        where = f" as Slurm job {rec['slurm_job_id']}" if rec.get("slurm_job_id") else ""
+        where = f" as Slurm job {rec['slurm_job_id']}" if rec.get("slurm_job_id") else " by the local runner"
         return "already", f"already {rec['state']}{where}"
-    if (not rerun and rec.get("state") == "succeeded" and rec.get("settings_hash") == settings_hash(resolved)
-            and rec.get("command") == template_for(setting)):
+    last = _last_started(rec)
+    if (not rerun and last and last.get("state") == "succeeded" and last.get("settings_hash") == settings_hash(resolved)
+            and last.get("argv") == build_argv(setting, records.resolved_settings_path(setting))):
         return "skipped", "succeeded before with the same settings and command (--rerun runs it again)"
     return "run", ""
+
+
+def _last_started(record: dict) -> dict | None:
+    """The latest attempt that actually started (a job cancelled while queued is not a run)."""
+    for rec in [record, *reversed(record.get("history", []))]:
+        if rec.get("started_at"):
+            return rec
+    return None
+
+
+def active_on_slurm(setting: Setting) -> dict | None:
+    """The setting's record when it is queued or running as a Slurm job (so the local runner does not queue it too)."""
+    rec = records.read_record(setting)
+    if rec and rec.get("executor") == "slurm" and rec.get("state") in ("queued", "running") and rec.get("slurm_job_id"):
+        return rec
+    return None
+
+
+def _local_active(workspace, setting: Setting) -> dict | None:
+    """The local runner's queued or running job for the setting, if it has one."""
+    try:
+        from .queue import Queue
+    except ImportError:
+        return None
+    queue = Queue.open_existing(workspace.state_dir)
+    if queue is None:
+        return None
+    try:
+        return queue.active(setting.experiment.name, setting.name)
+    finally:
+        queue.close()
+
+
+def submit_planned(workspace, plans, rerun: bool = False, stop_on_failure: bool = False, parallel: bool = False,
+                   env: dict | None = None) -> list[dict]:
+    """`lab.runs.submit`'s Slurm branch: submit checked plans, answer in the local runner's result format."""
+    done = submit(workspace, [(p.setting, p.resolved) for p in plans], parallel=parallel, rerun=rerun,
+                  stop_on_failure=stop_on_failure, env=env)
+    out = []
+    for d in done:
+        s = d.setting
+        action = d.action if d.action != "already" else d.reason.split(" as ")[0].split(" by ")[0]
+        out.append({"id": s.id, "experiment": s.experiment.name, "setting": s.name, "action": action, "job_id": None,
+                    "executor": "slurm", "slurm_job_id": d.slurm_job_id, "reason": d.reason,
+                    "log": str(records.log_path(s).relative_to(workspace.root))})
+    return out
 
 
 def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: dict | None) -> dict:
@@ -81,7 +128,11 @@ def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, p
 
 
 def _next_attempt(previous: dict | None) -> int:
-    return int(previous.get("attempt") or 0) + 1 if previous else 1
+    """1 + the highest attempt that started (as the local runner counts: `lab.runner.next_attempt`)."""
+    if not previous:
+        return 1
+    started = [r.get("attempt") or 0 for r in [previous, *previous.get("history", [])] if r.get("started_at")]
+    return max(started, default=0) + 1
 
 
 def _job_id(stdout: str) -> str:
@@ -92,7 +143,7 @@ def _job_id(stdout: str) -> str:
 
 
 def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, dependency: str | None,
-            array: bool, kill_on_invalid_dep: bool) -> list[str]:
+            array: bool, kill_on_invalid_dep: bool, env: dict | None = None) -> list[str]:
     """Submit one held job (or a held job array) running `tasks`; return the job id of each task."""
     d = slurm.state_dir(workspace)
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -118,7 +169,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
         limit = f"%{options['max_parallel']}" if options.get("max_parallel") else ""
         args.append(f"--array=0-{len(tasks) - 1}{limit}")
     args.append(str(script_path))
-    job_id = _job_id(slurm._tool(args).stdout)
+    job_id = _job_id(slurm._tool(args, env=env).stdout)  # the job gets this environment (--export=ALL)
     return [f"{job_id}_{i}" for i in range(len(tasks))] if array else [job_id]
 
 
@@ -134,7 +185,7 @@ def _chain_tail(workspace) -> str | None:
 
 
 def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False, rerun: bool = False,
-           stop_on_failure: bool = False) -> list[Submitted]:
+           stop_on_failure: bool = False, env: dict | None = None) -> list[Submitted]:
     """Submit resolved settings as Slurm jobs: one after another (after the lab root's earlier chain), or at once.
 
     `chosen` is (setting, resolved settings), all checked already. Nothing is written if a submission fails.
@@ -144,11 +195,14 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
         raise LabError(f"cannot submit to Slurm: {reason}")
     options = {s.experiment.name: slurm.options_for(s.experiment) for s, _ in chosen}
     with slurm.locked(workspace):
-        _refresh_locked(workspace, [s for s, _ in chosen])
+        _refresh_locked(workspace, [s for s, _ in chosen])  # a job that ended unrecorded is not "already queued"
         results: list[Submitted] = []
         todo: list[tuple[Setting, dict, int, dict | None]] = []
         for setting, resolved in chosen:
             action, why = decide(setting, resolved, rerun)
+            local = _local_active(workspace, setting) if action == "run" else None
+            if local is not None:
+                action, why = "already", f"already {local['state']} by the local runner"
             if action != "run":
                 rec = records.read_record(setting) or {}
                 results.append(Submitted(setting, action, rec.get("slurm_job_id"), why))
@@ -169,7 +223,8 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
                     groups.setdefault(key, []).append(item)
                 for group in groups.values():
                     opts = options[group[0][0].experiment.name]
-                    ids += _sbatch(workspace, [(s, r, a) for s, r, a, _ in group], opts, None, array=True, kill_on_invalid_dep=False)
+                    ids += _sbatch(workspace, [(s, r, a) for s, r, a, _ in group], opts, None, array=True,
+                                   kill_on_invalid_dep=False, env=env)
                 order = [item for group in groups.values() for item in group]
             else:
                 prev = _chain_tail(workspace)
@@ -177,7 +232,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
                 for setting, resolved, attempt, _ in todo:
                     dep = f"{kind}:{prev}" if prev else None
                     [job] = _sbatch(workspace, [(setting, resolved, attempt)], options[setting.experiment.name], dep,
-                                    array=False, kill_on_invalid_dep=stop_on_failure)
+                                    array=False, kill_on_invalid_dep=stop_on_failure, env=env)
                     ids.append(job)
                     prev = job
                 order = todo
@@ -208,6 +263,8 @@ def refresh(workspace, settings: list[Setting] | None = None) -> list[dict]:
     Writes only what the job could not write itself (it ended before starting, or was killed); a job Slurm has
     started but that has not written `running` yet is shown `running` without writing.
     """
+    if settings is None:
+        settings = active_settings(workspace)
     with slurm.locked(workspace):
         return _refresh_locked(workspace, settings)
 
@@ -280,12 +337,27 @@ def _resubmit(setting: Setting, rec: dict) -> dict:
     return new
 
 
-def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0) -> list[dict]:
-    """scancel the lab root's Slurm jobs (or those of `settings`): queued ones, and running ones if `running`.
+def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
+    """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
+    from .runner import job_setting
+    from .status import _parse_targets, _records
+
+    entries = _records(workspace, _parse_targets(targets))
+    return [job_setting(workspace, {"experiment": exp, "setting": name}) for (exp, name), e in entries.items()
+            if e.get("executor") == "slurm" and e.get("state") in ("queued", "running")]
+
+
+def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
+           targets: list[str] | None = None) -> list[dict]:
+    """scancel the lab root's Slurm jobs (or those of `settings`/`targets`): queued ones, running ones if `running`.
 
     Jobs that never started are recorded `cancelled` at once; running ones record it themselves (their entry point
     forwards SIGTERM to the program); this waits up to `grace_s` for that. Returns the cancelled records.
     """
+    if settings is None:
+        settings = active_settings(workspace, targets)
+        if not settings:
+            return []
     with slurm.locked(workspace):
         active = _refresh_locked(workspace, settings)
         chosen = [rec for rec in active if rec["state"] == "queued" or (running and rec["state"] == "running")]

@@ -20,9 +20,9 @@ from . import records
 from .fsutil import atomic_write_text, natural_key
 
 CACHE_NAME = "status-cache.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SUMMARY_KEYS = ("state", "attempt", "exit_code", "signal", "queued_at", "started_at", "ended_at", "duration_s",
-                "metrics", "executor", "job_id", "reason")
+                "metrics", "executor", "job_id", "reason", "slurm_job_id")
 
 
 def summarize(record: dict, experiment: str, setting: str) -> dict:
@@ -70,6 +70,8 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True) -
 
         recover_if_needed(workspace)
     entries = _records(workspace, parsed)
+    if recover:
+        _refresh_slurm(workspace, entries)
     for job in active_jobs(workspace):
         if not _wanted(parsed, job["experiment"], job["setting"]):
             continue
@@ -94,6 +96,22 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True) -
 
                 entry["duration_s"] = _seconds_since(entry["started_at"])
     return rows
+
+
+def _refresh_slurm(workspace, entries: dict) -> None:
+    """Slurm runs the records call queued or running: ask Slurm how they are now (`lab.slurmqueue.refresh`)."""
+    active = [key for key, e in entries.items() if e.get("executor") == "slurm" and e.get("state") in ("queued", "running")]
+    if not active:
+        return
+    from .runner import job_setting
+    from .slurmqueue import refresh
+
+    settings = [job_setting(workspace, {"experiment": exp, "setting": name}) for exp, name in active]
+    shown = {(r["experiment"], r["setting"]): r for r in refresh(workspace, settings)}
+    for exp, name in active:
+        record = shown.get((exp, name)) or records.read_record_file(workspace.experiments_dir / exp / "runs" / f"{name}.json")
+        if record is not None:
+            entries[(exp, name)] = dict(summarize(record, exp, name), slurm_state=record.get("slurm_state"))
 
 
 def _records(workspace, parsed) -> dict:
