@@ -190,10 +190,10 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
 
     `chosen` is (setting, resolved settings), all checked already. Nothing is written if a submission fails.
     """
+    options = {s.experiment.name: slurm.options_for(s.experiment) for s, _ in chosen}
     reason = slurm.available()
     if reason:
         raise LabError(f"cannot submit to Slurm: {reason}")
-    options = {s.experiment.name: slurm.options_for(s.experiment) for s, _ in chosen}
     with slurm.locked(workspace):
         _refresh_locked(workspace, [s for s, _ in chosen])  # a job that ended unrecorded is not "already queued"
         results: list[Submitted] = []

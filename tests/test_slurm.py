@@ -123,6 +123,23 @@ def test_bad_configuration_is_named(lab_root, yaml_text, message):
     assert message in str(info.value)
 
 
+def test_bad_slurm_options_queue_nothing(lab, lab_root):
+    _experiment(lab_root, "b1", {"s1": {}})
+    (lab_root / "lab.yaml").write_text("slurm:\n  gpu: 1\n")
+    proc = lab("run", "b1", "--on", "slurm")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "lab.yaml: unknown slurm option 'gpu'" in proc.stderr
+    assert not (lab_root / "experiments/b1/runs").exists() and not (lab_root / ".lab/slurm/jobs").exists()
+
+
+def test_no_cluster_is_one_clear_error(lab, lab_root):
+    _experiment(lab_root, "b2", {"s1": {}})
+    proc = lab("run", "b2", "--on", "slurm", env={"PATH": "/nonexistent"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "lab: error: cannot submit to Slurm: Slurm's tools (sbatch, squeue) are not installed"
+    assert not (lab_root / "experiments/b2/runs").exists()
+
+
 # ---------------------------------------------------------------- on the cluster
 
 
@@ -211,3 +228,78 @@ def test_a_requeued_job_is_interrupted_and_queued_again(cluster, lab_root):
     assert [(h["state"], h["reason"]) for h in rec["history"]] == [("interrupted", "Slurm requeued the job")]
     shown = _wait_for(lambda: [r for r in slurmqueue.refresh(ws) if r["state"] == "queued"], what="Slurm to queue it again")
     assert shown[0]["slurm_state"] == "PENDING"
+
+
+# ---------------------------------------------------------------- through the `lab` command
+
+
+def _rows(lab, *targets):
+    return {f"{r['experiment']}/{r['setting']}": r for r in lab.json("status", *targets)}
+
+
+@pytest.mark.slurm
+def test_lab_run_on_slurm_wait_and_status(cluster, lab, lab_root):
+    _experiment(lab_root, "c1", {"s1": {}, "s2": {"code": 3}})
+    proc = lab("run", "c1", "--on", "slurm", "--wait", timeout=180)
+    assert proc.returncode == 1, proc.stderr  # one job failed
+    assert "submitted c1/s1 (Slurm job" in proc.stderr and "failed c1/s2" in proc.stderr
+    rows = _rows(lab, "c1")
+    assert rows["c1/s1"]["state"] == "succeeded" and rows["c1/s1"]["executor"] == "slurm"
+    assert rows["c1/s2"]["state"] == "failed" and rows["c1/s2"]["exit_code"] == 3
+    assert rows["c1/s1"]["slurm_job_id"] and rows["c1/s1"]["metrics"]["loss"] == pytest.approx(1 / 3)
+    table = lab("status", "c1", check=0).stdout
+    assert f"succeeded (slurm {rows['c1/s1']['slurm_job_id']})" in table
+    log = lab("logs", "c1/s1", check=0).stdout
+    assert "hello from s1" in log
+    # skipped as for local runs
+    again = lab("run", "c1/s1", "--on", "slurm", check=0)
+    assert "skipped c1/s1" in again.stderr
+
+
+@pytest.mark.slurm
+def test_default_executor_from_lab_yaml_and_parallel(cluster, lab, lab_root):
+    (lab_root / "lab.yaml").write_text("executor: slurm\nslurm:\n  time: 10\n")
+    _experiment(lab_root, "c2", {"a": {}, "b": {}})
+    out = lab.json("run", "c2", "--parallel")
+    assert [r["executor"] for r in out] == ["slurm", "slurm"]
+    base = out[0]["slurm_job_id"].split("_")[0]
+    assert [r["slurm_job_id"] for r in out] == [f"{base}_0", f"{base}_1"]
+    _wait_for(lambda: all(r["state"] == "succeeded" for r in _rows(lab, "c2").values()), what="both to succeed")
+    # --on local overrides the configuration; --parallel only means something on Slurm
+    bad = lab("run", "c2", "--on", "local", "--parallel")
+    assert bad.returncode == 2 and "--parallel runs Slurm jobs at once" in bad.stderr
+
+
+@pytest.mark.slurm
+def test_lab_stop_now_cancels_a_running_slurm_job(cluster, lab, lab_root):
+    _experiment(lab_root, "c3", {"long": {"sleep": 300}, "next": {}})
+    lab("run", "c3", "--on", "slurm", check=0)
+    started = lab_root / "experiments/c3/models/long/started"
+    _wait_for(started.exists, what="the job to start")
+    pid = int(started.read_text())
+    assert _rows(lab, "c3")["c3/long"]["state"] == "running"
+    # plain `lab stop` cancels only what has not started
+    stop = lab("stop", "--json", check=0)
+    assert json.loads(stop.stdout)["slurm_cancelled"] == ["c3/next"]
+    assert _rows(lab, "c3")["c3/long"]["state"] == "running"
+    lab("stop", "--now", check=0, timeout=120)
+    rows = _rows(lab, "c3")
+    assert rows["c3/long"]["state"] == "cancelled" and rows["c3/long"]["signal"] == "SIGTERM"
+    assert rows["c3/next"]["state"] == "cancelled"
+    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the program to end")
+
+
+@pytest.mark.slurm
+def test_lab_cancel_names_slurm_jobs(cluster, lab, lab_root):
+    _experiment(lab_root, "c4", {"x": {"sleep": 300}, "y": {"sleep": 300}})
+    lab("run", "c4", "--on", "slurm", check=0)
+    _wait_for((lab_root / "experiments/c4/models/x/started").exists, what="x to start")
+    # a setting queued or running on Slurm is not queued locally too
+    local = lab.json("run", "c4/x", "--on", "local")
+    assert local[0]["action"] == "already running" and local[0]["executor"] == "slurm"
+    proc = lab("cancel", "c4/y", check=0)
+    assert "c4/y" in proc.stderr
+    rows = _rows(lab, "c4")
+    assert rows["c4/y"]["state"] == "cancelled" and rows["c4/x"]["state"] == "running"
+    lab("cancel", "c4", check=0, timeout=120)
+    assert _rows(lab, "c4")["c4/x"]["state"] == "cancelled"
