@@ -306,7 +306,13 @@ def _ended(setting: Setting, rec: dict, got: dict, state: str, reason: str | Non
     if state == "failed" and rec.get("exit_code") not in (None, 0) and got["state"].startswith("FAILED"):
         reason = f"exit code {rec['exit_code']}"
     out = f".lab/slurm/out/{rec['slurm_job_id']}.out"
-    rec["reason"] = f"{reason}; Slurm state {got['state']}" + ("" if rec.get("started_at") else f"; the job never started lab (see {out})" if state == "failed" else "")
+    if "DependencyNeverSatisfied" in (got.get("reason") or ""):
+        reason = "not started: the job before it did not succeed (--stop-on-failure)"
+    elif state == "cancelled" and not rec.get("started_at"):
+        reason = "cancelled before it started"
+    elif state == "failed" and not rec.get("started_at"):
+        reason = f"{reason}; lab did not start on the node (see {out})"
+    rec["reason"] = f"{reason} (Slurm state {got['state']})"
     rec["metrics"] = records.final_metrics(records.read_metrics(records.metrics_path(setting)))
     rec.pop("pid", None)
     rec.pop("pgid", None)
