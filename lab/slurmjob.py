@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 GRACE_S = float(os.environ.get("LAB_SLURM_GRACE_S", "20"))
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # the job is ending: forward, then SIGKILL after GRACE_S
+FORWARDED = (*STOPPING, signal.SIGUSR1, signal.SIGUSR2)  # USR1/USR2 (e.g. sbatch --signal=USR1@60) only forwarded
 
 
 def job_id_from_env(env=os.environ) -> str:
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     attempt = task["attempt"]
     previous = records.read_record(setting)
+    if previous and previous.get("slurm_job_id") == job_id and previous.get("state") == "cancelled" and not previous.get("started_at"):
+        print(f"lab: {setting.id} was cancelled before it started; not running it", file=sys.stderr)
+        return 0
     if previous and previous.get("slurm_job_id") == job_id:
         # This very job ran before (Slurm requeued it after a node failure, preemption or `scontrol requeue`):
         # the earlier run stays in the history and this one counts as the next attempt.
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     proc_box = {"proc": None}
 
     def forward(signum, frame):
-        if stop["signal"] is None:
+        if stop["signal"] is None and signum in STOPPING:
             stop.update(signal=signum, at=time.monotonic())
         proc = proc_box["proc"]
         if proc is not None:
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 127
     proc_box["proc"] = proc
     if stop["signal"] is not None:  # the signal came while the program was starting
-        forward(stop["signal"], None)
+        os.killpg(proc.pid, stop["signal"])
     returncode = None
     while returncode is None:
         try:
