@@ -54,7 +54,9 @@ class Attempt:
         exp = setting.experiment
         for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
             d.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.settings_path, self.resolved)
+        # The program's copy of the resolved settings (the record keeps them too, fsynced): no wait for the disk
+        # here, where it would delay the program's start.
+        atomic_write_json(self.settings_path, self.resolved, fsync=False)
         metrics = records.metrics_path(setting)
         _rotate_metrics(metrics, self.attempt)
         log = records.log_path(setting)
@@ -63,7 +65,6 @@ class Attempt:
         with open(log, "a", encoding="utf-8") as f:
             f.write(header)
         env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
-        self.record = new_record(self, started_at)
         self._started = time.monotonic()
         out = open(log, "ab")
         try:
@@ -79,9 +80,13 @@ class Attempt:
         except OSError as e:
             out.write(f"lab: could not start {self.argv[0]!r}: {e.strerror}\n".encode())
             out.close()
+            self.record = new_record(self, started_at)
             self.finish(127, reason=f"could not start {self.argv[0]!r}: {e.strerror}")
             return None
         out.close()
+        # The record (provenance includes git calls) is written once the program runs, so that collecting it
+        # never delays the program's start.
+        self.record = new_record(self, started_at)
         self.record.update(pid=proc.pid, pgid=proc.pid)
         records.write_record(setting, self.record)
         return proc
@@ -144,20 +149,40 @@ def new_record(attempt: Attempt, started_at: str) -> dict:
 
 def provenance(root: Path) -> dict:
     """Where and with what a run ran: host, Python, key package versions, and the lab root's git state."""
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "packages": package_versions(),
+        "git": git_state(root),
+    }
+
+
+_versions_cache: tuple | None = None
+
+
+def package_versions() -> dict:
+    """Versions of KEY_PACKAGES. Reading package metadata is slow (an email parser per package), so a
+    long-lived runner keeps the answer until a directory on sys.path changes (an install or upgrade does)."""
+    global _versions_cache
+    stamp = []
+    for entry in sys.path:
+        try:
+            stamp.append(os.stat(entry or ".").st_mtime_ns)
+        except OSError:
+            stamp.append(None)
+    stamp = tuple(stamp)
+    if _versions_cache is not None and _versions_cache[0] == stamp:
+        return dict(_versions_cache[1])
     packages = {}
     for name in KEY_PACKAGES:
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "packages": packages,
-        "git": git_state(root),
-    }
+    _versions_cache = (stamp, packages)
+    return dict(packages)
 
 
 def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
@@ -167,16 +192,27 @@ def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
 
     try:
-        head = git("rev-parse", "HEAD")
+        # One call gives both the commit and whether tracked files changed.
+        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if head.returncode != 0:
+    if status.returncode != 0:
         return None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    diff = git("diff", "HEAD").stdout if status.stdout.strip() else ""
+    commit, dirty = None, False
+    for line in status.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.split()[2]
+        elif not line.startswith("#"):
+            dirty = True
+    if commit is None or commit == "(initial)":
+        return None
+    try:
+        diff = git("diff", "HEAD").stdout if dirty else ""
+    except (OSError, subprocess.TimeoutExpired):
+        diff = ""
     if len(diff) > max_diff:
         diff = diff[:max_diff] + f"\n... (diff cut at {max_diff} characters)\n"
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()), "diff": diff}
+    return {"commit": commit, "dirty": dirty, "diff": diff}
 
 
 def _rotate_metrics(path: Path, attempt: int) -> None:

@@ -281,7 +281,7 @@ class Runner:
         lock.write_pid()
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.queue = Queue(self.workspace.state_dir)
+        self.queue = Queue(self.workspace.state_dir, durable=False)
         self.log(f"runner {os.getpid()} started")
         try:
             while True:

@@ -2,10 +2,21 @@
 
 Speed: a lab with 10,000 past runs has 10,000 record files, and parsing them all on every `lab status` takes
 too long (records carry settings, argv and git diffs). So a summary of each record is cached in
-`.lab/status-cache.json`, keyed on the file's (mtime_ns, size, inode): `lab status` lists the `runs/`
-directories, stats each record (cheap), and re-reads only the records that changed. Records are replaced
-atomically (new inode), so a changed record is never missed. The cache is derived: delete it and it is
-rebuilt. The queue then overrides what it knows better: a job waiting in the queue shows as `queued`.
+`.lab/status-cache.tsv` (derived: delete it and it is rebuilt), one block per experiment:
+
+    #<TAB>EXP<TAB>RUNS-DIR-MTIME:INODE<TAB>SETTLED<TAB>N
+    SETTING<TAB>MTIME:SIZE:INODE<TAB>TABLE-CELLS         (N lines, in natural setting order)
+    SUMMARY-JSON                                         (N lines, the same order)
+
+A record is re-read only when its (mtime_ns, size, inode) changed. Records are always replaced atomically (a
+rename into `runs/`), which also changes the directory's mtime; so when `runs/` still has the mtime it had
+when it was last seen *settled* (older than TRUST_AFTER_NS then, because file times have a coarse clock), none
+of its records changed and not even their stats are needed. Loading the cache is splitting lines, and
+`--json` output joins the cached JSON texts (the table, the cached cells): an unchanged lab costs no JSON
+decoding or encoding. (A record
+edited in place by hand, without a rename, shows once anything else in its `runs/` changes; delete the cache
+to see it at once.) The queue then overrides what it knows better: a job waiting in the queue shows as
+`queued`; the running job shows its live progress.
 
 This module must stay light: `lab status --json` imports neither rich nor anything heavy.
 """
@@ -14,13 +25,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from . import records
 from .fsutil import atomic_write_text, natural_key
 
-CACHE_NAME = "status-cache.json"
-CACHE_VERSION = 2
+CACHE_NAME = "status-cache.tsv"
+CACHE_VERSION = "lab status cache 3 slurm"
+# A runs/ directory whose mtime is older than this is "settled": an unchanged mtime then proves that no record
+# in it was added, replaced or removed (file times have a coarse clock, so a recent mtime proves nothing).
+TRUST_AFTER_NS = 2_000_000_000
 SUMMARY_KEYS = ("state", "attempt", "exit_code", "signal", "queued_at", "started_at", "ended_at", "duration_s",
                 "metrics", "executor", "job_id", "reason", "slurm_job_id")
 
@@ -56,8 +71,12 @@ def _wanted(parsed, exp: str, setting: str | None = None) -> bool:
     return any(e == exp and (s is None or setting is None or s == setting) for e, s in parsed)
 
 
-def collect(workspace, targets: list[str] | None = None, recover: bool = True) -> list[dict]:
-    """One entry per setting that has a record or a queued job, sorted by experiment and setting."""
+def collect(workspace, targets: list[str] | None = None, recover: bool = True, form: str = "dicts"):
+    """One entry per setting that has a record or a queued job, sorted by experiment and setting.
+
+    `form`: "dicts" (a list of summaries), "json" (the JSON text of that list, joined from cached JSON without
+    decoding it) or "cells" (a list of table rows: run, state, started, duration, exit, metrics).
+    """
     from .errors import BadInput
 
     parsed = _parse_targets(targets)
@@ -65,121 +84,206 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True) -
         for exp, _ in parsed:
             if not (workspace.experiments_dir / exp).is_dir():
                 raise BadInput(f"no experiment {exp!r} in {workspace.experiments_dir}")
-    if recover:
+    jobs = active_jobs(workspace)
+    if recover and any(j["state"] == "running" and j["executor"] == "local" for j in jobs):
         from .runner import recover_if_needed
 
-        recover_if_needed(workspace)
-    entries = _records(workspace, parsed)
-    if recover:
-        _refresh_slurm(workspace, entries)
-    for job in active_jobs(workspace):
-        if not _wanted(parsed, job["experiment"], job["setting"]):
+        if recover_if_needed(workspace):
+            jobs = active_jobs(workspace)
+    blocks = _records(workspace, parsed)  # [(experiment, metas, jsons)], in natural order (see _records)
+    slurm_live: dict = {}
+    if recover and _slurm_active(blocks):
+        slurm_live = _refresh_slurm(workspace, blocks)
+        blocks = _records(workspace, parsed)  # again: the reconciliation may have rewritten records
+    by_exp: dict = {}
+    for job in jobs:
+        if _wanted(parsed, job["experiment"], job["setting"]):
+            by_exp.setdefault(job["experiment"], {})[job["setting"]] = job
+    known = {b[0] for b in blocks}
+    if any(exp not in known for exp in by_exp):
+        blocks += [(exp, [], []) for exp in by_exp if exp not in known]
+        blocks.sort(key=lambda b: natural_key(b[0]))
+    out: list = []  # cached (meta, json) pairs, and dicts where the queue knows better
+    for exp, metas, jsons in blocks:
+        exp_jobs = by_exp.get(exp)
+        exp_slurm = slurm_live.get(exp) if slurm_live else None
+        filtered = parsed is not None and any(e == exp and s is not None for e, s in parsed)
+        if not exp_jobs and not exp_slurm and not filtered:
+            out.extend(zip(metas, jsons))  # the fast path: nothing is split or decoded
             continue
-        key = (job["experiment"], job["setting"])
-        entry = entries.get(key)
-        if entry is None:
-            entry = entries[key] = summarize({}, *key)
-        if job["state"] == "queued":
-            entry.update(state="queued", queued_at=job["queued_at"], job_id=job["id"], exit_code=None, signal=None,
-                         started_at=None, ended_at=None, duration_s=None, metrics={})
-        elif entry.get("state") != "running":
-            entry.update(state="running", job_id=job["id"], started_at=job["started_at"])
-    rows = sorted(entries.values(), key=lambda e: (natural_key(e["experiment"]), natural_key(e["setting"])))
-    for entry in rows:
-        if entry["state"] == "running":
-            from .runs import latest_metrics
-
-            exp_dir = workspace.experiments_dir / entry["experiment"]
-            entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
-            if entry.get("started_at"):
-                from .runner import _seconds_since
-
-                entry["duration_s"] = _seconds_since(entry["started_at"])
-    return rows
+        items = {meta.partition("\t")[0]: (meta, text) for meta, text in zip(metas, jsons)}
+        if filtered:
+            items = {name: item for name, item in items.items() if _wanted(parsed, exp, name)}
+        for name, job in (exp_jobs or {}).items():
+            summary = json.loads(items[name][1]) if name in items else summarize({}, exp, name)
+            items[name] = _merge_job(workspace, summary, job)
+        for name, rec in (exp_slurm or {}).items():  # Slurm jobs as Slurm sees them now (lab.slurmqueue)
+            if _wanted(parsed, exp, name):
+                items[name] = _slurm_entry(workspace, rec)
+        out.extend(items[name] for name in sorted(items, key=natural_key))
+    if form == "json":
+        if not out:
+            return "[]"
+        return "[\n" + ",\n".join(e[1] if isinstance(e, tuple) else json.dumps(e, ensure_ascii=False) for e in out) + "\n]"
+    if form == "cells":
+        return [e[0].split("\t", 2)[2].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
+    return [json.loads(e[1]) if isinstance(e, tuple) else e for e in out]
 
 
-def _refresh_slurm(workspace, entries: dict) -> None:
-    """Slurm runs the records call queued or running: ask Slurm how they are now (`lab.slurmqueue.refresh`)."""
-    active = [key for key, e in entries.items() if e.get("executor") == "slurm" and e.get("state") in ("queued", "running")]
+def _merge_job(workspace, entry: dict, job: dict) -> dict:
+    """A record's summary as the queue knows it better: waiting jobs are `queued`; a running one shows progress."""
+    if job["state"] == "queued":
+        entry.update(state="queued", queued_at=job["queued_at"], job_id=job["id"], exit_code=None, signal=None,
+                     started_at=None, ended_at=None, duration_s=None, metrics={})
+        return entry
+    if entry.get("state") != "running":
+        entry.update(state="running", job_id=job["id"], started_at=job["started_at"])
+    from .runner import _seconds_since
+    from .runs import latest_metrics
+
+    exp_dir = workspace.experiments_dir / entry["experiment"]
+    entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
+    if entry.get("started_at"):
+        entry["duration_s"] = _seconds_since(entry["started_at"])
+    return entry
+
+
+def _slurm_active(blocks) -> list[tuple[str, str]]:
+    """(experiment, setting) of the records that say a Slurm job is queued or running (from the cached cells)."""
+    found = []
+    for exp, metas, _ in blocks:
+        for meta in metas:
+            if "\x1fqueued (slurm " in meta or "\x1frunning (slurm " in meta:
+                found.append((exp, meta.partition("\t")[0]))
+    return found
+
+
+def _refresh_slurm(workspace, blocks) -> dict:
+    """Reconcile active Slurm runs with Slurm (`lab.slurmqueue.refresh`): {exp: {setting: record as Slurm sees it}}."""
+    active = _slurm_active(blocks)
     if not active:
-        return
+        return {}
     from .runner import job_setting
     from .slurmqueue import refresh
 
-    settings = [job_setting(workspace, {"experiment": exp, "setting": name}) for exp, name in active]
-    shown = {(r["experiment"], r["setting"]): r for r in refresh(workspace, settings)}
-    for exp, name in active:
-        record = shown.get((exp, name)) or records.read_record_file(workspace.experiments_dir / exp / "runs" / f"{name}.json")
-        if record is not None:
-            entries[(exp, name)] = dict(summarize(record, exp, name), slurm_state=record.get("slurm_state"))
+    live: dict = {}
+    for rec in refresh(workspace, [job_setting(workspace, {"experiment": e, "setting": n}) for e, n in active]):
+        if rec.get("state") in ("queued", "running"):
+            live.setdefault(rec["experiment"], {})[rec["setting"]] = rec
+    return live
 
 
-def _records(workspace, parsed) -> dict:
+def _slurm_entry(workspace, rec: dict) -> dict:
+    entry = summarize(rec, rec["experiment"], rec["setting"])
+    if rec.get("slurm_state"):
+        entry["slurm_state"] = rec["slurm_state"]
+    if entry["state"] == "running":
+        from .runner import _seconds_since
+        from .runs import latest_metrics
+
+        exp_dir = workspace.experiments_dir / entry["experiment"]
+        entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
+        if entry.get("started_at"):
+            entry["duration_s"] = _seconds_since(entry["started_at"])
+    return entry
+
+
+def _records(workspace, parsed) -> list:
+    """The cached summaries of the records, re-reading only what changed: [(exp, metas, jsons)] where
+    metas[i] is "SETTING<TAB>STAMP<TAB>CELLS" and jsons[i] the summary's JSON, in natural setting order."""
     cache_path = workspace.state_dir / CACHE_NAME
-    cache = _load_cache(cache_path)
-    files = cache["files"]
-    seen: set[str] = set()
-    entries: dict = {}
+    cache = _load_cache(cache_path)  # exp -> (dir stamp, settled, metas, jsons)
+    fresh: dict = {}
     changed = False
+    recent = time.time_ns() - TRUST_AFTER_NS
     try:
         exps = os.scandir(workspace.experiments_dir)
     except FileNotFoundError:
-        return entries
+        return []
     with exps:
         for exp in exps:
-            if not _wanted(parsed, exp.name) or not exp.is_dir():
+            ename = exp.name
+            if parsed is not None and not _wanted(parsed, ename):
+                if ename in cache:
+                    fresh[ename] = cache[ename]
                 continue
+            runs_path = os.path.join(exp.path, "runs")
             try:
-                runs = os.scandir(os.path.join(exp.path, "runs"))
+                dir_st = os.stat(runs_path)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            with runs:
+            dir_stamp = f"{dir_st.st_mtime_ns}:{dir_st.st_ino}"
+            block = cache.get(ename)
+            if block is not None and block[0] == dir_stamp and block[1]:
+                fresh[ename] = block  # no record was added, replaced or removed since a settled look
+                continue
+            old = {meta.partition("\t")[0]: (meta, text) for meta, text in zip(block[2], block[3])} if block else {}
+            lines = []
+            with os.scandir(runs_path) as runs:
                 for f in runs:
                     name = f.name
-                    if not name.endswith(".json") or name.endswith(".settings.json") or name.startswith("."):
+                    if not name.endswith(".json") or name.endswith(".settings.json") or name[0] == ".":
                         continue
                     setting = name[:-5]
-                    if not _wanted(parsed, exp.name, setting):
-                        continue
                     try:
                         st = f.stat()
                     except FileNotFoundError:
                         continue
-                    key = f"{exp.name}/{name}"
-                    seen.add(key)
-                    stamp = [st.st_mtime_ns, st.st_size, st.st_ino]
-                    hit = files.get(key)
-                    if hit is not None and hit[0] == stamp:
-                        summary = hit[1]
-                    else:
-                        record = records.read_record_file(Path(f.path))
-                        if record is None:
-                            continue  # unreadable: not cached, so it is read again next time
-                        summary = summarize(record, exp.name, setting)
-                        files[key] = [stamp, summary]
-                        changed = True
-                    entries[(exp.name, setting)] = dict(summary)
-    if parsed is None:
-        gone = [k for k in files if k not in seen]
-        for k in gone:
-            del files[k]
-        changed = changed or bool(gone)
+                    stamp = f"{setting}\t{st.st_mtime_ns}:{st.st_size}:{st.st_ino}\t"
+                    hit = old.get(setting)
+                    if hit is not None and hit[0].startswith(stamp):
+                        lines.append((setting, *hit))
+                        continue
+                    record = records.read_record_file(Path(f.path))
+                    if record is None:
+                        continue  # unreadable: not cached, so it is read again next time
+                    summary = summarize(record, ename, setting)
+                    cells = "\x1f".join(c.replace("\t", " ").replace("\n", " ") for c in table_cells(summary))
+                    lines.append((setting, stamp + cells, json.dumps(summary, ensure_ascii=False)))
+            lines.sort(key=lambda line: natural_key(line[0]))
+            fresh[ename] = (dir_stamp, dir_st.st_mtime_ns < recent, [m for _, m, _ in lines], [j for _, _, j in lines])
+            changed = changed or fresh[ename] != block
+    if set(fresh) != set(cache):
+        changed = True
     if changed:
+        parts = [_cache_header() + "\n"]
+        for ename, (dir_stamp, settled, metas, jsons) in fresh.items():
+            parts.append(f"#\t{ename}\t{dir_stamp}\t{int(settled)}\t{len(metas)}\n")
+            parts.extend(m + "\n" for m in metas)
+            parts.extend(j + "\n" for j in jsons)
         try:
-            atomic_write_text(cache_path, json.dumps(cache, separators=(",", ":")))
+            atomic_write_text(cache_path, "".join(parts), fsync=False)  # derived: rebuilt if ever lost
         except OSError:
             pass  # a read-only lab still gets its status
-    return entries
+    blocks = [(e, fresh[e][2], fresh[e][3]) for e in fresh if parsed is None or _wanted(parsed, e)]
+    blocks.sort(key=lambda b: natural_key(b[0]))
+    return blocks
+
+
+def _cache_header() -> str:
+    # Table cells hold local times: another time zone makes another cache.
+    return f"{CACHE_VERSION}\t{os.environ.get('TZ', '')}:{time.timezone}:{time.altzone}:{'/'.join(time.tzname)}"
 
 
 def _load_cache(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("files"), dict):
-            return data
-    except (OSError, ValueError):
-        pass
-    return {"version": CACHE_VERSION, "files": {}}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    lines = text.split("\n")
+    if not lines or lines[0] != _cache_header():
+        return {}
+    cache = {}
+    i = 1
+    try:
+        while i < len(lines) and lines[i].startswith("#\t"):
+            _, ename, dir_stamp, settled, count = lines[i].split("\t")
+            n = int(count)
+            cache[ename] = (dir_stamp, settled == "1", lines[i + 1:i + 1 + n], lines[i + 1 + n:i + 1 + 2 * n])
+            i += 1 + 2 * n
+    except ValueError:
+        return {}
+    return cache
 
 
 def active_jobs(workspace) -> list[dict]:
@@ -219,3 +323,44 @@ def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
     keys = [k for k in metrics if k not in ("step", "epoch") and not k.startswith("_")]
     keys.sort(key=lambda k: (0 if k.startswith(("eval", "test")) else 1 if "loss" in k else 2))
     return [(k, metrics[k]) for k in keys[:limit]]
+
+
+def table_cells(r: dict) -> list[str]:
+    """One row of the `lab status` table: run, state, started (local time), duration, exit, key metrics."""
+    exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])
+    if r.get("signal"):
+        exit_text = str(r["signal"])
+    running = r.get("state") == "running"
+    metrics = (r.get("progress") if running else r.get("metrics")) or {}
+    state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+    return [f"{r['experiment']}/{r['setting']}", state, local_time(r.get("started_at")),
+            duration_text(r.get("duration_s")), exit_text, metrics_text(metrics, with_step=running)]
+
+
+def local_time(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(iso)
+
+
+def duration_text(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def metrics_text(metrics: dict, with_step: bool = False) -> str:
+    parts = []
+    if with_step and metrics.get("step") is not None:
+        parts.append(f"step {metrics['step']}")
+    for k, v in key_metrics(metrics):
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return "  ".join(parts)

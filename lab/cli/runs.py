@@ -27,11 +27,10 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     a time, detached from the terminal. A setting whose last run succeeded with the same settings and command
     is skipped (--rerun runs it again). With no TARGETS, resumes the queue after `lab stop`.
 
-    \b
     With --on slurm (or `executor: slurm` in lab.yaml or the report), each setting is a Slurm job instead,
     each depending on the previous one, or all at once with --parallel (see README: Running on a cluster).
 
-    
+    \b
     Examples:
       lab run exp3                  # all settings of exp3, in order
       lab run exp3/lr-high exp4 --wait
@@ -116,6 +115,7 @@ def _wait_with_progress(ws, job_ids: list[int]) -> bool:
     from rich.text import Text
 
     from ..runs import wait
+    from ..status import duration_text, metrics_text
 
     console = Console(stderr=True)
     reported: set[int] = set()
@@ -128,9 +128,9 @@ def _wait_with_progress(ws, job_ids: list[int]) -> bool:
             text.append(f"  running {running['experiment']}/{running['setting']}", style="bold")
             if running.get("started_at"):
                 elapsed = (datetime.now().astimezone() - datetime.fromisoformat(running["started_at"])).total_seconds()
-                text.append(f"  {_duration(elapsed)}")
+                text.append(f"  {duration_text(elapsed)}")
             if live:
-                text.append("  " + _metrics_text(live, with_step=True), style="cyan")
+                text.append("  " + metrics_text(live, with_step=True), style="cyan")
         elif done < len(jobs):
             text.append("  waiting for the runner")
         return text
@@ -170,13 +170,16 @@ def status_cmd(lab, targets, as_json):
     from ..status import collect, queue_info
 
     ws = lab.workspace
-    rows = collect(ws, list(targets))
-    info = queue_info(ws)
     if as_json:
-        echo_json(rows)
+        text = collect(ws, list(targets), form="json")
+        click.echo(text)
+        empty = text == "[]"
     else:
+        rows = collect(ws, list(targets), form="cells")
         _print_table(rows)
-    if not rows:
+        empty = not rows
+    info = queue_info(ws)
+    if empty:
         click.echo("no runs yet; start some with: lab run EXP", err=True)
     if info["runner_pid"]:
         click.echo(f"runner: running (pid {info['runner_pid']}); {info['queued']} queued", err=True)
@@ -185,57 +188,13 @@ def status_cmd(lab, targets, as_json):
         click.echo(f"runner: not running{why}; {info['queued']} queued; resume with: lab run", err=True)
 
 
-def _print_table(rows: list[dict]) -> None:
-    header = ("RUN", "STATE", "STARTED", "DURATION", "EXIT", "METRICS")
-    table = [header]
-    for r in rows:
-        exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])
-        if r.get("signal"):
-            exit_text = str(r["signal"])
-        metrics = r.get("progress") if r["state"] == "running" else r.get("metrics")
-        table.append((
-            f"{r['experiment']}/{r['setting']}",
-            r["state"] + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else ""),
-            _when(r.get("started_at")),
-            _duration(r.get("duration_s")),
-            exit_text,
-            _metrics_text(metrics or {}, with_step=r["state"] == "running"),
-        ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    out = []
-    for row in table:
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-    if rows:
-        click.echo("\n".join(line.rstrip() for line in out))
-
-
-def _when(iso: str | None) -> str:
-    if not iso:
-        return "-"
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _metrics_text(metrics: dict, with_step: bool = False) -> str:
-    from ..status import key_metrics
-
-    parts = []
-    if with_step and metrics.get("step") is not None:
-        parts.append(f"step {metrics['step']}")
-    for k, v in key_metrics(metrics):
-        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
-    return "  ".join(parts)
+def _print_table(rows: list[list[str]]) -> None:
+    if not rows:
+        return
+    table = [["RUN", "STATE", "STARTED", "DURATION", "EXIT", "METRICS"], *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    click.echo("\n".join(fmt.format(*row).rstrip() for row in table))
 
 
 @click.command("logs")
