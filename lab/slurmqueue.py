@@ -346,11 +346,11 @@ def _resubmit(setting: Setting, rec: dict) -> dict:
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
     """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
     from .runner import job_setting
-    from .status import _parse_targets, _records
+    from .status import _parse_targets, _records, _slurm_active, _wanted
 
-    entries = _records(workspace, _parse_targets(targets))
-    return [job_setting(workspace, {"experiment": exp, "setting": name}) for (exp, name), e in entries.items()
-            if e.get("executor") == "slurm" and e.get("state") in ("queued", "running")]
+    parsed = _parse_targets(targets)
+    return [job_setting(workspace, {"experiment": exp, "setting": name})
+            for exp, name in _slurm_active(_records(workspace, parsed)) if _wanted(parsed, exp, name)]
 
 
 def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
