@@ -140,6 +140,18 @@ def test_no_cluster_is_one_clear_error(lab, lab_root):
     assert not (lab_root / "experiments/b2/runs").exists()
 
 
+def test_status_without_slurm_tools_shows_the_records(lab, lab_root):
+    # A laptop reading the lab on the shared filesystem has no squeue: status shows what the records say.
+    _experiment(lab_root, "b3", {"s1": {}})
+    ws = Workspace(lab_root)
+    setting = ws.experiment("b3").settings()[0]
+    records.write_record(setting, slurmqueue.queued_record(setting, {}, 1, "4242", None))
+    rows = lab.json("status", env={"PATH": "/nonexistent"})
+    assert [(r["setting"], r["state"], r["executor"], r["slurm_job_id"]) for r in rows] == [("s1", "queued", "slurm", "4242")]
+    table = lab("status", env={"PATH": "/nonexistent"}, check=0).stdout
+    assert "queued (slurm 4242)" in table
+
+
 # ---------------------------------------------------------------- on the cluster
 
 
