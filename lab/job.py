@@ -37,6 +37,7 @@ class Attempt:
     executor: str = "local"
     base_env: dict | None = None
     extra: dict = field(default_factory=dict)  # executor fields kept in the record (e.g. slurm_job_id)
+    on_spawn: object = None  # called with the Popen as soon as the program runs (the runner notes its pid)
     argv: list[str] = field(init=False)
     record: dict = field(init=False)
     _started: float = field(init=False, default=0.0)
@@ -86,9 +87,20 @@ class Attempt:
         out.close()
         # The record (provenance includes git calls) is written once the program runs, so that collecting it
         # never delays the program's start.
-        self.record = new_record(self, started_at)
-        self.record.update(pid=proc.pid, pgid=proc.pid)
-        records.write_record(setting, self.record)
+        try:
+            if self.on_spawn is not None:
+                self.on_spawn(proc)
+            self.record = new_record(self, started_at)
+            self.record.update(pid=proc.pid, pgid=proc.pid)
+            records.write_record(setting, self.record)
+        except BaseException:
+            # No record, no supervision: the program must not run on (a full disk, a broken record file).
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
         return proc
 
     def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:

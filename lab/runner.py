@@ -312,7 +312,9 @@ class Runner:
         attempt = next_attempt(records.read_record(setting))
         try:
             att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                          base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]})
+                          base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]},
+                          # The queue knows the process group before anything else happens, for crash recovery.
+                          on_spawn=lambda p: queue.set_process(job["id"], attempt, process.identity(p.pid)))
             proc = att.start()
         except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
             self.log(f"could not start {setting.id}: {e}")
@@ -323,9 +325,13 @@ class Runner:
         if proc is None:
             with queue.transaction():
                 queue.finish(job["id"], "failed", 127)
+                if job["stop_on_failure"]:
+                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
             return
-        queue.set_process(job["id"], attempt, process.identity(proc.pid))
         self.log(f"started {setting.id} (job {job['id']}, attempt {attempt}, pid {proc.pid})")
+        if (queue.job(job["id"]) or {}).get("cancel_requested"):
+            # `lab stop --now` came while the job was starting, before its process group was known.
+            process.signal_group(proc.pid, signal.SIGTERM)
         try:
             self._waiting = True
             if self._terminating:

@@ -72,7 +72,10 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     if is_default_program(template):
         validate = _train_validator()
         if validate is not None:
-            validate(resolved, setting.where())
+            try:
+                validate(resolved, setting.where())
+            except (ValueError, TypeError, KeyError) as e:  # BadInput passes through as it is
+                raise BadInput(f"{setting.where()}: {e}") from None
     return Planned(setting, resolved, template, argv)
 
 
@@ -161,11 +164,12 @@ def _enqueue(queue: Queue, plan: Planned, rerun: bool, stop_on_failure: bool, en
         return {**entry, "action": "skipped", "job_id": None}
     job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
                           executor=executor, stop_on_failure=stop_on_failure, batch=batch)
-    _write_waiting_record(setting, plan, job_id, "queued")
+    _write_waiting_record(setting, plan, job_id, "queued", executor=executor)
     return {**entry, "action": "queued", "job_id": job_id}
 
 
-def _write_waiting_record(setting: Setting, plan_or_job, job_id: int, state: str, reason: str | None = None) -> None:
+def _write_waiting_record(setting: Setting, plan_or_job, job_id: int, state: str, reason: str | None = None,
+                          executor: str | None = None) -> None:
     """A record for a job that has not started: `queued`, or `cancelled` before it started."""
     from .runner import next_attempt
 
@@ -177,7 +181,8 @@ def _write_waiting_record(setting: Setting, plan_or_job, job_id: int, state: str
     rec = {
         "experiment": setting.experiment.name, "setting": setting.name, "state": state,
         "attempt": attempt,
-        "executor": "local", "job_id": job_id, "exit_code": None, "signal": None,
+        "executor": executor or (plan_or_job.get("executor") if isinstance(plan_or_job, dict) else None) or "local",
+        "job_id": job_id, "exit_code": None, "signal": None,
         "queued_at": records.now_iso(), "started_at": None, "ended_at": None, "duration_s": None,
         "metrics": {}, "history": history,
     }
@@ -216,6 +221,7 @@ def wait(workspace, job_ids: list[int], on_progress=None, poll: float = 0.2) -> 
 
     queue = Queue(workspace.state_dir)
     last_check = time.monotonic()
+    misses = 0
     try:
         while True:
             jobs = [queue.job(i) for i in job_ids]
@@ -231,10 +237,16 @@ def wait(workspace, job_ids: list[int], on_progress=None, poll: float = 0.2) -> 
                 return jobs
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
-                if not runner_alive(workspace.state_dir):
-                    if queue.get_flag("stop"):
-                        return jobs
-                    ensure_runner(workspace)  # recovers a crashed runner's job and starts a new runner
+                if runner_alive(workspace.state_dir):
+                    misses = 0
+                elif queue.get_flag("stop"):
+                    return jobs
+                else:
+                    # Twice in a row, so that a runner still starting up is not taken for a dead one.
+                    misses += 1
+                    if misses >= 2:
+                        ensure_runner(workspace)  # recovers a crashed runner's job and starts a new runner
+                        misses = 0
             time.sleep(poll)
     finally:
         queue.close()
@@ -300,16 +312,17 @@ def _stop_local(workspace, now: bool = False, grace: float = 10.0) -> dict:
             for job in running:
                 with queue.transaction():
                     queue.request_cancel(job["id"])
-                pgid = job["pgid"]
-                if pgid and process.is_our_group(pgid, job["proc_start"], job["boot_id"]):
-                    process.terminate_group(pgid, grace)
-                # The runner records it as cancelled once it has reaped it; wait for that (or recover it
-                # ourselves if no runner is left).
-                deadline = time.monotonic() + 15
+                # The runner records the job as cancelled once it has reaped it: wait for that, signalling the
+                # group as soon as it is known (or recovering the job ourselves if no runner is left).
+                signalled = False
+                deadline = time.monotonic() + grace + 30
                 while time.monotonic() < deadline:
                     row = queue.job(job["id"])
                     if row is None or row["state"] != "running":
                         break
+                    if not signalled and row["pgid"] and process.is_our_group(row["pgid"], row["proc_start"], row["boot_id"]):
+                        process.terminate_group(row["pgid"], grace)
+                        signalled = True
                     if not runner_pid(workspace.state_dir):
                         recover_if_needed(workspace)
                     time.sleep(0.02)
@@ -325,21 +338,24 @@ def _stop_local(workspace, now: bool = False, grace: float = 10.0) -> dict:
         queue.close()
 
 
-def cancel(workspace, targets: list[str]) -> list[str]:
+def cancel(workspace, targets: list[str]) -> dict:
     """Remove the queued jobs of the targets (`EXP` or `EXP/SETTING`); their records say `cancelled`.
-    Running jobs are left alone (`lab stop --now` ends them). Returns the cancelled ids.
+    Running jobs are left alone (`lab stop --now` ends them).
+    Returns `{"cancelled": [EXP/SETTING...], "running": [EXP/SETTING...]}`.
 
-    Slurm jobs of the targets are cancelled through scancel, queued or running (`lab.slurmqueue`).
+    Slurm jobs of the targets are cancelled through scancel, queued or running (`lab.slurmqueue`); they are
+    listed in `cancelled` (and in `slurm_cancelled`).
     """
-    done = _cancel_local(workspace, targets)
+    result = _cancel_local(workspace, targets)
     from .slurmqueue import cancel as slurm_cancel
 
-    gone = slurm_cancel(workspace, targets=targets)
-    return done + [f"{r['experiment']}/{r['setting']}" for r in gone if r.get("state") == "cancelled"]
+    gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, targets=targets) if r.get("state") == "cancelled"]
+    result["cancelled"] = result["cancelled"] + gone
+    result["slurm_cancelled"] = gone
+    return result
 
 
-def _cancel_local(workspace, targets: list[str]) -> list[str]:
-    from .runner import job_setting
+def _cancel_local(workspace, targets: list[str]) -> dict:
     from .workspace import check_name
 
     wanted = []
@@ -349,29 +365,32 @@ def _cancel_local(workspace, targets: list[str]) -> list[str]:
         if setting_name:
             check_name(setting_name, "setting")
         wanted.append((exp_name, setting_name or None))
+
+    def matches(job):
+        return any(job["experiment"] == e and (s is None or job["setting"] == s) for e, s in wanted)
+
     queue = Queue.open_existing(workspace.state_dir)
-    if queue is None:
-        queued = []
-    else:
-        queued = queue.jobs(("queued",))
-    matches = [j for j in queued if any(j["experiment"] == e and (s is None or j["setting"] == s) for e, s in wanted)]
-    for exp_name, setting_name in wanted:
-        known = any(j["experiment"] == exp_name and (setting_name is None or j["setting"] == setting_name) for j in matches)
-        if not known and not (workspace.experiments_dir / exp_name).is_dir():
+    jobs = [j for j in queue.jobs(("queued", "running")) if matches(j)] if queue is not None else []
+    for exp_name, _ in wanted:
+        if not any(j["experiment"] == exp_name for j in jobs) and not (workspace.experiments_dir / exp_name).is_dir():
+            if queue is not None:
+                queue.close()
             raise BadInput(f"no experiment {exp_name!r} in {workspace.experiments_dir}")
-    done = []
-    if not matches:
-        return done
+    result = {"cancelled": [], "running": [f"{j['experiment']}/{j['setting']}" for j in jobs if j["state"] == "running"]}
+    if queue is None:
+        return result
+    from .runner import job_setting
+
     try:
         with queue.transaction():
-            for job in matches:
-                if queue.cancel_queued(job["id"]):
+            for job in jobs:
+                if job["state"] == "queued" and queue.cancel_queued(job["id"]):
                     setting = job_setting(workspace, job)
                     _write_waiting_record(setting, job, job["id"], "cancelled", reason="cancelled by lab cancel before it started")
-                    done.append(setting.id)
+                    result["cancelled"].append(setting.id)
     finally:
         queue.close()
-    return done
+    return result
 
 
 def follow_state(workspace, setting: Setting) -> bool:

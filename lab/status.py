@@ -302,10 +302,13 @@ def active_jobs(workspace) -> list[dict]:
 
 def queue_info(workspace) -> dict:
     """The runner and the queue: `{"runner_pid", "queued", "running", "stopped"}` (stopped: the reason, or None)."""
+    info = {"runner_pid": None, "queued": 0, "running": 0, "stopped": None}
+    if not (workspace.state_dir / "runner.lock").exists() and not (workspace.state_dir / "queue.db").exists():
+        return info  # this lab never ran anything
     from .queue import Queue
     from .runner import runner_pid
 
-    info = {"runner_pid": runner_pid(workspace.state_dir), "queued": 0, "running": 0, "stopped": None}
+    info["runner_pid"] = runner_pid(workspace.state_dir)
     queue = Queue.open_existing(workspace.state_dir)
     if queue is None:
         return info

@@ -229,6 +229,7 @@ def test_stop_now_leaves_no_process_behind(rlab, lab_root):
     rlab("run", "e", check=0)
     wait_for(lambda: (lab_root / "child-s1.pid").exists(), what="s1 started")
     child_pid = int((lab_root / "child-s1.pid").read_text())
+    assert "e/s1 is running; end it with: lab stop --now" in rlab("cancel", "e/s1", check=0).stderr
     proc = rlab("stop", "--now", "--grace", "2", check=0)
     assert "cancelled e/s1" in proc.stderr
     rec = record(lab_root, "s1")
@@ -394,3 +395,35 @@ def _runner_alive(root: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def test_runner_survives_the_shell_closing(rlab, lab_root):
+    """The runner is its own session: a hang-up of the shell that ran `lab run` does not reach it (as nohup)."""
+    settings(lab_root, s1={"gate": "go"}, s2={})
+    env = dict(os.environ)
+    env.pop("LAB_ROOT", None)
+    shell = subprocess.Popen(["sh", "-c", f"'{sys.executable}' -m lab --root '{lab_root}' run e && sleep 60"],
+                             start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (lab_root / "pid-s1").exists(), what="s1 started")
+    os.killpg(shell.pid, signal.SIGHUP)  # what closing the terminal sends to the shell's session
+    shell.wait(timeout=30)
+    (lab_root / "go").touch()
+    assert set(wait_for(all_finished(rlab, ["s1", "s2"]), what="all finished").values()) == {"succeeded"}
+
+
+def test_wait_outlives_a_killed_runner(rlab, lab_root):
+    """`lab run --wait` notices a dead runner, recovers its job and starts a new runner; all runs succeed."""
+    settings(lab_root, s1={}, s2={"gate": "go"}, s3={})
+    env = dict(os.environ)
+    env.pop("LAB_ROOT", None)
+    waiter = subprocess.Popen([sys.executable, "-m", "lab", "--root", str(lab_root), "run", "e", "--wait"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (lab_root / "pid-s2").exists(), what="s2 started")
+    (lab_root / "pid-s2").unlink()
+    os.kill(runner_pid(lab_root), signal.SIGKILL)
+    wait_for(lambda: (lab_root / "pid-s2").exists(), what="s2 restarted by the waiter")
+    (lab_root / "go").touch()
+    _, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert starts(lab_root) == ["s1", "s2", "s2", "s3"]
+    assert [h["state"] for h in record(lab_root, "s2")["history"]] == ["interrupted"]

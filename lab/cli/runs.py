@@ -68,10 +68,14 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     if not queued:
         return
     local = [r["job_id"] for r in queued if r.get("executor") != "slurm" and r["job_id"] is not None]
-    ok = _wait_with_progress(ws, local) if local else True
     remote = [r for r in queued if r.get("executor") == "slurm"]
-    if remote:
-        ok = _wait_for_slurm(ws, remote) and ok
+    try:
+        ok = _wait_with_progress(ws, local) if local else True
+        if remote:
+            ok = _wait_for_slurm(ws, remote) and ok
+    except KeyboardInterrupt:
+        click.echo("stopped waiting; the jobs go on in the background (lab status, lab stop)", err=True)
+        sys.exit(130)
     sys.exit(0 if ok else 1)
 
 
@@ -172,7 +176,8 @@ def status_cmd(lab, targets, as_json):
     ws = lab.workspace
     if as_json:
         text = collect(ws, list(targets), form="json")
-        click.echo(text)
+        sys.stdout.write(text + "\n")  # megabytes for a big lab: click.echo would scan it for colour codes
+        sys.stdout.flush()
         empty = text == "[]"
     else:
         rows = collect(ws, list(targets), form="cells")
@@ -298,10 +303,13 @@ def cancel_cmd(lab, targets, as_json):
     """
     from ..runs import cancel
 
-    done = cancel(lab.workspace, list(targets))
+    result = cancel(lab.workspace, list(targets))
+    done = result["cancelled"]
     if as_json:
-        echo_json(done)
+        echo_json(result)
     if done:
         click.echo(f"cancelled {len(done)} queued job(s): {', '.join(done)}", err=True)
     else:
         click.echo(f"nothing queued for {' '.join(targets)}", err=True)
+    for run_id in result["running"]:
+        click.echo(f"{run_id} is running; end it with: lab stop --now", err=True)
