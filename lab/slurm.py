@@ -26,22 +26,17 @@ How it works:
 from __future__ import annotations
 
 import fcntl
-import json
-import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import records
 from .errors import BadInput, LabError
-from .fsutil import atomic_write_json, atomic_write_text
-from .settings import Setting, settings_hash
+from .settings import Setting
 
 EXECUTORS = ("local", "slurm")
 

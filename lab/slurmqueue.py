@@ -6,11 +6,9 @@ The cluster side (options, batch scripts, squeue/sacct, state mapping) is in `la
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import records, slurm
 from .command import build_argv, output_dir, template_for
