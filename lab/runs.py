@@ -109,13 +109,30 @@ def is_done(plan: Planned) -> bool:
 
 
 def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failure: bool = False,
-           env: dict | None = None, executor: str = "local") -> list[dict]:
+           env: dict | None = None, executor: str | None = None, parallel: bool = False) -> list[dict]:
     """Check and queue the targets' settings, then make sure they run. Returns one entry per setting:
     `{"id", "experiment", "setting", "action" (queued | skipped | already queued | already running), "job_id", "log"}`.
     With no targets, resumes the queue (after `lab stop`) and returns [].
+
+    `executor` (`local` or `slurm`; None: each experiment's configured one, see `lab.slurm.executor_for`) picks
+    who runs them; Slurm jobs are submitted by `lab.slurmqueue` (their entries add `executor` and `slurm_job_id`).
     """
     env = dict(os.environ if env is None else env)
     planned = check(workspace, targets, env) if targets else []
+    # -- Slurm executor: settings that run on the cluster leave here (lab.slurmqueue); the rest queue locally.
+    on_slurm: list[dict] = []
+    if planned:
+        from .slurm import executor_for
+
+        remote = [p for p in planned if executor_for(p.setting, executor) == "slurm"]
+        if remote:
+            from .slurmqueue import submit_planned
+
+            on_slurm = submit_planned(workspace, remote, rerun=rerun, stop_on_failure=stop_on_failure, parallel=parallel, env=env)
+            planned = [p for p in planned if p not in remote]
+            if not planned:
+                return on_slurm
+    executor = "local"
     from .runner import recover_if_needed
 
     recover_if_needed(workspace)
@@ -130,7 +147,7 @@ def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failur
     finally:
         queue.close()
     start_executor(workspace, executor, env)
-    return results
+    return results + on_slurm
 
 
 def _enqueue(queue: Queue, plan: Planned, rerun: bool, stop_on_failure: bool, env: dict, executor: str, batch: str) -> dict:
@@ -142,6 +159,11 @@ def _enqueue(queue: Queue, plan: Planned, rerun: bool, stop_on_failure: bool, en
     active = queue.active(setting.experiment.name, setting.name)
     if active is not None:
         return {**entry, "action": f"already {active['state']}", "job_id": active["id"]}
+    from .slurmqueue import active_on_slurm  # queued or running as a Slurm job: not queued here too
+
+    remote = active_on_slurm(setting)
+    if remote is not None:
+        return {**entry, "action": f"already {remote['state']}", "job_id": None, "executor": "slurm", "slurm_job_id": remote["slurm_job_id"]}
     if not rerun and is_done(plan):
         return {**entry, "action": "skipped", "job_id": None}
     job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
@@ -264,7 +286,21 @@ def latest_metrics(path) -> dict | None:
 def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
     """Stop the queue: the runner starts no other job. With `now`, also end the running job (SIGTERM to its
     process group, SIGKILL after `grace` seconds) and record it `cancelled`.
-    Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "queued": n}`."""
+    Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "queued": n}`.
+
+    Slurm jobs (`lab.slurmqueue`): the ones not started yet are cancelled (scancel), and with `now` the running
+    ones too; they are listed in `cancelled` and in `slurm_cancelled`.
+    """
+    result = _stop_local(workspace, now=now, grace=grace)
+    from .slurmqueue import cancel as slurm_cancel
+
+    gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, running=now) if r.get("state") == "cancelled"]
+    result["cancelled"] = result["cancelled"] + gone
+    result["slurm_cancelled"] = gone
+    return result
+
+
+def _stop_local(workspace, now: bool = False, grace: float = 10.0) -> dict:
     from . import process
     from .runner import job_setting, recover_if_needed, runner_pid
 
@@ -309,7 +345,21 @@ def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
 def cancel(workspace, targets: list[str]) -> dict:
     """Remove the queued jobs of the targets (`EXP` or `EXP/SETTING`); their records say `cancelled`.
     Running jobs are left alone (`lab stop --now` ends them).
-    Returns `{"cancelled": [EXP/SETTING...], "running": [EXP/SETTING...]}`."""
+    Returns `{"cancelled": [EXP/SETTING...], "running": [EXP/SETTING...]}`.
+
+    Slurm jobs of the targets are cancelled through scancel, queued or running (`lab.slurmqueue`); they are
+    listed in `cancelled` (and in `slurm_cancelled`).
+    """
+    result = _cancel_local(workspace, targets)
+    from .slurmqueue import cancel as slurm_cancel
+
+    gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, targets=targets) if r.get("state") == "cancelled"]
+    result["cancelled"] = result["cancelled"] + gone
+    result["slurm_cancelled"] = gone
+    return result
+
+
+def _cancel_local(workspace, targets: list[str]) -> dict:
     from .workspace import check_name
 
     wanted = []
@@ -349,6 +399,10 @@ def cancel(workspace, targets: list[str]) -> dict:
 
 def follow_state(workspace, setting: Setting) -> bool:
     """Whether the setting still has a queued or running job (so `lab logs -f` keeps following)."""
+    from .slurmqueue import active_on_slurm
+
+    if active_on_slurm(setting) is not None:
+        return True
     queue = Queue.open_existing(workspace.state_dir)
     if queue is None:
         return False

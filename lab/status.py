@@ -32,12 +32,12 @@ from . import records
 from .fsutil import atomic_write_text, natural_key
 
 CACHE_NAME = "status-cache.tsv"
-CACHE_VERSION = "lab status cache 3"
+CACHE_VERSION = "lab status cache 3 slurm"
 # A runs/ directory whose mtime is older than this is "settled": an unchanged mtime then proves that no record
 # in it was added, replaced or removed (file times have a coarse clock, so a recent mtime proves nothing).
 TRUST_AFTER_NS = 2_000_000_000
 SUMMARY_KEYS = ("state", "attempt", "exit_code", "signal", "queued_at", "started_at", "ended_at", "duration_s",
-                "metrics", "executor", "job_id", "reason")
+                "metrics", "executor", "job_id", "reason", "slurm_job_id")
 
 
 def summarize(record: dict, experiment: str, setting: str) -> dict:
@@ -91,6 +91,10 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
         if recover_if_needed(workspace):
             jobs = active_jobs(workspace)
     blocks = _records(workspace, parsed)  # [(experiment, metas, jsons)], in natural order (see _records)
+    slurm_live: dict = {}
+    if recover and _slurm_active(blocks):
+        slurm_live = _refresh_slurm(workspace, blocks)
+        blocks = _records(workspace, parsed)  # again: the reconciliation may have rewritten records
     by_exp: dict = {}
     for job in jobs:
         if _wanted(parsed, job["experiment"], job["setting"]):
@@ -102,8 +106,9 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
     out: list = []  # cached (meta, json) pairs, and dicts where the queue knows better
     for exp, metas, jsons in blocks:
         exp_jobs = by_exp.get(exp)
+        exp_slurm = slurm_live.get(exp) if slurm_live else None
         filtered = parsed is not None and any(e == exp and s is not None for e, s in parsed)
-        if not exp_jobs and not filtered:
+        if not exp_jobs and not exp_slurm and not filtered:
             out.extend(zip(metas, jsons))  # the fast path: nothing is split or decoded
             continue
         items = {meta.partition("\t")[0]: (meta, text) for meta, text in zip(metas, jsons)}
@@ -112,6 +117,9 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
         for name, job in (exp_jobs or {}).items():
             summary = json.loads(items[name][1]) if name in items else summarize({}, exp, name)
             items[name] = _merge_job(workspace, summary, job)
+        for name, rec in (exp_slurm or {}).items():  # Slurm jobs as Slurm sees them now (lab.slurmqueue)
+            if _wanted(parsed, exp, name):
+                items[name] = _slurm_entry(workspace, rec)
         out.extend(items[name] for name in sorted(items, key=natural_key))
     if form == "json":
         if not out:
@@ -137,6 +145,46 @@ def _merge_job(workspace, entry: dict, job: dict) -> dict:
     entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
     if entry.get("started_at"):
         entry["duration_s"] = _seconds_since(entry["started_at"])
+    return entry
+
+
+def _slurm_active(blocks) -> list[tuple[str, str]]:
+    """(experiment, setting) of the records that say a Slurm job is queued or running (from the cached cells)."""
+    found = []
+    for exp, metas, _ in blocks:
+        for meta in metas:
+            if "\x1fqueued (slurm " in meta or "\x1frunning (slurm " in meta:
+                found.append((exp, meta.partition("\t")[0]))
+    return found
+
+
+def _refresh_slurm(workspace, blocks) -> dict:
+    """Reconcile active Slurm runs with Slurm (`lab.slurmqueue.refresh`): {exp: {setting: record as Slurm sees it}}."""
+    active = _slurm_active(blocks)
+    if not active:
+        return {}
+    from .runner import job_setting
+    from .slurmqueue import refresh
+
+    live: dict = {}
+    for rec in refresh(workspace, [job_setting(workspace, {"experiment": e, "setting": n}) for e, n in active]):
+        if rec.get("state") in ("queued", "running"):
+            live.setdefault(rec["experiment"], {})[rec["setting"]] = rec
+    return live
+
+
+def _slurm_entry(workspace, rec: dict) -> dict:
+    entry = summarize(rec, rec["experiment"], rec["setting"])
+    if rec.get("slurm_state"):
+        entry["slurm_state"] = rec["slurm_state"]
+    if entry["state"] == "running":
+        from .runner import _seconds_since
+        from .runs import latest_metrics
+
+        exp_dir = workspace.experiments_dir / entry["experiment"]
+        entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
+        if entry.get("started_at"):
+            entry["duration_s"] = _seconds_since(entry["started_at"])
     return entry
 
 
@@ -287,7 +335,8 @@ def table_cells(r: dict) -> list[str]:
         exit_text = str(r["signal"])
     running = r.get("state") == "running"
     metrics = (r.get("progress") if running else r.get("metrics")) or {}
-    return [f"{r['experiment']}/{r['setting']}", str(r.get("state")), local_time(r.get("started_at")),
+    state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+    return [f"{r['experiment']}/{r['setting']}", state, local_time(r.get("started_at")),
             duration_text(r.get("duration_s")), exit_text, metrics_text(metrics, with_step=running)]
 
 

@@ -17,28 +17,42 @@ from . import echo_json, pass_lab
 @click.option("--rerun", is_flag=True, help="Run settings again even if their last run succeeded with the same settings and command.")
 @click.option("--stop-on-failure", is_flag=True, help="Stop the queue at the first failure of these jobs (the rest stay queued).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was queued as JSON.")
+@click.option("--on", "on", type=click.Choice(["local", "slurm"]), default=None, help="Where to run: the local runner or Slurm jobs (default: 'executor' of the report's front matter or lab.yaml, else local).")
+@click.option("--parallel", is_flag=True, help="With Slurm: submit all settings at once (a job array) instead of one after another.")
 @pass_lab
-def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json):
+def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     """Queue the settings of TARGETS (EXP for all its settings, or EXP/SETTING) and run them in the background.
 
     Every setting is checked first; if one is bad nothing is queued. One runner per lab takes the jobs one at
     a time, detached from the terminal. A setting whose last run succeeded with the same settings and command
     is skipped (--rerun runs it again). With no TARGETS, resumes the queue after `lab stop`.
 
+    With --on slurm (or `executor: slurm` in lab.yaml or the report), each setting is a Slurm job instead,
+    each depending on the previous one, or all at once with --parallel (see README: Running on a cluster).
+
     \b
     Examples:
       lab run exp3                  # all settings of exp3, in order
       lab run exp3/lr-high exp4 --wait
       lab run exp3 --rerun --stop-on-failure
+      lab run exp3 --on slurm --parallel
     """
     from ..runs import submit
 
     ws = lab.workspace
-    results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure)
+    if parallel and on == "local":
+        from ..errors import BadInput
+
+        raise BadInput("--parallel runs Slurm jobs at once; the local runner runs one job at a time (use --on slurm)")
+    results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure, executor=on, parallel=parallel)
     if as_json:
         echo_json(results)
     for r in results:
-        if r["action"] == "queued":
+        if r["action"] == "queued" and r.get("executor") == "slurm":
+            click.echo(f"submitted {r['id']} (Slurm job {r['slurm_job_id']}); log: {r['log']}", err=True)
+        elif r.get("executor") == "slurm" and r["action"].startswith("already"):
+            click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
+        elif r["action"] == "queued":
             click.echo(f"queued {r['id']} (job {r['job_id']}); log: {r['log']}", err=True)
         elif r["action"] == "skipped":
             click.echo(f"skipped {r['id']}: its last run succeeded with the same settings and command (--rerun runs it again)", err=True)
@@ -53,12 +67,50 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json):
         return
     if not queued:
         return
+    local = [r["job_id"] for r in queued if r.get("executor") != "slurm" and r["job_id"] is not None]
+    remote = [r for r in queued if r.get("executor") == "slurm"]
     try:
-        ok = _wait_with_progress(ws, [r["job_id"] for r in queued])
+        ok = _wait_with_progress(ws, local) if local else True
+        if remote:
+            ok = _wait_for_slurm(ws, remote) and ok
     except KeyboardInterrupt:
         click.echo("stopped waiting; the jobs go on in the background (lab status, lab stop)", err=True)
         sys.exit(130)
     sys.exit(0 if ok else 1)
+
+
+def _wait_for_slurm(ws, entries: list[dict]) -> bool:
+    """--wait for Slurm jobs: poll their records (reconciled with Slurm) until they end; True if all succeeded."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    from ..runner import job_setting
+    from ..slurmqueue import wait
+
+    settings = [job_setting(ws, e) for e in entries]
+    console = Console(stderr=True)
+    reported: set[str] = set()
+    with Live(Text("waiting for Slurm"), console=console, refresh_per_second=4, transient=True) as display:
+        def progress(recs):
+            for rec in recs:
+                key = f"{rec.get('experiment')}/{rec.get('setting')}"
+                if rec.get("state") not in ("queued", "running") and key not in reported:
+                    reported.add(key)
+                    style = "green" if rec.get("state") == "succeeded" else "red"
+                    why = f" ({rec['reason']})" if rec.get("reason") and rec.get("state") != "succeeded" else ""
+                    display.console.print(Text(f"{rec.get('state')} {key} (Slurm job {rec.get('slurm_job_id')}){why}", style=style))
+            running = [f"{r.get('experiment')}/{r.get('setting')}" for r in recs if r.get("state") == "running"]
+            queued = sum(1 for r in recs if r.get("state") == "queued")
+            text = Text(f"{len(reported)}/{len(recs)} done")
+            if running:
+                text.append(f"  running {', '.join(running)}", style="bold")
+            if queued:
+                text.append(f"  {queued} queued in Slurm")
+            display.update(text)
+
+        recs = wait(ws, settings, progress=progress)
+    return all(r.get("state") == "succeeded" for r in recs)
 
 
 def _wait_with_progress(ws, job_ids: list[int]) -> bool:
@@ -213,6 +265,8 @@ def logs_cmd(lab, target, follow):
 def stop_cmd(lab, now, grace, as_json):
     """Stop the queue: the running job finishes, no other starts (queued jobs wait for the next lab run).
 
+    Slurm jobs that have not started are cancelled (scancel); with --now the running ones too.
+
     \b
     Examples:
       lab stop          # let the running job finish
@@ -240,7 +294,8 @@ def stop_cmd(lab, now, grace, as_json):
 def cancel_cmd(lab, targets, as_json):
     """Remove the queued jobs of TARGETS (EXP or EXP/SETTING) from the queue; their records say cancelled.
 
-    A running job is not touched: `lab stop --now` ends it.
+    A running local job is not touched: `lab stop --now` ends it. Slurm jobs of TARGETS are cancelled
+    through scancel, queued or running.
 
     \b
     Example:
