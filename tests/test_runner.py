@@ -19,14 +19,18 @@ PROGRAM = r'''
 import json, os, subprocess, sys, time
 import lab
 s = json.load(open(sys.argv[1]))
+def put(name, text):  # atomic, so the test never reads a half-written pid
+    tmp = os.path.join(root, name + ".tmp")
+    open(tmp, "w").write(text)
+    os.replace(tmp, os.path.join(root, name))
 root = os.environ["LAB_ROOT"]
 with open(os.path.join(root, "starts.txt"), "a") as f:
     f.write(os.environ["LAB_SETTING"] + "\n")
 print("env", os.environ.get("MY_VAR"), "out", os.environ["LAB_OUTPUT_DIR"], flush=True)
 if s.get("child"):
     child = subprocess.Popen(["sleep", "300"])
-    open(os.path.join(root, f"child-{os.environ['LAB_SETTING']}.pid"), "w").write(str(child.pid))
-open(os.path.join(root, f"pid-{os.environ['LAB_SETTING']}"), "w").write(str(os.getpid()))
+    put(f"child-{os.environ['LAB_SETTING']}.pid", str(child.pid))
+put(f"pid-{os.environ['LAB_SETTING']}", str(os.getpid()))
 gate = s.get("gate")
 while gate and not os.path.exists(os.path.join(root, gate)):
     time.sleep(0.02)
