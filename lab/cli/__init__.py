@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "new": ("lab.cli.core", "new_cmd", "Make a new experiment (optionally a variant of another)."),
     "list": ("lab.cli.core", "list_cmd", "List the experiments."),
     "show": ("lab.cli.core", "show_cmd", "Print a setting's resolved JSON, or an experiment's settings."),
+    "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
+    "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
 }
 
 

@@ -1,0 +1,311 @@
+"""The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
+
+Every reader calls `open_index(root)`, which first syncs: one `os.scandir` pass over the indexed files against
+the `files` table (path, size, mtime_ns) loaded in one query; only new or changed files are read and their
+documents replaced, and a vanished file's documents are deleted. Nothing is imported beyond the standard
+library unless something changed, so a no-op check costs a few tens of milliseconds on a large lab.
+
+Writers (the runner, `lab note`, feed pulls) call `refresh_paths(root, paths)` after writing files; it is a
+no-op when there is no index yet and never fails the writer (the next reader syncs anyway).
+Deleting the index loses nothing: `lab reindex`, or the next search, rebuilds it from the files.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from .errors import LabError
+
+INDEX_PATH = ".lab/index.db"
+
+
+class SyncStats:
+    """What a sync did: files read, files removed, documents written, warnings about malformed files."""
+
+    def __init__(self):
+        self.read = 0
+        self.removed = 0
+        self.documents = 0
+        self.warnings: list[str] = []
+
+    def __repr__(self):
+        return f"SyncStats(read={self.read}, removed={self.removed}, documents={self.documents})"
+
+
+def index_path(root: Path | str) -> Path:
+    return Path(root) / INDEX_PATH
+
+
+def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
+    """An open connection to the lab's index with the current schema (created or migrated as needed).
+
+    With `create=False`, None when there is no index (or it needs a migration first).
+    """
+    from .migrations import SCHEMA_VERSION
+
+    path = index_path(root)
+    for attempt in range(3):
+        if not path.exists():
+            if not create:
+                return None
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _migrate(path)
+            except OSError as e:
+                raise LabError(f"cannot create the search index {path}: {e.strerror or e}") from None
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            conn.close()
+            if not create:
+                return None
+            remove_index(root)  # not a database any more: it is derived, so start again
+            continue
+        if version == SCHEMA_VERSION:
+            return conn
+        conn.close()
+        if not create:
+            return None
+        if version > SCHEMA_VERSION:
+            remove_index(root)  # written by a newer lab: rebuild rather than guess
+        else:
+            _migrate(path)
+    raise LabError(f"cannot open the search index {path}; delete it and run 'lab reindex'")
+
+
+def _migrate(path: Path) -> None:
+    from .migrations import migrate
+
+    try:
+        migrate(path)
+    except sqlite3.OperationalError:
+        migrate(path)  # another process created the same tables at the same moment: the retry sees them
+
+
+def remove_index(root: Path | str) -> None:
+    """Delete the index file (and SQLite's -wal and -shm files beside it)."""
+    path = index_path(root)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
+def scan(root: Path | str) -> dict[str, tuple[int, int]]:
+    """Every indexed file under `root` -> (size, mtime_ns), keyed by POSIX path relative to the root.
+
+    Kept in step with `lab.documents.kind_of`, and written for speed: plain strings and `os.scandir`.
+    """
+    root = str(root)
+    out: dict[str, tuple[int, int]] = {}
+    stat = os.stat
+    try:
+        experiments = [e.name for e in os.scandir(os.path.join(root, "experiments")) if e.name[0] != "." and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        experiments = []
+    for name in experiments:
+        base = f"{root}/experiments/{name}"
+        rel = f"experiments/{name}"
+        try:
+            st = stat(f"{base}/report.md")
+            out[f"{rel}/report.md"] = (st.st_size, st.st_mtime_ns)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        for sub, suffixes in (("settings", (".json", ".jsonnet", ".libsonnet")), ("runs", (".json",))):
+            try:
+                entries = os.scandir(f"{base}/{sub}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with entries:
+                for e in entries:
+                    n = e.name
+                    if n.endswith(suffixes) and n[0] != "." and not (sub == "runs" and n.endswith(".settings.json")):
+                        try:
+                            st = e.stat()
+                        except FileNotFoundError:
+                            continue
+                        out[f"{rel}/{sub}/{n}"] = (st.st_size, st.st_mtime_ns)
+    _scan_tree(f"{root}/papers", "papers", out)
+    try:
+        with os.scandir(f"{root}/feeds/items") as entries:
+            for e in entries:
+                if e.name.endswith(".jsonl") and e.name[0] != ".":
+                    st = e.stat()
+                    out[f"feeds/items/{e.name}"] = (st.st_size, st.st_mtime_ns)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return out
+
+
+def _scan_tree(directory: str, rel: str, out: dict) -> None:
+    """Markdown files anywhere under `directory` (hidden files and directories skipped)."""
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    subdirs = []
+    with entries:
+        for e in entries:
+            n = e.name
+            if n[0] == ".":
+                continue
+            if n[-3:].lower() == ".md" and e.is_file():
+                st = e.stat()
+                out[f"{rel}/{n}"] = (st.st_size, st.st_mtime_ns)
+            elif e.is_dir():
+                subdirs.append(n)
+    for n in subdirs:
+        _scan_tree(f"{directory}/{n}", f"{rel}/{n}", out)
+
+
+def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats:
+    """Bring the index up to date with every indexed file under `root`."""
+    known = {path: (size, mtime) for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files")}
+    return _apply(conn, Path(root), scan(root), known, progress)
+
+
+def _apply(conn, root: Path, current: dict, known: dict, progress=None) -> SyncStats:
+    stats = SyncStats()
+    changed = [p for p, sm in current.items() if known.get(p) != sm]
+    removed = [p for p in known if p not in current]
+    if not changed and not removed:
+        return stats
+    # A changed jsonnet base (*.libsonnet) changes the settings beside it that import it.
+    bases = {p.rsplit("/", 1)[0] for p in (*changed, *removed) if p.endswith(".libsonnet")}
+    if bases:
+        seen = set(changed)
+        changed += [p for p in current if p.endswith(".jsonnet") and p not in seen and p.rsplit("/", 1)[0] in bases]
+    import json
+
+    from .documents import documents
+    from .query import index_text
+
+    def warn(message):
+        stats.warnings.append(message)
+
+    total = len(changed) + len(removed)
+    done = 0
+    batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
+    for start in range(0, max(len(changed), 1), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if start == 0:
+                for path in removed:
+                    conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                    conn.execute("DELETE FROM files WHERE path = ?", (path,))
+                    stats.removed += 1
+                done += len(removed)
+            for path in changed[start : start + batch]:
+                docs = documents(root, path, warn)
+                conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                conn.executemany(
+                    "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
+                    "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
+                            json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
+                            json.dumps(d["info"], ensure_ascii=False, default=str),
+                            index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
+                            index_text(d["body"]),
+                        )
+                        for d in docs
+                    ],
+                )
+                size, mtime = current[path]
+                conn.execute("INSERT OR REPLACE INTO files (path, size, mtime_ns) VALUES (?, ?, ?)", (path, size, mtime))
+                stats.read += 1
+                stats.documents += len(docs)
+                done += 1
+                if progress is not None and done % 200 == 0:
+                    progress(done, total)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if progress is not None:
+        progress(total, total)
+    return stats
+
+
+def open_index(root: Path | str, progress=None) -> tuple[sqlite3.Connection, SyncStats]:
+    """The lab's index, created if missing and synced with the files: what every reading command uses."""
+    conn = connect(root)
+    try:
+        stats = sync(conn, root, progress)
+    except sqlite3.Error as e:
+        conn.close()
+        raise LabError(f"the search index {index_path(root)} could not be updated ({e}); run 'lab reindex'") from None
+    return conn, stats
+
+
+def reindex(root: Path | str, progress=None) -> SyncStats:
+    """Delete the index and build it again from the files."""
+    remove_index(root)
+    conn, stats = open_index(root, progress)
+    conn.close()
+    return stats
+
+
+def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
+    """Re-index just `paths` (files or directories, absolute or relative to the root) after writing them.
+
+    Cheap, a no-op when the lab has no index yet, and it never raises for index trouble: the next reader's
+    sync repairs whatever this could not do.
+    """
+    root = Path(root).resolve()
+    if not index_path(root).exists():
+        return
+    try:
+        conn = connect(root, create=False)
+        if conn is None:
+            return
+        try:
+            _refresh(conn, root, paths)
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError, LabError):
+        pass
+
+
+def _refresh(conn, root: Path, paths) -> None:
+    from .documents import kind_of
+
+    current: dict[str, tuple[int, int]] = {}
+    known: dict[str, tuple[int, int]] = {}
+    for p in paths:
+        path = Path(p)
+        path = path if path.is_absolute() else root / path
+        if path.suffix == ".libsonnet":
+            path = path.parent  # a jsonnet base: re-read the settings beside it too
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue  # outside the lab
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for name in filenames:
+                    frel = Path(dirpath, name).resolve().relative_to(root).as_posix()
+                    if kind_of(frel):
+                        st = os.stat(os.path.join(dirpath, name))
+                        current[frel] = (st.st_size, st.st_mtime_ns)
+            prefix = "" if rel == "." else rel + "/"
+            rows = conn.execute("SELECT path, size, mtime_ns FROM files WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
+        else:
+            if not kind_of(rel):
+                continue
+            try:
+                st = os.stat(path)
+                current[rel] = (st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                pass
+            rows = conn.execute("SELECT path, size, mtime_ns FROM files WHERE path = ?", (rel,))
+        known.update({r[0]: (r[1], r[2]) for r in rows})
+    if current or known:
+        _apply(conn, root, current, known)
