@@ -209,8 +209,12 @@ def _setting(root: Path, rel: str, text: str, warn) -> list[dict]:
                 raise ValueError("a setting must be a JSON object")
             body = flatten(value)
     except Exception as e:  # malformed: the raw text is still worth finding
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        warn(f"{rel}: {message}; indexed as raw text")
+        if isinstance(e, json.JSONDecodeError):
+            message = f"{rel}:{e.lineno}:{e.colno}: {e.msg}"
+        else:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            message = message if message.startswith(rel) else f"{rel}: {message}"
+        warn(f"{message}; indexed as raw text")
         body, info = text, {"error": message}
     return [_doc("setting", key, key, rel, exp=exp, info=info, meta=f"{exp} {stem}", body=body)]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import zlib
 from pathlib import Path
 
 from .errors import LabError
@@ -96,58 +97,63 @@ def remove_index(root: Path | str) -> None:
             pass
 
 
-def scan(root: Path | str) -> dict[str, tuple[int, int]]:
-    """Every indexed file under `root` -> (size, mtime_ns), keyed by POSIX path relative to the root.
+def scan(root: Path | str) -> dict[str, tuple[list[str], list[int]]]:
+    """Every indexed file under `root`, grouped by directory: {dir: ([name, ...], [size, mtime_ns, ...])}.
 
-    Kept in step with `lab.documents.kind_of`, and written for speed: plain strings and `os.scandir`.
+    Directories are POSIX paths relative to the root. Kept in step with `lab.documents.kind_of`, and written
+    for speed (this runs before every search): plain strings, `os.scandir`, no per-file objects.
     """
     root = str(root)
-    out: dict[str, tuple[int, int]] = {}
+    units: dict[str, tuple[list[str], list[int]]] = {}
     stat = os.stat
     try:
-        experiments = [e.name for e in os.scandir(os.path.join(root, "experiments")) if e.name[0] != "." and e.is_dir()]
+        experiments = [e.name for e in os.scandir(f"{root}/experiments") if e.name[0] != "." and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         experiments = []
     for name in experiments:
-        base = f"{root}/experiments/{name}"
         rel = f"experiments/{name}"
         try:
-            st = stat(f"{base}/report.md")
-            out[f"{rel}/report.md"] = (st.st_size, st.st_mtime_ns)
+            st = stat(f"{root}/{rel}/report.md")
+            units[rel] = (["report.md"], [st.st_size, st.st_mtime_ns])
         except (FileNotFoundError, NotADirectoryError):
             pass
-        for sub, suffixes in (("settings", (".json", ".jsonnet", ".libsonnet")), ("runs", (".json",))):
-            try:
-                entries = os.scandir(f"{base}/{sub}")
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            with entries:
-                for e in entries:
-                    n = e.name
-                    if n.endswith(suffixes) and n[0] != "." and not (sub == "runs" and n.endswith(".settings.json")):
-                        try:
-                            st = e.stat()
-                        except FileNotFoundError:
-                            continue
-                        out[f"{rel}/{sub}/{n}"] = (st.st_size, st.st_mtime_ns)
-    _scan_tree(f"{root}/papers", "papers", out)
-    try:
-        with os.scandir(f"{root}/feeds/items") as entries:
-            for e in entries:
-                if e.name.endswith(".jsonl") and e.name[0] != ".":
-                    st = e.stat()
-                    out[f"feeds/items/{e.name}"] = (st.st_size, st.st_mtime_ns)
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    return out
+        _scan_dir(root, f"{rel}/settings", (".json", ".jsonnet", ".libsonnet"), None, units)
+        _scan_dir(root, f"{rel}/runs", (".json",), ".settings.json", units)
+    _scan_tree(root, "papers", units)
+    _scan_dir(root, "feeds/items", (".jsonl",), None, units)
+    return units
 
 
-def _scan_tree(directory: str, rel: str, out: dict) -> None:
-    """Markdown files anywhere under `directory` (hidden files and directories skipped)."""
+def _scan_dir(root: str, rel: str, suffixes: tuple, exclude: str | None, units: dict) -> None:
     try:
-        entries = os.scandir(directory)
+        entries = os.scandir(f"{root}/{rel}")
     except (FileNotFoundError, NotADirectoryError):
         return
+    names: list[str] = []
+    ints: list[int] = []
+    with entries:
+        for e in entries:
+            n = e.name
+            if n.endswith(suffixes) and n[0] != "." and not (exclude and n.endswith(exclude)):
+                try:
+                    st = e.stat()
+                except FileNotFoundError:
+                    continue
+                names.append(n)
+                ints.append(st.st_size)
+                ints.append(st.st_mtime_ns)
+    if names:
+        units[rel] = (names, ints)
+
+
+def _scan_tree(root: str, rel: str, units: dict) -> None:
+    """Markdown files anywhere under `rel` (hidden files and directories skipped)."""
+    try:
+        entries = os.scandir(f"{root}/{rel}")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    names: list[str] = []
+    ints: list[int] = []
     subdirs = []
     with entries:
         for e in entries:
@@ -156,30 +162,66 @@ def _scan_tree(directory: str, rel: str, out: dict) -> None:
                 continue
             if n[-3:].lower() == ".md" and e.is_file():
                 st = e.stat()
-                out[f"{rel}/{n}"] = (st.st_size, st.st_mtime_ns)
+                names.append(n)
+                ints.append(st.st_size)
+                ints.append(st.st_mtime_ns)
             elif e.is_dir():
                 subdirs.append(n)
+    if names:
+        units[rel] = (names, ints)
     for n in subdirs:
-        _scan_tree(f"{directory}/{n}", f"{rel}/{n}", out)
+        _scan_tree(root, f"{rel}/{n}", units)
+
+
+def _signature(names: list[str], ints: list[int]) -> str:
+    """A digest of a directory's indexed files (names, sizes, mtimes): equal means nothing changed there.
+
+    `hash` of a tuple of ints is the same in every process (only str hashing is randomised); the names
+    go through crc32. A false mismatch only costs a per-file comparison, never a wrong result.
+    """
+    return f"{len(names)}:{zlib.crc32(chr(0).join(names).encode('utf-8', 'surrogateescape'))}:{hash(tuple(ints))}"
 
 
 def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats:
-    """Bring the index up to date with every indexed file under `root`."""
-    known = {path: (size, mtime) for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files")}
-    return _apply(conn, Path(root), scan(root), known, progress)
+    """Bring the index up to date with every indexed file under `root`.
+
+    One query loads a signature per directory; only directories whose signature changed are compared file by
+    file against the `files` table, and only changed files are read.
+    """
+    units = scan(root)
+    known_sigs = dict(conn.execute("SELECT path, sig FROM dirs"))
+    sigs = {}
+    for unit, (names, ints) in units.items():
+        sig = _signature(names, ints)
+        if known_sigs.get(unit) != sig:
+            sigs[unit] = sig
+    gone = [u for u in known_sigs if u not in units]
+    if not sigs and not gone:
+        return SyncStats()
+    current: dict[str, tuple[int, int]] = {}
+    known: dict[str, tuple[int, int]] = {}
+    for unit in [*sigs, *gone]:
+        if unit in units:
+            names, ints = units[unit]
+            for i, name in enumerate(names):
+                current[f"{unit}/{name}"] = (ints[2 * i], ints[2 * i + 1])
+        for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (unit,)):
+            known[path] = (size, mtime)
+    return _apply(conn, Path(root), current, known, progress, sigs=sigs, gone=gone)
 
 
-def _apply(conn, root: Path, current: dict, known: dict, progress=None) -> SyncStats:
+def _apply(conn, root: Path, current: dict, known: dict, progress=None, sigs=None, gone=()) -> SyncStats:
     stats = SyncStats()
     changed = [p for p, sm in current.items() if known.get(p) != sm]
     removed = [p for p in known if p not in current]
-    if not changed and not removed:
-        return stats
     # A changed jsonnet base (*.libsonnet) changes the settings beside it that import it.
     bases = {p.rsplit("/", 1)[0] for p in (*changed, *removed) if p.endswith(".libsonnet")}
     if bases:
         seen = set(changed)
-        changed += [p for p in current if p.endswith(".jsonnet") and p not in seen and p.rsplit("/", 1)[0] in bases]
+        for base in bases:
+            for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (base,)):
+                if path.endswith(".jsonnet") and path not in seen and path in current:
+                    changed.append(path)
     import json
 
     from .documents import documents
@@ -192,6 +234,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None) -> SyncS
     done = 0
     batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
     for start in range(0, max(len(changed), 1), batch):
+        last = start + batch >= len(changed)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if start == 0:
@@ -218,17 +261,24 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None) -> SyncS
                     ],
                 )
                 size, mtime = current[path]
-                conn.execute("INSERT OR REPLACE INTO files (path, size, mtime_ns) VALUES (?, ?, ?)", (path, size, mtime))
+                conn.execute(
+                    "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                    (path, path.rsplit("/", 1)[0], size, mtime),
+                )
                 stats.read += 1
                 stats.documents += len(docs)
                 done += 1
                 if progress is not None and done % 200 == 0:
                     progress(done, total)
+            if last:
+                # Directory signatures last: if anything above fails, the next sync compares these again.
+                conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
+                conn.executemany("INSERT OR REPLACE INTO dirs (path, sig) VALUES (?, ?)", list((sigs or {}).items()))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    if progress is not None:
+    if progress is not None and total:
         progress(total, total)
     return stats
 
@@ -296,7 +346,10 @@ def _refresh(conn, root: Path, paths) -> None:
                         st = os.stat(os.path.join(dirpath, name))
                         current[frel] = (st.st_size, st.st_mtime_ns)
             prefix = "" if rel == "." else rel + "/"
-            rows = conn.execute("SELECT path, size, mtime_ns FROM files WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
+            rows = conn.execute(
+                "SELECT path, size, mtime_ns FROM files WHERE dir = ? OR substr(dir, 1, ?) = ?",
+                (rel, len(prefix), prefix),
+            )
         else:
             if not kind_of(rel):
                 continue

@@ -195,7 +195,7 @@ def search(
                 "section": section or None,
                 "snippet": snippet,
                 "path": path,
-                "score": round(-rank, 4),
+                "score": float(f"{-rank:.6g}"),
             }
         )
     return results
