@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import zlib
 from pathlib import Path
 
@@ -97,14 +98,22 @@ def remove_index(root: Path | str) -> None:
             pass
 
 
-def scan(root: Path | str) -> dict[str, tuple[list[str], list[int]]]:
-    """Every indexed file under `root`, grouped by directory: {dir: ([name, ...], [size, mtime_ns, ...])}.
+RACY_NS = 2_000_000_000  # a time stamp this recent may yet be shared by a later change in the same clock tick
+SETTINGS_SUFFIXES = (".json", ".jsonnet", ".libsonnet")
 
-    Directories are POSIX paths relative to the root. Kept in step with `lab.documents.kind_of`, and written
-    for speed (this runs before every search): plain strings, `os.scandir`, no per-file objects.
+
+def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple[int, list[str], list[int] | None]]:
+    """Every indexed file under `root`, by directory: {dir: (dir mtime_ns, [name, ...], [size, mtime_ns, ...])}.
+
+    `known` (the `dirs` table) lets a directory whose mtime is unchanged skip its listing: its names are
+    those recorded. Files are still stat'ed one by one, since an in-place edit changes only the file; the
+    exception is `runs/`, whose records lab always replaces whole (a new directory entry), so an unchanged
+    directory there means unchanged records and its sizes come back as None. Written for speed (this runs
+    before every search): plain strings, `os.scandir`, no per-file objects.
     """
     root = str(root)
-    units: dict[str, tuple[list[str], list[int]]] = {}
+    known = known or {}
+    units: dict = {}
     stat = os.stat
     try:
         experiments = [e.name for e in os.scandir(f"{root}/experiments") if e.name[0] != "." and e.is_dir()]
@@ -114,63 +123,70 @@ def scan(root: Path | str) -> dict[str, tuple[list[str], list[int]]]:
         rel = f"experiments/{name}"
         try:
             st = stat(f"{root}/{rel}/report.md")
-            units[rel] = (["report.md"], [st.st_size, st.st_mtime_ns])
+            units[rel] = (0, ["report.md"], [st.st_size, st.st_mtime_ns])
         except (FileNotFoundError, NotADirectoryError):
             pass
-        _scan_dir(root, f"{rel}/settings", (".json", ".jsonnet", ".libsonnet"), None, units)
-        _scan_dir(root, f"{rel}/runs", (".json",), ".settings.json", units)
-    _scan_tree(root, "papers", units)
-    _scan_dir(root, "feeds/items", (".jsonl",), None, units)
+        _scan_dir(root, f"{rel}/settings", SETTINGS_SUFFIXES, None, False, known, units)
+        _scan_dir(root, f"{rel}/runs", (".json",), ".settings.json", True, known, units)
+    _scan_dir(root, "papers", (".md", ".MD", ".Md", ".mD"), None, False, known, units, tree=True)
+    _scan_dir(root, "feeds/items", (".jsonl",), None, False, known, units)
     return units
 
 
-def _scan_dir(root: str, rel: str, suffixes: tuple, exclude: str | None, units: dict) -> None:
+def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) -> None:
+    path = f"{root}/{rel}"
     try:
-        entries = os.scandir(f"{root}/{rel}")
+        mtime = os.stat(path).st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
         return
     names: list[str] = []
     ints: list[int] = []
-    with entries:
-        for e in entries:
-            n = e.name
-            if n.endswith(suffixes) and n[0] != "." and not (exclude and n.endswith(exclude)):
-                try:
-                    st = e.stat()
-                except FileNotFoundError:
+    subdirs: list[str] = []
+    recorded = known.get(rel)
+    if recorded is not None and recorded[0] == mtime:
+        # Same entries as last time: stat them by name, no listing.
+        listed = recorded[1].split("\n") if recorded[1] else []
+        if atomic:
+            units[rel] = (mtime, listed, None)
+            return
+        try:
+            stat = os.stat
+            for n in listed:
+                if n[-1] == "/":
+                    subdirs.append(n[:-1])
+                else:
+                    st = stat(f"{path}/{n}")
+                    names.append(n)
+                    ints.append(st.st_size)
+                    ints.append(st.st_mtime_ns)
+        except FileNotFoundError:  # cannot happen without an mtime change; list it after all
+            names, ints, subdirs = [], [], []
+            recorded = None
+    if recorded is None or recorded[0] != mtime:
+        try:
+            entries = os.scandir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        with entries:
+            for e in entries:
+                n = e.name
+                if n[0] == ".":
                     continue
-                names.append(n)
-                ints.append(st.st_size)
-                ints.append(st.st_mtime_ns)
-    if names:
-        units[rel] = (names, ints)
-
-
-def _scan_tree(root: str, rel: str, units: dict) -> None:
-    """Markdown files anywhere under `rel` (hidden files and directories skipped)."""
-    try:
-        entries = os.scandir(f"{root}/{rel}")
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    names: list[str] = []
-    ints: list[int] = []
-    subdirs = []
-    with entries:
-        for e in entries:
-            n = e.name
-            if n[0] == ".":
-                continue
-            if n[-3:].lower() == ".md" and e.is_file():
-                st = e.stat()
-                names.append(n)
-                ints.append(st.st_size)
-                ints.append(st.st_mtime_ns)
-            elif e.is_dir():
-                subdirs.append(n)
-    if names:
-        units[rel] = (names, ints)
-    for n in subdirs:
-        _scan_tree(root, f"{rel}/{n}", units)
+                if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
+                    try:
+                        if tree and not e.is_file():
+                            continue
+                        st = e.stat()
+                    except FileNotFoundError:
+                        continue
+                    names.append(n)
+                    ints.append(st.st_size)
+                    ints.append(st.st_mtime_ns)
+                elif tree and e.is_dir():
+                    subdirs.append(n)
+    units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints)
+    for d in subdirs:
+        _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
 
 
 def _signature(names: list[str], ints: list[int]) -> str:
@@ -185,33 +201,46 @@ def _signature(names: list[str], ints: list[int]) -> str:
 def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats:
     """Bring the index up to date with every indexed file under `root`.
 
-    One query loads a signature per directory; only directories whose signature changed are compared file by
-    file against the `files` table, and only changed files are read.
+    One query loads what was recorded per directory (mtime, names, signature); only directories whose
+    signature changed are compared file by file against `files`, and only changed files are read. Time stamps
+    younger than RACY_NS are not trusted (recorded as unknown), so a change within the same clock tick as
+    the last sync is still seen next time.
     """
-    units = scan(root)
-    known_sigs = dict(conn.execute("SELECT path, sig FROM dirs"))
-    sigs = {}
-    for unit, (names, ints) in units.items():
+    now = time.time_ns()
+    known = {p: (m, n, s) for p, m, n, s in conn.execute("SELECT path, mtime_ns, names, sig FROM dirs")}
+    units = scan(root, known)
+    compare: list[str] = []
+    rows: list[tuple] = []
+    for rel, (mtime, names, ints) in units.items():
+        if ints is None:
+            continue  # runs/ with the same entries as last time
         sig = _signature(names, ints)
-        if known_sigs.get(unit) != sig:
-            sigs[unit] = sig
-    gone = [u for u in known_sigs if u not in units]
-    if not sigs and not gone:
+        racy = now - mtime < RACY_NS or (ints and max(ints[1::2]) > now - RACY_NS)
+        row = (0 if racy else mtime, "\n".join(names), "" if racy else sig)
+        recorded = known.get(rel)
+        if recorded is None or recorded[2] != sig:
+            compare.append(rel)
+        if recorded != row:
+            rows.append((rel, *row))
+    gone = [u for u in known if u not in units]
+    if not compare and not gone and not rows:
         return SyncStats()
     current: dict[str, tuple[int, int]] = {}
-    known: dict[str, tuple[int, int]] = {}
-    for unit in [*sigs, *gone]:
+    files: dict[str, tuple[int, int]] = {}
+    for unit in [*compare, *gone]:
         if unit in units:
-            names, ints = units[unit]
+            _, names, ints = units[unit]
             for i, name in enumerate(names):
-                current[f"{unit}/{name}"] = (ints[2 * i], ints[2 * i + 1])
+                if name[-1] != "/":
+                    current[f"{unit}/{name}"] = (ints[2 * i], ints[2 * i + 1])
         for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (unit,)):
-            known[path] = (size, mtime)
-    return _apply(conn, Path(root), current, known, progress, sigs=sigs, gone=gone)
+            files[path] = (size, mtime)
+    return _apply(conn, Path(root), current, files, progress, dirs=rows, gone=gone)
 
 
-def _apply(conn, root: Path, current: dict, known: dict, progress=None, sigs=None, gone=()) -> SyncStats:
+def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(), gone=()) -> SyncStats:
     stats = SyncStats()
+    now = time.time_ns()
     changed = [p for p, sm in current.items() if known.get(p) != sm]
     removed = [p for p in known if p not in current]
     # A changed jsonnet base (*.libsonnet) changes the settings beside it that import it.
@@ -263,7 +292,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, sigs=Non
                 size, mtime = current[path]
                 conn.execute(
                     "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                    (path, path.rsplit("/", 1)[0], size, mtime),
+                    (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
                 )
                 stats.read += 1
                 stats.documents += len(docs)
@@ -273,7 +302,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, sigs=Non
             if last:
                 # Directory signatures last: if anything above fails, the next sync compares these again.
                 conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
-                conn.executemany("INSERT OR REPLACE INTO dirs (path, sig) VALUES (?, ?)", list((sigs or {}).items()))
+                conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

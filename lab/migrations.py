@@ -14,11 +14,12 @@ FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 
 def m001_files_and_docs(db) -> None:
-    """`files`: what was indexed, by size and mtime; `dirs`: a signature of each directory's indexed files
-    (so a no-op sync reads one row per directory); `docs`: one row per searchable document."""
+    """`files`: what was indexed, by size and mtime; `dirs`: each scanned directory's mtime, indexed names and
+    a signature of their sizes and mtimes (a no-op sync reads one row per directory); `docs`: one row per
+    searchable document."""
     db["files"].create({"path": str, "dir": str, "size": int, "mtime_ns": int}, pk="path")
     db["files"].create_index(["dir"])
-    db["dirs"].create({"path": str, "sig": str}, pk="path")
+    db["dirs"].create({"path": str, "mtime_ns": int, "names": str, "sig": str}, pk="path")
     db["docs"].create(
         {
             "id": int,

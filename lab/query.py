@@ -28,12 +28,17 @@ _CJK = (
     "\u3005-\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
     "\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7a3\U00020000-\U0003134f"
 )
-_RUN = re.compile(f"[{_CJK}]+")
-_LAST_SINGLE = re.compile(f"(?:^|[^{_CJK}])[{_CJK}]$")
+_RUN = _LAST_SINGLE = None  # compiled on first use: compiling costs milliseconds that an ASCII query never needs
 BIGRAM_SEP = "\u2063"  # INVISIBLE SEPARATOR: between the bigrams of one run (a separator for unicode61)
 RUN_EDGE = "\u2064"  # INVISIBLE PLUS: frames a run, so it never sticks to a Latin word ("GPU用")
 HL_START, HL_END = "\x02", "\x03"  # what snippet() puts around matches, before decode_snippet
 _TOKEN_CHAR = re.compile(r"[^\W_]")
+
+
+def _compile():
+    global _RUN, _LAST_SINGLE
+    _RUN = re.compile(f"[{_CJK}]+")
+    _LAST_SINGLE = re.compile(f"(?:^|[^{_CJK}])[{_CJK}]$")
 
 
 def _bigrams(match: re.Match) -> str:
@@ -62,11 +67,19 @@ def index_text(text: str | None) -> str:
     """The text as the FTS table stores it: CJK runs spelled as overlapping bigrams (see the module doc)."""
     if not text:
         return ""
+    if text.isascii():
+        return text
+    if _RUN is None:
+        _compile()
     return _RUN.sub(_bigrams, _clean(text))
 
 
 def query_text(text: str) -> str:
     """A query phrase spelled like the index, without the run-final characters (they would break the phrase)."""
+    if text.isascii():
+        return text
+    if _RUN is None:
+        _compile()
     return _RUN.sub(_query_bigrams, _clean(text))
 
 
@@ -129,7 +142,7 @@ def fts_query(text: str | None) -> str | None:
         if not _TOKEN_CHAR.search(phrase):
             continue
         phrase = phrase.strip()
-        if _LAST_SINGLE.search(phrase):
+        if not phrase.isascii() and (_LAST_SINGLE or _compile() or _LAST_SINGLE).search(phrase):
             prefix = True  # a lone CJK character: bigrams starting with it, or a run's last character
         term = '"' + query_text(phrase).replace('"', '""') + '"' + ("*" if prefix else "")
         if term not in terms:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,12 @@ FEED_ITEM = {
 
 
 def write(path: Path, text: str) -> Path:
-    """Write a file and move its mtime forward, so even a same-size edit within one clock tick is seen."""
+    """Write a file as if written a while ago (so the index trusts its mtime), each write 1 ms after the last."""
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.stat().st_mtime_ns if path.exists() else 0
     path.write_text(text, encoding="utf-8")
-    st = path.stat()
-    if st.st_mtime_ns <= old:
-        os.utime(path, ns=(st.st_atime_ns, old + 1_000_000))
+    mtime = max(old + 1_000_000, time.time_ns() - 60_000_000_000)
+    os.utime(path, ns=(mtime, mtime))
     return path
 
 
@@ -299,3 +299,37 @@ def test_datasette_finds_the_full_text_search(root):
     status, rows = asyncio.run(fetch())
     assert status == 200
     assert [row["key"] for row in rows] == ["exp1#results"]
+
+
+def test_an_edit_in_the_same_clock_tick_is_still_seen(root):
+    """A same-size edit that keeps the mtime (as within one tick of a coarse clock) right after indexing."""
+    paper = root / "papers" / "tick.md"
+    paper.write_text("# The kiwi paper\n")
+    st = paper.stat()
+    assert ids(search(root, "kiwi")) == [("paper", "tick")]
+    paper.write_text("# The emus paper\n")
+    os.utime(paper, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert ids(search(root, "emus")) == [("paper", "tick")]
+
+
+def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
+    """The freshness check trusts an old directory mtime for its entries, never for its files' contents."""
+    old = time.time_ns() - 60_000_000_000
+    for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
+        os.utime(d, ns=(old, old))
+    assert ids(search(root, "Liyuan")) == [("paper", "1908.03265")]
+    conn = sqlite3.connect(index.index_path(root))
+    recorded = dict(conn.execute("SELECT path, mtime_ns FROM dirs"))
+    conn.close()
+    assert recorded["papers"] == old and recorded["experiments/exp1/runs"] == old  # trusted from now on
+    write(root / "papers" / "1908.03265.md", PAPER.replace("Liyuan", "Lilian"))  # in place: the directory keeps its mtime
+    write(root / "experiments" / "exp1" / "settings" / "s1.json", '{"warmup_steps": 700, "flamingo": 1}\n')
+    assert os.stat(root / "papers").st_mtime_ns == old
+    assert ids(search(root, "Lilian")) == [("paper", "1908.03265")] and search(root, "Liyuan") == []
+    assert ids(search(root, "flamingo")) == [("setting", "exp1/s1")]
+    # Run records are replaced whole, as lab.records writes them: a new directory entry.
+    from lab.fsutil import atomic_write_json
+
+    atomic_write_json(root / "experiments" / "exp1" / "runs" / "s1.json", {"state": "failed", "metrics": {"heron_loss": 1}})
+    run = search(root, "heron_loss")
+    assert ids(run) == [("run", "exp1/s1")] and run[0]["title"] == "exp1/s1 (failed)"
