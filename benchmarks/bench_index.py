@@ -35,8 +35,22 @@ WORDS = (
 JA = ["学習率", "ウォームアップ", "効果", "実験", "結果", "モデル", "評価", "損失", "精度", "データ"]
 
 
+def _vocabulary() -> tuple[list[str], list[float]]:
+    """5,000 words with Zipf frequencies, the ML words spread among them: "learning" is common, "warmup" rare."""
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(3, 10))) for _ in range(5000)]
+    for word in WORDS:
+        vocab[rng.randrange(10, 3000)] = word
+    vocab[15], vocab[40], vocab[900] = "learning", "rate", "warmup"
+    return vocab, [1 / (rank + 1) for rank in range(len(vocab))]
+
+
+VOCAB, WEIGHTS = _vocabulary()
+
+
 def words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
+    return " ".join(rng.choices(VOCAB, WEIGHTS, k=n))
 
 
 def build_lab(root: Path, papers: int, experiments: int) -> None:

@@ -154,9 +154,8 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
 
 
 def _check_exp(root, exp: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", exp) or set(exp) == {"."}:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+    if not exp or not set(exp) <= allowed or set(exp) == {"."}:
         from .workspace import check_name
 
         check_name(exp)

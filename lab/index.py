@@ -16,9 +16,12 @@ import os
 import sqlite3
 import time
 import zlib
-from pathlib import Path
 
 from .errors import LabError
+
+TYPE_CHECKING = False  # not typing's: importing typing (and re) costs more than the search itself
+if TYPE_CHECKING:  # pathlib is not imported at run time on the search path
+    from pathlib import Path
 
 INDEX_PATH = ".lab/index.db"
 
@@ -37,7 +40,13 @@ class SyncStats:
 
 
 def index_path(root: Path | str) -> Path:
+    from pathlib import Path
+
     return Path(root) / INDEX_PATH
+
+
+def _db_file(root) -> str:
+    return os.path.join(os.fspath(root), INDEX_PATH)
 
 
 def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
@@ -47,17 +56,17 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
     """
     from .migrations import SCHEMA_VERSION
 
-    path = index_path(root)
+    path = _db_file(root)
     for attempt in range(3):
-        if not path.exists():
+        if not os.path.exists(path):
             if not create:
                 return None
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 _migrate(path)
             except OSError as e:
                 raise LabError(f"cannot create the search index {path}: {e.strerror or e}") from None
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -79,7 +88,7 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
     raise LabError(f"cannot open the search index {path}; delete it and run 'lab reindex'")
 
 
-def _migrate(path: Path) -> None:
+def _migrate(path: str) -> None:
     from .migrations import migrate
 
     try:
@@ -90,7 +99,7 @@ def _migrate(path: Path) -> None:
 
 def remove_index(root: Path | str) -> None:
     """Delete the index file (and SQLite's -wal and -shm files beside it)."""
-    path = index_path(root)
+    path = _db_file(root)
     for suffix in ("", "-wal", "-shm", "-journal"):
         try:
             os.unlink(f"{path}{suffix}")
@@ -151,14 +160,12 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
             return
         try:
             stat = os.stat
-            for n in listed:
-                if n[-1] == "/":
-                    subdirs.append(n[:-1])
-                else:
-                    st = stat(f"{path}/{n}")
-                    names.append(n)
-                    ints.append(st.st_size)
-                    ints.append(st.st_mtime_ns)
+            if tree:
+                subdirs = [n[:-1] for n in listed if n[-1] == "/"]
+                names = [n for n in listed if n[-1] != "/"]
+            else:
+                names = listed
+            ints = [v for st in [stat(f"{path}/{n}") for n in names] for v in (st.st_size, st.st_mtime_ns)]
         except FileNotFoundError:  # cannot happen without an mtime change; list it after all
             names, ints, subdirs = [], [], []
             recorded = None
@@ -235,7 +242,7 @@ def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats
                     current[f"{unit}/{name}"] = (ints[2 * i], ints[2 * i + 1])
         for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (unit,)):
             files[path] = (size, mtime)
-    return _apply(conn, Path(root), current, files, progress, dirs=rows, gone=gone)
+    return _apply(conn, root, current, files, progress, dirs=rows, gone=gone)
 
 
 def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(), gone=()) -> SyncStats:
@@ -252,9 +259,12 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                 if path.endswith(".jsonnet") and path not in seen and path in current:
                     changed.append(path)
     import json
+    from pathlib import Path
 
     from .documents import documents
     from .query import index_text
+
+    root = Path(root)
 
     def warn(message):
         stats.warnings.append(message)
@@ -319,7 +329,7 @@ def open_index(root: Path | str, progress=None) -> tuple[sqlite3.Connection, Syn
         stats = sync(conn, root, progress)
     except sqlite3.Error as e:
         conn.close()
-        raise LabError(f"the search index {index_path(root)} could not be updated ({e}); run 'lab reindex'") from None
+        raise LabError(f"the search index {_db_file(root)} could not be updated ({e}); run 'lab reindex'") from None
     return conn, stats
 
 
@@ -337,6 +347,8 @@ def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
     Cheap, a no-op when the lab has no index yet, and it never raises for index trouble: the next reader's
     sync repairs whatever this could not do.
     """
+    from pathlib import Path
+
     root = Path(root).resolve()
     if not index_path(root).exists():
         return
@@ -353,6 +365,8 @@ def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
 
 
 def _refresh(conn, root: Path, paths) -> None:
+    from pathlib import Path
+
     from .documents import kind_of
 
     current: dict[str, tuple[int, int]] = {}

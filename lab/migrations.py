@@ -8,6 +8,7 @@ is indexed can simply empty `files`, and the next sync re-reads everything.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
@@ -66,7 +67,7 @@ def migrate(path) -> None:
     migrations = Migrations("lab.index")
     for fn in MIGRATIONS:
         migrations(name=fn.__name__)(fn)
-    conn = sqlite3.connect(str(path))
+    conn = sqlite3.connect(os.fspath(path))
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")

@@ -14,7 +14,6 @@ Only the standard library is imported here: `lab search` must start in the time 
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
@@ -32,16 +31,17 @@ _RUN = _LAST_SINGLE = None  # compiled on first use: compiling costs millisecond
 BIGRAM_SEP = "\u2063"  # INVISIBLE SEPARATOR: between the bigrams of one run (a separator for unicode61)
 RUN_EDGE = "\u2064"  # INVISIBLE PLUS: frames a run, so it never sticks to a Latin word ("GPU用")
 HL_START, HL_END = "\x02", "\x03"  # what snippet() puts around matches, before decode_snippet
-_TOKEN_CHAR = re.compile(r"[^\W_]")
 
 
 def _compile():
     global _RUN, _LAST_SINGLE
+    import re
+
     _RUN = re.compile(f"[{_CJK}]+")
     _LAST_SINGLE = re.compile(f"(?:^|[^{_CJK}])[{_CJK}]$")
 
 
-def _bigrams(match: re.Match) -> str:
+def _bigrams(match) -> str:
     run = match.group(0)
     if len(run) == 1:
         return RUN_EDGE + run + RUN_EDGE
@@ -50,7 +50,7 @@ def _bigrams(match: re.Match) -> str:
     return RUN_EDGE + BIGRAM_SEP.join(parts) + RUN_EDGE
 
 
-def _query_bigrams(match: re.Match) -> str:
+def _query_bigrams(match) -> str:
     run = match.group(0)
     if len(run) == 1:
         return RUN_EDGE + run + RUN_EDGE
@@ -118,6 +118,26 @@ def decode_snippet(snippet: str, start: str = "**", end: str = "**") -> str:
     return "".join(out)
 
 
+def _parts(text: str):
+    """(phrase, prefix?) for each "quoted phrase" and each other word; quotes are balanced by the caller."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+        elif text[i] == '"':
+            end = text.index('"', i + 1)
+            prefix = end + 1 < n and text[end + 1] == "*"
+            yield text[i + 1 : end], prefix
+            i = end + 1 + prefix
+        else:
+            j = i
+            while j < n and not text[j].isspace() and text[j] != '"':
+                j += 1
+            word = text[i:j]
+            yield word.rstrip("*"), word.endswith("*")
+            i = j
+
+
 def fts_query(text: str | None) -> str | None:
     """Translate what a user typed into a safe FTS5 MATCH expression, or None when nothing is searchable.
 
@@ -132,14 +152,8 @@ def fts_query(text: str | None) -> str | None:
         i = text.rfind('"')
         text = text[:i] + " " + text[i + 1 :]
     terms: list[str] = []
-    for m in re.finditer(r'"([^"]*)"(\*?)|(\S+)', text):
-        if m.group(3) is not None:
-            word = m.group(3)
-            prefix = word.endswith("*")
-            phrase = word.replace('"', " ").rstrip("*")
-        else:
-            phrase, prefix = m.group(1), bool(m.group(2))
-        if not _TOKEN_CHAR.search(phrase):
+    for phrase, prefix in _parts(text):
+        if not any(c.isalnum() for c in phrase):
             continue
         phrase = phrase.strip()
         if not phrase.isascii() and (_LAST_SINGLE or _compile() or _LAST_SINGLE).search(phrase):
@@ -177,11 +191,17 @@ def search(
     if tag:
         where.append("EXISTS (SELECT 1 FROM json_each(d.tags) WHERE lower(value) = lower(?))")
         params.append(tag)
-    rows = conn.execute(
-        f"SELECT d.id, docs_fts.rank FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid "
-        f"WHERE {' AND '.join(where)} ORDER BY docs_fts.rank, d.id LIMIT ?",
-        [*params, int(limit)],
-    ).fetchall()
+    # bm25() with the weights spelled out is cheaper than the `rank` column configured for Datasette, and
+    # without filters there is no join: a common word can match most of a large lab.
+    bm25 = f"bm25(docs_fts, {', '.join(map(str, WEIGHTS))})"
+    if len(where) == 1:
+        sql = f"SELECT rowid, {bm25} AS score FROM docs_fts WHERE docs_fts MATCH ? ORDER BY score LIMIT ?"
+    else:
+        sql = (
+            f"SELECT d.id, {bm25} AS score FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid "
+            f"WHERE {' AND '.join(where)} ORDER BY score LIMIT ?"
+        )
+    rows = conn.execute(sql, [*params, int(limit)]).fetchall()
     if not rows:
         return []
     ids = [r[0] for r in rows]
@@ -197,6 +217,7 @@ def search(
         )
     }
     results = []
+    rows.sort(key=lambda r: (r[1], details[r[0]][4]))  # equal scores: by path, the same after any rebuild
     for doc_id, rank in rows:
         type_, key, title, section, path, snippet = details[doc_id]
         snippet = decode_snippet(" ".join((snippet or "").split()), *marks)
