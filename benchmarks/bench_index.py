@@ -6,6 +6,7 @@ Measures, in one run:
 - `lab search` as a whole process against a bare `python -c "import sqlite3"` (goal: at most 3x).
 
 Run: .venv/bin/python benchmarks/bench_index.py [--papers 10000] [--experiments 1000] [--keep DIR]
+(takes a few minutes: most of it writing the lab's 17,000 files and indexing them once)
 """
 
 from __future__ import annotations
@@ -107,18 +108,19 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=10_000)
     parser.add_argument("--experiments", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--keep", metavar="DIR", help="Build the lab in DIR and keep it.")
+    parser.add_argument("--keep", metavar="DIR", help="Build the lab in DIR and keep it (reused by the next run).")
     args = parser.parse_args()
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lab-bench-index-"))
     root = tmp / "lab"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("LAB_ROOT", None)
     try:
-        if root.exists():
-            shutil.rmtree(root)
-        start = time.monotonic()
-        build_lab(root, args.papers, args.experiments)
-        print(f"built a lab of {args.papers} paper notes and {args.experiments} experiments in {time.monotonic() - start:.1f} s: {root}")
+        if root.exists() and args.keep:
+            print(f"reusing the lab in {root} (delete it to build a new one)")
+        else:
+            start = time.monotonic()
+            build_lab(root, args.papers, args.experiments)
+            print(f"built a lab of {args.papers} paper notes and {args.experiments} experiments in {time.monotonic() - start:.1f} s: {root}")
 
         lab = [sys.executable, "-m", "lab", "--root", str(root)]
         start = time.monotonic()

@@ -1,9 +1,12 @@
 """The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
 
-Every reader calls `open_index(root)`, which first syncs: one `os.scandir` pass over the indexed files against
-the `files` table (path, size, mtime_ns) loaded in one query; only new or changed files are read and their
-documents replaced, and a vanished file's documents are deleted. Nothing is imported beyond the standard
-library unless something changed, so a no-op check costs a few tens of milliseconds on a large lab.
+Every reader calls `open_index(root)`, which first syncs. The `dirs` table (one row per scanned directory:
+its mtime, the names indexed in it, a signature of their sizes and mtimes) is loaded in one query; the scan
+stats every indexed file (an in-place edit changes only the file), but lists a directory only when its mtime
+changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run records whole). Only
+directories whose signature changed are compared file by file with the `files` table, only changed files are
+read, and a vanished file's documents are deleted. Nothing beyond the standard library is imported unless
+something changed.
 
 Writers (the runner, `lab note`, feed pulls) call `refresh_paths(root, paths)` after writing files; it is a
 no-op when there is no index yet and never fails the writer (the next reader syncs anyway).
@@ -69,6 +72,7 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, and it is derived anyway
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError:
             conn.close()
@@ -284,7 +288,8 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                 done += len(removed)
             for path in changed[start : start + batch]:
                 docs = documents(root, path, warn)
-                conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                if path in known:  # a new file has no documents yet (they are written with its `files` row)
+                    conn.execute("DELETE FROM docs WHERE file = ?", (path,))
                 conn.executemany(
                     "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
                     "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
