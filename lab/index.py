@@ -115,8 +115,9 @@ RACY_NS = 2_000_000_000  # a time stamp this recent may yet be shared by a later
 SETTINGS_SUFFIXES = (".json", ".jsonnet", ".libsonnet")
 
 
-def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple[int, list[str], list[int] | None]]:
-    """Every indexed file under `root`, by directory: {dir: (dir mtime_ns, [name, ...], [size, mtime_ns, ...])}.
+def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple]:
+    """Every indexed file under `root`, by directory: {dir: (dir mtime_ns, [name, ...], [size, mtime_ns, ...],
+    the names as recorded in the index when they came from there, else None)}.
 
     `known` (the `dirs` table) lets a directory whose mtime is unchanged skip its listing: its names are
     those recorded. Files are still stat'ed one by one, since an in-place edit changes only the file; the
@@ -136,7 +137,7 @@ def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple[int, li
         rel = f"experiments/{name}"
         try:
             st = stat(f"{root}/{rel}/report.md")
-            units[rel] = (0, ["report.md"], [st.st_size, st.st_mtime_ns])
+            units[rel] = (0, ["report.md"], [st.st_size, st.st_mtime_ns], "report.md")
         except (FileNotFoundError, NotADirectoryError):
             pass
         _scan_dir(root, f"{rel}/settings", SETTINGS_SUFFIXES, None, False, known, units)
@@ -152,61 +153,59 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
         mtime = os.stat(path).st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
         return
-    names: list[str] = []
-    ints: list[int] = []
-    subdirs: list[str] = []
     recorded = known.get(rel)
     if recorded is not None and recorded[0] == mtime:
-        # Same entries as last time: stat them by name, no listing.
+        # The same entries as last time: stat them by name, without listing the directory.
         listed = recorded[1].split("\n") if recorded[1] else []
         if atomic:
-            units[rel] = (mtime, listed, None)
+            units[rel] = (mtime, listed, None, recorded[1])
             return
+        subdirs = [n[:-1] for n in listed if n[-1] == "/"] if tree else []
+        names = [n for n in listed if n[-1] != "/"] if tree else listed
+        stat = os.stat
         try:
-            stat = os.stat
-            if tree:
-                subdirs = [n[:-1] for n in listed if n[-1] == "/"]
-                names = [n for n in listed if n[-1] != "/"]
-            else:
-                names = listed
             ints = [v for st in [stat(f"{path}/{n}") for n in names] for v in (st.st_size, st.st_mtime_ns)]
-        except FileNotFoundError:  # cannot happen without an mtime change; list it after all
-            names, ints, subdirs = [], [], []
+        except FileNotFoundError:  # cannot happen without an mtime change; list the directory after all
             recorded = None
-    if recorded is None or recorded[0] != mtime:
-        try:
-            entries = os.scandir(path)
-        except (FileNotFoundError, NotADirectoryError):
+        else:
+            units[rel] = (mtime, listed, ints, recorded[1])
+            for d in subdirs:
+                _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
             return
-        with entries:
-            for e in entries:
-                n = e.name
-                if n[0] == ".":
-                    continue
-                if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
-                    try:
-                        if tree and not e.is_file():
-                            continue
-                        st = e.stat()
-                    except FileNotFoundError:
+    names, ints, subdirs = [], [], []
+    try:
+        entries = os.scandir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for e in entries:
+            n = e.name
+            if n[0] == ".":
+                continue
+            if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
+                try:
+                    if tree and not e.is_file():
                         continue
-                    names.append(n)
-                    ints.append(st.st_size)
-                    ints.append(st.st_mtime_ns)
-                elif tree and e.is_dir():
-                    subdirs.append(n)
-    units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints)
+                    st = e.stat()
+                except FileNotFoundError:
+                    continue
+                names.append(n)
+                ints.append(st.st_size)
+                ints.append(st.st_mtime_ns)
+            elif tree and e.is_dir():
+                subdirs.append(n)
+    units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints, None)
     for d in subdirs:
         _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
 
 
-def _signature(names: list[str], ints: list[int]) -> str:
+def _signature(joined_names: str, ints: list[int]) -> str:
     """A digest of a directory's indexed files (names, sizes, mtimes): equal means nothing changed there.
 
     `hash` of a tuple of ints is the same in every process (only str hashing is randomised); the names
     go through crc32. A false mismatch only costs a per-file comparison, never a wrong result.
     """
-    return f"{len(names)}:{zlib.crc32(chr(0).join(names).encode('utf-8', 'surrogateescape'))}:{hash(tuple(ints))}"
+    return f"{zlib.crc32(joined_names.encode('utf-8', 'surrogateescape'))}:{hash(tuple(ints))}"
 
 
 def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats:
@@ -222,13 +221,18 @@ def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats
     units = scan(root, known)
     compare: list[str] = []
     rows: list[tuple] = []
-    for rel, (mtime, names, ints) in units.items():
+    for rel, (mtime, names, ints, joined) in units.items():
         if ints is None:
             continue  # runs/ with the same entries as last time
-        sig = _signature(names, ints)
-        racy = now - mtime < RACY_NS or (ints and max(ints[1::2]) > now - RACY_NS)
-        row = (0 if racy else mtime, "\n".join(names), "" if racy else sig)
         recorded = known.get(rel)
+        if joined is not None and recorded is not None and recorded[2]:
+            # Listed from the index: the same names, so only the sizes and mtimes can differ.
+            sig = f"{recorded[2].partition(':')[0]}:{hash(tuple(ints))}"
+        else:
+            joined = "\n".join(names) if joined is None else joined
+            sig = _signature(joined, ints)
+        racy = now - mtime < RACY_NS or (ints and max(ints[1::2]) > now - RACY_NS)
+        row = (0 if racy else mtime, joined, "" if racy else sig)
         if recorded is None or recorded[2] != sig:
             compare.append(rel)
         if recorded != row:
@@ -240,7 +244,7 @@ def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats
     files: dict[str, tuple[int, int]] = {}
     for unit in [*compare, *gone]:
         if unit in units:
-            _, names, ints = units[unit]
+            _, names, ints, _ = units[unit]
             for i, name in enumerate(names):
                 if name[-1] != "/":
                     current[f"{unit}/{name}"] = (ints[2 * i], ints[2 * i + 1])
