@@ -206,15 +206,18 @@ def search(
         return []
     ids = [r[0] for r in rows]
     marks_in = ",".join("?" * len(ids))
-    # Snippets only for the rows shown: FTS5 reads their text back from `docs`.
-    details = {
-        r[0]: r[1:]
-        for r in conn.execute(
-            f"SELECT d.id, d.type, d.key, d.title, d.section, d.path, "
-            f"snippet(docs_fts, -1, char(2), char(3), '…', 24) "
-            f"FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid WHERE docs_fts MATCH ? AND d.id IN ({marks_in})",
+    # Snippets only for the rows shown (FTS5 reads their text back from `docs`); the rowid constraint goes on
+    # the FTS table itself, or SQLite would evaluate the MATCH for every matching document.
+    snippets = dict(
+        conn.execute(
+            f"SELECT rowid, snippet(docs_fts, -1, char(2), char(3), '…', 24) FROM docs_fts "
+            f"WHERE docs_fts MATCH ? AND rowid IN ({marks_in})",
             [match, *ids],
         )
+    )
+    details = {
+        r[0]: (*r[1:], snippets.get(r[0]))
+        for r in conn.execute(f"SELECT id, type, key, title, section, path FROM docs WHERE id IN ({marks_in})", ids)
     }
     results = []
     rows.sort(key=lambda r: (r[1], details[r[0]][4]))  # equal scores: by path, the same after any rebuild
