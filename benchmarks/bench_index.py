@@ -122,6 +122,7 @@ def main() -> None:
             build_lab(root, args.papers, args.experiments)
             print(f"built a lab of {args.papers} paper notes and {args.experiments} experiments in {time.monotonic() - start:.1f} s: {root}")
 
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (timings scale with it)")
         lab = [sys.executable, "-m", "lab", "--root", str(root)]
         start = time.monotonic()
         subprocess.run([*lab, "reindex"], check=True, stdout=subprocess.DEVNULL, env=env)
@@ -161,6 +162,7 @@ def main() -> None:
         print(f'python -c "import sqlite3":  {base * 1000:8.1f} ms  (median of {args.repeat})')
         print(f"lab search '{query}': {search * 1000:8.1f} ms  ratio {search / base:5.2f}x (goal <= 3x)")
         print(f"lab search '学習率':          {search_ja * 1000:8.1f} ms  ratio {search_ja / base:5.2f}x")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
