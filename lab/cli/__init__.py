@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
     "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
+    "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
+    "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
 }
 
 

@@ -1,0 +1,179 @@
+"""The `lab` entry point, with a click-free path for `lab search`.
+
+Importing click alone takes longer than Python's whole start-up, and `lab search` must answer in about the
+time of `python -c "import sqlite3"`. So `main` recognises a plain `lab [--root DIR] [--debug] search ...`
+invocation itself, parses its few options, and prints the results without importing click, rich, YAML or
+sqlite-utils. Anything else (`--help`, a bad option, every other command) goes to the click CLI in
+`lab.cli`, which also registers `lab search` (lab/cli/search.py) so that help and usage errors look as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import BadInput, LabError, NotALab
+
+TYPES = ("experiment", "setting", "run", "paper", "feed")
+_VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
+
+
+def main(argv=None) -> None:
+    """Run `lab`: the fast path for a plain `lab search`, the click CLI for everything else."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    parsed = _parse_search(args)
+    if parsed is None:
+        from .cli import main as click_main
+
+        click_main(args, prog_name="lab")
+        return
+    debug = parsed.pop("debug")
+    try:
+        root = find_root(parsed.pop("root"))
+        code = run_search(root, **parsed)
+    except LabError as e:
+        if debug:
+            raise
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    except Exception as e:  # a bug in lab: still one line unless asked for more
+        if debug:
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+    sys.exit(code)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"lab: error: {message.splitlines()[0] if message else 'failed'}\n")
+    sys.exit(code)
+
+
+def _parse_search(args: list[str]) -> dict | None:
+    """The options of `lab [--root DIR] [--debug] search ...`, or None to let click handle the command line."""
+    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False}
+    i = 0
+    while i < len(args) and args[i] != "search":
+        a = args[i]
+        if a == "--debug":
+            out["debug"] = True
+        elif a == "--root" and i + 1 < len(args):
+            out["root"] = args[i + 1]
+            i += 1
+        elif a.startswith("--root="):
+            out["root"] = a[len("--root=") :]
+        else:
+            return None
+        i += 1
+    if i >= len(args):
+        return None
+    i += 1
+    rest = False
+    while i < len(args):
+        a = args[i]
+        if rest or not a.startswith("-") or a == "-":
+            out["words"].append(a)
+        elif a == "--":
+            rest = True
+        elif a == "--json":
+            out["as_json"] = True
+        elif a in _VALUE_OPTIONS and i + 1 < len(args):
+            out[_VALUE_OPTIONS[a]] = args[i + 1]
+            i += 1
+        elif a.split("=", 1)[0] in _VALUE_OPTIONS and "=" in a:
+            name, value = a.split("=", 1)
+            out[_VALUE_OPTIONS[name]] = value
+        else:
+            return None  # --help, a typo: click explains
+        i += 1
+    if out["type"] is not None and out["type"] not in TYPES:
+        return None
+    try:
+        out["limit"] = int(out["limit"])
+    except ValueError:
+        return None
+    if out["limit"] < 1:
+        return None
+    return out
+
+
+def find_root(root: str | None) -> str:
+    """The lab root, as `lab.workspace.find_root` finds it (kept apart so the fast path needs no workspace import)."""
+    if root is None:
+        root = os.environ.get("LAB_ROOT") or None
+    if root is not None:
+        path = os.path.realpath(os.path.expanduser(root))
+        if not os.path.isdir(os.path.join(path, "experiments")):
+            raise NotALab(f"{path} is not a lab (no experiments/ directory); run 'lab init {path}' first")
+        return path
+    here = os.path.realpath(os.getcwd())
+    candidate = here
+    while True:
+        if os.path.isdir(os.path.join(candidate, "experiments")):
+            return candidate
+        parent = os.path.dirname(candidate)
+        if parent == candidate:
+            break
+        candidate = parent
+    raise NotALab(f"not inside a lab (no experiments/ here or above {here}); run 'lab init' or pass --root DIR")
+
+
+def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None) -> int:
+    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status."""
+    from . import index, query
+
+    query_text = " ".join(words)
+    if exp is not None:
+        _check_exp(root, exp)
+    conn, stats = index.open_index(root)
+    try:
+        for message in stats.warnings:
+            sys.stderr.write(f"lab: warning: {message}\n")
+        if color is None:
+            color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
+        results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks)
+    finally:
+        conn.close()
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(format_results(results, color))
+    if not results:
+        filters = " ".join(f"--{k} {v}" for k, v in (("type", type), ("exp", exp), ("tag", tag)) if v)
+        if query.fts_query(query_text) is None:
+            sys.stderr.write("nothing to search for: give some words, e.g. lab search \"learning rate warmup\"\n")
+        else:
+            sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
+    return 0
+
+
+def _check_exp(root, exp: str) -> None:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+    if not exp or not set(exp) <= allowed or set(exp) == {"."}:
+        from .workspace import check_name
+
+        check_name(exp)
+    if not os.path.isdir(os.path.join(root, "experiments", exp)):
+        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, 'experiments')}")
+
+
+def format_results(results: list[dict], color: bool = False) -> str:
+    """Results as text: `[type id] title › section`, then where it is, then the snippet."""
+    bold, reset = ("\x1b[1m", "\x1b[0m") if color else ("", "")
+    lines = []
+    for r in results:
+        head = f"{bold}[{r['type']} {r['id']}] {r['title']}{reset}"
+        if r.get("section"):
+            head += f" › {r['section']}"
+        lines.append(head)
+        lines.append(f"    {r['path']}")
+        if r["snippet"]:
+            lines.append(f"    {r['snippet']}")
+        lines.append("")
+    return "\n".join(lines)

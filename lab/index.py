@@ -1,0 +1,416 @@
+"""The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
+
+Every reader calls `open_index(root)`, which first syncs. The `dirs` table (one row per scanned directory:
+its mtime, the names indexed in it, a signature of their sizes and mtimes) is loaded in one query; the scan
+stats every indexed file (an in-place edit changes only the file), but lists a directory only when its mtime
+changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run records whole). Only
+directories whose signature changed are compared file by file with the `files` table, only changed files are
+read, and a vanished file's documents are deleted. Nothing beyond the standard library is imported unless
+something changed.
+
+Writers (the runner, `lab note`, feed pulls) call `refresh_paths(root, paths)` after writing files; it is a
+no-op when there is no index yet and never fails the writer (the next reader syncs anyway).
+Deleting the index loses nothing: `lab reindex`, or the next search, rebuilds it from the files.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import zlib
+
+from .errors import LabError
+
+TYPE_CHECKING = False  # not typing's: importing typing (and re) costs more than the search itself
+if TYPE_CHECKING:  # pathlib is not imported at run time on the search path
+    from pathlib import Path
+
+INDEX_PATH = ".lab/index.db"
+
+
+class SyncStats:
+    """What a sync did: files read, files removed, documents written, warnings about malformed files."""
+
+    def __init__(self):
+        self.read = 0
+        self.removed = 0
+        self.documents = 0
+        self.warnings: list[str] = []
+
+    def __repr__(self):
+        return f"SyncStats(read={self.read}, removed={self.removed}, documents={self.documents})"
+
+
+def index_path(root: Path | str) -> Path:
+    from pathlib import Path
+
+    return Path(root) / INDEX_PATH
+
+
+def _db_file(root) -> str:
+    return os.path.join(os.fspath(root), INDEX_PATH)
+
+
+def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
+    """An open connection to the lab's index with the current schema (created or migrated as needed).
+
+    With `create=False`, None when there is no index (or it needs a migration first).
+    """
+    from .migrations import SCHEMA_VERSION
+
+    path = _db_file(root)
+    for attempt in range(3):
+        if not os.path.exists(path):
+            if not create:
+                return None
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                _migrate(path)
+            except OSError as e:
+                raise LabError(f"cannot create the search index {path}: {e.strerror or e}") from None
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, and it is derived anyway
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError:
+            conn.close()
+            if not create:
+                return None
+            remove_index(root)  # not a database any more: it is derived, so start again
+            continue
+        if version == SCHEMA_VERSION:
+            return conn
+        conn.close()
+        if not create:
+            return None
+        if version > SCHEMA_VERSION:
+            remove_index(root)  # written by a newer lab: rebuild rather than guess
+        else:
+            _migrate(path)
+    raise LabError(f"cannot open the search index {path}; delete it and run 'lab reindex'")
+
+
+def _migrate(path: str) -> None:
+    from .migrations import migrate
+
+    try:
+        migrate(path)
+    except sqlite3.OperationalError:
+        migrate(path)  # another process created the same tables at the same moment: the retry sees them
+
+
+def remove_index(root: Path | str) -> None:
+    """Delete the index file (and SQLite's -wal and -shm files beside it)."""
+    path = _db_file(root)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
+RACY_NS = 2_000_000_000  # a time stamp this recent may yet be shared by a later change in the same clock tick
+SETTINGS_SUFFIXES = (".json", ".jsonnet", ".libsonnet")
+
+
+def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple]:
+    """Every indexed file under `root`, by directory: {dir: (dir mtime_ns, [name, ...], [size, mtime_ns, ...],
+    the names as recorded in the index when they came from there, else None)}.
+
+    `known` (the `dirs` table) lets a directory whose mtime is unchanged skip its listing: its names are
+    those recorded. Files are still stat'ed one by one, since an in-place edit changes only the file; the
+    exception is `runs/`, whose records lab always replaces whole (a new directory entry), so an unchanged
+    directory there means unchanged records and its sizes come back as None. Written for speed (this runs
+    before every search): plain strings, `os.scandir`, no per-file objects.
+    """
+    root = str(root)
+    known = known or {}
+    units: dict = {}
+    stat = os.stat
+    try:
+        experiments = [e.name for e in os.scandir(f"{root}/experiments") if e.name[0] != "." and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        experiments = []
+    for name in experiments:
+        rel = f"experiments/{name}"
+        try:
+            st = stat(f"{root}/{rel}/report.md")
+            units[rel] = (0, ["report.md"], [st.st_size, st.st_mtime_ns], "report.md")
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        _scan_dir(root, f"{rel}/settings", SETTINGS_SUFFIXES, None, False, known, units)
+        _scan_dir(root, f"{rel}/runs", (".json",), ".settings.json", True, known, units)
+    _scan_dir(root, "papers", (".md", ".MD", ".Md", ".mD"), None, False, known, units, tree=True)
+    _scan_dir(root, "feeds/items", (".jsonl",), None, False, known, units)
+    return units
+
+
+def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) -> None:
+    path = f"{root}/{rel}"
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    recorded = known.get(rel)
+    if recorded is not None and recorded[0] == mtime:
+        # The same entries as last time: stat them by name, without listing the directory.
+        listed = recorded[1].split("\n") if recorded[1] else []
+        if atomic:
+            units[rel] = (mtime, listed, None, recorded[1])
+            return
+        subdirs = [n[:-1] for n in listed if n[-1] == "/"] if tree else []
+        names = [n for n in listed if n[-1] != "/"] if tree else listed
+        stat = os.stat
+        try:
+            ints = [v for st in [stat(f"{path}/{n}") for n in names] for v in (st.st_size, st.st_mtime_ns)]
+        except FileNotFoundError:  # cannot happen without an mtime change; list the directory after all
+            recorded = None
+        else:
+            units[rel] = (mtime, listed, ints, recorded[1])
+            for d in subdirs:
+                _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
+            return
+    names, ints, subdirs = [], [], []
+    try:
+        entries = os.scandir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for e in entries:
+            n = e.name
+            if n[0] == ".":
+                continue
+            if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
+                try:
+                    if tree and not e.is_file():
+                        continue
+                    st = e.stat()
+                except FileNotFoundError:
+                    continue
+                names.append(n)
+                ints.append(st.st_size)
+                ints.append(st.st_mtime_ns)
+            elif tree and e.is_dir():
+                subdirs.append(n)
+    units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints, None)
+    for d in subdirs:
+        _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
+
+
+def _signature(joined_names: str, ints: list[int]) -> str:
+    """A digest of a directory's indexed files (names, sizes, mtimes): equal means nothing changed there.
+
+    `hash` of a tuple of ints is the same in every process (only str hashing is randomised); the names
+    go through crc32. A false mismatch only costs a per-file comparison, never a wrong result.
+    """
+    return f"{zlib.crc32(joined_names.encode('utf-8', 'surrogateescape'))}:{hash(tuple(ints))}"
+
+
+def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats:
+    """Bring the index up to date with every indexed file under `root`.
+
+    One query loads what was recorded per directory (mtime, names, signature); only directories whose
+    signature changed are compared file by file against `files`, and only changed files are read. Time stamps
+    younger than RACY_NS are not trusted (recorded as unknown), so a change within the same clock tick as
+    the last sync is still seen next time.
+    """
+    now = time.time_ns()
+    known = {p: (m, n, s) for p, m, n, s in conn.execute("SELECT path, mtime_ns, names, sig FROM dirs")}
+    units = scan(root, known)
+    compare: list[str] = []
+    rows: list[tuple] = []
+    for rel, (mtime, names, ints, joined) in units.items():
+        if ints is None:
+            continue  # runs/ with the same entries as last time
+        recorded = known.get(rel)
+        if joined is not None and recorded is not None and recorded[2]:
+            # Listed from the index: the same names, so only the sizes and mtimes can differ.
+            sig = f"{recorded[2].partition(':')[0]}:{hash(tuple(ints))}"
+        else:
+            joined = "\n".join(names) if joined is None else joined
+            sig = _signature(joined, ints)
+        racy = now - mtime < RACY_NS or (ints and max(ints[1::2]) > now - RACY_NS)
+        row = (0 if racy else mtime, joined, "" if racy else sig)
+        if recorded is None or recorded[2] != sig:
+            compare.append(rel)
+        if recorded != row:
+            rows.append((rel, *row))
+    gone = [u for u in known if u not in units]
+    if not compare and not gone and not rows:
+        return SyncStats()
+    current: dict[str, tuple[int, int]] = {}
+    files: dict[str, tuple[int, int]] = {}
+    for unit in [*compare, *gone]:
+        if unit in units:
+            _, names, ints, _ = units[unit]
+            for i, name in enumerate(names):
+                if name[-1] != "/":
+                    current[f"{unit}/{name}"] = (ints[2 * i], ints[2 * i + 1])
+        for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (unit,)):
+            files[path] = (size, mtime)
+    return _apply(conn, root, current, files, progress, dirs=rows, gone=gone)
+
+
+def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(), gone=()) -> SyncStats:
+    stats = SyncStats()
+    now = time.time_ns()
+    changed = [p for p, sm in current.items() if known.get(p) != sm]
+    removed = [p for p in known if p not in current]
+    # A changed jsonnet base (*.libsonnet) changes the settings beside it that import it.
+    bases = {p.rsplit("/", 1)[0] for p in (*changed, *removed) if p.endswith(".libsonnet")}
+    if bases:
+        seen = set(changed)
+        for base in bases:
+            for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (base,)):
+                if path.endswith(".jsonnet") and path not in seen and path in current:
+                    changed.append(path)
+    import json
+    from pathlib import Path
+
+    from .documents import documents
+    from .query import index_text
+
+    root = Path(root)
+
+    def warn(message):
+        stats.warnings.append(message)
+
+    total = len(changed) + len(removed)
+    done = 0
+    batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
+    for start in range(0, max(len(changed), 1), batch):
+        last = start + batch >= len(changed)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if start == 0:
+                for path in removed:
+                    conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                    conn.execute("DELETE FROM files WHERE path = ?", (path,))
+                    stats.removed += 1
+                done += len(removed)
+            for path in changed[start : start + batch]:
+                docs = documents(root, path, warn)
+                if path in known:  # a new file has no documents yet (they are written with its `files` row)
+                    conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                conn.executemany(
+                    "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
+                    "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
+                            json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
+                            json.dumps(d["info"], ensure_ascii=False, default=str),
+                            index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
+                            index_text(d["body"]),
+                        )
+                        for d in docs
+                    ],
+                )
+                size, mtime = current[path]
+                conn.execute(
+                    "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                    (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
+                )
+                stats.read += 1
+                stats.documents += len(docs)
+                done += 1
+                if progress is not None and done % 200 == 0:
+                    progress(done, total)
+            if last:
+                # Directory signatures last: if anything above fails, the next sync compares these again.
+                conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
+                conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    if progress is not None and total:
+        progress(total, total)
+    return stats
+
+
+def open_index(root: Path | str, progress=None) -> tuple[sqlite3.Connection, SyncStats]:
+    """The lab's index, created if missing and synced with the files: what every reading command uses."""
+    conn = connect(root)
+    try:
+        stats = sync(conn, root, progress)
+    except sqlite3.Error as e:
+        conn.close()
+        raise LabError(f"the search index {_db_file(root)} could not be updated ({e}); run 'lab reindex'") from None
+    return conn, stats
+
+
+def reindex(root: Path | str, progress=None) -> SyncStats:
+    """Delete the index and build it again from the files."""
+    remove_index(root)
+    conn, stats = open_index(root, progress)
+    conn.close()
+    return stats
+
+
+def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
+    """Re-index just `paths` (files or directories, absolute or relative to the root) after writing them.
+
+    Cheap, a no-op when the lab has no index yet, and it never raises for index trouble: the next reader's
+    sync repairs whatever this could not do.
+    """
+    from pathlib import Path
+
+    root = Path(root).resolve()
+    if not index_path(root).exists():
+        return
+    try:
+        conn = connect(root, create=False)
+        if conn is None:
+            return
+        try:
+            _refresh(conn, root, paths)
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError, LabError):
+        pass
+
+
+def _refresh(conn, root: Path, paths) -> None:
+    from pathlib import Path
+
+    from .documents import kind_of
+
+    current: dict[str, tuple[int, int]] = {}
+    known: dict[str, tuple[int, int]] = {}
+    for p in paths:
+        path = Path(p)
+        path = path if path.is_absolute() else root / path
+        if path.suffix == ".libsonnet":
+            path = path.parent  # a jsonnet base: re-read the settings beside it too
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue  # outside the lab
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for name in filenames:
+                    frel = Path(dirpath, name).resolve().relative_to(root).as_posix()
+                    if kind_of(frel):
+                        st = os.stat(os.path.join(dirpath, name))
+                        current[frel] = (st.st_size, st.st_mtime_ns)
+            prefix = "" if rel == "." else rel + "/"
+            rows = conn.execute(
+                "SELECT path, size, mtime_ns FROM files WHERE dir = ? OR substr(dir, 1, ?) = ?",
+                (rel, len(prefix), prefix),
+            )
+        else:
+            if not kind_of(rel):
+                continue
+            try:
+                st = os.stat(path)
+                current[rel] = (st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                pass
+            rows = conn.execute("SELECT path, size, mtime_ns FROM files WHERE path = ?", (rel,))
+        known.update({r[0]: (r[1], r[2]) for r in rows})
+    if current or known:
+        _apply(conn, root, current, known)

@@ -1,0 +1,79 @@
+"""The search index's schema: named, append-only migrations applied with sqlite-utils' `Migrations`.
+
+Never edit a migration that has run somewhere; append a new one. `SCHEMA_VERSION` (the number of migrations)
+is also written to `PRAGMA user_version`, so that `lab search` can see that the schema is current with one
+pragma and without importing sqlite-utils. The index is derived from files: a migration that changes what
+is indexed can simply empty `files`, and the next sync re-reads everything.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+
+def m001_files_and_docs(db) -> None:
+    """`files`: what was indexed, by size and mtime; `dirs`: each scanned directory's mtime, indexed names and
+    a signature of their sizes and mtimes (a no-op sync reads one row per directory); `docs`: one row per
+    searchable document."""
+    db["files"].create({"path": str, "dir": str, "size": int, "mtime_ns": int}, pk="path")
+    db["files"].create_index(["dir"])
+    db["dirs"].create({"path": str, "mtime_ns": int, "names": str, "sig": str}, pk="path")
+    db["docs"].create(
+        {
+            "id": int,
+            "file": str,  # the source file, relative to the lab root
+            "type": str,  # experiment | setting | run | paper | feed
+            "key": str,  # the document's id: exp3, exp3#setup, exp3/lr-high, 2301.12345, ...
+            "title": str,
+            "section": str,
+            "path": str,  # where the user finds it: a file, with #section or :line
+            "exp": str,
+            "tags": str,  # JSON list
+            "exps": str,  # JSON list: experiments a paper is linked to
+            "info": str,  # JSON object: state, metrics, link, authors, ...
+            "fts_title": str,  # the searched text (CJK as bigrams, see lab.query)
+            "fts_heading": str,
+            "fts_meta": str,
+            "fts_body": str,
+        },
+        pk="id",
+    )
+    db["docs"].create_index(["file"])
+    db["docs"].create_index(["type"])
+    db["docs"].create_index(["exp"])
+
+
+def m002_docs_fts(db) -> None:
+    """FTS5 over `docs` as sqlite-utils makes it (content=docs plus triggers), so datasette finds it; weighted bm25."""
+    from .query import COLUMNS, WEIGHTS
+
+    db["docs"].enable_fts(list(COLUMNS), create_triggers=True, tokenize=FTS_TOKENIZE)
+    weights = ", ".join(str(w) for w in WEIGHTS)
+    db.execute(f"INSERT INTO docs_fts(docs_fts, rank) VALUES('rank', 'bm25({weights})')")
+
+
+MIGRATIONS = [m001_files_and_docs, m002_docs_fts]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(path) -> None:
+    """Bring the index at `path` up to the current schema (creating it if needed)."""
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations("lab.index")
+    for fn in MIGRATIONS:
+        migrations(name=fn.__name__)(fn)
+    conn = sqlite3.connect(os.fspath(path))
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        db = sqlite_utils.Database(conn)
+        migrations.apply(db)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.commit()
+    finally:
+        conn.close()
