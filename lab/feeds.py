@@ -25,6 +25,7 @@ from typing import Callable
 from .arxiv_ids import category_of, from_entry_id
 from .errors import BadInput, LabError
 from .fsutil import atomic_write_json, atomic_write_text
+from .index import refresh_paths
 from .workspace import check_name
 
 ARXIV_RSS_URL = "https://rss.arxiv.org/rss/"
@@ -249,6 +250,7 @@ class Feeds:
                 old += "\n"
             # Rewriting the whole file atomically keeps it whole even if lab is killed mid-pull.
             atomic_write_text(path, old + "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in new))
+            refresh_paths(self.workspace.root, [path])
         feed["etag"] = headers.get("etag") or feed.get("etag")
         feed["modified"] = headers.get("last-modified") or feed.get("modified")
         feed["last_error"] = None

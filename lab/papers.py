@@ -39,6 +39,7 @@ from . import frontmatter
 from .arxiv_ids import ArxivId, parse_id, parse_ids
 from .errors import BadInput, LabError
 from .fsutil import atomic_write_text, natural_key
+from .index import refresh_paths
 
 LAB_KEYS = (
     "arxiv_id", "version", "title", "authors", "published", "updated", "primary_category", "categories",
@@ -179,6 +180,7 @@ def write_note(workspace, paper, exps=(), tags=(), now: str | None = None) -> No
     meta = _meta_for(paper, old, list(exps), list(tags), now or now_iso())
     text = render_note(meta, paper.abstract) if body is None else frontmatter.render(meta, _refresh_body(body, paper.abstract))
     atomic_write_text(path, text)
+    refresh_paths(workspace.root, [path])
     return NoteResult(path, aid.id, paper.title, created=body is None)
 
 
@@ -314,6 +316,7 @@ def sync_report(workspace, exp_name: str) -> bool:
     if new == text:
         return False
     atomic_write_text(path, new)
+    refresh_paths(workspace.root, [path])
     return True
 
 

@@ -60,7 +60,12 @@ def read_record_file(path: Path) -> dict | None:
 
 
 def write_record(setting: Setting, record: dict) -> None:
-    atomic_write_json(record_path(setting), record)
+    """Write the record atomically and bring the search index up to date with it (when the lab has one)."""
+    from .index import refresh_paths
+
+    path = record_path(setting)
+    atomic_write_json(path, record)
+    refresh_paths(setting.experiment.workspace.root, [path])
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -333,3 +333,20 @@ def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
     atomic_write_json(root / "experiments" / "exp1" / "runs" / "s1.json", {"state": "failed", "metrics": {"heron_loss": 1}})
     run = search(root, "heron_loss")
     assert ids(run) == [("run", "exp1/s1")] and run[0]["title"] == "exp1/s1 (failed)"
+
+
+def test_writers_update_the_index_as_they_write(lab_root):
+    """A finished run's record reaches the index when it is written, before any reader syncs."""
+    from conftest import write_settings
+    from lab import job
+    from lab.workspace import Workspace
+
+    (lab_root / "prog.py").write_text("import lab\nlab.log_metrics(step=1, zebra_score=0.75)\n")
+    write_settings(lab_root, "exp9", {"s1.json": {"lr": 1}}, command="{python} prog.py {settings}")
+    search(lab_root, "anything")  # the index exists now
+    job.run(Workspace(lab_root).experiment("exp9").setting("s1"))
+    conn = sqlite3.connect(index.index_path(lab_root))
+    rows = conn.execute("SELECT type, key, info FROM docs WHERE file = 'experiments/exp9/runs/s1.json'").fetchall()
+    conn.close()
+    assert [(t, k) for t, k, _ in rows] == [("run", "exp9/s1")]
+    assert "succeeded" in rows[0][2] and "zebra_score" in rows[0][2]
