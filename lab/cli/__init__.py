@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "new": ("lab.cli.core", "new_cmd", "Make a new experiment (optionally a variant of another)."),
     "list": ("lab.cli.core", "list_cmd", "List the experiments."),
     "show": ("lab.cli.core", "show_cmd", "Print a setting's resolved JSON, or an experiment's settings."),
+    "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
+    "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
+    "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
 }
 
 
