@@ -317,9 +317,6 @@ def format_value(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|])")
-
-
 _CELL_SPECIAL = re.compile(r"([\\`*\[\]|{}]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 
 
@@ -329,8 +326,12 @@ def md_cell(text) -> str:
     return html.escape(_CELL_SPECIAL.sub(lambda m: "\\" + m.group(0), text), quote=False)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]|#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
 def md_escape(text) -> str:
-    """Text made inert in Markdown: no markup, link, HTML or attribute list survives (one line)."""
+    """Untrusted text made inert inside a Markdown line (a cell, link text, a heading): HTML escaped, and no
+    emphasis, code, link, image, attribute list or table syntax survives. Whitespace is collapsed to one line."""
     text = " ".join(str(text).split())
     return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
 

@@ -122,7 +122,9 @@ def front(title: str) -> str:
     """Front matter for a generated page; the title is HTML-escaped (themes print it unescaped)."""
     import yaml
 
-    return "---\n" + yaml.safe_dump({"title": html.escape(" ".join(title.split()), quote=True)}, allow_unicode=True, width=10_000) + "---\n\n"
+    title = html.escape(" ".join(title.split()), quote=True)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return "---\n" + yaml.dump({"title": title}, Dumper=dumper, allow_unicode=True, width=10_000) + "---\n\n"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -132,6 +134,15 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out) + "\n"
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A raw HTML table of cells that are already safe HTML (one line: Markdown leaves it alone)."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{c}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
 
 
 def date(iso) -> str:
@@ -146,9 +157,26 @@ def when(iso) -> str:
 # --- reading the lab ------------------------------------------------------------------------------------------
 
 
+def _read_front(path: Path) -> tuple[dict, str]:
+    """Like frontmatter.read, with libyaml when present: 10,000 notes take seconds, not minutes."""
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    source, body = frontmatter.split(text)
+    loader = getattr(yaml, "CSafeLoader", None)
+    if source is not None and loader is not None:
+        try:
+            meta = yaml.load(source, Loader=loader) or {}
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, dict):
+            return meta, body
+    return frontmatter.parse(text, where=str(path))  # the slow path names what is wrong, and where
+
+
 def read_paper(path: Path) -> Paper | None:
     """A paper note, or None when the file is some other Markdown file (no title or arxiv_id)."""
-    meta, body = frontmatter.read(path)
+    meta, body = _read_front(path)
     if not (meta.get("title") or meta.get("arxiv_id")):
         return None
     matches = list(_NOTES.finditer(body))
@@ -189,7 +217,7 @@ def load_experiment(exp, warn) -> ExperimentInfo:
     meta, body = {}, ""
     if exp.report_path.is_file():
         try:
-            meta, body = frontmatter.read(exp.report_path)
+            meta, body = _read_front(exp.report_path)
         except (LabError, OSError, UnicodeDecodeError) as e:
             warn(f"lab: {exp.report_path}: {e}")
     command = meta.get("command")
@@ -226,8 +254,9 @@ class Book:
     """Every page of the lab book, from one read of the lab."""
 
     def __init__(self, ws, site_name: str = "Lab book", plots: bool = True, cache_dir: Path | None = None,
-                 warn=lambda message: None, progress=lambda message: None):
+                 warn=lambda message: None, progress=lambda message: None, directory_urls: bool = True):
         self.ws = ws
+        self.directory_urls = directory_urls
         self.site_name = site_name
         self.warn = warn
         self.experiments = [load_experiment(exp, warn) for exp in ws.experiments()]
@@ -248,9 +277,13 @@ class Book:
         with_metrics = [e for e in self.experiments if any(r.metrics_file for r in e.table.runs)]
         stale = [e for e in with_metrics if plots.cached_curves(e.table.runs, cache_dir / e.name) is None]
         if stale:
-            progress(f"lab: drawing metric curves of {len(stale)} experiment(s)")
+            progress(f"lab: drawing the metric curves of {len(stale)} experiment(s) (cached in {cache_dir})")
+            drawn = plots.draw_many([(e.table.runs, cache_dir / e.name) for e in stale])
+            for e, files in zip(stale, drawn):
+                e.curves = files
         for e in with_metrics:
-            e.curves = plots.curves(e.table.runs, cache_dir / e.name)
+            if e not in stale:
+                e.curves = plots.cached_curves(e.table.runs, cache_dir / e.name) or {}
 
     # Each page: (src_uri, markdown, in navigation).
     def pages(self):
@@ -286,9 +319,13 @@ class Book:
     def tag_links(self, tags, up: str) -> str:
         return ", ".join(f"[{md(t)}]({up}tags/{self.slugs[t]}.md)" for t in dict.fromkeys(tags) if t in self.slugs)
 
-    def short_authors(self, p: Paper) -> str:
+    @staticmethod
+    def _short_authors(p: Paper) -> str:
         authors = p.authors()
-        return md(", ".join(authors[:3]) + (" et al." if len(authors) > 3 else ""))
+        return ", ".join(authors[:3]) + (" et al." if len(authors) > 3 else "")
+
+    def short_authors(self, p: Paper) -> str:
+        return md(self._short_authors(p))
 
     # --- home and indexes ---
 
@@ -305,7 +342,7 @@ class Book:
         out.append(table(["experiment", "setting", "state", "started", "duration", "result"], rows) or "_No runs yet._\n")
         out.append("\n## Experiments\n")
         recent = sorted(self.experiments, key=lambda e: self._last_activity(e), reverse=True)[:HOME_EXPERIMENTS]
-        out.append(self._experiment_table(recent, "") or "_No experiments yet: make one with `lab new exp1`._\n")
+        out.append(self._experiment_table(recent, "index.md") or "_No experiments yet: make one with `lab new exp1`._\n")
         if len(self.experiments) > HOME_EXPERIMENTS:
             out.append(f"\n[All {len(self.experiments)} experiments](experiments/index.md)\n")
         out.append("\n## Recently added papers\n")
@@ -318,39 +355,46 @@ class Book:
         return "\n".join(out)
 
     def _headline(self, e: ExperimentInfo, r: book.Run) -> str:
+        return md(self._headline_text(e, r))
+
+    @staticmethod
+    def _headline_text(e: ExperimentInfo, r: book.Run) -> str:
         metric = e.table.metric
         if metric and book.is_number(r.metrics.get(metric)):
-            return md(f"{metric} {book.format_value(r.metrics[metric])}")
+            return f"{metric} {book.format_value(r.metrics[metric])}"
         return ""
 
     @staticmethod
     def _last_activity(e: ExperimentInfo) -> str:
         return max((r.started_at or "" for r in e.table.runs), default="")
 
-    def _experiment_table(self, experiments, up: str) -> str:
+    def _experiment_table(self, experiments, here: str) -> str:
+        # Raw HTML with links computed here: a 1,000-row Markdown table costs seconds of inline parsing.
         rows = []
         for e in experiments:
             states: dict[str, int] = {}
             for r in e.table.runs:
                 states[r.state] = states.get(r.state, 0) + 1
-            summary = ", ".join(f"{n} {s}" for s, n in states.items())
             best = next((r for r in e.table.runs if r.setting == e.table.best), None)
             rows.append([
-                self.exp_link(e.name, up), md(e.title), self.tag_links(e.tags, up), md(summary),
-                md(when(self._last_activity(e))), self._headline(e, best) if best else "",
+                self.a(here, f"experiments/{e.name}/report.md", e.name), h(e.title), self.tag_anchors(e.tags, here),
+                h(", ".join(f"{n} {s}" for s, n in states.items())), h(when(self._last_activity(e))),
+                h(self._headline_text(e, best)) if best else "",
             ])
-        return table(["experiment", "title", "tags", "runs", "last run", "best"], rows)
+        return html_table(["experiment", "title", "tags", "runs", "last run", "best"], rows)
 
     def experiments_index(self) -> str:
-        body = self._experiment_table(self.experiments, "../") or "_No experiments yet: make one with `lab new exp1`._\n"
+        here = "experiments/index.md"
+        body = self._experiment_table(self.experiments, here) or "_No experiments yet: make one with `lab new exp1`._\n"
         return front("Experiments") + "# Experiments\n\n" + body
 
     def papers_index(self) -> str:
+        here = "papers/index.md"
         papers = sorted(self.papers, key=lambda p: (p.added_at(), p.key), reverse=True)
-        rows = [[self.paper_link(p, "../"), self.short_authors(p), md(date(p.meta.get("published"))),
-                 ", ".join(self.exp_link(n, "../") for n in p.experiments() if n in self.by_name), md(date(p.added_at()))]
-                for p in papers]
-        body = table(["paper", "authors", "published", "experiments", "added"], rows) or "_No papers yet: add one with `lab note ARXIV_ID`._\n"
+        rows = [[self.a(here, f"papers/{p.key}.md", p.title()), h(self._short_authors(p)), h(date(p.meta.get("published"))),
+                 ", ".join(self.a(here, f"experiments/{n}/report.md", n) for n in dict.fromkeys(p.experiments()) if n in self.by_name),
+                 h(date(p.added_at()))] for p in papers]
+        body = html_table(["paper", "authors", "published", "experiments", "added"], rows) or "_No papers yet: add one with `lab note ARXIV_ID`._\n"
         return front("Papers") + f"# Papers\n\n{len(papers)} paper notes, the most recently added first.\n\n" + body
 
     def tags_index(self) -> str:
@@ -366,14 +410,44 @@ class Book:
         return front("Tags") + "# Tags\n\n" + (table(["tag", "experiments", "papers"], rows) or "_No tags yet._\n")
 
     def tag_page(self, tag: str) -> str:
+        here = f"tags/{self.slugs[tag]}.md"
         exps = [e for e in self.experiments if tag in e.tags]
         papers = [p for p in self.papers if tag in p.tags()]
-        out = [front(f"Tag: {tag}"), f"# Tag: {md(tag)}\n"]
+        out = [front(f"Tag: {tag}"), f"# Tag: {md(tag)}\n", "[All tags](index.md)\n"]
         if exps:
-            out += ["## Experiments\n", *[f"- {self.exp_link(e.name, '../')}: {md(e.title)}" for e in exps], ""]
+            out += ["## Experiments\n", "<ul>" + "".join(f"<li>{self.a(here, f'experiments/{e.name}/report.md', e.name)}: {h(e.title)}</li>" for e in exps) + "</ul>\n"]
         if papers:
-            out += ["## Papers\n", *[f"- {self.paper_link(p, '../')}: {self.short_authors(p)}" for p in papers], ""]
+            out += ["## Papers\n", "<ul>" + "".join(f"<li>{self.a(here, f'papers/{p.key}.md', p.title())}: {h(self._short_authors(p))}</li>" for p in papers) + "</ul>\n"]
         return "\n".join(out) + "\n"
+
+    # --- URLs for raw HTML (mkdocs rewrites and checks only Markdown links) ---
+
+    def url(self, src_uri: str) -> str:
+        """The site URL of a generated page, as mkdocs gives it."""
+        stem, _, _ = src_uri.rpartition(".")
+        if not self.directory_urls:
+            return f"{stem}.html"
+        parent, _, name = stem.rpartition("/")
+        if name == "index":
+            return f"{parent}/" if parent else ""
+        return f"{stem}/"
+
+    def href(self, here: str, target: str) -> str:
+        import posixpath
+
+        base = self.url(here)
+        base_dir = base if base.endswith("/") or not base else posixpath.dirname(base) + "/"
+        to = self.url(target)
+        rel = posixpath.relpath(to or ".", base_dir.rstrip("/") or ".")
+        if to.endswith("/") or not to:
+            rel = "./" if rel == "." else rel + "/"
+        return quote(rel, safe="/.-_~")
+
+    def a(self, here: str, target: str, label: str) -> str:
+        return f'<a href="{self.href(here, target)}">{h(label)}</a>'
+
+    def tag_anchors(self, tags, here: str) -> str:
+        return ", ".join(self.a(here, f"tags/{self.slugs[t]}.md", t) for t in dict.fromkeys(tags) if t in self.slugs)
 
     # --- an experiment ---
 
@@ -422,40 +496,39 @@ class Book:
     # --- a paper ---
 
     def paper_page(self, p: Paper) -> str:
+        # The metadata is fetched text: one raw HTML table, every value escaped, no Markdown reads it.
         rows = []
         arxiv_id = p.text("arxiv_id").strip()
-        version = p.text("version").strip()
+        version = p.text("version").strip().removeprefix("v")
         if arxiv_id:
-            full = arxiv_id if re.search(r"v\d+$", arxiv_id) or not re.fullmatch(r"v?\d+", version or "x") else f"{arxiv_id}{'' if version.startswith('v') else 'v'}{version}"
-            if ARXIV_ID.fullmatch(arxiv_id):
-                rows.append(["arXiv", ext_link(f"https://arxiv.org/abs/{full}", full)])
-            else:
-                rows.append(["arXiv", md(arxiv_id)])
+            full = arxiv_id if re.search(r"v\d+$", arxiv_id) or not version.isdigit() else f"{arxiv_id}v{version}"
+            rows.append(("arXiv", ext_link(f"https://arxiv.org/abs/{full}", full) if ARXIV_ID.fullmatch(arxiv_id) else h(arxiv_id)))
         if p.authors():
-            rows.append(["authors", md(", ".join(p.authors()))])
-        for key, label in (("published", "published"), ("updated", "updated")):
+            rows.append(("authors", h(", ".join(p.authors()))))
+        for key in ("published", "updated"):
             if p.text(key):
-                rows.append([label, md(date(p.text(key)))])
+                rows.append((key, h(date(p.text(key)))))
         cats = _str_list(p.meta.get("categories"))
         primary = p.text("primary_category")
         if primary or cats:
-            rows.append(["categories", md(", ".join(dict.fromkeys(([primary] if primary else []) + cats)))])
+            rows.append(("categories", h(", ".join(dict.fromkeys(([primary] if primary else []) + cats)))))
         doi = p.text("doi").strip()
         if doi:
-            rows.append(["DOI", ext_link("https://doi.org/" + quote(doi, safe="/:;()._-"), doi)])
+            rows.append(("DOI", ext_link("https://doi.org/" + quote(doi, safe="/:;()._-"), doi)))
         for key in ("journal_ref", "comment"):
             if p.text(key).strip():
-                rows.append([key.replace("_", " "), md(p.text(key))])
+                rows.append((key.replace("_", " "), h(p.text(key))))
         links = [ext_link(u, label) for label, u in (("abstract page", safe_url(p.meta.get("url"))), ("PDF", safe_url(p.meta.get("pdf_url")))) if u]
         if links:
-            rows.append(["links", " · ".join(links)])
-        if p.tags():
-            rows.append(["tags", self.tag_links(p.tags(), "../")])
+            rows.append(("links", " · ".join(links)))
         if p.added_at():
-            rows.append(["added", md(when(p.added_at()))])
-        out = [front(p.title()), f"# {md(p.title())}\n", table(["", ""], rows)]
+            rows.append(("added", h(when(p.added_at()))))
+        out = [front(p.title()), f"# {md(p.title())}\n"]
+        if rows:
+            out.append('<table><tbody>' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</tbody></table>\n")
+        if p.tags():
+            out.append("Tags: " + self.tag_links(p.tags(), "../") + "\n")
         if p.abstract.strip():
-            # Raw HTML: no Markdown extension ever reads fetched text.
             out += ["## Abstract\n", f'<p class="lab-abstract">{h(p.abstract)}</p>\n']
         out += ["## Notes\n", (p.notes.strip() or "_No notes yet._") + "\n"]
         out.append("## Experiments\n")

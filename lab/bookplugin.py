@@ -40,10 +40,17 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
         from .bookpages import Book
         from .workspace import Workspace
 
+        from mkdocs.exceptions import PluginError
+
+        from .errors import LabError
+
         start = time.monotonic()
         ws = Workspace(self._root(config))
-        book = Book(ws, site_name=config.site_name or "Lab book", plots=self.config.plots,
-                    warn=log.warning, progress=log.info)
+        try:
+            book = Book(ws, site_name=config.site_name or "Lab book", plots=self.config.plots,
+                        warn=log.warning, progress=log.info, directory_urls=config.use_directory_urls)
+        except LabError as e:
+            raise PluginError(f"lab: {e}") from None
         n = 0
         for page in book.pages():
             if files.get_file_from_path(page.src_uri) is not None:

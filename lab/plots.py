@@ -33,7 +33,8 @@ def curve_series(runs) -> dict[str, dict[str, tuple[list, list]]]:
                 xs, ys = series.setdefault(key, {}).setdefault(run.setting, ([], []))
                 xs.append(x)
                 ys.append(value)
-    return series
+    # A metric logged once per run (a summary such as train_loss) is a number, not a curve.
+    return {k: v for k, v in series.items() if any(len(xs) > 1 for xs, _ in v.values())}
 
 
 def cache_key(runs) -> str:
@@ -99,6 +100,24 @@ def curves(runs, cache_dir: Path) -> dict[str, Path]:
     return found if found is not None else draw_curves(runs, cache_dir)
 
 
+def draw_many(jobs: list[tuple[list, Path]], workers: int | None = None) -> list[dict[str, Path]]:
+    """Draw the figures of many experiments ((runs, cache_dir) each), in parallel processes when it pays."""
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if workers <= 1 or len(jobs) < 8:
+        return [draw_curves(runs, cache_dir) for runs, cache_dir in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: `mkdocs serve` runs threads, and a forked child of a threaded process may deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_draw_job, jobs, chunksize=max(1, min(32, len(jobs) // (workers * 4)))))
+
+
+def _draw_job(job):
+    runs, cache_dir = job
+    return draw_curves(runs, cache_dir)
+
+
 _FIG = None
 
 
@@ -109,22 +128,28 @@ def _figure():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        _FIG = Figure(figsize=(6.4, 3.4), dpi=80, layout="constrained")
+        # Fixed margins: a layout engine would draw every figure twice.
+        _FIG = Figure(figsize=(6.4, 3.4), dpi=80)
         FigureCanvasAgg(_FIG)
     return _FIG
 
 
 def _draw(fig, metric: str, runs: dict[str, tuple[list, list]], path: Path) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     fig.clear()
+    fig.subplots_adjust(left=0.11, right=0.97, top=0.9, bottom=0.15)
     ax = fig.add_subplot()
     for setting, (xs, ys) in runs.items():
-        ax.plot(xs, ys, label=setting, linewidth=1.5, marker="o" if len(xs) < 30 else None, markersize=3)
+        ax.plot(xs, ys, label=setting, linewidth=1.5, marker="o" if len(xs) < 12 else None, markersize=3)
     ax.set_title(metric, fontsize=11)
     ax.set_xlabel("step", fontsize=9)
+    # Few ticks: tick labels are most of the drawing time.
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
-    if len(runs) > 1 or next(iter(runs)) != metric:
-        ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="best" if sum(len(xs) for xs, _ in runs.values()) < 2000 else "upper right")
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
     os.replace(tmp, path)
