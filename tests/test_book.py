@@ -394,3 +394,17 @@ def test_escaping_helpers():
     assert direction("train_perplexity") == "min" and direction("throughput") is None
     with pytest.raises(BadInput):
         replace_block(f"{RESULTS_END}{RESULTS_START}", RESULTS_START, RESULTS_END, "x", "r.md")
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="no chromium (apt-get install -y chromium)")
+def test_experiment_page_screenshot(built, tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from screenshot import screenshot
+    finally:
+        sys.path.pop(0)
+    _, site, _ = built
+    out = screenshot(site / "experiments" / "exp1" / "report" / "index.html", tmp_path / "exp1.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
