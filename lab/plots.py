@@ -15,7 +15,7 @@ from pathlib import Path
 from .book import is_metric, is_number
 from .fsutil import atomic_write_json
 
-VERSION = 1  # bump when the drawing changes, so cached figures are redrawn
+VERSION = 2  # bump when the drawing changes, so cached figures are redrawn
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
