@@ -150,6 +150,6 @@ def _draw(fig, metric: str, runs: dict[str, tuple[list, list]], path: Path) -> N
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best" if sum(len(xs) for xs, _ in runs.values()) < 2000 else "upper right")
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two builds may share the cache
     fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
     os.replace(tmp, path)
