@@ -25,7 +25,9 @@ GITIGNORE_LINES = [".lab/", "site/", "experiments/*/models/"]
 
 MKDOCS_YML = """\
 # The lab book: `mkdocs build --strict` (or `lab book`) publishes experiments/ and papers/.
+# The lab plugin generates every page at build time; docs/ holds only your own extra pages (optional).
 site_name: {name} lab book
+docs_dir: docs
 theme:
   name: material
   features:
@@ -257,11 +259,14 @@ def init(directory: Path | str) -> list[Path]:
     if root.exists() and not root.is_dir():
         raise BadInput(f"{root} exists and is not a directory")
     created: list[Path] = []
-    for sub in ("experiments", "papers"):
+    for sub in ("experiments", "papers", "docs"):
         d = root / sub
         if not d.is_dir():
             d.mkdir(parents=True)
             created.append(d)
+    # mkdocs needs docs_dir to exist, also in a fresh clone of the lab: git keeps no empty directory.
+    if create_exclusive(root / "docs" / ".gitkeep", ""):
+        created.append(root / "docs" / ".gitkeep")
     if create_exclusive(root / "mkdocs.yml", MKDOCS_YML.format(name=root.name)):
         created.append(root / "mkdocs.yml")
     gitignore = root / ".gitignore"

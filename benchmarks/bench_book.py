@@ -1,0 +1,189 @@
+"""How long `mkdocs build` takes on a large lab: 1,000 experiments and 10,000 paper notes (goal: under 3 minutes).
+
+It builds labs in a temporary directory (every experiment with 3 runs and streamed metrics as lab's runner leaves
+them, 5 curves each; every paper note as `lab note` writes it) and measures:
+- drawing: the metric curves of a sample of experiments, drawn cold (matplotlib), CPU seconds per experiment;
+- the book: `mkdocs build --strict` of the large lab with its curves cache filled (what every build after the first,
+  and `mkdocs serve`, sees; the cache is filled by copying the sample's figures, so the drawing is not paid twice);
+- baseline: the same build of a lab a tenth of the size; the ratio book / baseline shows how the build scales
+  (about 10 when linear; a navigation listing every page makes it quadratic);
+- with --cold: also the first build of the large lab, every figure drawn (slow on 2 cores: ~0.1 s CPU per figure).
+Wall seconds depend on what else the machine runs; CPU seconds (user+sys of mkdocs and its workers) much less.
+Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORDS = ("attention transformer warmup learning rate schedule scaling law contrastive distillation sparse mixture "
+         "experts retrieval augmented generation diffusion token pruning quantization low rank adaptation curriculum "
+         "benchmark robustness calibration alignment preference optimization reward model").split()
+TAGS = [f"topic-{i}" for i in range(40)]
+
+
+def make_lab(root: Path, n_experiments: int, n_papers: int, runs: int = 3, seed: int = 0) -> None:
+    import yaml
+
+    from lab.workspace import init
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    def render(meta, body):
+        return "---\n" + yaml.dump(meta, Dumper=dumper, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+    rng = random.Random(seed)
+    init(root)
+    exps = root / "experiments"
+    for e in range(n_experiments):
+        name = f"exp{e:04d}"
+        d = exps / name
+        for sub in ("settings", "logs", "runs", "models"):
+            (d / sub).mkdir(parents=True)
+        meta = {"title": " ".join(rng.sample(WORDS, 4)).capitalize(), "tags": rng.sample(TAGS, 2), "command": ""}
+        body = (f"# {meta['title']}\n\n## Question\n\nDoes {rng.choice(WORDS)} help {rng.choice(WORDS)}?\n\n"
+                "## Results\n\n<!-- lab:results -->\n<!-- /lab:results -->\n\n## Conclusion\n\nTo be written.\n")
+        (d / "report.md").write_text(render(meta, body))
+        for s in range(runs):
+            setting = {"learning_rate": [1e-5, 3e-5, 1e-4][s % 3], "num_train_epochs": 3, "seed": 42, "warmup_ratio": 0.1}
+            (d / "settings" / f"s{s}.json").write_text(json.dumps(setting))
+            rows = []
+            for step in range(10, 310, 10):
+                rows.append({"step": step, "epoch": step / 100, "loss": 2 * math.exp(-step / 120) + rng.random() * 0.1,
+                             "learning_rate": setting["learning_rate"] * (1 - step / 300), "grad_norm": 1 + rng.random()})
+                if step % 100 == 0:
+                    rows.append({"step": step, "epoch": step / 100, "eval_loss": 1.5 * math.exp(-step / 150) + rng.random() * 0.1,
+                                 "eval_accuracy": 0.6 + 0.3 * (1 - math.exp(-step / 100)) + rng.random() * 0.02})
+            rows.append({"step": 300, "train_runtime": 100.0, "train_samples_per_second": 50.0, "train_loss": 0.5})
+            (d / "logs" / f"s{s}.metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            final = {}
+            for r in rows:
+                final.update(r)
+            record = {"experiment": name, "setting": f"s{s}", "state": "succeeded", "attempt": 1, "exit_code": 0,
+                      "started_at": f"2026-{1 + e % 12:02d}-{1 + s:02d}T10:00:00.000+00:00",
+                      "ended_at": f"2026-{1 + e % 12:02d}-{1 + s:02d}T10:05:00.000+00:00", "duration_s": 300.0,
+                      "settings": setting, "settings_hash": f"{e}-{s}", "metrics": final,
+                      "metrics_path": f"logs/s{s}.metrics.jsonl", "log_path": f"logs/s{s}.log", "history": []}
+            (d / "runs" / f"s{s}.json").write_text(json.dumps(record))
+    papers = root / "papers"
+    for p in range(n_papers):
+        key = f"{2000 + p // 10000 + 100:04d}.{p % 10000:05d}"
+        linked = [f"exp{rng.randrange(n_experiments):04d}" for _ in range(rng.choice((0, 0, 0, 1, 2)))] if n_experiments else []
+        meta = {
+            "arxiv_id": key, "version": 1, "title": " ".join(rng.sample(WORDS, 7)).capitalize(),
+            "authors": [f"Author {rng.randrange(5000)}" for _ in range(rng.randint(1, 8))],
+            "published": "2021-05-26T17:59:55Z", "updated": "2021-06-01T10:00:00Z", "primary_category": "cs.LG",
+            "categories": ["cs.LG", "cs.CL"], "doi": None, "journal_ref": None, "comment": "12 pages, 4 figures",
+            "url": f"https://arxiv.org/abs/{key}v1", "pdf_url": f"https://arxiv.org/pdf/{key}v1",
+            "tags": rng.sample(TAGS, 1), "experiments": linked, "added_at": f"2026-11-{1 + p % 28:02d}T10:00:00+00:00",
+        }
+        abstract = " ".join(rng.choice(WORDS) for _ in range(180)).capitalize() + "."
+        (papers / f"{key}.md").write_text(render(meta, f"{abstract}\n\n## Notes\n\nRead it: {rng.choice(WORDS)}.\n"))
+
+
+def build(root: Path, site: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of `mkdocs build --strict` in `root`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)], cwd=root,
+                          env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"mkdocs build failed in {root}:\n{proc.stderr[-3000:]}")
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def draw_sample(root: Path, n: int) -> tuple[float, dict]:
+    """CPU seconds per experiment to draw the curves of the first `n` experiments, and their figures."""
+    from lab import plots
+    from lab.book import load_runs
+    from lab.workspace import Workspace
+
+    ws = Workspace(root)
+    cache = ws.state_dir / "book" / "curves"
+    exps = ws.experiments()[:n]
+    start = time.process_time()
+    drawn = {e.name: plots.draw_curves(load_runs(e), cache / e.name) for e in exps}
+    return (time.process_time() - start) / max(1, len(exps)), drawn
+
+
+def seed_cache(root: Path, figures: dict[str, Path]) -> None:
+    """Fill the curves cache of every experiment with copies of already drawn figures (valid manifests)."""
+    from lab import plots
+    from lab.book import load_runs
+    from lab.fsutil import atomic_write_json
+    from lab.workspace import Workspace
+
+    ws = Workspace(root)
+    cache = ws.state_dir / "book" / "curves"
+    for exp in ws.experiments():
+        target = cache / exp.name
+        if (target / "manifest.json").exists():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for path in figures.values():
+            shutil.copyfile(path, target / path.name)
+        atomic_write_json(target / "manifest.json", {"key": plots.cache_key(load_runs(exp)), "files": {m: p.name for m, p in figures.items()}})
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=1000)
+    parser.add_argument("--papers", type=int, default=10000)
+    parser.add_argument("--sample", type=int, default=10, help="Experiments whose curves are drawn cold to measure drawing.")
+    parser.add_argument("--cold", action="store_true", help="Also time the first build of the large lab, every figure drawn.")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary labs and print where they are.")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-book-"))
+    try:
+        small, large = tmp / "small", tmp / "large"
+        n_small, p_small = max(1, args.experiments // 10), max(1, args.papers // 10)
+        t = time.monotonic()
+        make_lab(small, n_small, p_small)
+        make_lab(large, args.experiments, args.papers)
+        say(f"made the labs in {time.monotonic() - t:.1f}s")
+        if args.cold:
+            wall, cpu = build(large, tmp / "site-cold")
+            say(f"cold book ({args.experiments} experiments, {args.papers} papers, every curve drawn): {wall:7.1f} s wall, {cpu:7.1f} s CPU")
+            shutil.rmtree(tmp / "site-cold")
+        per_exp, drawn = draw_sample(large, args.sample)
+        figures = next(iter(drawn.values()))
+        say(f"drawing the curves ({len(figures)} figures an experiment): {per_exp:.2f} s CPU per experiment "
+            f"(a first build of {args.experiments} experiments draws for ~{per_exp * args.experiments:.0f} s CPU, split over the cores)")
+        seed_cache(large, figures)
+        seed_cache(small, figures)
+        base, base_cpu = build(small, tmp / "site-small")
+        say(f"baseline ({n_small} experiments, {p_small} papers), curves cached: {base:7.1f} s wall, {base_cpu:7.1f} s CPU")
+        wall, cpu = build(large, tmp / "site-large")
+        pages = sum(1 for _ in (tmp / "site-large").rglob("index.html"))
+        say(f"book ({args.experiments} experiments, {args.papers} papers), curves cached: {wall:7.1f} s wall, {cpu:7.1f} s CPU ({pages} pages)")
+        say(f"ratio book / baseline: {wall / base:.2f}x wall, {cpu / base_cpu:.2f}x CPU (10x the data; ~10x when linear)")
+        say(f"goal under 180 s: {'met' if wall < 180 else 'NOT met'} (wall), {'met' if cpu < 180 else 'NOT met'} (CPU)")
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

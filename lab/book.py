@@ -1,0 +1,400 @@
+"""An experiment's runs table: what `lab compare` prints, what `lab report` writes and what the lab book shows.
+
+A run is the latest record of one setting (`runs/S.json`), with its final metrics (the last value of each key in
+its metrics file, else the record's `metrics`). The table keeps only the settings that differ between runs and
+marks the best run by one metric (`eval_accuracy` higher, `eval_loss` lower, ... or the one asked for).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import records
+from .errors import BadInput, LabError
+from .fsutil import atomic_write_text, natural_key
+
+RESULTS_START = "<!-- lab:results -->"
+RESULTS_END = "<!-- /lab:results -->"
+
+# Keys that are bookkeeping, not results: never a table column, never plotted.
+NOT_METRICS = frozenset({"step", "epoch", "total_flos"})
+NOT_METRIC_SUFFIXES = ("_runtime", "_per_second")
+# Plotted, but their final value says little: left out of the table (still in --json).
+CURVE_ONLY = frozenset({"learning_rate", "grad_norm"})
+
+# The default "best" metric: the first of these that some run has, else the first with a known direction.
+PREFERRED = (
+    "eval_accuracy", "eval_f1", "eval_exact_match", "eval_loss", "test_accuracy", "test_loss",
+    "val_accuracy", "val_loss", "accuracy", "f1", "loss", "train_loss",
+)
+HIGHER = {"accuracy", "acc", "f1", "precision", "recall", "auc", "roc_auc", "bleu", "rouge", "rouge1", "rouge2",
+          "rougel", "exact_match", "em", "score", "map", "ndcg", "mrr", "r2", "matthews_correlation", "pearson",
+          "spearmanr", "spearman", "top1", "top5", "reward", "return", "iou", "miou", "dice"}
+LOWER = {"loss", "error", "err", "perplexity", "ppl", "wer", "cer", "mse", "mae", "rmse", "nll", "bpd", "fid"}
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_metric(key: str) -> bool:
+    return key not in NOT_METRICS and not key.endswith(NOT_METRIC_SUFFIXES)
+
+
+def direction(metric: str) -> str | None:
+    """'max' when higher is better, 'min' when lower is better, None when the name does not say."""
+    name = metric.lower()
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name) if t]
+    for candidate in (name.rsplit("/", 1)[-1], *reversed(tokens)):
+        for prefix in ("", "eval_", "test_", "val_", "train_"):
+            word = candidate.removeprefix(prefix)
+            if word in HIGHER:
+                return "max"
+            if word in LOWER:
+                return "min"
+    return None
+
+
+@dataclass
+class Run:
+    """The latest run of one setting (or a setting that never ran: state 'not run')."""
+
+    setting: str
+    state: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    exit_code: int | None = None
+    settings: dict | None = None
+    metrics: dict = field(default_factory=dict)
+    metrics_file: Path | None = None
+    _rows: list | None = field(default=None, repr=False)
+
+    def rows(self) -> list[dict]:
+        """The streamed metrics rows (read once)."""
+        if self._rows is None:
+            self._rows = records.read_metrics(self.metrics_file) if self.metrics_file else []
+        return self._rows
+
+
+def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
+    """The runs of an experiment, one per setting (records first, then settings that never ran), natural order."""
+    runs: dict[str, Run] = {}
+    if exp.runs_dir.is_dir():
+        for path in exp.runs_dir.glob("*.json"):
+            if path.name.endswith(".settings.json") or path.name.startswith("."):
+                continue
+            rec = records.read_record_file(path)
+            if rec is None:
+                continue
+            runs[path.stem] = _run_from_record(exp, path.stem, rec)
+    try:
+        settings = exp.settings()
+    except LabError:
+        settings = []
+    for setting in settings:
+        if setting.name in runs:
+            continue
+        resolved = None
+        if resolve_missing:
+            try:
+                resolved = setting.resolve()
+            except LabError:
+                resolved = None
+        runs[setting.name] = Run(setting=setting.name, state="not run", settings=resolved)
+    return [runs[name] for name in sorted(runs, key=natural_key)]
+
+
+def _run_from_record(exp, name: str, rec: dict) -> Run:
+    metrics_file = None
+    rel = rec.get("metrics_path") or f"logs/{name}.metrics.jsonl"
+    if isinstance(rel, str):
+        candidate = (exp.dir / rel).resolve()
+        if candidate.is_relative_to(exp.dir.resolve()) and candidate.is_file():
+            metrics_file = candidate
+    run = Run(
+        setting=name,
+        state=str(rec.get("state") or "unknown"),
+        started_at=rec.get("started_at") if isinstance(rec.get("started_at"), str) else None,
+        ended_at=rec.get("ended_at") if isinstance(rec.get("ended_at"), str) else None,
+        duration_s=rec.get("duration_s") if is_number(rec.get("duration_s")) else None,
+        exit_code=rec.get("exit_code") if isinstance(rec.get("exit_code"), int) else None,
+        settings=rec.get("settings") if isinstance(rec.get("settings"), dict) else None,
+        metrics=dict(rec.get("metrics")) if isinstance(rec.get("metrics"), dict) else {},
+        metrics_file=metrics_file,
+    )
+    if metrics_file is not None:
+        # The streamed file is newer than the record while a run is going.
+        run.metrics.update(records.final_metrics(run.rows()))
+    return run
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """Nested settings as dotted keys: {"model": {"layers": 2}} -> {"model.layers": 2}."""
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+_MISSING = object()
+
+
+def differing_settings(runs: list[Run]) -> list[str]:
+    """The dotted setting keys whose values are not the same in every run that has settings."""
+    flat = [flatten(r.settings) for r in runs if r.settings is not None]
+    if len(flat) < 2:
+        return []
+    keys: dict[str, None] = {}
+    for f in flat:
+        keys.update(dict.fromkeys(f))
+    differ = []
+    for key in keys:
+        values = {json.dumps(f.get(key, _MISSING), sort_keys=True, default=lambda o: "<missing>") for f in flat}
+        if len(values) > 1:
+            differ.append(key)
+    return differ
+
+
+def _metric_order(key: str):
+    return (0 if key.startswith("eval_") else 1 if key.startswith(("test_", "val_")) else 2, key)
+
+
+@dataclass
+class RunsTable:
+    """The comparison of an experiment's runs."""
+
+    experiment: str
+    runs: list[Run]
+    setting_keys: list[str]
+    metric_keys: list[str]
+    metric: str | None
+    mode: str | None
+    best: str | None
+
+    def to_json(self) -> dict:
+        return {
+            "experiment": self.experiment,
+            "metric": self.metric,
+            "mode": self.mode,
+            "best": self.best,
+            "differing_settings": self.setting_keys,
+            "metrics": self.metric_keys,
+            "runs": [
+                {
+                    "setting": r.setting,
+                    "state": r.state,
+                    "best": r.setting == self.best,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "duration_s": r.duration_s,
+                    "exit_code": r.exit_code,
+                    "settings": {k: flatten(r.settings).get(k) for k in self.setting_keys} if r.settings else {},
+                    "metrics": r.metrics,
+                }
+                for r in self.runs
+            ],
+        }
+
+    def header(self) -> list[str]:
+        return ["setting", "state", "duration", *self.setting_keys, *self.metric_keys]
+
+    def rows(self) -> list[list[str]]:
+        """Each run as plain text cells, in header order."""
+        out = []
+        for r in self.runs:
+            flat = flatten(r.settings) if r.settings else {}
+            out.append([
+                r.setting,
+                r.state,
+                format_duration(r.duration_s),
+                *[format_value(flat[k]) if k in flat else "" for k in self.setting_keys],
+                *[format_value(r.metrics[k]) if k in r.metrics else "" for k in self.metric_keys],
+            ])
+        return out
+
+    def best_note(self) -> str:
+        if not self.metric:
+            return ""
+        better = "higher" if self.mode == "max" else "lower"
+        if self.best:
+            return f"best: {self.best} by {self.metric} ({better} is better)"
+        return f"no finished run has {self.metric} yet"
+
+    def markdown(self) -> str:
+        """A Markdown table (any viewer), the best run marked with ★; every cell escaped."""
+        if not self.runs:
+            return "_No runs yet._"
+        header = self.header()
+        lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+        for run, cells in zip(self.runs, self.rows()):
+            cells = [md_cell(c) for c in cells]
+            if run.setting == self.best:
+                cells[0] = f"**{cells[0]}** ★"
+            lines.append("| " + " | ".join(cells) + " |")
+        note = self.best_note()
+        if note:
+            lines += ["", f"★ {md_cell(note)}" if self.best else f"_{md_cell(note)}_"]
+        return "\n".join(lines)
+
+
+def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: list[Run] | None = None) -> RunsTable:
+    """Compare an experiment's runs; `metric`/`mode` ('max'|'min') pick the best run (default: by name)."""
+    if mode not in (None, "max", "min"):
+        raise BadInput(f"mode must be 'max' or 'min', not {mode!r}")
+    runs = load_runs(exp) if runs is None else runs
+    present: dict[str, None] = {}
+    for r in runs:
+        present.update((k, None) for k, v in r.metrics.items() if is_number(v) and is_metric(k))
+    metric_keys = sorted((k for k in present if k not in CURVE_ONLY), key=_metric_order)
+    if metric is not None:
+        if metric not in present:
+            known = ", ".join(sorted(present)) or "none yet"
+            raise BadInput(f"no run of {exp.name} has a metric {metric!r} (metrics: {known})")
+        mode = mode or direction(metric) or "max"
+    else:
+        metric = default_metric(list(present))
+        if metric is not None:
+            mode = mode or direction(metric) or "max"
+    best = None
+    if metric is not None:
+        finished = [r for r in runs if r.state == "succeeded" and is_number(r.metrics.get(metric))]
+        if finished:
+            pick = max if mode == "max" else min
+            best = pick(finished, key=lambda r: r.metrics[metric]).setting
+        if metric not in metric_keys:
+            metric_keys.insert(0, metric)
+    return RunsTable(exp.name, runs, differing_settings(runs), metric_keys, metric, mode if metric else None, best)
+
+
+def default_metric(keys: list[str]) -> str | None:
+    for name in PREFERRED:
+        if name in keys:
+            return name
+    ordered = sorted(keys, key=_metric_order)
+    for key in ordered:
+        if direction(key) is not None:
+            return key
+    return None
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(round(seconds))
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+_CELL_SPECIAL = re.compile(r"([\\`*\[\]|{}]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_cell(text) -> str:
+    """The user's own text (settings values, names) as one table cell that reads well in the Markdown source."""
+    text = " ".join(str(text).split())
+    return html.escape(_CELL_SPECIAL.sub(lambda m: "\\" + m.group(0), text), quote=False)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]|#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_escape(text) -> str:
+    """Untrusted text made inert inside a Markdown line (a cell, link text, a heading): HTML escaped, and no
+    emphasis, code, link, image, attribute list or table syntax survives. Whitespace is collapsed to one line."""
+    text = " ".join(str(text).split())
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
+
+
+# --- lab report: the results block of report.md ------------------------------------------------------------
+
+
+def replace_block(text: str, start: str, end: str, content: str, where: str, heading: str = "## Results") -> str:
+    """`text` with what lies between the markers replaced by `content`; markers (under `heading`) added if absent."""
+    n_start, n_end = text.count(start), text.count(end)
+    if n_start == 0 and n_end == 0:
+        sep = "" if text.endswith("\n\n") else "\n" if text.endswith("\n") else "\n\n"
+        if not text:
+            sep = ""
+        return f"{text}{sep}{heading}\n\n{start}\n{content}\n{end}\n"
+    if n_start != 1 or n_end != 1:
+        raise BadInput(f"{where}: expected one {start} and one {end} marker, found {n_start} and {n_end}; fix them by hand")
+    i, j = text.index(start), text.index(end)
+    if j < i:
+        raise BadInput(f"{where}: {end} comes before {start}; fix the markers by hand")
+    return f"{text[: i + len(start)]}\n{content}\n{text[j:]}"
+
+
+def write_results(exp, metric: str | None = None, mode: str | None = None) -> RunsTable:
+    """Write the runs table into the experiment's report.md between the results markers (atomically)."""
+    if not exp.report_path.is_file():
+        raise BadInput(f"{exp.report_path}: no report; make the experiment with 'lab new {exp.name}'")
+    table = runs_table(exp, metric=metric, mode=mode)
+    where = str(exp.report_path)
+    with open(exp.report_path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    new = replace_block(text, RESULTS_START, RESULTS_END, table.markdown(), where)
+    if new != text:
+        atomic_write_text(exp.report_path, new)
+    return table
+
+
+# --- lab book: a thin alias of mkdocs ------------------------------------------------------------------------
+
+
+def mkdocs_argv(root: Path, serve: bool = False, strict: bool = False, site_dir: str | None = None,
+                dev_addr: str | None = None) -> list[str]:
+    """The mkdocs command line that `lab book` runs in the lab root."""
+    config = Path(root) / "mkdocs.yml"
+    if not config.is_file():
+        raise BadInput(f"no mkdocs.yml in {root}; run 'lab init {root}' to write one")
+    argv = [sys.executable, "-m", "mkdocs", "serve" if serve else "build", "-f", str(config)]
+    if strict:
+        argv.append("--strict")
+    if site_dir and not serve:
+        argv += ["--site-dir", str(Path(site_dir).resolve())]
+    if dev_addr and serve:
+        argv += ["--dev-addr", dev_addr]
+    return argv
+
+
+def run_mkdocs(root: Path, **options) -> None:
+    """Build (or serve) the lab book with mkdocs; a failed build raises LabError."""
+    argv = mkdocs_argv(root, **options)
+    (Path(root) / "docs").mkdir(exist_ok=True)  # mkdocs needs its docs_dir; labs made before it existed lack it
+    try:
+        code = subprocess.run(argv, cwd=root).returncode
+    except KeyboardInterrupt:
+        return
+    if code != 0:
+        raise LabError(f"mkdocs {'serve' if options.get('serve') else 'build'} failed (exit {code}); see its messages above")

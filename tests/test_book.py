@@ -1,0 +1,410 @@
+"""The lab book: real `mkdocs build --strict` of a lab with real runs and paper notes; lab compare; lab report."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from conftest import FIXTURES, REPO, LabCLI
+from lab import frontmatter
+from lab.book import direction, md_escape, replace_block, RESULTS_END, RESULTS_START
+from lab.bookpages import safe_url
+from lab.errors import BadInput
+from lab.workspace import Workspace, init
+
+ATOM = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom"}
+
+# A program that streams metrics the way lab's runner expects: one JSON object a line to $LAB_METRICS.
+PROGRAM = """\
+import json, math, os, sys
+settings = json.load(open(sys.argv[1]))
+lr = settings["learning_rate"]
+with open(os.environ["LAB_METRICS"], "a") as f:
+    for step in range(10, 110, 10):
+        f.write(json.dumps({"step": step, "epoch": step / 100, "loss": math.exp(-step * lr * 100)}) + "\\n")
+        if step % 50 == 0:
+            f.write(json.dumps({"step": step, "eval_accuracy": 1 - math.exp(-step * lr * 50), "eval_loss": math.exp(-step * lr * 40)}) + "\\n")
+"""
+
+EVIL_TITLE = '<script>alert("title")</script> Evil <img src=x onerror=alert(1)> [click](javascript:alert(2))'
+EVIL_ABSTRACT = ('We show <script>alert("abstract")</script> that <img src=x onerror="alert(3)"> works.\n'
+                 '<a href="javascript:alert(4)">link</a> and [md](javascript:alert(5)) {: onclick="alert(6)" }\n\n'
+                 '## Notes\n\nnot really notes <svg onload=alert(7)>')
+
+
+def note_from_fixture(xml_path: Path, experiments: list[str], tags: list[str], added_at: str) -> tuple[str, str]:
+    """(key, text) of a paper note written as `lab note` writes it, from a recorded arXiv API answer."""
+    entry = ET.parse(xml_path).getroot().find("a:entry", ATOM)
+    abs_url = entry.find("a:id", ATOM).text.strip()
+    full_id = abs_url.rsplit("/abs/", 1)[1]
+    arxiv_id, _, version = full_id.rpartition("v")
+    links = {link.get("title") or link.get("rel"): link.get("href") for link in entry.findall("a:link", ATOM)}
+    doi = entry.find("arxiv:doi", ATOM)
+    journal = entry.find("arxiv:journal_ref", ATOM)
+    comment = entry.find("arxiv:comment", ATOM)
+    meta = {
+        "arxiv_id": arxiv_id,
+        "version": int(version),
+        "title": " ".join(entry.find("a:title", ATOM).text.split()),
+        "authors": [a.find("a:name", ATOM).text for a in entry.findall("a:author", ATOM)],
+        "published": entry.find("a:published", ATOM).text,
+        "updated": entry.find("a:updated", ATOM).text,
+        "primary_category": entry.find("arxiv:primary_category", ATOM).get("term"),
+        "categories": [c.get("term") for c in entry.findall("a:category", ATOM)],
+        "doi": doi.text if doi is not None else None,
+        "journal_ref": journal.text if journal is not None else None,
+        "comment": comment.text if comment is not None else None,
+        "url": links.get("alternate"),
+        "pdf_url": links.get("pdf"),
+        "tags": tags,
+        "experiments": experiments,
+        "added_at": added_at,
+    }
+    abstract = " ".join(entry.find("a:summary", ATOM).text.split())
+    return arxiv_id.replace("/", "_"), frontmatter.render(meta, f"{abstract}\n\n## Notes\n\nMy notes on it, see [exp1](../experiments/exp1/report.md).\n")
+
+
+def make_lab(root: Path) -> Path:
+    from lab import job
+
+    init(root)
+    ws = Workspace(root)
+    (root / "train.py").write_text(PROGRAM)
+    exp = ws.new_experiment("exp1")
+    report = exp.report_path.read_text()
+    report = report.replace("title: exp1", "title: Warmup on small data").replace("tags: []", "tags: [warmup, minilm]")
+    report = report.replace("command: \n", 'command: "{python} train.py {settings}"\n')
+    report = report.replace("## Conclusion\n", "## Conclusion\n\nA **bold** claim with <em>inline HTML</em>, see [the other](../exp2/report.md).\n")
+    exp.report_path.write_text(report)
+    for name, lr in (("s1", 0.001), ("s2", 0.003)):
+        (exp.settings_dir / f"{name}.json").write_text(json.dumps({"learning_rate": lr, "epochs": 1}))
+        record = job.run(exp.setting(name))
+        assert record["state"] == "succeeded", record
+    exp2 = ws.new_experiment("exp2")
+    (exp2.settings_dir / "a.json").write_text('{"x": 1}')
+    papers = root / "papers"
+    key, text = note_from_fixture(FIXTURES / "arxiv-api" / "id_1605.08386_s0_m100_199195aa31ad.xml", ["exp1"], ["markov"], "2026-11-01T10:00:00+00:00")
+    (papers / f"{key}.md").write_text(text)
+    key, text = note_from_fixture(FIXTURES / "arxiv-api" / "legacy-2016_id_list_1111.2011v2.xml", ["exp1", "exp2"], ["warmup"], "2026-11-02T10:00:00+00:00")
+    (papers / f"{key}.md").write_text(text)
+    evil = {
+        "arxiv_id": "2401.00001", "version": 1, "title": EVIL_TITLE,
+        "authors": ["<b onmouseover=alert(8)>Mallory</b>", "Eve [x](javascript:alert(9))"],
+        "published": "2024-01-01T00:00:00Z", "updated": "2024-01-01T00:00:00Z", "primary_category": "cs.LG",
+        "categories": ["cs.LG", "<i>x</i>"], "doi": '10.1/x"><script>alert(10)</script>', "journal_ref": "<script>alert(11)</script>",
+        "comment": '<img src=x onerror=alert(12)> 5 pages', "url": "javascript:alert(13)", "pdf_url": " JaVaScRiPt:alert(14)",
+        "tags": ["<script>alert(15)</script>"], "experiments": ["exp1"], "added_at": "2026-11-03T10:00:00+00:00",
+    }
+    (papers / "2401.00001.md").write_text(frontmatter.render(evil, f"{EVIL_ABSTRACT}\n\n## Notes\n\nMy own *notes*: keep away.\n"))
+    (papers / "reading-list.md").write_text("# Things to read\n\nNot a paper note.\n")
+    return root
+
+
+def mkdocs_build(root: Path, site: Path, config: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), NO_MKDOCS_2_WARNING="1")
+    argv = [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)]
+    if config is not None:
+        argv += ["-f", str(config)]
+    return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+class Page(HTMLParser):
+    """The links, images, scripts and attributes of one built page."""
+
+    def __init__(self, path: Path):
+        super().__init__(convert_charrefs=True)
+        self.path = path
+        self.links, self.images, self.scripts, self.attrs, self.text = [], [], [], [], []
+        self._in_script = False
+        self.feed(path.read_text(encoding="utf-8"))
+
+    def handle_starttag(self, tag, attrs):
+        self.attrs += [(tag, k, v or "") for k, v in attrs]
+        d = dict(attrs)
+        if tag == "a" and d.get("href"):
+            self.links.append(d["href"])
+        if tag == "img" and d.get("src"):
+            self.images.append(d["src"])
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append(d.get("src") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+        else:
+            self.text.append(data)
+
+
+def resolve(site: Path, page: Path, href: str) -> Path | None:
+    """The file an internal link points to (None for external links and anchors)."""
+    parts = urlsplit(href)
+    if parts.scheme or parts.netloc or not parts.path:
+        return None
+    target = Path(posixpath.normpath(posixpath.join(str(page.parent), unquote(parts.path))))
+    return target / "index.html" if target.is_dir() or href.split("#")[0].endswith("/") else target
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = make_lab(tmp_path_factory.mktemp("book") / "lab")
+    site = root.parent / "site"
+    proc = mkdocs_build(root, site)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return root, site, proc
+
+
+def test_book_pages_and_links_both_ways(built):
+    root, site, proc = built
+    exp_page = site / "experiments" / "exp1" / "report" / "index.html"
+    paper_page = site / "papers" / "1605.08386" / "index.html"
+    for path in (site / "index.html", site / "experiments" / "index.html", exp_page, site / "experiments" / "exp2" / "report" / "index.html",
+                 site / "papers" / "index.html", paper_page, site / "papers" / "1111.2011" / "index.html",
+                 site / "tags" / "index.html", site / "tags" / "warmup" / "index.html", site / "tags" / "markov" / "index.html"):
+        assert path.is_file(), path
+    assert not (site / "papers" / "reading-list").exists()  # other Markdown under papers/ is not a note
+    exp = Page(exp_page)
+    # The report renders as Markdown; its runs table holds both runs, the differing setting and final metrics.
+    html = exp_page.read_text()
+    assert "<strong>bold</strong>" in html and "<em>inline HTML</em>" in html
+    assert "Warmup on small data" in html
+    text = " ".join(exp.text)
+    for needed in ("s1", "s2", "succeeded", "learning_rate", "eval_accuracy", "★"):
+        assert needed in text, needed
+    assert "epochs" not in text.split("Curves")[0].split("Results")[-1]  # the same in every run: not a column
+    # Links both ways: experiment -> paper and paper -> experiment.
+    exp_targets = {resolve(site, exp_page, h) for h in exp.links}
+    assert paper_page in exp_targets and site / "papers" / "1111.2011" / "index.html" in exp_targets
+    paper = Page(paper_page)
+    assert exp_page in {resolve(site, paper_page, h) for h in paper.links}
+    assert "Heat-bath random walks with Markov bases" in paper_page.read_text()
+    assert "Caprice Stanley" in " ".join(paper.text) and "My notes on it" in " ".join(paper.text)
+    assert "https://arxiv.org/abs/1605.08386v1" in paper.links and "https://arxiv.org/pdf/1605.08386v1" in paper.links
+    legacy = Page(site / "papers" / "1111.2011" / "index.html")
+    assert any(h.startswith("https://doi.org/") for h in legacy.links)
+    exp2 = site / "experiments" / "exp2" / "report" / "index.html"
+    assert exp2 in {resolve(site, site / "papers" / "1111.2011" / "index.html", h) for h in legacy.links}
+    assert "not run" in exp2.read_text()
+    # Tags link to their pages, and tag pages back to what carries them.
+    tag_page = site / "tags" / "warmup" / "index.html"
+    assert tag_page in exp_targets
+    tag_targets = {resolve(site, tag_page, h) for h in Page(tag_page).links}
+    assert exp_page in tag_targets and site / "papers" / "1111.2011" / "index.html" in tag_targets
+
+
+def test_every_internal_link_resolves(built):
+    root, site, _ = built
+    pages = [p for p in site.rglob("*.html") if "assets" not in p.parts and p.name != "404.html"]  # 404 links from /
+    assert len(pages) >= 12
+    for page in pages:
+        parsed = Page(page)
+        for href in parsed.links + parsed.images:
+            target = resolve(site, page, href)
+            if target is not None:
+                assert target.exists(), f"{page.relative_to(site)}: broken link {href}"
+
+
+def test_navigation_stays_small(built):
+    _, site, _ = built
+    home = (site / "index.html").read_text()
+    # Only the home page and the section indexes are in the navigation rendered into every page.
+    assert "1605.08386" not in home.split('md-sidebar--primary')[1].split("md-sidebar--secondary")[0]
+    assert home.count('class="md-nav__link') < 20
+
+
+def test_curves_are_drawn_and_shown(built):
+    root, site, _ = built
+    curves = site / "experiments" / "exp1" / "curves"
+    for metric in ("loss", "eval_accuracy", "eval_loss"):
+        png = curves / f"{metric}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    page = site / "experiments" / "exp1" / "report" / "index.html"
+    images = {resolve(site, page, src) for src in Page(page).images}
+    assert curves / "loss.png" in images and curves / "eval_accuracy.png" in images
+    assert not (curves / "epoch.png").exists() and not (curves / "step.png").exists()
+    # The figures are cached under .lab/, so an unchanged experiment is not drawn again.
+    cached = root / ".lab" / "book" / "curves" / "exp1"
+    assert (cached / "manifest.json").is_file()
+    before = {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")}
+    site2 = root.parent / "site2"
+    proc = mkdocs_build(root, site2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "drawing the metric curves" not in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")} == before
+    assert (site2 / "experiments" / "exp1" / "curves" / "loss.png").read_bytes() == (curves / "loss.png").read_bytes()
+
+
+def test_no_markup_from_fetched_text_survives(built):
+    _, site, _ = built
+    for page in [p for p in site.rglob("*.html") if "assets" not in p.parts]:
+        parsed = Page(page)
+        for tag, name, value in parsed.attrs:
+            assert not name.startswith("on"), f"{page}: <{tag} {name}={value!r}>"
+            if name in ("href", "src", "action", "formaction"):
+                assert not value.strip().lower().startswith(("javascript:", "data:", "vbscript:")), f"{page}: {name}={value!r}"
+        for script in parsed.scripts:
+            assert "alert(" not in script, f"{page}: a script from fetched text: {script[:100]!r}"
+        raw = page.read_text()
+        for tag in ("<svg onload", "<b onmouseover", "<i>x</i>", "<img src=x"):
+            assert tag not in raw, f"{page}: {tag}"
+    evil = site / "papers" / "2401.00001" / "index.html"
+    text = " ".join(Page(evil).text)
+    # Shown as text, escaped: the reader sees what arXiv sent, and nothing runs.
+    assert '<script>alert("title")</script> Evil <img src=x onerror=alert(1)>' in text
+    assert "onerror=" in text and "[md](javascript:alert(5))" in text
+    # The abstract's fake "## Notes" stays in the abstract; the real notes are the user's own Markdown.
+    assert "<em>notes</em>" in evil.read_text()
+    assert "<title>" in evil.read_text() and "&lt;script&gt;" in evil.read_text().split("<title>")[1].split("</title>")[0]
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    blob = json.dumps(index)
+    assert "<script" not in blob and "<img" not in blob and "<svg" not in blob
+
+
+def test_compare_json_and_text(built, tmp_path):
+    root, _, _ = built
+    lab = LabCLI(root)
+    data = lab.json("compare", "exp1")
+    assert data["metric"] == "eval_accuracy" and data["mode"] == "max"
+    assert data["differing_settings"] == ["learning_rate"]
+    runs = {r["setting"]: r for r in data["runs"]}
+    assert runs["s2"]["metrics"]["eval_accuracy"] > runs["s1"]["metrics"]["eval_accuracy"]
+    assert data["best"] == "s2" and runs["s2"]["best"] and not runs["s1"]["best"]
+    assert runs["s1"]["settings"] == {"learning_rate": 0.001} and runs["s1"]["state"] == "succeeded"
+    assert "loss" in data["metrics"] and "step" not in data["metrics"] and "epoch" not in data["metrics"]
+    by_loss = lab.json("compare", "exp1", "--metric", "eval_loss")
+    assert by_loss["mode"] == "min" and by_loss["best"] == "s2"
+    assert lab.json("compare", "exp1", "--metric", "eval_loss", "--max")["best"] == "s1"
+    text = lab("compare", "exp1", check=0)
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["setting", "state", "duration", "learning_rate", "eval_accuracy", "eval_loss", "loss"]
+    assert [l for l in lines if l.startswith("*")][0].split()[1] == "s2"
+    assert "best: s2 by eval_accuracy" in text.stderr
+    empty = lab.json("compare", "exp2")
+    assert empty["best"] is None and empty["runs"][0]["state"] == "not run"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "nosuch"], "no experiment 'nosuch'"),
+    (["compare", "exp1", "--metric", "bleu"], "no run of exp1 has a metric 'bleu'"),
+    (["compare", "../etc"], "bad experiment name"),
+    (["report", "nosuch"], "no experiment 'nosuch'"),
+])
+def test_compare_and_report_bad_input(built, args, message):
+    root, _, _ = built
+    before = (root / "experiments" / "exp1" / "report.md").read_bytes()
+    proc = LabCLI(root)(*args, check=2)
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert (root / "experiments" / "exp1" / "report.md").read_bytes() == before
+
+
+def test_report_writes_only_between_markers(built):
+    root, _, _ = built
+    lab = LabCLI(root)
+    report = root / "experiments" / "exp1" / "report.md"
+    original = report.read_text()
+    head, _, rest = original.partition(RESULTS_START)
+    _, _, tail = rest.partition(RESULTS_END)
+    try:
+        lab("report", "exp1", check=0)
+        first = report.read_text()
+        assert first.startswith(head + RESULTS_START) and first.endswith(RESULTS_END + tail)
+        block = first[len(head):len(first) - len(tail)]
+        assert "| setting | state | duration | learning_rate | eval_accuracy |" in block
+        assert "**s2** ★" in block and "best: s2 by eval_accuracy" in block
+        lab("report", "exp1", check=0)
+        assert report.read_text() == first  # idempotent
+        # The user edits around the block; a new report changes only the block.
+        edited = first.replace("## Conclusion\n", "## Conclusion\n\nWarmup helps.\n")
+        report.write_text(edited)
+        lab("report", "exp1", "--metric", "eval_loss", check=0)
+        again = report.read_text()
+        assert again.split(RESULTS_START)[0] == edited.split(RESULTS_START)[0]
+        assert again.split(RESULTS_END)[1] == edited.split(RESULTS_END)[1]
+        assert "best: s2 by eval_loss (lower is better)" in again
+    finally:
+        report.write_text(original)
+
+
+def test_report_adds_markers_and_refuses_broken_ones(lab, lab_root):
+    exp = Workspace(lab_root).new_experiment("e")
+    exp.report_path.write_text("---\ntitle: e\n---\n\n# e\n\nMy text.\n")
+    lab("report", "e", check=0)
+    text = exp.report_path.read_text()
+    assert text.startswith("---\ntitle: e\n---\n\n# e\n\nMy text.\n\n## Results\n\n" + RESULTS_START + "\n")
+    assert text.endswith(RESULTS_END + "\n") and "_No runs yet._" in text
+    lab("report", "e", check=0)
+    assert exp.report_path.read_text() == text
+    broken = f"# e\n\n{RESULTS_START}\nold\n{RESULTS_START}\n{RESULTS_END}\n"
+    exp.report_path.write_text(broken)
+    proc = lab("report", "e", check=2)
+    assert "expected one <!-- lab:results --> and one <!-- /lab:results --> marker, found 2 and 1" in proc.stderr
+    assert exp.report_path.read_text() == broken
+    backwards = f"{RESULTS_END}\n{RESULTS_START}\n"
+    exp.report_path.write_text(backwards)
+    assert "comes before" in lab("report", "e", check=2).stderr
+    assert exp.report_path.read_text() == backwards
+
+
+def test_new_lab_builds_out_of_the_box_and_lab_book(tmp_path):
+    root = tmp_path / "fresh"
+    LabCLI(root)("init", str(root), check=0, cwd=tmp_path)
+    assert (root / "docs" / ".gitkeep").is_file()
+    proc = mkdocs_build(root, tmp_path / "site")
+    assert proc.returncode == 0, proc.stderr
+    assert "No experiments yet" in (tmp_path / "site" / "index.html").read_text()
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_MKDOCS_2_WARNING": "1"}
+    book = LabCLI(root)("book", "--strict", "--site-dir", str(tmp_path / "site3"), env=env, check=0)
+    assert (tmp_path / "site3" / "index.html").is_file(), book.stderr
+    (root / "mkdocs.yml").unlink()
+    proc = LabCLI(root)("book", check=2)
+    assert "no mkdocs.yml in" in proc.stderr and "lab init" in proc.stderr
+
+
+def test_repository_book_builds(tmp_path):
+    """The repository is a lab too: its own mkdocs.yml publishes its experiments and paper notes."""
+    proc = mkdocs_build(REPO, tmp_path / "site", config=REPO / "mkdocs.yml")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "site" / "index.html").is_file()
+    for exp in (REPO / "experiments").iterdir():
+        if exp.is_dir() and not exp.name.startswith("."):
+            assert (tmp_path / "site" / "experiments" / exp.name / "report" / "index.html").is_file()
+
+
+def test_escaping_helpers():
+    assert md_escape("<b>x</b> [a](javascript:b) *e* `c` {: onclick=x} a|b") == \
+        "&lt;b&gt;x&lt;/b&gt; \\[a\\](javascript:b) \\*e\\* \\`c\\` \\{: onclick=x\\} a\\|b"
+    assert md_escape("line\nbreak") == "line break"
+    assert safe_url("https://arxiv.org/abs/1") == "https://arxiv.org/abs/1"
+    for bad in ("javascript:alert(1)", " JAVASCRIPT:x", "data:text/html,x", "//evil", "http://a b", "https:/nohost", None, 3):
+        assert safe_url(bad) is None, bad
+    assert direction("eval_accuracy") == "max" and direction("eval_loss") == "min" and direction("eval/f1") == "max"
+    assert direction("train_perplexity") == "min" and direction("throughput") is None
+    with pytest.raises(BadInput):
+        replace_block(f"{RESULTS_END}{RESULTS_START}", RESULTS_START, RESULTS_END, "x", "r.md")
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="no chromium (apt-get install -y chromium)")
+def test_experiment_page_screenshot(built, tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from screenshot import screenshot
+    finally:
+        sys.path.pop(0)
+    _, site, _ = built
+    out = screenshot(site / "experiments" / "exp1" / "report" / "index.html", tmp_path / "exp1.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
