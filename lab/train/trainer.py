@@ -137,12 +137,24 @@ def run(plan) -> None:
         trainer.save_metrics("train", metrics)
         trainer.save_state()
     if training_args.do_eval:
-        metrics = trainer.evaluate(eval_dataset=eval_ds)
+        metrics = _final_evaluation(trainer) or trainer.evaluate(eval_dataset=eval_ds)
         metrics["eval_samples"] = len(eval_ds)
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     if training_args.do_predict:
         predict(trainer, test_ds, raw["test"], label_list, is_multi_label, label_column)
+
+
+def _final_evaluation(trainer) -> dict | None:
+    """The evaluation the Trainer just ran at the final step, if it did: evaluating the same model again is waste."""
+    state, args = trainer.state, trainer.args
+    if args.load_best_model_at_end or not state.log_history or not args.do_train:
+        return None
+    evals = [h for h in state.log_history if "eval_loss" in h]
+    last = evals[-1] if evals else None
+    if last is None or last.get("step") != state.global_step:
+        return None
+    return {k: v for k, v in last.items() if k.startswith("eval_") or k == "epoch"}
 
 
 def _setup_logging(training_args) -> None:
@@ -245,6 +257,13 @@ def _load_model(plan, model_args, num_labels: int, is_multi_label: bool):
         model = AutoModelForSequenceClassification.from_pretrained(
             plan.model.path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes, **common
         )
+    except RuntimeError as e:
+        if "ignore_mismatched_sizes" not in str(e):
+            raise
+        raise BadInput(
+            f"{plan.where}: the model's classification head does not fit the data's {num_labels} labels; "
+            "set \"ignore_mismatched_sizes\": true to replace it with a new one"
+        ) from None
     except OSError as e:
         source = {"config": plan.config, "tokenizer": plan.tokenizer, "model": plan.model}[step]
         raise LabError(f"{plan.where}: cannot load the {step} from {source.describe()}: {str(e).strip().splitlines()[0]}") from None

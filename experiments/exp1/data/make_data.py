@@ -1,5 +1,9 @@
 """Make the example experiment's data: short news-like sentences on four topics, from templates written for lab.
 
+A sentence's topic is the topic of the thing it is about ("a penalty kick": sports); half the time the person
+and the place in it come from other topics ("the baker talked about a penalty kick in the data centre"), so a
+model must learn which part of the sentence decides.
+
 Deterministic (a fixed seed, no outside data): running it again rewrites the same train.jsonl, validation.jsonl
 and test.jsonl byte for byte. Each line is {"text": ..., "label": TOPIC}. Templates are shared by all topics
 and every topic's words are split into disjoint halves for training and for evaluation, so a model cannot pass
@@ -16,7 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SEED = 20240501
-SIZES = {"train": 480, "validation": 200, "test": 200}
+SIZES = {"train": 320, "validation": 160, "test": 160}
+MIXED = 0.5  # how often the person and the place come from another topic than the thing
 
 # topic -> (actors, things, places): each list is split in half, train and evaluation words.
 TOPICS = {
@@ -91,7 +96,10 @@ def make(seed: int = SEED) -> dict[str, list[dict]]:
         rows = []
         for i in range(size):
             topic = list(TOPICS)[i % len(TOPICS)]
-            actors, things, places = vocab[topic][part]
+            things = vocab[topic][part][1]
+            # The label is the topic of the thing; half the time the people and the place belong to other topics.
+            actors = vocab[rng.choice(list(TOPICS)) if rng.random() < MIXED else topic][part][0]
+            places = vocab[rng.choice(list(TOPICS)) if rng.random() < MIXED else topic][part][2]
             actor, other = rng.sample(actors, 2)
             place = rng.choice(places)
             text = rng.choice(TEMPLATES).format(

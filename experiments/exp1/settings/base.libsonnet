@@ -19,7 +19,7 @@
   warmup_steps: 0.1,  // below 1: a fraction of the training steps
   weight_decay: 0.01,
   eval_strategy: "steps",
-  eval_steps: 10,
+  eval_steps: 10,  // the evaluation at the last step is the final one
   logging_steps: 2,
   save_strategy: "no",  // the final model is saved anyway; no checkpoints
   seed: 42,
