@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -60,6 +61,8 @@ def run(plan) -> None:
     except (ValueError, TypeError) as e:
         raise BadInput(f"{plan.where}: {str(e).strip()}") from None
     _setup_logging(training_args)
+    # torch warns at every evaluation that pinned memory needs an accelerator: noise in a CPU run's log.
+    warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator.*")
     logger.info(f"settings: {plan.where}; model: {plan.model.describe()}; output: {training_args.output_dir}")
     logger.info(
         f"device: {training_args.device}, n_gpu: {training_args.n_gpu}, bf16: {training_args.bf16}, fp16: {training_args.fp16}"
