@@ -211,6 +211,8 @@ def test_run_by_hand_outside_lab(lab_root, tiny_model):
     assert proc.stderr == f"lab.train: error: experiments/cls/settings/s1.json: train_file: no such file {exp_dir / 'data' / 'missing.jsonl'}\n"
     usage = subprocess.run([sys.executable, "-m", "lab.train"], capture_output=True, text=True, env=env)
     assert usage.returncode == 2 and usage.stderr.startswith("lab.train: error: usage:")
+    helped = subprocess.run([sys.executable, "-m", "lab.train", "--help"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "DataTrainingArguments:" in helped.stdout and "  train_file: " in helped.stdout
 
 
 def test_two_text_columns_int_labels_and_multi_label(lab_root, tiny_model):
