@@ -150,6 +150,27 @@ def test_hub_ids_resolve_to_a_packaged_copy(tmp_path):
         resolve_model("./missing", tmp_path)
 
 
+def test_metrics_match_scikit_learn():
+    """accuracy and macro F1 are computed with numpy (no second OpenMP runtime beside torch's) as scikit-learn does."""
+    np = pytest.importorskip("numpy")
+    metrics = pytest.importorskip("sklearn.metrics")
+    from types import SimpleNamespace
+
+    from lab.train.trainer import classification_metrics
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        p = SimpleNamespace(predictions=rng.normal(size=(40, 5)), label_ids=rng.integers(0, 4, size=40))
+        got, preds = classification_metrics(False)(p), p.predictions.argmax(-1)
+        assert got["accuracy"] == pytest.approx(metrics.accuracy_score(p.label_ids, preds))
+        assert got["f1"] == pytest.approx(metrics.f1_score(p.label_ids, preds, average="macro", zero_division=0))
+        p = SimpleNamespace(predictions=rng.normal(size=(30, 4)), label_ids=(rng.random((30, 4)) > 0.6).astype(float))
+        got, preds, refs = classification_metrics(True)(p), (p.predictions > 0).astype(int), p.label_ids.astype(int)
+        assert got["accuracy"] == pytest.approx(metrics.accuracy_score(refs, preds))
+        assert got["f1"] == pytest.approx(metrics.f1_score(refs, preds, average="macro", zero_division=0))
+        assert got["f1_micro"] == pytest.approx(metrics.f1_score(refs, preds, average="micro", zero_division=0))
+
+
 # --- the program, end to end (real subprocesses) ---
 
 def test_trains_saves_and_streams_metrics(lab_root, tiny_model):
