@@ -1,0 +1,2 @@
+local base = import "base.libsonnet";
+base + { learning_rate: 2e-5 }

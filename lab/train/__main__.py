@@ -1,0 +1,5 @@
+import sys
+
+from lab.train import main
+
+sys.exit(main())
