@@ -233,8 +233,16 @@ def _rotate_metrics(path: Path, attempt: int) -> None:
         os.replace(path, path.with_name(f"{path.name.removesuffix('.metrics.jsonl')}.attempt{attempt - 1}.metrics.jsonl"))
 
 
-def run(setting: Setting, resolved: dict | None = None, attempt: int = 1, executor: str = "local", extra: dict | None = None) -> dict:
-    """Run one attempt in the foreground and return its record."""
+def next_attempt(setting: Setting) -> int:
+    """The number of the setting's next attempt: one more than the last attempt that started."""
+    record = records.read_record(setting) or {}
+    started = [r.get("attempt") or 0 for r in [record, *record.get("history", [])] if r.get("started_at")]
+    return max(started, default=0) + 1
+
+
+def run(setting: Setting, resolved: dict | None = None, attempt: int | None = None, executor: str = "local", extra: dict | None = None) -> dict:
+    """Run one attempt in the foreground and return its record (by default, the setting's next attempt)."""
+    attempt = next_attempt(setting) if attempt is None else attempt
     att = Attempt(setting, setting.resolve() if resolved is None else resolved, attempt=attempt, executor=executor, extra=extra or {})
     proc = att.start()
     if proc is None:

@@ -202,8 +202,8 @@ def test_same_setting_twice_gives_identical_metrics(lab_root, tiny_model):
     exp_dir = make_exp(lab_root, tiny_model)
     first = run_setting(lab_root)
     rows1 = records.read_metrics(exp_dir / "logs" / "s1.metrics.jsonl")
-    # attempt 2 (as the runner numbers a rerun): job.py keeps attempt 1's metrics beside, in their own file
-    second = job.run(Workspace(lab_root).experiment("cls").setting("s1"), attempt=2)
+    # job.run numbers it attempt 2, as the runner would: attempt 1's metrics stay beside, in their own file
+    second = job.run(Workspace(lab_root).experiment("cls").setting("s1"))  # the next attempt: a fresh metrics file
     rows2 = records.read_metrics(exp_dir / "logs" / "s1.metrics.jsonl")
     assert first["state"] == second["state"] == "succeeded"
     assert _comparable(rows1) == _comparable(rows2) and len(rows1) > 5
