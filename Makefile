@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 example: setup
-	$(BIN)/lab run exp1 --wait
+	$(BIN)/lab run exp1 --wait --rerun
 	$(BIN)/lab status exp1
 
 test: setup
