@@ -126,12 +126,7 @@ class Attempt:
 def new_record(attempt: Attempt, started_at: str) -> dict:
     """The record of a starting attempt; earlier attempts of the setting move into its history."""
     setting = attempt.setting
-    previous = records.read_record(setting)
-    history = []
-    if previous is not None:
-        history = previous.pop("history", [])
-        if previous.get("state") not in (None, "queued"):
-            history.append(previous)
+    history = records.history_after(records.read_record(setting))
     exp_dir = setting.experiment.dir
     return {
         "experiment": setting.experiment.name,
@@ -233,16 +228,9 @@ def _rotate_metrics(path: Path, attempt: int) -> None:
         os.replace(path, path.with_name(f"{path.name.removesuffix('.metrics.jsonl')}.attempt{attempt - 1}.metrics.jsonl"))
 
 
-def next_attempt(setting: Setting) -> int:
-    """The number of the setting's next attempt: one more than the last attempt that started."""
-    record = records.read_record(setting) or {}
-    started = [r.get("attempt") or 0 for r in [record, *record.get("history", [])] if r.get("started_at")]
-    return max(started, default=0) + 1
-
-
 def run(setting: Setting, resolved: dict | None = None, attempt: int | None = None, executor: str = "local", extra: dict | None = None) -> dict:
     """Run one attempt in the foreground and return its record (by default, the setting's next attempt)."""
-    attempt = next_attempt(setting) if attempt is None else attempt
+    attempt = records.next_attempt(records.read_record(setting)) if attempt is None else attempt
     att = Attempt(setting, setting.resolve() if resolved is None else resolved, attempt=attempt, executor=executor, extra=extra or {})
     proc = att.start()
     if proc is None:

@@ -68,6 +68,25 @@ def write_record(setting: Setting, record: dict) -> None:
     refresh_paths(setting.experiment.workspace.root, [path])
 
 
+def next_attempt(record: dict | None) -> int:
+    """1 + the highest attempt of the setting that started (queued or cancelled-before-start ones do not count)."""
+    if not record:
+        return 1
+    started = [r.get("attempt") or 0 for r in [record, *record.get("history", [])] if r.get("started_at")]
+    return max(started, default=0) + 1
+
+
+def history_after(previous: dict | None) -> list[dict]:
+    """The history of the record that replaces `previous`: its history, plus `previous` itself unless it was only
+    a queued placeholder (a job that never started is no attempt)."""
+    if previous is None:
+        return []
+    history = list(previous.get("history", []))
+    if previous.get("state") not in (None, "queued"):
+        history.append({k: v for k, v in previous.items() if k != "history"})
+    return history
+
+
 def read_metrics(path: Path) -> list[dict]:
     """The metrics rows of a run; lines that are not JSON objects are skipped, never fatal."""
     rows = []

@@ -248,14 +248,6 @@ def job_setting(workspace, job: dict):
     return Setting(exp, job["setting"], exp.settings_dir / f"{job['setting']}.json")
 
 
-def next_attempt(record: dict | None) -> int:
-    """1 + the highest attempt of the setting that started (queued or cancelled-before-start ones do not count)."""
-    if not record:
-        return 1
-    started = [r.get("attempt") or 0 for r in [record, *record.get("history", [])] if r.get("started_at")]
-    return max(started, default=0) + 1
-
-
 class _Terminated(Exception):
     pass
 
@@ -309,7 +301,7 @@ class Runner:
 
         ws, queue = self.workspace, self.queue
         setting = job_setting(ws, job)
-        attempt = next_attempt(records.read_record(setting))
+        attempt = records.next_attempt(records.read_record(setting))
         try:
             att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
                           base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]},
@@ -363,10 +355,7 @@ class Runner:
 
 def _record_unstarted(setting, job: dict, attempt: int, reason: str) -> None:
     """A failed record for a job whose program never started."""
-    previous = records.read_record(setting) or {}
-    history = previous.pop("history", [])
-    if previous.get("state") not in (None, "queued"):
-        history.append(previous)
+    history = records.history_after(records.read_record(setting))
     now = records.now_iso()
     records.write_record(setting, {
         "experiment": setting.experiment.name, "setting": setting.name, "state": "failed", "attempt": attempt,

@@ -175,13 +175,9 @@ def _enqueue(queue: Queue, plan: Planned, rerun: bool, stop_on_failure: bool, en
 def _write_waiting_record(setting: Setting, plan_or_job, job_id: int, state: str, reason: str | None = None,
                           executor: str | None = None) -> None:
     """A record for a job that has not started: `queued`, or `cancelled` before it started."""
-    from .runner import next_attempt
-
-    previous = records.read_record(setting) or {}
-    attempt = next_attempt(previous)
-    history = previous.pop("history", [])
-    if previous.get("state") not in (None, "queued"):
-        history.append(previous)
+    previous = records.read_record(setting)
+    attempt = records.next_attempt(previous)
+    history = records.history_after(previous)
     rec = {
         "experiment": setting.experiment.name, "setting": setting.name, "state": state,
         "attempt": attempt,
@@ -360,15 +356,9 @@ def cancel(workspace, targets: list[str]) -> dict:
 
 
 def _cancel_local(workspace, targets: list[str]) -> dict:
-    from .workspace import check_name
+    from .settings import parse_target
 
-    wanted = []
-    for target in targets:
-        exp_name, _, setting_name = target.strip().rstrip("/").partition("/")
-        check_name(exp_name)
-        if setting_name:
-            check_name(setting_name, "setting")
-        wanted.append((exp_name, setting_name or None))
+    wanted = [parse_target(target) for target in targets]
 
     def matches(job):
         return any(job["experiment"] == e and (s is None or job["setting"] == s) for e, s in wanted)

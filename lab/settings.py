@@ -129,12 +129,21 @@ def settings_hash(resolved: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def parse_target(target: str) -> tuple[str, str | None]:
+    """`EXP` or `EXP/SETTING` as (experiment, setting or None), both names checked."""
+    exp_name, _, setting_name = target.strip().rstrip("/").partition("/")
+    check_name(exp_name)
+    if setting_name:
+        check_name(setting_name, "setting")
+    return exp_name, setting_name or None
+
+
 def select(workspace, targets: list[str]) -> list[Setting]:
     """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats."""
     chosen: list[Setting] = []
     seen: set[str] = set()
     for target in targets:
-        exp_name, _, setting_name = target.strip().rstrip("/").partition("/")
+        exp_name, setting_name = parse_target(target)
         exp = workspace.experiment(exp_name)
         if setting_name:
             found = [find_setting(exp, setting_name)]

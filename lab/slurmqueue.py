@@ -92,12 +92,7 @@ def submit_planned(workspace, plans, rerun: bool = False, stop_on_failure: bool 
 
 def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: dict | None) -> dict:
     """The record of a submitted job that has not started; the previous run moves into its history."""
-    history = []
-    if previous is not None:
-        previous = dict(previous)
-        history = previous.pop("history", [])
-        if previous.get("state") not in (None, "queued"):
-            history.append(previous)
+    history = records.history_after(previous)
     exp_dir = setting.experiment.dir
     return {
         "experiment": setting.experiment.name,
@@ -123,14 +118,6 @@ def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, p
         "metrics": {},
         "history": history,
     }
-
-
-def _next_attempt(previous: dict | None) -> int:
-    """1 + the highest attempt that started (as the local runner counts: `lab.runner.next_attempt`)."""
-    if not previous:
-        return 1
-    started = [r.get("attempt") or 0 for r in [previous, *previous.get("history", [])] if r.get("started_at")]
-    return max(started, default=0) + 1
 
 
 def _job_id(stdout: str) -> str:
@@ -206,7 +193,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
                 results.append(Submitted(setting, action, rec.get("slurm_job_id"), why))
                 continue
             previous = records.read_record(setting)
-            todo.append((setting, resolved, _next_attempt(previous), previous))
+            todo.append((setting, resolved, records.next_attempt(previous), previous))
             results.append(Submitted(setting, "queued"))
         if not todo:
             return results
@@ -325,7 +312,7 @@ def _requeued(setting: Setting, rec: dict, reason: str) -> dict:
     rec = dict(rec, state="interrupted", ended_at=records.now_iso(), reason=reason)
     rec.pop("pid", None)
     rec.pop("pgid", None)
-    new = queued_record(setting, rec["settings"], _next_attempt(rec), rec["slurm_job_id"], rec)
+    new = queued_record(setting, rec["settings"], records.next_attempt(rec), rec["slurm_job_id"], rec)
     records.write_record(setting, new)
     return new
 
@@ -333,9 +320,9 @@ def _requeued(setting: Setting, rec: dict, reason: str) -> dict:
 def _resubmit(setting: Setting, rec: dict) -> dict:
     """Queue an interrupted run again as a new Slurm job (Slurm did not requeue it)."""
     ws = setting.experiment.workspace
-    [job_id] = _sbatch(ws, [(setting, rec["settings"], _next_attempt(rec))], slurm.options_for(setting.experiment), None,
+    [job_id] = _sbatch(ws, [(setting, rec["settings"], records.next_attempt(rec))], slurm.options_for(setting.experiment), None,
                        array=False, kill_on_invalid_dep=False)
-    new = queued_record(setting, rec["settings"], _next_attempt(rec), job_id, rec)
+    new = queued_record(setting, rec["settings"], records.next_attempt(rec), job_id, rec)
     records.write_record(setting, new)
     slurm._tool(["scontrol", "release", job_id])
     return new

@@ -53,16 +53,9 @@ def summarize(record: dict, experiment: str, setting: str) -> dict:
 def _parse_targets(targets: list[str] | None) -> list[tuple[str, str | None]] | None:
     if not targets:
         return None
-    from .workspace import check_name
+    from .settings import parse_target
 
-    parsed = []
-    for target in targets:
-        exp, _, setting = target.strip().rstrip("/").partition("/")
-        check_name(exp)
-        if setting:
-            check_name(setting, "setting")
-        parsed.append((exp, setting or None))
-    return parsed
+    return [parse_target(target) for target in targets]
 
 
 def _wanted(parsed, exp: str, setting: str | None = None) -> bool:

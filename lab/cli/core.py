@@ -88,9 +88,9 @@ def show_cmd(lab, target, as_json):
       lab show exp1
     """
     from ..command import template_for
-    from ..settings import find_setting
+    from ..settings import find_setting, parse_target
 
-    exp_name, _, setting_name = target.rstrip("/").partition("/")
+    exp_name, setting_name = parse_target(target)
     exp = lab.workspace.experiment(exp_name)
     if setting_name:
         click.echo(json.dumps(find_setting(exp, setting_name).resolve(), indent=2, ensure_ascii=False))

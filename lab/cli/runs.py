@@ -218,14 +218,13 @@ def logs_cmd(lab, target, follow):
     from ..errors import BadInput
     from ..runner import job_setting
     from ..runs import follow_state
-    from ..workspace import check_name
+    from ..settings import parse_target
 
     ws = lab.workspace
-    exp_name, _, setting_name = target.strip().rstrip("/").partition("/")
+    exp_name, setting_name = parse_target(target)
     if not setting_name:
         raise BadInput(f"name one run as EXP/SETTING, not {target!r}")
     exp = ws.experiment(exp_name)
-    check_name(setting_name, "setting")
     setting = job_setting(ws, {"experiment": exp.name, "setting": setting_name})
     path = records.log_path(setting)
     if not path.exists() and not (follow and follow_state(ws, setting)):
