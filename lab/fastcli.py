@@ -1,10 +1,11 @@
-"""The `lab` entry point, with a click-free path for `lab search`.
+"""The `lab` entry point, with a click-free path for `lab search` and `lab status`.
 
 Importing click alone takes longer than Python's whole start-up, and `lab search` must answer in about the
-time of `python -c "import sqlite3"`. So `main` recognises a plain `lab [--root DIR] [--debug] search ...`
-invocation itself, parses its few options, and prints the results without importing click, rich, YAML or
-sqlite-utils. Anything else (`--help`, a bad option, every other command) goes to the click CLI in
-`lab.cli`, which also registers `lab search` (lab/cli/search.py) so that help and usage errors look as usual.
+time of `python -c "import sqlite3"` (`lab status`, run again and again while jobs run, in well under 200 ms).
+So `main` recognises a plain `lab [--root DIR] [--debug] search ...` or `... status ...` invocation itself,
+parses its few options, and prints without importing click, rich, YAML or sqlite-utils. Anything else
+(`--help`, a bad option, every other command) goes to the click CLI in `lab.cli`, which registers both
+commands too (lab/cli/search.py, lab/cli/runs.py, calling the functions here) so help and errors look as usual.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def main(argv=None) -> None:
     """Run `lab`: the fast path for a plain `lab search`, the click CLI for everything else."""
     args = sys.argv[1:] if argv is None else list(argv)
     parsed = _parse_search(args)
+    command = run_search
+    if parsed is None:
+        parsed = _parse_status(args)
+        command = _status_at_root
     if parsed is None:
         from .cli import main as click_main
 
@@ -30,7 +35,7 @@ def main(argv=None) -> None:
     debug = parsed.pop("debug")
     try:
         root = find_root(parsed.pop("root"))
-        code = run_search(root, **parsed)
+        code = command(root, **parsed)
     except LabError as e:
         if debug:
             raise
@@ -52,11 +57,10 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _parse_search(args: list[str]) -> dict | None:
-    """The options of `lab [--root DIR] [--debug] search ...`, or None to let click handle the command line."""
-    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False}
+def _parse_global(args: list[str], command: str, out: dict) -> int | None:
+    """Parse `[--root DIR] [--debug]` before `command` into `out`; the index after `command`, or None."""
     i = 0
-    while i < len(args) and args[i] != "search":
+    while i < len(args) and args[i] != command:
         a = args[i]
         if a == "--debug":
             out["debug"] = True
@@ -68,9 +72,71 @@ def _parse_search(args: list[str]) -> dict | None:
         else:
             return None
         i += 1
-    if i >= len(args):
+    return i + 1 if i < len(args) else None
+
+
+def _parse_status(args: list[str]) -> dict | None:
+    """The options of `lab [--root DIR] [--debug] status [TARGET...] [--json]`, or None to let click handle it."""
+    out = {"root": None, "debug": False, "targets": [], "as_json": False}
+    i = _parse_global(args, "status", out)
+    if i is None:
         return None
-    i += 1
+    for a in args[i:]:
+        if a == "--json":
+            out["as_json"] = True
+        elif a.startswith("-"):
+            return None  # --help, a typo: click explains
+        else:
+            out["targets"].append(a)
+    return out
+
+
+def _status_at_root(root: str, targets: list[str], as_json: bool) -> int:
+    from .workspace import Workspace
+
+    return run_status(Workspace(root), targets, as_json)
+
+
+def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
+    """Print the runs (a table, or JSON on stdout) and the runner's state (stderr); return the exit status."""
+    from .status import collect, queue_info
+
+    if as_json:
+        text = collect(workspace, list(targets), form="json")
+        sys.stdout.write(text + "\n")
+        empty = text == "[]"
+    else:
+        rows = collect(workspace, list(targets), form="cells")
+        sys.stdout.write(format_status(rows))
+        empty = not rows
+    sys.stdout.flush()
+    info = queue_info(workspace)
+    if empty:
+        sys.stderr.write("no runs yet; start some with: lab run EXP\n")
+    if info["runner_pid"]:
+        sys.stderr.write(f"runner: running (pid {info['runner_pid']}); {info['queued']} queued\n")
+    elif info["queued"]:
+        why = f" ({info['stopped']})" if info["stopped"] else ""
+        sys.stderr.write(f"runner: not running{why}; {info['queued']} queued; resume with: lab run\n")
+    return 0
+
+
+def format_status(rows: list[list[str]]) -> str:
+    """The status table: one line a run, columns padded, metrics last."""
+    if not rows:
+        return ""
+    table = [["RUN", "STATE", "STARTED", "DURATION", "EXIT", "METRICS"], *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    return "\n".join(fmt.format(*row).rstrip() for row in table) + "\n"
+
+
+def _parse_search(args: list[str]) -> dict | None:
+    """The options of `lab [--root DIR] [--debug] search ...`, or None to let click handle the command line."""
+    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False}
+    i = _parse_global(args, "search", out)
+    if i is None:
+        return None
     rest = False
     while i < len(args):
         a = args[i]

@@ -93,3 +93,22 @@ def test_status_targets_and_queue(lab_root):
     assert rows[("e1", "s1")]["state"] == "succeeded"
     text = json.loads(status.collect(ws, ["e1"], form="json"))
     assert [r["state"] for r in text] == ["succeeded", "queued", "succeeded"]
+
+
+def test_status_answers_without_click_or_rich(lab_root):
+    """`lab status` is run again and again while jobs run: it takes the click-free path (lab.fastcli)."""
+    import subprocess
+    import sys
+
+    from conftest import write_settings
+
+    write_settings(lab_root, "e", {"s.json": {}})
+    for args in (["status"], ["status", "e", "--json"]):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "lab", "--root", str(lab_root), *args],
+                              capture_output=True, text=True, cwd=lab_root)
+        assert proc.returncode == 0, proc.stderr
+        imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert not imported & {"click", "rich", "torch", "transformers", "sqlite_utils"}
+    # Anything the fast path does not know goes to click, which explains it.
+    proc = subprocess.run([sys.executable, "-m", "lab", "--root", str(lab_root), "status", "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "No such option" in proc.stderr

@@ -171,35 +171,10 @@ def status_cmd(lab, targets, as_json):
       lab status
       lab status exp3 --json
     """
-    from ..status import collect, queue_info
+    # The same code answers a plain `lab status` without click (lab.fastcli), for speed.
+    from ..fastcli import run_status
 
-    ws = lab.workspace
-    if as_json:
-        text = collect(ws, list(targets), form="json")
-        sys.stdout.write(text + "\n")  # megabytes for a big lab: click.echo would scan it for colour codes
-        sys.stdout.flush()
-        empty = text == "[]"
-    else:
-        rows = collect(ws, list(targets), form="cells")
-        _print_table(rows)
-        empty = not rows
-    info = queue_info(ws)
-    if empty:
-        click.echo("no runs yet; start some with: lab run EXP", err=True)
-    if info["runner_pid"]:
-        click.echo(f"runner: running (pid {info['runner_pid']}); {info['queued']} queued", err=True)
-    elif info["queued"]:
-        why = f" ({info['stopped']})" if info["stopped"] else ""
-        click.echo(f"runner: not running{why}; {info['queued']} queued; resume with: lab run", err=True)
-
-
-def _print_table(rows: list[list[str]]) -> None:
-    if not rows:
-        return
-    table = [["RUN", "STATE", "STARTED", "DURATION", "EXIT", "METRICS"], *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
-    click.echo("\n".join(fmt.format(*row).rstrip() for row in table))
+    run_status(lab.workspace, list(targets), as_json)
 
 
 @click.command("logs")
