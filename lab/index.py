@@ -164,8 +164,13 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
         names = [n for n in listed if n[-1] != "/"] if tree else listed
         stat = os.stat
         try:
-            ints = [v for st in [stat(f"{path}/{n}") for n in names] for v in (st.st_size, st.st_mtime_ns)]
-        except FileNotFoundError:  # cannot happen without an mtime change; list the directory after all
+            # Relative to an open directory: the kernel walks the path once, not once per file.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                ints = [v for st in [stat(n, dir_fd=fd) for n in names] for v in (st.st_size, st.st_mtime_ns)]
+            finally:
+                os.close(fd)
+        except (FileNotFoundError, NotADirectoryError):  # cannot happen without an mtime change; list it after all
             recorded = None
         else:
             units[rel] = (mtime, listed, ints, recorded[1])
