@@ -127,7 +127,6 @@ def new_record(attempt: Attempt, started_at: str) -> dict:
     """The record of a starting attempt; earlier attempts of the setting move into its history."""
     setting = attempt.setting
     history = records.history_after(records.read_record(setting))
-    exp_dir = setting.experiment.dir
     return {
         "experiment": setting.experiment.name,
         "setting": setting.name,
@@ -144,13 +143,21 @@ def new_record(attempt: Attempt, started_at: str) -> dict:
         "argv": attempt.argv,
         "settings": attempt.resolved,
         "settings_hash": settings_hash(attempt.resolved),
+        **record_paths(setting),
+        **provenance(setting.experiment.workspace.root),
+        "metrics": {},
+        "history": history,
+    }
+
+
+def record_paths(setting: Setting) -> dict:
+    """Where the run's files are, relative to the experiment directory (every executor's records carry them)."""
+    exp_dir = setting.experiment.dir
+    return {
         "settings_file": str(setting.path.relative_to(exp_dir)),
         "log_path": str(records.log_path(setting).relative_to(exp_dir)),
         "metrics_path": str(records.metrics_path(setting).relative_to(exp_dir)),
         "output_dir": str(output_dir(setting).relative_to(exp_dir)),
-        **provenance(setting.experiment.workspace.root),
-        "metrics": {},
-        "history": history,
     }
 
 

@@ -11,9 +11,10 @@ import uuid
 from dataclasses import dataclass
 
 from . import records, slurm
-from .command import build_argv, output_dir, template_for
+from .command import build_argv, template_for
 from .errors import LabError
 from .fsutil import atomic_write_json, atomic_write_text
+from .job import record_paths
 from .settings import Setting, settings_hash
 
 POLL_S = 1.0
@@ -93,7 +94,6 @@ def submit_planned(workspace, plans, rerun: bool = False, stop_on_failure: bool 
 def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: dict | None) -> dict:
     """The record of a submitted job that has not started; the previous run moves into its history."""
     history = records.history_after(previous)
-    exp_dir = setting.experiment.dir
     return {
         "experiment": setting.experiment.name,
         "setting": setting.name,
@@ -111,10 +111,7 @@ def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, p
         "argv": build_argv(setting, records.resolved_settings_path(setting)),
         "settings": resolved,
         "settings_hash": settings_hash(resolved),
-        "settings_file": str(setting.path.relative_to(exp_dir)),
-        "log_path": str(records.log_path(setting).relative_to(exp_dir)),
-        "metrics_path": str(records.metrics_path(setting).relative_to(exp_dir)),
-        "output_dir": str(output_dir(setting).relative_to(exp_dir)),
+        **record_paths(setting),
         "metrics": {},
         "history": history,
     }

@@ -53,6 +53,16 @@ def lab(lab_root) -> LabCLI:
     return LabCLI(lab_root)
 
 
+@pytest.fixture
+def server():
+    """A loopback HTTP server of the recorded arXiv answers and feeds (tests/fixture_server.py), stopped at teardown."""
+    from fixture_server import FixtureServer
+
+    s = FixtureServer()
+    yield s
+    s.stop()
+
+
 def write_settings(root: Path, exp: str, settings: dict[str, object], command: str | None = None) -> Path:
     """Make experiment EXP (if needed) with the given settings files (name with suffix -> dict or raw text)."""
     from lab.workspace import Workspace

@@ -7,17 +7,10 @@ import json
 import pytest
 
 from conftest import LabCLI
-from fixture_server import FixtureServer, free_port
+from fixture_server import free_port
 from lab.feeds import FEED_KEYS, ITEM_KEYS
 
 BLOGS = ["bair_blog.xml", "fair_blog.xml", "huggingface_blog.xml", "openai_blog.xml", "deepmind_blog.xml"]
-
-
-@pytest.fixture
-def server():
-    s = FixtureServer()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import LabCLI
-from fixture_server import FixtureServer, free_port
+from fixture_server import free_port
 from lab import frontmatter
 from lab.arxiv_ids import parse_id
 from lab.errors import BadInput, LabError
 from lab.papers import LAB_KEYS
-
-
-@pytest.fixture
-def server():
-    s = FixtureServer()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
