@@ -24,7 +24,7 @@ from typing import Callable
 
 from .arxiv_ids import category_of, from_entry_id
 from .errors import BadInput, LabError
-from .fsutil import atomic_write_json, atomic_write_text
+from .fsutil import atomic_write_json, atomic_write_text, read_jsonl
 from .index import refresh_paths
 from .workspace import check_name
 
@@ -119,18 +119,7 @@ class Feeds:
 
     def items(self, name: str) -> list[dict]:
         """The items of feed `name` (lines that are not JSON objects are skipped)."""
-        path = self.items_path(name)
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-        return out
+        return read_jsonl(self.items_path(name))
 
     def get(self, name: str) -> dict:
         for feed in self.load():

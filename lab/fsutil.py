@@ -39,6 +39,29 @@ def atomic_write_json(path: Path | str, data, fsync: bool = True) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", fsync=fsync)
 
 
+def json_objects(lines):
+    """The JSON objects among `lines` (JSON Lines): blank lines, non-JSON and non-objects are skipped, never fatal."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def read_jsonl(path: Path | str) -> list[dict]:
+    """The JSON objects of a JSON Lines file ([] when it does not exist)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return list(json_objects(f))
+    except FileNotFoundError:
+        return []
+
+
 def create_exclusive(path: Path, text: str) -> bool:
     """Create `path` with `text` only if it does not exist yet; return whether it was created.
 

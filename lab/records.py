@@ -18,7 +18,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, read_jsonl
 from .settings import Setting
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -89,22 +89,7 @@ def history_after(previous: dict | None) -> list[dict]:
 
 def read_metrics(path: Path) -> list[dict]:
     """The metrics rows of a run; lines that are not JSON objects are skipped, never fatal."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-    except FileNotFoundError:
-        pass
-    return rows
+    return read_jsonl(path)
 
 
 def final_metrics(rows: list[dict]) -> dict:

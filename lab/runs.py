@@ -262,18 +262,10 @@ def latest_metrics(path) -> dict | None:
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
         return None
-    import json
+    from .fsutil import json_objects
 
-    final: dict = {}
-    lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            final.update(row)
-    return final or None
+    lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
+    return records.final_metrics(list(json_objects(lines))) or None
 
 
 # -- stop and cancel -------------------------------------------------------------------------------------

@@ -15,6 +15,19 @@ SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 
 
+def wait_for(predicate, timeout=60.0, what="condition", poll=0.05):
+    """Poll `predicate` until it returns something true (returned), or fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class LabCLI:
     """Runs `python -m lab` as a real process against one lab root."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, write_settings
+from conftest import LabCLI, wait_for, write_settings
 
 # The experiment's program: records each start, streams metrics, can fail, wait on a gate file, or leave a child.
 PROGRAM = r'''
@@ -45,16 +45,6 @@ sys.exit(s.get("exit", 0))
 '''
 
 COMMAND = "{python} prog.py {settings}"
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lab_processes(root: Path) -> list[int]:

@@ -6,18 +6,22 @@ and say why, except in CI (`CI=true` or `LAB_REQUIRE_SLURM=1`), where a missing 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_for as _wait_for
 from conftest import write_settings
 from lab import records, slurm, slurmqueue
 from lab.errors import BadInput
 from lab.workspace import Workspace
+
+# These predicates often ask the cluster: poll it gently.
+wait_for = functools.partial(_wait_for, poll=0.2)
 
 PROGRAM = """\
 import json, os, sys, time
@@ -56,16 +60,6 @@ def cluster(lab_root):
 def _experiment(root: Path, name: str, settings: dict) -> None:
     (root / "prog.py").write_text(PROGRAM)
     write_settings(root, name, {f"{k}.json": v for k, v in settings.items()}, command="{python} prog.py {settings}")
-
-
-def _wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------- without a cluster
@@ -202,11 +196,11 @@ def test_parallel_is_a_job_array_and_cancel_stops_a_running_job(cluster, lab_roo
     # a job already queued or running is not submitted twice
     assert [d.action for d in slurmqueue.submit(ws, chosen, parallel=True)] == ["already", "already"]
     started = lab_root / "experiments/e2/models/p1/started"
-    _wait_for(started.exists, what="p1 to start")
+    wait_for(started.exists, what="p1 to start")
     pid = int(started.read_text())
     [rec] = slurmqueue.cancel(ws, [chosen[0][0]])
     assert rec["state"] == "cancelled" and rec["signal"] == "SIGTERM"
-    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the program to end")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the program to end")
     final = slurmqueue.wait(ws, [s for s, _ in chosen], poll_s=0.3)
     assert [r["state"] for r in final] == ["cancelled", "succeeded"]
 
@@ -217,7 +211,7 @@ def test_a_job_cancelled_before_it_starts_is_recorded_cancelled(cluster, lab_roo
     ws = Workspace(lab_root)
     chosen = [(s, s.resolve()) for s in ws.experiment("e3").settings()]
     slurmqueue.submit(ws, chosen)
-    _wait_for((lab_root / "experiments/e3/models/a/started").exists, what="a to start")
+    wait_for((lab_root / "experiments/e3/models/a/started").exists, what="a to start")
     cancelled = slurmqueue.cancel(ws, running=False)  # `lab stop`: only the jobs that have not started
     assert [(r["setting"], r["state"], r["reason"]) for r in cancelled] == [("b", "cancelled", "cancelled before it started")]
     assert records.read_record(chosen[0][0])["state"] == "running"
@@ -233,12 +227,12 @@ def test_a_requeued_job_is_interrupted_and_queued_again(cluster, lab_root):
     ws = Workspace(lab_root)
     chosen = [(s, s.resolve()) for s in ws.experiment("e4").settings()]
     [done] = slurmqueue.submit(ws, chosen)
-    _wait_for((lab_root / "experiments/e4/models/r/started").exists, what="r to start")
+    wait_for((lab_root / "experiments/e4/models/r/started").exists, what="r to start")
     subprocess.run(["scontrol", "requeue", done.slurm_job_id], check=True)
-    rec = _wait_for(lambda: (r := records.read_record(chosen[0][0]))["state"] == "queued" and r, what="queued again")
+    rec = wait_for(lambda: (r := records.read_record(chosen[0][0]))["state"] == "queued" and r, what="queued again")
     assert rec["attempt"] == 2 and rec["slurm_job_id"] == done.slurm_job_id
     assert [(h["state"], h["reason"]) for h in rec["history"]] == [("interrupted", "Slurm requeued the job")]
-    shown = _wait_for(lambda: [r for r in slurmqueue.refresh(ws) if r["state"] == "queued"], what="Slurm to queue it again")
+    shown = wait_for(lambda: [r for r in slurmqueue.refresh(ws) if r["state"] == "queued"], what="Slurm to queue it again")
     assert shown[0]["slurm_state"] == "PENDING"
 
 
@@ -276,7 +270,7 @@ def test_default_executor_from_lab_yaml_and_parallel(cluster, lab, lab_root):
     assert [r["executor"] for r in out] == ["slurm", "slurm"]
     base = out[0]["slurm_job_id"].split("_")[0]
     assert [r["slurm_job_id"] for r in out] == [f"{base}_0", f"{base}_1"]
-    _wait_for(lambda: all(r["state"] == "succeeded" for r in _rows(lab, "c2").values()), what="both to succeed")
+    wait_for(lambda: all(r["state"] == "succeeded" for r in _rows(lab, "c2").values()), what="both to succeed")
     # --on local overrides the configuration; --parallel only means something on Slurm
     bad = lab("run", "c2", "--on", "local", "--parallel")
     assert bad.returncode == 2 and "--parallel runs Slurm jobs at once" in bad.stderr
@@ -287,7 +281,7 @@ def test_lab_stop_now_cancels_a_running_slurm_job(cluster, lab, lab_root):
     _experiment(lab_root, "c3", {"long": {"sleep": 300}, "next": {}})
     lab("run", "c3", "--on", "slurm", check=0)
     started = lab_root / "experiments/c3/models/long/started"
-    _wait_for(started.exists, what="the job to start")
+    wait_for(started.exists, what="the job to start")
     pid = int(started.read_text())
     assert _rows(lab, "c3")["c3/long"]["state"] == "running"
     # plain `lab stop` cancels only what has not started
@@ -298,14 +292,14 @@ def test_lab_stop_now_cancels_a_running_slurm_job(cluster, lab, lab_root):
     rows = _rows(lab, "c3")
     assert rows["c3/long"]["state"] == "cancelled" and rows["c3/long"]["signal"] == "SIGTERM"
     assert rows["c3/next"]["state"] == "cancelled"
-    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the program to end")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), what="the program to end")
 
 
 @pytest.mark.slurm
 def test_lab_cancel_names_slurm_jobs(cluster, lab, lab_root):
     _experiment(lab_root, "c4", {"x": {"sleep": 300}, "y": {"sleep": 300}})
     lab("run", "c4", "--on", "slurm", check=0)
-    _wait_for((lab_root / "experiments/c4/models/x/started").exists, what="x to start")
+    wait_for((lab_root / "experiments/c4/models/x/started").exists, what="x to start")
     # a setting queued or running on Slurm is not queued locally too
     local = lab.json("run", "c4/x", "--on", "local")
     assert local[0]["action"] == "already running" and local[0]["executor"] == "slurm"
