@@ -16,6 +16,7 @@ import sys
 from .errors import BadInput, LabError, NotALab
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
+SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
 
 
@@ -198,6 +199,9 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     try:
         for message in stats.warnings:
             sys.stderr.write(f"lab: warning: {message}\n")
+        if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
+            sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
+                             "'lab watch --detach' keeps the index fresh so searches skip that\n")
         if color is None:
             color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")

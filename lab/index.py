@@ -1,6 +1,7 @@
 """The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
 
-Every reader calls `open_index(root)`, which first syncs. The `dirs` table (one row per scanned directory:
+Every reader calls `open_index(root)`, which first syncs: by asking the lab's watcher when one runs (`lab watch`,
+lab/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs` table (one row per scanned directory:
 its mtime, the names indexed in it, a signature of their sizes and mtimes) is loaded in one query; the scan
 stats every indexed file (an in-place edit changes only the file), but lists a directory only when its mtime
 changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run records whole). Only
@@ -37,6 +38,8 @@ class SyncStats:
         self.removed = 0
         self.documents = 0
         self.warnings: list[str] = []
+        self.watched = False  # a watcher had the index up to date: nothing was scanned
+        self.scanned = 0.0  # seconds this process spent bringing the index up to date itself
 
     def __repr__(self):
         return f"SyncStats(read={self.read}, removed={self.removed}, documents={self.documents})"
@@ -258,10 +261,10 @@ def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats
     return _apply(conn, root, current, files, progress, dirs=rows, gone=gone)
 
 
-def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(), gone=()) -> SyncStats:
+def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(), gone=(), force=False) -> SyncStats:
     stats = SyncStats()
     now = time.time_ns()
-    changed = [p for p, sm in current.items() if known.get(p) != sm]
+    changed = list(current) if force else [p for p, sm in current.items() if known.get(p) != sm]
     removed = [p for p in known if p not in current]
     # A changed jsonnet base (*.libsonnet) changes the settings beside it that import it.
     bases = {p.rsplit("/", 1)[0] for p in (*changed, *removed) if p.endswith(".libsonnet")}
@@ -297,8 +300,8 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                 done += len(removed)
             for path in changed[start : start + batch]:
                 docs = documents(root, path, warn)
-                if path in known:  # a new file has no documents yet (they are written with its `files` row)
-                    conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                # Even for a file that was new when `known` was read: another writer may have indexed it since.
+                conn.execute("DELETE FROM docs WHERE file = ?", (path,))
                 conn.executemany(
                     "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
                     "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -336,11 +339,23 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     return stats
 
 
-def open_index(root: Path | str, progress=None) -> tuple[sqlite3.Connection, SyncStats]:
-    """The lab's index, created if missing and synced with the files: what every reading command uses."""
+def open_index(root: Path | str, progress=None, scan: bool = False) -> tuple[sqlite3.Connection, SyncStats]:
+    """The lab's index, created if missing and synced with the files: what every reading command uses.
+
+    When a watcher runs for the lab (`lab watch`), it has the index up to date as soon as it answers, and the
+    scan is skipped; otherwise (or with `scan=True`) this process scans (`stats.scanned`: how long it took).
+    """
+    from . import watch
+
     conn = connect(root)
+    if not scan and watch.synced(root):
+        stats = SyncStats()
+        stats.watched = True
+        return conn, stats
+    start = time.monotonic()
     try:
         stats = sync(conn, root, progress)
+        stats.scanned = time.monotonic() - start
     except sqlite3.Error as e:
         conn.close()
         raise LabError(f"the search index {_db_file(root)} could not be updated ({e}); run 'lab reindex'") from None
@@ -350,7 +365,7 @@ def open_index(root: Path | str, progress=None) -> tuple[sqlite3.Connection, Syn
 def reindex(root: Path | str, progress=None) -> SyncStats:
     """Delete the index and build it again from the files."""
     remove_index(root)
-    conn, stats = open_index(root, progress)
+    conn, stats = open_index(root, progress, scan=True)  # a running watcher reopens the new file on its own
     conn.close()
     return stats
 
@@ -378,7 +393,8 @@ def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
         pass
 
 
-def _refresh(conn, root: Path, paths) -> None:
+def _refresh(conn, root: Path, paths, force: bool = False) -> None:
+    """Re-index `paths` (read again only when changed, or always with `force`: the watcher knows they were)."""
     from pathlib import Path
 
     from .documents import kind_of
@@ -418,4 +434,4 @@ def _refresh(conn, root: Path, paths) -> None:
             rows = conn.execute("SELECT path, size, mtime_ns FROM files WHERE path = ?", (rel,))
         known.update({r[0]: (r[1], r[2]) for r in rows})
     if current or known:
-        _apply(conn, root, current, known)
+        _apply(conn, root, current, known, force=force)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
     "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
     "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
+    "watch": ("lab.cli.search", "watch_cmd", "Keep the search index fresh from file events (faster searches)."),
     "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
     "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
     "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),

@@ -80,3 +80,52 @@ def reindex_cmd(lab, as_json):
                    "warnings": stats.warnings, "path": str(index_path(lab.workspace.root))})
     click.echo(f"indexed {stats.read} files, {stats.documents} documents in {seconds:.1f}s: "
                f"{index_path(lab.workspace.root)}", err=True)
+
+
+@click.command("watch")
+@click.option("--detach", is_flag=True, help="Run in the background (new session, output to .lab/watch.log).")
+@click.option("--stop", is_flag=True, help="Stop the lab's watcher.")
+@click.option("--status", "show_status", is_flag=True, help="Say whether a watcher runs, and its state.")
+@click.option("--json", "as_json", is_flag=True, help="With --status or --detach: print the watcher's state as JSON.")
+@pass_lab
+def watch_cmd(lab, detach, stop, show_status, as_json):
+    """Keep the search index fresh from file events, so searches need not scan the lab first.
+
+    Every search brings the index up to date with the files before it answers; on a large lab (thousands of
+    notes) checking every file takes most of the search's time. A watcher (one per lab, Linux) follows the
+    kernel's file events instead and has the index up to date whenever a search asks; searches use it
+    automatically and scan as before when none runs. It exits when the lab is deleted.
+
+    \b
+    Examples:
+      lab watch              # in the foreground; Ctrl-C stops it
+      lab watch --detach     # in the background
+      lab watch --status
+      lab watch --stop
+    """
+    from .. import watch
+
+    root = str(lab.workspace.root)
+    if sum((detach, stop, show_status)) > 1:
+        raise click.UsageError("give one of --detach, --stop, --status")
+    if stop:
+        pid = watch.stop(root)
+        click.echo(f"stopped the watcher (pid {pid})" if pid else "no watcher runs for this lab", err=True)
+        return
+    if show_status or detach:
+        info = watch.status(root) if show_status else watch.start(root)
+        if as_json:
+            echo_json({"watching": info is not None, **(info or {"root": root})})
+        elif info is None:
+            click.echo("not watching: every search scans the files first (start one with: lab watch --detach)")
+        else:
+            click.echo(f"watching {info['root']} (pid {info['pid']}, {info['directories']} directories, since {info['since']})")
+        return
+
+    def ready(info):
+        click.echo(f"watching {info['root']} ({info['directories']} directories); Ctrl-C stops", err=True)
+
+    try:
+        watch.serve(root, on_ready=ready)
+    except KeyboardInterrupt:
+        pass

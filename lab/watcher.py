@@ -1,0 +1,257 @@
+"""The watcher process behind `lab watch` (lab.watch holds the protocol and the client side).
+
+One thread: `select` over the inotify descriptor and the listening socket. File events add the file to a
+pending set; a reader's `sync` request, or a quiet moment after events, applies the set (each file re-read:
+an event means its content may have changed even when its size and mtime did not). Directory events, queue
+overflows and a replaced index file make the next apply a full `lab.index.sync` with every watch renewed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import socket
+import sqlite3
+import struct
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import index
+from .documents import kind_of
+from .errors import LabError
+from .watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address
+
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
+
+
+class Inotify:
+    """A non-blocking inotify descriptor (ctypes over libc: the standard library has no binding)."""
+
+    def __init__(self):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise LabError(f"cannot watch files: inotify_init1: {os.strerror(err)}")
+
+    def add(self, path: str) -> int | None:
+        """Watch directory `path`; its watch descriptor, or None when it is gone or not a directory."""
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
+        if wd >= 0:
+            return wd
+        err = ctypes.get_errno()
+        if err in (2, 20):  # ENOENT, ENOTDIR: removed meanwhile; the rescan that follows sees it
+            return None
+        hint = " (raise fs.inotify.max_user_watches)" if err == 28 else ""  # ENOSPC
+        raise LabError(f"cannot watch {path}: {os.strerror(err)}{hint}")
+
+    def read(self) -> list[tuple[int, int, str]]:
+        """Every queued event as (wd, mask, name); [] when none."""
+        events = []
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return events
+            pos = 0
+            while pos < len(data):
+                wd, mask, _cookie, size = _EVENT.unpack_from(data, pos)
+                pos += _EVENT.size
+                name = data[pos : pos + size].rstrip(b"\0")
+                pos += size
+                events.append((wd, mask, os.fsdecode(name)))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Watcher:
+    """Keeps one lab's index fresh; answers `sync`, `status` and `stop` requests on the lab's socket."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.dirs: dict[int, str] = {}  # watch descriptor -> directory relative to the root ("" for the root)
+        self.pending: set[str] = set()
+        self.rescan = True
+        self.gone = False
+        self.applied = 0
+        self.rescans = 0
+        self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.conn = None
+        self.db_id = None
+        self.inotify = None
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def serve(self, on_ready=None) -> None:
+        if not os.path.isdir(os.path.join(self.root, "experiments")):
+            raise LabError(f"{self.root} is not a lab (no experiments/ directory)")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            server.bind(address(self.root))
+        except OSError:
+            server.close()
+            raise LabError(f"a watcher already runs for {self.root}; 'lab watch --stop' ends it") from None
+        self.inotify = Inotify()
+        try:
+            server.listen(64)
+            self.apply()  # watches first, then the full sync: a change in between is in both, never in neither
+            if on_ready is not None:
+                on_ready(self.status())
+            quiet_since = time.monotonic()
+            while not self.gone:
+                wait = None
+                if self.pending or self.rescan:
+                    wait = max(0.0, quiet_since + SETTLE - time.monotonic())
+                ready, _, _ = select.select([self.inotify.fd, server], [], [], wait)
+                if self.inotify.fd in ready:
+                    self.take(self.inotify.read())
+                    quiet_since = time.monotonic()
+                elif (self.pending or self.rescan) and time.monotonic() - quiet_since >= SETTLE:
+                    try:
+                        self.apply()  # a quiet moment after changes: apply them before anyone asks
+                    except (sqlite3.Error, OSError) as e:  # the index busy or damaged: start over next time
+                        self.rescan = True
+                        quiet_since = time.monotonic()
+                        self.log(f"sync failed: {type(e).__name__}: {e}")
+                if server in ready and not self.answer(server):
+                    break
+        finally:
+            server.close()
+            self.inotify.close()
+            if self.conn is not None:
+                self.conn.close()
+
+    def answer(self, server) -> bool:
+        """Serve one request; False when it asked the watcher to stop."""
+        client, _ = server.accept()
+        with client:
+            client.settimeout(2.0)
+            try:
+                pid, uid, _gid = struct.unpack("3i", client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                if uid != os.getuid():
+                    return True
+                line = b""
+                while not line.endswith(b"\n") and len(line) < 65536:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return True
+                    line += chunk
+                request, _, root = line[:-1].decode("utf-8", "surrogateescape").partition(" ")
+                if root != self.root:
+                    client.sendall(b"wrong lab\n")  # two roots whose names hash alike: the reader scans
+                    return True
+                if request == "sync":
+                    self.take(self.inotify.read())  # what the kernel reported before the request came
+                    try:
+                        self.apply()
+                    except Exception as e:  # the reader then scans itself; the next apply starts over
+                        self.rescan = True
+                        self.log(f"sync failed: {type(e).__name__}: {e}")
+                        client.sendall(b"failed\n")
+                        return True
+                    client.sendall(b"ok\n")
+                elif request == "status":
+                    client.sendall(json.dumps(self.status()).encode() + b"\n")
+                elif request == "stop":
+                    self.log(f"stopped by pid {pid}")
+                    client.sendall(b"ok\n")
+                    return False
+            except OSError:
+                pass
+        return True
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def take(self, events) -> None:
+        """Note what `events` changed: indexed files into `pending`, anything structural as a rescan."""
+        for wd, mask, name in events:
+            rel = self.dirs.get(wd)
+            if mask & RESCAN:
+                if rel == "" and mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+                    self.gone = True  # the lab itself was deleted or moved away
+                self.rescan = True
+            elif rel is None or not name or name[0] == ".":
+                continue
+            elif mask & IN_ISDIR:
+                if _indexed_dir(rel, name):
+                    self.rescan = True
+            else:
+                path = f"{rel}/{name}" if rel else name
+                if kind_of(path):
+                    self.pending.add(path)
+
+    def apply(self) -> None:
+        """Bring the index up to date with what the events reported (a full sync when they asked for one)."""
+        if not os.path.isdir(os.path.join(self.root, "experiments")):
+            self.gone = True  # the lab was deleted (and its index must not be made again)
+            return
+        self._check_index()
+        paths, self.pending = sorted(self.pending), set()
+        if self.rescan:
+            self.rescan = False
+            self._watch_all()
+            index.sync(self.conn, self.root)
+            self.rescans += 1
+        if paths:  # after a rescan too: it trusts sizes and mtimes, and an edit may have kept both
+            index._refresh(self.conn, Path(self.root), paths, force=True)
+            self.applied += len(paths)
+
+    def _check_index(self) -> None:
+        """(Re)open the index when it is new, deleted or replaced (by `lab reindex`, say): then a full sync."""
+        try:
+            st = os.stat(index._db_file(self.root))
+            ident = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            ident = None
+        if self.conn is None or ident != self.db_id:
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = index.connect(self.root)
+            st = os.stat(index._db_file(self.root))
+            self.db_id = (st.st_dev, st.st_ino)
+            self.rescan = True
+
+    def _watch_all(self) -> None:
+        """Watch every directory the index covers, as `lab.index.scan` walks them (known ones keep their wd)."""
+        wanted = ["", "experiments", "papers", "feeds", "feeds/items"]
+        try:
+            for e in os.scandir(os.path.join(self.root, "experiments")):
+                if e.name[0] != "." and e.is_dir():
+                    wanted += [f"experiments/{e.name}", f"experiments/{e.name}/settings", f"experiments/{e.name}/runs"]
+        except OSError:
+            pass
+        for top, dirnames, _ in os.walk(os.path.join(self.root, "papers")):
+            dirnames[:] = [d for d in dirnames if d[0] != "."]
+            rel = os.path.relpath(top, self.root).replace(os.sep, "/")
+            wanted += [f"{rel}/{d}" for d in dirnames]
+        dirs = {}
+        for rel in wanted:
+            wd = self.inotify.add(os.path.join(self.root, rel) if rel else self.root)
+            if wd is not None:
+                dirs[wd] = rel
+        self.dirs = dirs
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "root": self.root, "directories": len(self.dirs), "since": self.since,
+                "applied": self.applied, "rescans": self.rescans}
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        sys.stderr.write(f"{stamp} lab watch: {message}\n")
+        sys.stderr.flush()
+
+
+def _indexed_dir(parent: str, name: str) -> bool:
+    """Whether a directory `name` in `parent` is one the index covers (else its coming and going is ignored)."""
+    parts = parent.split("/") if parent else []
+    if not parts:
+        return name in ("experiments", "papers", "feeds")
+    if parts[0] == "experiments":
+        return len(parts) == 1 or (len(parts) == 2 and name in ("settings", "runs"))
+    return parts[0] == "papers" or (parts == ["feeds"] and name == "items")
