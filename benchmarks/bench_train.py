@@ -2,8 +2,11 @@
 
 Both train the same model on the example experiment's data with the same TrainingArguments (a fixed number of
 steps, logging every step so that lab's metrics callback does the most work it ever does) and report the
-Trainer's own `train_samples_per_second`. Runs alternate (lab, bare, lab, bare, ...) in the same invocation;
-the ratio of the medians is printed. Goal: lab / bare >= 0.97.
+Trainer's own `train_samples_per_second`. Runs alternate in the same invocation, in ABBA order (lab, bare,
+bare, lab, ...) so that neither program always runs first; the ratio of the medians is printed, and the median
+of the rounds' ratios. Both programs see the same batches in the same order (same seed, same sampler, same
+tokenization), so every run must end with the same `train_loss`; the script refuses to report a ratio otherwise.
+Goal: lab / bare >= 0.97.
 
     python benchmarks/bench_train.py [--rounds 3] [--steps 24] [--tiny]
 
@@ -99,8 +102,12 @@ def main() -> None:
         bare_script = work / "bare_trainer.py"
         bare_script.write_text(BARE)
         results = {"lab.train": [], "bare Trainer": []}
+        losses = []
         for r in range(opts.rounds):
-            for name in results:
+            # ABBA order (lab first in odd rounds, bare first in even ones): a program that always ran first
+            # would carry whatever the position costs (the previous run's write-back, a drifting load).
+            order = list(results) if r % 2 == 0 else list(reversed(results))
+            for name in order:
                 out = work / f"{name.split()[0]}-{r}"
                 s = dict(settings, output_dir=str(out))
                 path = work / f"settings-{r}.json"
@@ -123,9 +130,15 @@ def main() -> None:
                     metrics = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
                     streamed = 0
                 sps = metrics["train_samples_per_second"]
+                losses.append(metrics["train_loss"])
                 results[name].append(sps)
                 extra = f", {streamed} metric lines streamed" if streamed else ""
                 print(f"round {r + 1}: {name:13s} {sps:8.2f} samples/s  (process {wall:5.1f} s{extra})", flush=True)
+        # Same seed, same batches, same model: any difference in the work shows up in the loss.
+        if max(losses) - min(losses) > 1e-4:
+            sys.exit(f"bench_train: the programs did not train alike (train_loss {min(losses)} to {max(losses)}); "
+                     "the ratio would compare unlike work")
+        print(f"same work: every run's train_loss is {losses[0]:.6f}")
         lab_sps = statistics.median(results["lab.train"])
         bare_sps = statistics.median(results["bare Trainer"])
         ratio = lab_sps / bare_sps
