@@ -393,7 +393,7 @@ def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
         pass
 
 
-def _refresh(conn, root: Path, paths, force: bool = False) -> None:
+def _refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:
     """Re-index `paths` (read again only when changed, or always with `force`: the watcher knows they were)."""
     from pathlib import Path
 
@@ -433,5 +433,4 @@ def _refresh(conn, root: Path, paths, force: bool = False) -> None:
                 pass
             rows = conn.execute("SELECT path, size, mtime_ns FROM files WHERE path = ?", (rel,))
         known.update({r[0]: (r[1], r[2]) for r in rows})
-    if current or known:
-        _apply(conn, root, current, known, force=force)
+    return _apply(conn, root, current, known, force=force) if current or known else SyncStats()

@@ -196,11 +196,15 @@ class Watcher:
         if self.rescan:
             self.rescan = False
             self._watch_all()
-            index.sync(self.conn, self.root)
+            self._warn(index.sync(self.conn, self.root))
             self.rescans += 1
         if paths:  # after a rescan too: it trusts sizes and mtimes, and an edit may have kept both
-            index._refresh(self.conn, Path(self.root), paths, force=True)
+            self._warn(index._refresh(self.conn, Path(self.root), paths, force=True))
             self.applied += len(paths)
+
+    def _warn(self, stats) -> None:
+        for message in stats.warnings:  # a malformed file: searches no longer read it, so say it here
+            self.log(f"warning: {message}")
 
     def _check_index(self) -> None:
         """(Re)open the index when it is new, deleted or replaced (by `lab reindex`, say): then a full sync."""
