@@ -7,8 +7,11 @@ them, 5 curves each; every paper note as `lab note` writes it) and measures:
   and `mkdocs serve`, sees; the cache is filled by copying the sample's figures, so the drawing is not paid twice);
 - baseline: the same build of a lab a tenth of the size; the ratio book / baseline shows how the build scales
   (about 10 when linear; a navigation listing every page makes it quadratic);
-- with --cold: also the first build of the large lab, every figure drawn (slow on 2 cores: ~0.1 s CPU per figure).
+- with --cold: also the first build of the large lab, every figure drawn (what a fresh clone, e.g. `mkdocs gh-deploy`
+  in CI, sees): worker processes draw while mkdocs renders the pages, so its wall time is about (pages + drawing) CPU
+  seconds / cores (on 2 cores: 166.5 s wall, 318.5 s CPU, against 132.1 s for the cached build of the same run).
 Wall seconds depend on what else the machine runs; CPU seconds (user+sys of mkdocs and its workers) much less.
+The drawing line's sample also pays, once, for importing matplotlib in this process.
 Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]
 """
 

@@ -267,6 +267,8 @@ class Book:
             for name in dict.fromkeys(paper.experiments()):
                 if name in self.by_name:
                     self.papers_of.setdefault(name, []).append(paper)
+        # (series, cache_dir, key) of the experiments whose figures are not in the cache yet: see _curves.
+        self.to_draw: list[tuple[dict, Path, str]] = []
         self.slugs = tag_slugs([t for e in self.experiments for t in e.tags] + [t for p in self.papers for t in p.tags()])
         if plots:
             self._curves(cache_dir or ws.state_dir / "book" / "curves", progress)
@@ -274,16 +276,20 @@ class Book:
     def _curves(self, cache_dir: Path, progress) -> None:
         from . import plots
 
-        with_metrics = [e for e in self.experiments if any(r.metrics_file for r in e.table.runs)]
-        stale = [e for e in with_metrics if plots.cached_curves(e.table.runs, cache_dir / e.name) is None]
-        if stale:
-            progress(f"lab: drawing the metric curves of {len(stale)} experiment(s) (cached in {cache_dir})")
-            drawn = plots.draw_many([(e.table.runs, cache_dir / e.name) for e in stale])
-            for e, files in zip(stale, drawn):
-                e.curves = files
-        for e in with_metrics:
-            if e not in stale:
-                e.curves = plots.cached_curves(e.table.runs, cache_dir / e.name) or {}
+        for e in self.experiments:
+            runs = e.table.runs
+            if not any(r.metrics_file for r in runs):
+                continue
+            found = plots.cached_curves(runs, cache_dir / e.name)
+            if found is not None:
+                e.curves = found
+                continue
+            # Not drawn here: the caller draws `to_draw` (plots.Drawing) while the pages are rendered.
+            key = plots.cache_key(runs)
+            series, e.curves = plots.plan(runs, cache_dir / e.name)
+            self.to_draw.append((series, cache_dir / e.name, key))
+        if self.to_draw:
+            progress(f"lab: drawing the metric curves of {len(self.to_draw)} experiment(s) (cached in {cache_dir})")
 
     # Each page: (src_uri, markdown, in navigation).
     def pages(self):

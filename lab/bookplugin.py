@@ -9,6 +9,9 @@ In `mkdocs.yml`:
 Nothing it generates is written into the lab: pages live in memory, curves in `.lab/book/` (a cache). Only the
 home page and the three section indexes enter the navigation, so the navigation that mkdocs-material renders
 into every page stays small however many experiments and papers the lab holds.
+
+Curves that are not in the cache are drawn by worker processes while mkdocs renders the pages (`on_files` starts
+them, `on_post_build` waits for them and only then copies the curves into the site; `on_build_error` stops them).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
 from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import File
 
 log = logging.getLogger("mkdocs.plugins.lab")
 
@@ -30,20 +34,23 @@ class LabBookConfig(Config):
 
 
 class LabBookPlugin(BasePlugin[LabBookConfig]):
+    _drawing = None  # plots.Drawing of the build under way
+    _curve_files: list = []  # _LateFile of that build (replaced, never changed in place)
+
     def _root(self, config) -> Path:
         base = Path(config.config_file_path).parent if config.config_file_path else Path.cwd()
         return (base / self.config.root).resolve() if self.config.root else base.resolve()
 
     def on_files(self, files, config):
-        from mkdocs.structure.files import File, InclusionLevel
-
-        from .bookpages import Book
-        from .workspace import Workspace
+        from mkdocs.structure.files import InclusionLevel
 
         from mkdocs.exceptions import PluginError
 
+        from .bookpages import Book
         from .errors import LabError
+        from .workspace import Workspace
 
+        self._stop_drawing()  # a build that failed before on_build_error (mkdocs serve goes on)
         start = time.monotonic()
         ws = Workspace(self._root(config))
         try:
@@ -51,6 +58,10 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
                         warn=log.warning, progress=log.info, directory_urls=config.use_directory_urls)
         except LabError as e:
             raise PluginError(f"lab: {e}") from None
+        if book.to_draw:
+            from . import plots
+
+            self._drawing = plots.Drawing(book.to_draw)
         n = 0
         for page in book.pages():
             if files.get_file_from_path(page.src_uri) is not None:
@@ -59,12 +70,39 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
             inclusion = InclusionLevel.UNDEFINED if page.in_nav else InclusionLevel.NOT_IN_NAV
             files.append(File.generated(config, page.src_uri, content=page.content, inclusion=inclusion))
             n += 1
+        curves = {path for e in book.experiments for path in e.curves.values()}
+        late = []
         for src_uri, path in book.static_files():
             if files.get_file_from_path(src_uri) is None:
-                files.append(File.generated(config, src_uri, abs_src_path=str(path)))
+                file = (_LateFile if path in curves else File).generated(config, src_uri, abs_src_path=str(path))
+                files.append(file)
+                if path in curves:
+                    late.append(file)
+        self._curve_files = late
         log.info(f"lab: generated {n} pages ({len(book.experiments)} experiments, {len(book.papers)} papers) "
                  f"in {time.monotonic() - start:.1f}s")
         return files
+
+    def on_post_build(self, config):
+        drawing, self._drawing = self._drawing, None
+        if drawing is not None:
+            start = time.monotonic()
+            drawing.wait()
+            log.info(f"lab: drew the curves of {drawing.count} experiment(s); waited {time.monotonic() - start:.1f}s for them")
+        for file in self._curve_files:
+            file.copy_now()
+        self._curve_files = []
+
+    def on_build_error(self, error):
+        self._stop_drawing()
+
+    def on_shutdown(self):
+        self._stop_drawing()
+
+    def _stop_drawing(self):
+        drawing, self._drawing = self._drawing, None
+        if drawing is not None:
+            drawing.cancel()
 
     def on_serve(self, server, config, builder):
         root = self._root(config)
@@ -72,3 +110,13 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
             if (root / sub).is_dir():
                 server.watch(str(root / sub))
         return server
+
+
+class _LateFile(File):
+    """A curve: copied into the site in on_post_build, once drawn, not with the other static files."""
+
+    def copy_file(self, dirty: bool = False) -> None:
+        pass
+
+    def copy_now(self) -> None:
+        File.copy_file(self)

@@ -247,6 +247,28 @@ def test_curves_are_drawn_and_shown(built):
     assert (site2 / "experiments" / "exp1" / "curves" / "loss.png").read_bytes() == (curves / "loss.png").read_bytes()
 
 
+def test_drawing_runs_in_workers_that_end_with_it(tmp_path):
+    import multiprocessing
+
+    from lab import plots
+
+    series = {"loss": {"s1": ([1, 2, 3], [3.0, 2.0, 1.0]), "s2": ([1, 2, 3], [2.5, 2.0, 1.5])},
+              "eval_accuracy": {"s1": ([2, 3], [0.5, 0.7])}}
+    jobs = [(series, tmp_path / f"exp{i}", f"key{i}") for i in range(20)]
+    drawing = plots.Drawing(jobs, workers=2)
+    drawing.wait()
+    assert not multiprocessing.active_children()
+    for i in range(20):
+        manifest = json.loads((tmp_path / f"exp{i}" / "manifest.json").read_text())
+        assert manifest == {"key": f"key{i}", "files": {"eval_accuracy": "eval_accuracy.png", "loss": "loss.png"}}
+        assert (tmp_path / f"exp{i}" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    # A build that fails stops the drawing: what has not started is dropped and every worker ends.
+    drawing = plots.Drawing([(series, tmp_path / f"late{i}", "k") for i in range(200)], workers=2)
+    drawing.cancel()
+    assert not multiprocessing.active_children()
+    assert len(list(tmp_path.glob("late*/manifest.json"))) < 200
+
+
 def test_no_markup_from_fetched_text_survives(built):
     _, site, _ = built
     for page in [p for p in site.rglob("*.html") if "assets" not in p.parts]:
