@@ -1,7 +1,7 @@
 """The lab book's pages, as Markdown, generated from `experiments/` and `papers/` (no mkdocs import here).
 
 The pages mirror the lab's layout, so the relative links users write in reports and notes keep working:
-`index.md` (home), `experiments/index.md`, `experiments/EXP/report.md` (+ `curves/METRIC.png` and the
+`index.md` (home), `experiments/index.md`, `experiments/EXP/report.md` (+ `curves/METRIC.svg` and the
 experiment's own files), `papers/index.md`, `papers/KEY.md`, `tags/index.md`, `tags/SLUG.md`.
 
 Text that came from arXiv or feeds (titles, authors, abstracts, comments, tags) is untrusted: it is escaped

@@ -1,4 +1,7 @@
-"""Metric curves: one PNG per metric, an experiment's runs overlaid, drawn with matplotlib (Agg) from metrics files.
+"""Metric curves: one SVG per metric, an experiment's runs overlaid, drawn with matplotlib from metrics files.
+
+SVG with its text left as text (`svg.fonttype: none`): a third cheaper to make than a PNG (no glyphs rasterised,
+no PNG encoding), a quarter of the size, and sharp at any zoom. The layout is measured with Agg's font metrics.
 
 Drawing is the slow part of a book build, so each experiment's figures are cached under `.lab/book/curves/EXP/`
 with a key made of its metrics files' names, sizes and modification times: unchanged experiments are not redrawn.
@@ -15,7 +18,10 @@ from pathlib import Path
 from .book import is_metric, is_number
 from .fsutil import atomic_write_json
 
-VERSION = 4  # bump when the drawing changes, so cached figures are redrawn
+VERSION = 5  # bump when the drawing changes, so cached figures are redrawn
+SUFFIX = ".svg"
+# Text as <text> (not glyph outlines); fixed ids and no date, so that the same curves give the same bytes.
+_SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "lab"}
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -47,7 +53,7 @@ def cache_key(runs) -> str:
 
 
 def file_names(metrics) -> dict[str, str]:
-    """metric -> a safe, unique PNG file name."""
+    """metric -> a safe, unique SVG file name."""
     names, used = {}, set()
     for metric in sorted(metrics):
         base = _SLUG.sub("_", metric).strip("._") or "metric"
@@ -55,7 +61,7 @@ def file_names(metrics) -> dict[str, str]:
         while name.lower() in used:
             name, n = f"{base}-{n}", n + 1
         used.add(name.lower())
-        names[metric] = f"{name}.png"
+        names[metric] = f"{name}{SUFFIX}"
     return names
 
 
@@ -80,7 +86,7 @@ def plan(runs, cache_dir: Path) -> tuple[dict, dict[str, Path]]:
 
 
 def draw_curves(runs, cache_dir: Path) -> dict[str, Path]:
-    """Draw one PNG per metric into `cache_dir` (replacing what was there) and return metric -> path."""
+    """Draw one SVG per metric into `cache_dir` (replacing what was there) and return metric -> path."""
     # The key first: if a metrics file grows while it is read, the next build sees a new key and redraws.
     key = cache_key(runs)
     return draw_series(plan(runs, cache_dir)[0], cache_dir, key)
@@ -97,7 +103,7 @@ def draw_series(series: dict, cache_dir: Path, key: str) -> dict[str, Path]:
         files[metric] = path
     keep = {p.name for p in files.values()} | {"manifest.json"}
     for old in cache_dir.iterdir():
-        if old.name not in keep and old.suffix == ".png":
+        if old.name not in keep and old.suffix in (SUFFIX, ".png"):  # .png: what earlier versions drew
             old.unlink()
     atomic_write_json(cache_dir / "manifest.json", {"key": key, "files": {m: p.name for m, p in files.items()}})
     return files
@@ -178,7 +184,8 @@ def _axes():
         from matplotlib.ticker import MaxNLocator
 
         # Fixed margins: a layout engine would draw every figure twice.
-        fig = Figure(figsize=(6.4, 3.4), dpi=80)
+        # 72 dpi, the SVG backend's own: the legend is laid out in display units, which must be SVG points.
+        fig = Figure(figsize=(6.4, 3.4), dpi=72)
         FigureCanvasAgg(fig)
         fig.subplots_adjust(left=0.11, right=0.97, top=0.9, bottom=0.15)
         ax = fig.add_subplot()
@@ -215,7 +222,10 @@ def _draw(metric: str, runs: dict[str, tuple[list, list]], path: Path) -> None:
     ax.set_title(metric, fontsize=11, y=1.02)
     _LEGEND.place(runs)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two builds may share the cache
-    ax.figure.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
+    import matplotlib
+
+    with matplotlib.rc_context(_SVG_RC):
+        ax.figure.savefig(tmp, format="svg", metadata={"Date": None})
     os.replace(tmp, path)
 
 

@@ -229,22 +229,23 @@ def test_curves_are_drawn_and_shown(built):
     root, site, _ = built
     curves = site / "experiments" / "exp1" / "curves"
     for metric in ("loss", "eval_accuracy", "eval_loss"):
-        png = curves / f"{metric}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        svg = curves / f"{metric}.svg"
+        text = svg.read_text()
+        assert text.startswith("<?xml") and "<svg" in text and f">{metric}</text>" in text, svg  # the title, as text
     page = site / "experiments" / "exp1" / "report" / "index.html"
     images = {resolve(site, page, src) for src in Page(page).images}
-    assert curves / "loss.png" in images and curves / "eval_accuracy.png" in images
-    assert not (curves / "epoch.png").exists() and not (curves / "step.png").exists()
+    assert curves / "loss.svg" in images and curves / "eval_accuracy.svg" in images
+    assert not (curves / "epoch.svg").exists() and not (curves / "step.svg").exists()
     # The figures are cached under .lab/, so an unchanged experiment is not drawn again.
     cached = root / ".lab" / "book" / "curves" / "exp1"
     assert (cached / "manifest.json").is_file()
-    before = {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")}
+    before = {p.name: p.stat().st_mtime_ns for p in cached.glob("*.svg")}
     site2 = root.parent / "site2"
     proc = mkdocs_build(root, site2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "drawing the metric curves" not in proc.stderr
-    assert {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")} == before
-    assert (site2 / "experiments" / "exp1" / "curves" / "loss.png").read_bytes() == (curves / "loss.png").read_bytes()
+    assert {p.name: p.stat().st_mtime_ns for p in cached.glob("*.svg")} == before
+    assert (site2 / "experiments" / "exp1" / "curves" / "loss.svg").read_bytes() == (curves / "loss.svg").read_bytes()
 
 
 def test_drawing_runs_in_workers_that_end_with_it(tmp_path):
@@ -260,8 +261,8 @@ def test_drawing_runs_in_workers_that_end_with_it(tmp_path):
     assert not multiprocessing.active_children()
     for i in range(20):
         manifest = json.loads((tmp_path / f"exp{i}" / "manifest.json").read_text())
-        assert manifest == {"key": f"key{i}", "files": {"eval_accuracy": "eval_accuracy.png", "loss": "loss.png"}}
-        assert (tmp_path / f"exp{i}" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+        assert manifest == {"key": f"key{i}", "files": {"eval_accuracy": "eval_accuracy.svg", "loss": "loss.svg"}}
+        assert b"<svg" in (tmp_path / f"exp{i}" / "loss.svg").read_bytes()
     # A build that fails stops the drawing: what has not started is dropped and every worker ends.
     drawing = plots.Drawing([(series, tmp_path / f"late{i}", "k") for i in range(200)], workers=2)
     drawing.cancel()
