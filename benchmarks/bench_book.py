@@ -9,7 +9,8 @@ them, 5 curves each; every paper note as `lab note` writes it) and measures:
   (about 10 when linear; a navigation listing every page makes it quadratic);
 - with --cold: also the first build of the large lab, every figure drawn (what a fresh clone, e.g. `mkdocs gh-deploy`
   in CI, sees): worker processes draw while mkdocs renders the pages, so its wall time is about (pages + drawing) CPU
-  seconds / cores (on 2 cores: 166.5 s wall, 318.5 s CPU, against 132.1 s for the cached build of the same run).
+  seconds / cores (on 2 cores, SVG curves: 160.0 s wall, 303.6 s CPU, against 128.1 s for the cached build of the
+  same run; with PNG curves it was 166.5-184.1 s wall).
 Wall seconds depend on what else the machine runs; CPU seconds (user+sys of mkdocs and its workers) much less.
 The drawing line's sample also pays, once, for importing matplotlib in this process.
 Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]
