@@ -280,13 +280,14 @@ class Book:
             runs = e.table.runs
             if not any(r.metrics_file for r in runs):
                 continue
-            found = plots.cached_curves(runs, cache_dir / e.name)
+            key = plots.cache_key(runs)  # before the rows are read: a file growing meanwhile is redrawn next time
+            found = plots.cached_curves(cache_dir / e.name, key)
             if found is not None:
                 e.curves = found
                 continue
             # Not drawn here: the caller draws `to_draw` (plots.Drawing) while the pages are rendered.
-            key = plots.cache_key(runs)
-            series, e.curves = plots.plan(runs, cache_dir / e.name)
+            series = plots.curve_series(runs)
+            e.curves = plots.figure_paths(series, cache_dir / e.name)
             self.to_draw.append((series, cache_dir / e.name, key))
         if self.to_draw:
             progress(f"lab: drawing the metric curves of {len(self.to_draw)} experiment(s) (cached in {cache_dir})")

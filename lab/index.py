@@ -1,13 +1,13 @@
 """The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
 
 Every reader calls `open_index(root)`, which first syncs: by asking the lab's watcher when one runs (`lab watch`,
-lab/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs` table (one row per scanned directory:
-its mtime, the names indexed in it, a signature of their sizes and mtimes) is loaded in one query; the scan
-stats every indexed file (an in-place edit changes only the file), but lists a directory only when its mtime
-changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run records whole). Only
-directories whose signature changed are compared file by file with the `files` table, only changed files are
-read, and a vanished file's documents are deleted. Nothing beyond the standard library is imported unless
-something changed.
+lab/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
+table (one row per scanned directory: its mtime, the names indexed in it, a signature of their sizes and mtimes)
+is loaded in one query; the scan stats every indexed file (an in-place edit changes only the file), but lists a
+directory only when its mtime changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run
+records whole). Only directories whose signature changed are compared file by file with the `files` table, only
+changed files are read, and a vanished file's documents are deleted. Nothing beyond the standard library is
+imported unless something changed.
 
 Writers (the runner, `lab note`, feed pulls) call `refresh_paths(root, paths)` after writing files; it is a
 no-op when there is no index yet and never fails the writer (the next reader syncs anyway).
@@ -38,7 +38,6 @@ class SyncStats:
         self.removed = 0
         self.documents = 0
         self.warnings: list[str] = []
-        self.watched = False  # a watcher had the index up to date: nothing was scanned
         self.scanned = 0.0  # seconds this process spent bringing the index up to date itself
 
     def __repr__(self):
@@ -349,9 +348,7 @@ def open_index(root: Path | str, progress=None, scan: bool = False) -> tuple[sql
 
     conn = connect(root)
     if not scan and watch.synced(root):
-        stats = SyncStats()
-        stats.watched = True
-        return conn, stats
+        return conn, SyncStats()
     start = time.monotonic()
     try:
         stats = sync(conn, root, progress)
@@ -386,15 +383,16 @@ def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
         if conn is None:
             return
         try:
-            _refresh(conn, root, paths)
+            refresh(conn, root, paths)
         finally:
             conn.close()
     except (sqlite3.Error, OSError, LabError):
         pass
 
 
-def _refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:
-    """Re-index `paths` (read again only when changed, or always with `force`: the watcher knows they were)."""
+def refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:
+    """Re-index `paths` on an open index (read again only when changed; always with `force`, as the watcher does:
+    an event says a file changed even when its size and mtime did not)."""
     from pathlib import Path
 
     from .documents import kind_of

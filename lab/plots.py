@@ -65,56 +65,44 @@ def file_names(metrics) -> dict[str, str]:
     return names
 
 
-def cached_curves(runs, cache_dir: Path) -> dict[str, Path] | None:
-    """The experiment's figures if the cache is up to date, else None."""
+def cached_curves(cache_dir: Path, key: str) -> dict[str, Path] | None:
+    """The experiment's figures if the cache holds them under `key` (cache_key of its runs), else None."""
     manifest = cache_dir / "manifest.json"
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("key") != cache_key(runs):
+    if not isinstance(data, dict) or data.get("key") != key:
         return None
     files = {m: cache_dir / f for m, f in (data.get("files") or {}).items()}
     return files if all(p.is_file() for p in files.values()) else None
 
 
-def plan(runs, cache_dir: Path) -> tuple[dict, dict[str, Path]]:
-    """What drawing the experiment's figures takes and gives: its series and metric -> the path each figure will have."""
-    series = curve_series(runs)
+def figure_paths(series: dict, cache_dir: Path) -> dict[str, Path]:
+    """metric -> the path its figure has (or will have) in `cache_dir`."""
     names = file_names(series)
-    return series, {metric: cache_dir / names[metric] for metric in sorted(series)}
+    return {metric: cache_dir / names[metric] for metric in sorted(series)}
 
 
 def draw_curves(runs, cache_dir: Path) -> dict[str, Path]:
     """Draw one SVG per metric into `cache_dir` (replacing what was there) and return metric -> path."""
     # The key first: if a metrics file grows while it is read, the next build sees a new key and redraws.
     key = cache_key(runs)
-    return draw_series(plan(runs, cache_dir)[0], cache_dir, key)
+    return draw_series(curve_series(runs), cache_dir, key)
 
 
 def draw_series(series: dict, cache_dir: Path, key: str) -> dict[str, Path]:
     """Draw `series` (from curve_series) into `cache_dir` and record them under the cache key `key`."""
-    names = file_names(series)
+    files = figure_paths(series, cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for metric in sorted(series):
-        path = cache_dir / names[metric]
+    for metric, path in files.items():
         _draw(metric, series[metric], path)
-        files[metric] = path
     keep = {p.name for p in files.values()} | {"manifest.json"}
     for old in cache_dir.iterdir():
         if old.name not in keep and old.suffix in (SUFFIX, ".png"):  # .png: what earlier versions drew
             old.unlink()
     atomic_write_json(cache_dir / "manifest.json", {"key": key, "files": {m: p.name for m, p in files.items()}})
     return files
-
-
-def curves(runs, cache_dir: Path) -> dict[str, Path]:
-    """The experiment's figures, from the cache or freshly drawn."""
-    if not any(r.metrics_file is not None for r in runs):
-        return {}
-    found = cached_curves(runs, cache_dir)
-    return found if found is not None else draw_curves(runs, cache_dir)
 
 
 class Drawing:

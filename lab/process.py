@@ -140,3 +140,21 @@ def pid_alive(pid: int | None) -> bool:
         return stat[stat.rfind(")") + 2:].split()[0] != "Z"
     except OSError:
         return True
+
+
+def spawn_detached(argv: list[str], log: Path | str, cwd: Path | str, env: dict | None = None):
+    """Start `argv` in a new session (no terminal, stdin from /dev/null, stdout and stderr appended to `log`).
+
+    The child imports lab from wherever this process did (an editable install, a checkout on PYTHONPATH), and
+    holds none of the caller's descriptors, so it never keeps the caller's output open. Returns the Popen.
+    """
+    import subprocess
+
+    env = dict(os.environ if env is None else env)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_parent not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)

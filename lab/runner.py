@@ -25,7 +25,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,23 +142,8 @@ def spawn(workspace, env: dict | None = None) -> int:
             os.replace(log, log.with_name(LOG_NAME + ".1"))
     except FileNotFoundError:
         pass
-    env = dict(os.environ if env is None else env)
-    # The runner imports lab from wherever this process did (an editable install, a checkout on PYTHONPATH).
-    package_parent = str(Path(__file__).resolve().parents[1])
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if package_parent not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.runner", "--root", str(workspace.root)],
-            cwd=workspace.root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = process.spawn_detached([sys.executable, "-m", "lab.runner", "--root", str(workspace.root)], log,
+                                  cwd=workspace.root, env=env)
     return proc.pid
 
 

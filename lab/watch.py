@@ -101,8 +101,9 @@ def stop(root: str, timeout: float = 10.0) -> int | None:
 
 def start(root: str, timeout: float = 120.0) -> dict:
     """Start a detached watcher of `root` (new session, output to .lab/watch.log) and wait until it answers."""
-    import subprocess
     import time
+
+    from .process import spawn_detached
 
     root = os.path.realpath(root)
     info = status(root)
@@ -113,16 +114,9 @@ def start(root: str, timeout: float = 120.0) -> dict:
     state = os.path.join(root, ".lab")
     os.makedirs(state, exist_ok=True)
     log = os.path.join(state, "watch.log")
-    env = dict(os.environ)
-    # The watcher imports lab from wherever this process did (an editable install, a checkout on PYTHONPATH).
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([package_parent, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-    with open(log, "ab") as out:
-        start_at = out.tell()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lab", "--root", root, "watch"], cwd="/",  # not the lab: it may be deleted env=env, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-        )
+    start_at = os.path.getsize(log) if os.path.exists(log) else 0
+    # Not in the lab: it may be deleted while the watcher runs (and the watcher then exits).
+    proc = spawn_detached([sys.executable, "-m", "lab", "--root", root, "watch"], log, cwd="/")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = status(root)

@@ -199,7 +199,7 @@ class Watcher:
             self._warn(index.sync(self.conn, self.root))
             self.rescans += 1
         if paths:  # after a rescan too: it trusts sizes and mtimes, and an edit may have kept both
-            self._warn(index._refresh(self.conn, Path(self.root), paths, force=True))
+            self._warn(index.refresh(self.conn, Path(self.root), paths, force=True))
             self.applied += len(paths)
 
     def _warn(self, stats) -> None:
@@ -208,18 +208,14 @@ class Watcher:
 
     def _check_index(self) -> None:
         """(Re)open the index when it is new, deleted or replaced (by `lab reindex`, say): then a full sync."""
-        try:
-            st = os.stat(index._db_file(self.root))
-            ident = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            ident = None
-        if self.conn is None or ident != self.db_id:
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = index.connect(self.root)
-            st = os.stat(index._db_file(self.root))
-            self.db_id = (st.st_dev, st.st_ino)
-            self.rescan = True
+        path = index.index_path(self.root)
+        if self.conn is not None and _identity(path) == self.db_id:
+            return
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = index.connect(self.root)
+        self.db_id = _identity(path)
+        self.rescan = True
 
     def _watch_all(self) -> None:
         """Watch every directory the index covers, as `lab.index.scan` walks them (known ones keep their wd)."""
@@ -249,6 +245,15 @@ class Watcher:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         sys.stderr.write(f"{stamp} lab watch: {message}\n")
         sys.stderr.flush()
+
+
+def _identity(path) -> tuple[int, int] | None:
+    """Which file `path` is (device, inode), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _indexed_dir(parent: str, name: str) -> bool:
