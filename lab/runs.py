@@ -70,6 +70,7 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     elif not os.access(program if os.path.isabs(program) else setting.experiment.workspace.root / program, os.X_OK):
         raise BadInput(f"{setting.experiment.report_path}: command: {program!r} is not an executable file")
     if is_default_program(template):
+        _require_training_stack(setting)
         validate = _train_validator()
         if validate is not None:
             try:
@@ -77,6 +78,18 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
             except (ValueError, TypeError, KeyError) as e:  # BadInput passes through as it is
                 raise BadInput(f"{setting.where()}: {e}") from None
     return Planned(setting, resolved, template, argv)
+
+
+def _require_training_stack(setting: Setting) -> None:
+    """The default program needs the `train` extra: say so when queueing, not in a failed job's log."""
+    import importlib.util
+
+    for module in ("torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise LabError(
+                f"{setting.experiment.report_path}: no command, so lab's training program runs it, and that "
+                f"needs the training stack ({module} is not installed): pip install torch, then pip install 'lab[train]'"
+            )
 
 
 def _train_validator():

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"  # recorded real answers, with their provenance in its README
 
 
 def wait_for(predicate, timeout=60.0, what="condition", poll=0.05):

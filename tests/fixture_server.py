@@ -1,4 +1,4 @@
-"""A loopback HTTP server for the recorded arXiv API answers and feeds in ../shared/fixtures.
+"""A loopback HTTP server for the recorded arXiv API answers and feeds in tests/fixtures/.
 
 - `/api/query?...id_list=A,B...`: the recorded answer (body and status) whose manifest URL asked for the same
   id_list; for an id_list nobody recorded, an answer is put together from the recorded entries of each id (the

@@ -1,6 +1,6 @@
 """The Slurm executor: settings as Slurm jobs on a real single-node cluster on localhost, with the same records.
 
-Tests marked `slurm` need the cluster (`../shared/slurm/up.sh`, which `.ci/run` runs); without one they skip
+Tests marked `slurm` need the cluster (`scripts/slurm/up.sh`, which `.ci/run` runs); without one they skip
 and say why, except in CI (`CI=true` or `LAB_REQUIRE_SLURM=1`), where a missing cluster is an error.
 """
 
@@ -42,8 +42,8 @@ def _require_cluster() -> None:
     if reason is None:
         return
     if os.environ.get("LAB_REQUIRE_SLURM") == "1" or os.environ.get("CI") == "true":
-        pytest.fail(f"no Slurm cluster, but CI requires one: {reason} (.ci/run brings it up with ../shared/slurm/up.sh)")
-    pytest.skip(f"no Slurm cluster on this machine: {reason} (bring one up with: sudo bash ../shared/slurm/up.sh)")
+        pytest.fail(f"no Slurm cluster, but CI requires one: {reason} (.ci/run brings it up with scripts/slurm/up.sh)")
+    pytest.skip(f"no Slurm cluster on this machine: {reason} (bring one up with: sudo bash scripts/slurm/up.sh)")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import LabError
+from ..errors import LabError, missing_extra
 
 # name -> (module, function, one-line help). Kept here so `lab --help` needs no command module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -131,7 +131,7 @@ def main(args=None, prog_name: str = "lab") -> None:
     except Exception as e:  # a bug in lab: still one line unless asked for more
         if debug:
             raise
-        _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+        _fail(missing_extra(e) or f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..errors import BadInput, LabError
+from ..errors import BadInput, LabError, missing_extra
 from ..settings import resolve_file
 from .args import PROGRAM_GROUPS, DataTrainingArguments, ModelArguments, program_arguments, validate_settings
 from .models import ModelSource, resolve_model
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"lab.train: error: {message}", file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:
+        if missing_extra(e) is None:
+            raise
+        print(f"lab.train: error: {missing_extra(e)}", file=sys.stderr)
+        return 1
     return 0
 
 
