@@ -1,0 +1,140 @@
+"""The `lab` command: parses arguments, calls one library function, prints.
+
+Commands live in small modules beside this one and are imported only when run (or when their own `--help` is
+asked for), so `lab --help` and `lab search` start fast and never import torch, transformers or mkdocs.
+Library errors (`LabError`) become one line on stderr here, in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import LabError, missing_extra
+
+# name -> (module, function, one-line help). Kept here so `lab --help` needs no command module.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("lab.cli.core", "init_cmd", "Make a lab: experiments/, papers/, mkdocs.yml, .gitignore."),
+    "new": ("lab.cli.core", "new_cmd", "Make a new experiment (optionally a variant of another)."),
+    "list": ("lab.cli.core", "list_cmd", "List the experiments."),
+    "show": ("lab.cli.core", "show_cmd", "Print a setting's resolved JSON, or an experiment's settings."),
+    "note": ("lab.cli.papers", "note_cmd", "Keep arXiv papers as notes in papers/, linked to experiments."),
+    "feed": ("lab.cli.papers", "feed_cmd", "Follow RSS/Atom feeds and arXiv categories: add, list, pull, remove."),
+    "bib": ("lab.cli.papers", "bib_cmd", "Print BibTeX for the paper notes."),
+    "run": ("lab.cli.runs", "run_cmd", "Queue settings and run them one after another in the background."),
+    "status": ("lab.cli.runs", "status_cmd", "Show the queue and the runs (state, times, exit code, metrics)."),
+    "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
+    "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
+    "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
+    "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
+    "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
+    "watch": ("lab.cli.search", "watch_cmd", "Keep the search index fresh from file events (faster searches)."),
+    "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
+    "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
+    "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class LabContext:
+    """What every command gets: the `--root` option, resolved to a Workspace on first use."""
+
+    def __init__(self, root: str | None, debug: bool):
+        self.root_option = root
+        self.debug = debug
+        self._workspace = None
+
+    @property
+    def workspace(self):
+        if self._workspace is None:
+            from ..workspace import Workspace
+
+            self._workspace = Workspace.find(self.root_option)
+        return self._workspace
+
+
+pass_lab = click.make_pass_decorator(LabContext)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--root", metavar="DIR", type=click.Path(file_okay=False), help="The lab root (default: $LAB_ROOT, else the nearest directory above holding experiments/).")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.version_option(package_name="lab", prog_name="lab")
+@click.pass_context
+def cli(ctx, root, debug):
+    """lab: a lab notebook for ML research.
+
+    Experiments are directories (settings/, logs/, models/, report.md); `lab run` queues their settings and
+    runs them one after another in the background; `lab note` keeps arXiv papers as Markdown notes;
+    `lab search` finds all of it.
+
+    \b
+    Example:
+      lab init mylab && cd mylab
+      lab new exp1
+      lab run exp1 --wait
+      lab search "learning rate warmup"
+    """
+    ctx.obj = LabContext(root, debug)
+
+
+def echo_json(data) -> None:
+    """Print machine-readable output on stdout."""
+    import json
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def main(args=None, prog_name: str = "lab") -> None:
+    """Entry point: run the CLI, turning every error into one line on stderr and an exit status."""
+    args = sys.argv[1:] if args is None else list(args)
+    debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
+    try:
+        code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except LabError as e:
+        if debug:
+            raise
+        _fail(str(e), e.exit_code)
+    except click.exceptions.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        _fail(f"{e.format_message()}{hint}", 2)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except click.exceptions.ClickException as e:
+        _fail(e.format_message(), e.exit_code)
+    except BrokenPipeError:
+        # `lab search ... | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as e:  # a bug in lab: still one line unless asked for more
+        if debug:
+            raise
+        _fail(missing_extra(e) or f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"lab: error: {message.splitlines()[0] if message else 'failed'}", err=True)
+    sys.exit(code)
