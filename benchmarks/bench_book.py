@@ -42,7 +42,7 @@ TAGS = [f"topic-{i}" for i in range(40)]
 def make_lab(root: Path, n_experiments: int, n_papers: int, runs: int = 3, seed: int = 0) -> None:
     import yaml
 
-    from lab.workspace import init
+    from lab.core.workspace import init
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -114,9 +114,9 @@ def build(root: Path, site: Path) -> tuple[float, float]:
 
 def draw_sample(root: Path, n: int) -> tuple[float, dict]:
     """CPU seconds per experiment to draw the curves of the first `n` experiments, and their figures."""
-    from lab import plots
-    from lab.book import load_runs
-    from lab.workspace import Workspace
+    from lab.book import plots
+    from lab.book.table import load_runs
+    from lab.core.workspace import Workspace
 
     ws = Workspace(root)
     cache = ws.state_dir / "book" / "curves"
@@ -128,10 +128,10 @@ def draw_sample(root: Path, n: int) -> tuple[float, dict]:
 
 def seed_cache(root: Path, figures: dict[str, Path]) -> None:
     """Fill the curves cache of every experiment with copies of already drawn figures (valid manifests)."""
-    from lab import plots
-    from lab.book import load_runs
-    from lab.fsutil import atomic_write_json
-    from lab.workspace import Workspace
+    from lab.book import plots
+    from lab.book.table import load_runs
+    from lab.core.fsutil import atomic_write_json
+    from lab.core.workspace import Workspace
 
     ws = Workspace(root)
     cache = ws.state_dir / "book" / "curves"

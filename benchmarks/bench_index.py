@@ -2,7 +2,7 @@
 
 Measures, in one run:
 - full `lab reindex` as a process (goal: under 30 s);
-- the no-op freshness check, in process: `lab.index.sync` when nothing changed (goal: under 100 ms);
+- the no-op freshness check, in process: `lab.search.index.sync` when nothing changed (goal: under 100 ms);
 - `lab search` as a whole process against a bare `python -c "import sqlite3"` (goal: at most 3x), with the
   lab's watcher running (`lab watch`: the index is kept fresh from file events, so the search scans nothing),
   and without one (the search stats every indexed file first: most of its time on a lab this size).
@@ -135,7 +135,7 @@ def main() -> None:
         size = (root / ".lab" / "index.db").stat().st_size
         print(f"full lab reindex:            {full:8.2f} s   (goal < 30 s; index {size / 1e6:.1f} MB)")
 
-        from lab import index
+        from lab.search import index
 
         conn = index.connect(root)
         samples = []

@@ -53,7 +53,7 @@ def lab_cmd(root: Path, *args: str) -> list[str]:
 
 
 def make_lab(base: Path, jobs: int, sleep: float) -> Path:
-    from lab.workspace import init, Workspace
+    from lab.core.workspace import init, Workspace
 
     root = base / "lab"
     init(root)
@@ -122,7 +122,7 @@ def bench_queue(jobs: int, sleep: float) -> dict:
 
 def make_records(root: Path, runs: int, per_exp: int = 100) -> None:
     """`runs` realistic records (settings, argv, provenance with a git diff, history) in runs/per_exp experiments."""
-    from lab.fsutil import natural_key  # noqa: F401  (imports lab from this checkout)
+    from lab.core.fsutil import natural_key  # noqa: F401  (imports lab from this checkout)
 
     diff = "diff --git a/train.py b/train.py\n" + "+    x = compute(y)  # a change\n" * 60
     for e in range(runs // per_exp):
@@ -160,7 +160,7 @@ def timed(argv: list[str], repeat: int) -> tuple[float, float]:
 
 def bench_status(runs: int, repeat: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        from lab.workspace import init
+        from lab.core.workspace import init
 
         root = Path(tmp) / "lab"
         init(root)
@@ -178,7 +178,7 @@ def bench_status(runs: int, repeat: int) -> dict:
         result["text"] = timed(lab_cmd(root, "status"), repeat)
         result["one_exp"] = timed(lab_cmd(root, "status", "exp3", "--json"), repeat)
         # One record replaced (as lab writes them): only its experiment is looked at again, only it re-read.
-        from lab.fsutil import atomic_write_text
+        from lab.core.fsutil import atomic_write_text
 
         rec_path = root / "experiments/exp5/runs/s5.json"
         atomic_write_text(rec_path, rec_path.read_text().replace('"succeeded"', '"failed"', 1))

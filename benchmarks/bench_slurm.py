@@ -59,7 +59,7 @@ def gaps(rows) -> list[float]:
 
 
 def bench(jobs: int, sleep: float) -> dict:
-    from lab.workspace import Workspace, init
+    from lab.core.workspace import Workspace, init
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp) / "lab"
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--sleep", type=float, default=0.05, help="each program's own work, in seconds")
     args = parser.parse_args()
-    from lab.slurm import available
+    from lab.runs.slurm.cluster import available
 
     reason = available()
     if reason:  # `make bench` runs every benchmark: without a cluster this one says so and passes

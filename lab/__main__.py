@@ -1,3 +1,3 @@
-from .fastcli import main
+from lab.cli.fast import main
 
 main()

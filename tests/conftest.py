@@ -53,7 +53,7 @@ class LabCLI:
 @pytest.fixture
 def lab_root(tmp_path) -> Path:
     """A new, empty lab."""
-    from lab.workspace import init
+    from lab.core.workspace import init
 
     root = tmp_path / "lab"
     init(root)
@@ -77,7 +77,7 @@ def server():
 
 def write_settings(root: Path, exp: str, settings: dict[str, object], command: str | None = None) -> Path:
     """Make experiment EXP (if needed) with the given settings files (name with suffix -> dict or raw text)."""
-    from lab.workspace import Workspace
+    from lab.core.workspace import Workspace
 
     ws = Workspace(root)
     exp_dir = ws.experiments_dir / exp

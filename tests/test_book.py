@@ -15,11 +15,11 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from conftest import FIXTURES, REPO, LabCLI
-from lab import frontmatter
-from lab.book import direction, md_escape, replace_block, RESULTS_END, RESULTS_START
-from lab.bookpages import safe_url
+from lab.core import frontmatter
+from lab.book.table import direction, md_escape, replace_block, RESULTS_END, RESULTS_START
+from lab.book.pages import safe_url
 from lab.errors import BadInput
-from lab.workspace import Workspace, init
+from lab.core.workspace import Workspace, init
 
 ATOM = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom"}
 
@@ -74,7 +74,7 @@ def note_from_fixture(xml_path: Path, experiments: list[str], tags: list[str], a
 
 
 def make_lab(root: Path) -> Path:
-    from lab import job
+    from lab.runs import attempt as job
 
     init(root)
     ws = Workspace(root)
@@ -251,7 +251,7 @@ def test_curves_are_drawn_and_shown(built):
 def test_drawing_runs_in_workers_that_end_with_it(tmp_path):
     import multiprocessing
 
-    from lab import plots
+    from lab.book import plots
 
     series = {"loss": {"s1": ([1, 2, 3], [3.0, 2.0, 1.0]), "s2": ([1, 2, 3], [2.5, 2.0, 1.5])},
               "eval_accuracy": {"s1": ([2, 3], [0.5, 0.7])}}

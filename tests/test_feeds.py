@@ -8,7 +8,7 @@ import pytest
 
 from conftest import LabCLI
 from fixture_server import free_port
-from lab.feeds import FEED_KEYS, ITEM_KEYS
+from lab.papers.feeds import FEED_KEYS, ITEM_KEYS
 
 BLOGS = ["bair_blog.xml", "fair_blog.xml", "huggingface_blog.xml", "openai_blog.xml", "deepmind_blog.xml"]
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import index, query
-from lab.migrations import MIGRATIONS, SCHEMA_VERSION
+from lab.search import index
+from lab.search import query
+from lab.search.migrations import MIGRATIONS, SCHEMA_VERSION
 
 REPORT = """\
 ---
@@ -328,7 +329,7 @@ def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
     assert ids(search(root, "Lilian")) == [("paper", "1908.03265")] and search(root, "Liyuan") == []
     assert ids(search(root, "flamingo")) == [("setting", "exp1/s1")]
     # Run records are replaced whole, as lab.records writes them: a new directory entry.
-    from lab.fsutil import atomic_write_json
+    from lab.core.fsutil import atomic_write_json
 
     atomic_write_json(root / "experiments" / "exp1" / "runs" / "s1.json", {"state": "failed", "metrics": {"heron_loss": 1}})
     run = search(root, "heron_loss")
@@ -338,8 +339,8 @@ def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
 def test_writers_update_the_index_as_they_write(lab_root):
     """A finished run's record reaches the index when it is written, before any reader syncs."""
     from conftest import write_settings
-    from lab import job
-    from lab.workspace import Workspace
+    from lab.runs import attempt as job
+    from lab.core.workspace import Workspace
 
     (lab_root / "prog.py").write_text("import lab\nlab.log_metrics(step=1, zebra_score=0.75)\n")
     write_settings(lab_root, "exp9", {"s1.json": {"lr": 1}}, command="{python} prog.py {settings}")

@@ -6,10 +6,10 @@ import pytest
 
 from conftest import LabCLI
 from fixture_server import free_port
-from lab import frontmatter
-from lab.arxiv_ids import parse_id
+from lab.core import frontmatter
+from lab.papers.ids import parse_id
 from lab.errors import BadInput, LabError
-from lab.papers import LAB_KEYS
+from lab.papers.notes import LAB_KEYS
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_versioned_id(lab, lab_root, server):
     assert meta["title"] == "0"  # a real title that YAML must keep a string
     # The real abstract holds `x*0 = 0` and `$35,000`: escaped for Markdown, read back as the same text.
     assert "x\\*0 = 0" in body
-    from lab.papers import abstract_of
+    from lab.papers.notes import abstract_of
 
     assert "for all x, x*0 = 0, i.e." in abstract_of(body) and "$35,000" in abstract_of(body)
 
@@ -164,7 +164,7 @@ def test_two_ids_in_one_request(lab, lab_root, server):
 def test_two_ids_one_unknown_recorded_answer(arxiv_env, server):
     # The recorded two-id answer: arXiv knows 1707.08567 but not 0808.05394 (a number too long for 2008,
     # which lab itself would refuse; sent raw here as a careless client would).
-    from lab.arxiv_client import fetch
+    from lab.papers.client import fetch
 
     found, missing = fetch(["0808.05394", "1707.08567"])
     assert list(found) == ["1707.08567"] and missing == ["0808.05394"]
@@ -186,7 +186,7 @@ def test_pre_2025_response_format(lab, lab_root):
 
 
 def test_malformed_id_that_slipped_through_gets_arxivs_400(arxiv_env, server):
-    from lab.arxiv_client import fetch
+    from lab.papers.client import fetch
 
     with pytest.raises(LabError, match=r"HTTP 400 for abc: incorrect id format for abc"):
         fetch(["abc"])
@@ -197,7 +197,7 @@ def test_unknown_id_is_not_found(lab, lab_root, server, arxiv_env):
     proc = lab("note", "2301.99999", check=1)
     assert proc.stderr.strip() == "lab: error: not found on arXiv: 2301.99999"
     assert papers(lab_root) == []
-    from lab.arxiv_client import fetch
+    from lab.papers.client import fetch
 
     assert fetch(["0000.0000"]) == ({}, ["0000.0000"])  # the recorded empty answer
 
@@ -244,7 +244,7 @@ def test_429_then_success(lab, lab_root, server):
 
 def test_pacing_holds_across_clients(tmp_path):
     # Two Pacers on one file stand for two lab processes; time is simulated, nothing is timed.
-    from lab.arxiv_client import Pacer
+    from lab.papers.client import Pacer
 
     now = [1000.0]
     waits = []
@@ -353,9 +353,9 @@ def test_broken_note_front_matter_is_refused_before_fetching(lab, lab_root, serv
 def test_fetched_text_is_shown_as_text(lab_root):
     import markdown
 
-    from lab.arxiv_client import Paper
-    from lab.papers import write_note
-    from lab.workspace import Workspace
+    from lab.papers.client import Paper
+    from lab.papers.notes import write_note
+    from lab.core.workspace import Workspace
 
     evil = 'A <script>alert("x")</script> *bold* [link](javascript:alert(1)) `code` &amp; $\\alpha_1$ <img src=x onerror=alert(2)>'
     paper = Paper("2301.12345", 1, "# Not a <b>heading</b>", ["A. Author"], None, None, "cs.LG", ["cs.LG"],
@@ -363,7 +363,7 @@ def test_fetched_text_is_shown_as_text(lab_root):
     result = write_note(Workspace(lab_root), paper)
     meta, body = frontmatter.read(result.path)
     assert meta["title"] == "# Not a <b>heading</b>"  # the front matter keeps plain text
-    from lab.papers import abstract_of
+    from lab.papers.notes import abstract_of
 
     assert abstract_of(body) == evil
     html = markdown.markdown(body)
@@ -397,7 +397,7 @@ def test_heavy_imports_stay_behind_the_commands():
     import sys
 
     code = (
-        "import sys, lab.cli, lab.cli.papers, lab.papers, lab.feeds, lab.arxiv_ids, lab.arxiv_client; "
+        "import sys, lab.cli.app, lab.cli.papers, lab.papers.notes, lab.papers.feeds, lab.papers.ids, lab.papers.client; "
         "bad = [m for m in ('arxiv', 'feedparser', 'requests', 'lxml') if m in sys.modules]; "
         "assert not bad, bad"
     )

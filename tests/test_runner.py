@@ -338,8 +338,8 @@ def test_training_program_settings_are_validated_before_queueing(lab_root, monke
     import types
 
     from lab.errors import BadInput
-    from lab.runs import check
-    from lab.workspace import Workspace
+    from lab.runs.control import check
+    from lab.core.workspace import Workspace
 
     write_settings(lab_root, "t", {"good.json": {"learning_rate": 1e-4}, "bad.json": {"learning_rat": 1}})
     calls = []
@@ -378,7 +378,7 @@ def test_status_sees_changed_records(rlab, lab_root):
     rec = json.loads(path.read_text())
     rec["state"] = "failed"
     rec["exit_code"] = 9
-    from lab.fsutil import atomic_write_json
+    from lab.core.fsutil import atomic_write_json
 
     atomic_write_json(path, rec)
     row = rlab.json("status")[0]

@@ -16,9 +16,11 @@ import pytest
 
 from conftest import wait_for as _wait_for
 from conftest import write_settings
-from lab import records, slurm, slurmqueue
+from lab.runs import record as records
+from lab.runs.slurm import cluster as slurm
+from lab.runs.slurm import executor as slurmqueue
 from lab.errors import BadInput
-from lab.workspace import Workspace
+from lab.core.workspace import Workspace
 
 # These predicates often ask the cluster: poll it gently.
 wait_for = functools.partial(_wait_for, poll=0.2)
@@ -94,7 +96,7 @@ def test_options_from_lab_yaml_with_per_experiment_overrides(lab_root):
                      "#SBATCH --gres=gpu:a100:2", "#SBATCH --mem=16G", "#SBATCH --account=nlp",
                      "#SBATCH --constraint=a100", "#SBATCH --qos=high"]
     script = slurm.batch_script(ws.root, ws.root / ".lab/slurm/jobs/x.json", opts)
-    assert script.startswith("#!/bin/bash\n") and "-m lab.slurmjob" in script and "#SBATCH --gres=gpu:a100:2" in script
+    assert script.startswith("#!/bin/bash\n") and "-m lab.runs.slurm.node" in script and "#SBATCH --gres=gpu:a100:2" in script
     s1 = e.settings()[0]
     assert slurm.executor_for(s1) == "slurm"
     assert slurm.executor_for(s1, on="local") == "local"

@@ -6,10 +6,10 @@ import json
 import os
 import time
 
-from lab import status
-from lab.fsutil import atomic_write_json
-from lab.queue import Queue
-from lab.workspace import Workspace
+from lab.runs import status
+from lab.core.fsutil import atomic_write_json
+from lab.runs.local.queue import Queue
+from lab.core.workspace import Workspace
 
 
 def _record(exp: str, setting: str, state: str = "succeeded", **extra) -> dict:
@@ -96,7 +96,7 @@ def test_status_targets_and_queue(lab_root):
 
 
 def test_status_answers_without_click_or_rich(lab_root):
-    """`lab status` is run again and again while jobs run: it takes the click-free path (lab.fastcli)."""
+    """`lab status` is run again and again while jobs run: it takes the click-free path (lab.cli.fast)."""
     import subprocess
     import sys
 

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, write_settings
-from lab import job, records
+from lab.runs import attempt as job
+from lab.runs import record as records
 from lab.errors import BadInput
 from lab.train import validate_settings
 from lab.train.models import resolve_model
-from lab.workspace import Workspace
+from lab.core.workspace import Workspace
 
 pytest.importorskip("transformers")
 
-HAS_RUNNER = importlib.util.find_spec("lab.runner") is not None
+HAS_RUNNER = importlib.util.find_spec("lab.runs.local.runner") is not None
 # Keys whose values are timings: they differ between two runs of the same setting, everything else must not.
 TIMING = ("runtime", "per_second", "total_flos")
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from conftest import wait_for
-from lab import watch
+from lab.search import watch
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="lab watch needs inotify (Linux)")
 

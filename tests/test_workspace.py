@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from conftest import LabCLI, write_settings
-from lab.command import build_argv
+from lab.core.command import build_argv
 from lab.errors import BadInput
-from lab.workspace import Workspace
+from lab.core.workspace import Workspace
 
 
 def test_init_twice_leaves_user_edits_alone(tmp_path):

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from . import book, frontmatter
-from .errors import LabError
-from .fsutil import natural_key
-from .workspace import NAME_RE
+from lab.book import table as book
+from lab.core import frontmatter
+from lab.errors import LabError
+from lab.core.fsutil import natural_key
+from lab.core.workspace import NAME_RE
 
 HOME_LATEST_RUNS = 10
 HOME_EXPERIMENTS = 20
@@ -274,7 +275,7 @@ class Book:
             self._curves(cache_dir or ws.state_dir / "book" / "curves", progress)
 
     def _curves(self, cache_dir: Path, progress) -> None:
-        from . import plots
+        from lab.book import plots
 
         for e in self.experiments:
             runs = e.table.runs

@@ -15,8 +15,8 @@ import os
 import re
 from pathlib import Path
 
-from .book import is_metric, is_number
-from .fsutil import atomic_write_json
+from lab.book.table import is_metric, is_number
+from lab.core.fsutil import atomic_write_json
 
 VERSION = 5  # bump when the drawing changes, so cached figures are redrawn
 SUFFIX = ".svg"

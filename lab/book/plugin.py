@@ -46,9 +46,9 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
 
         from mkdocs.exceptions import PluginError
 
-        from .bookpages import Book
-        from .errors import LabError
-        from .workspace import Workspace
+        from lab.book.pages import Book
+        from lab.errors import LabError
+        from lab.core.workspace import Workspace
 
         self._stop_drawing()  # a build that failed before on_build_error (mkdocs serve goes on)
         start = time.monotonic()
@@ -59,7 +59,7 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
         except LabError as e:
             raise PluginError(f"lab: {e}") from None
         if book.to_draw:
-            from . import plots
+            from lab.book import plots
 
             self._drawing = plots.Drawing(book.to_draw)
         n = 0

@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import records
-from .errors import BadInput, LabError
-from .fsutil import atomic_write_text, natural_key
+from lab.runs import record as records
+from lab.errors import BadInput, LabError
+from lab.core.fsutil import atomic_write_text, natural_key
 
 RESULTS_START = "<!-- lab:results -->"
 RESULTS_END = "<!-- /lab:results -->"

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import LabError, missing_extra
+from lab.errors import LabError, missing_extra
 
 # name -> (module, function, one-line help). Kept here so `lab --help` needs no command module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -67,7 +67,7 @@ class LabContext:
     @property
     def workspace(self):
         if self._workspace is None:
-            from ..workspace import Workspace
+            from lab.core.workspace import Workspace
 
             self._workspace = Workspace.find(self.root_option)
         return self._workspace

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import echo_json, pass_lab
+from lab.cli.app import echo_json, pass_lab
 
 _mode_options = [
     click.option("--metric", metavar="NAME", help="The metric that picks the best run (default: eval_accuracy, else eval_loss, else loss, ...)."),
@@ -33,7 +33,7 @@ def compare_cmd(lab, experiment, metric, mode, as_json):
       lab compare exp1 --metric eval_f1 --max
       lab compare exp1 --json
     """
-    from ..book import runs_table
+    from lab.book.table import runs_table
 
     table = runs_table(lab.workspace.experiment(experiment), metric=metric, mode=mode)
     if as_json:
@@ -73,7 +73,7 @@ def report_cmd(lab, experiment, metric, mode):
     Example:
       lab report exp1
     """
-    from ..book import write_results
+    from lab.book.table import write_results
 
     exp = lab.workspace.experiment(experiment)
     table = write_results(exp, metric=metric, mode=mode)
@@ -98,6 +98,6 @@ def book_cmd(lab, serve, strict, site_dir, dev_addr):
       lab book --strict
       lab book --serve
     """
-    from ..book import run_mkdocs
+    from lab.book.table import run_mkdocs
 
     run_mkdocs(lab.workspace.root, serve=serve, strict=strict, site_dir=site_dir, dev_addr=dev_addr)

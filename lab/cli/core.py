@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import echo_json, pass_lab
+from lab.cli.app import echo_json, pass_lab
 
 
 @click.command("init")
@@ -21,7 +21,7 @@ def init_cmd(directory):
     Example:
       lab init mylab
     """
-    from ..workspace import init
+    from lab.core.workspace import init
 
     created = init(directory)
     root = Path(directory).resolve()
@@ -87,8 +87,8 @@ def show_cmd(lab, target, as_json):
       lab show exp1/lr-high
       lab show exp1
     """
-    from ..command import template_for
-    from ..settings import find_setting, parse_target
+    from lab.core.command import template_for
+    from lab.core.settings import find_setting, parse_target
 
     exp_name, setting_name = parse_target(target)
     exp = lab.workspace.experiment(exp_name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import BadInput, LabError, NotALab, missing_extra
+from lab.errors import BadInput, LabError, NotALab, missing_extra
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
@@ -29,7 +29,7 @@ def main(argv=None) -> None:
         parsed = _parse_status(args)
         command = _status_at_root
     if parsed is None:
-        from .cli import main as click_main
+        from lab.cli.app import main as click_main
 
         click_main(args, prog_name="lab")
         return
@@ -93,14 +93,14 @@ def _parse_status(args: list[str]) -> dict | None:
 
 
 def _status_at_root(root: str, targets: list[str], as_json: bool) -> int:
-    from .workspace import Workspace
+    from lab.core.workspace import Workspace
 
     return run_status(Workspace(root), targets, as_json)
 
 
 def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
     """Print the runs (a table, or JSON on stdout) and the runner's state (stderr); return the exit status."""
-    from .status import collect, queue_info
+    from lab.runs.status import collect, queue_info
 
     if as_json:
         text = collect(workspace, list(targets), form="json")
@@ -190,7 +190,8 @@ def find_root(root: str | None) -> str:
 
 def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None) -> int:
     """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status."""
-    from . import index, query
+    from lab.search import index
+    from lab.search import query
 
     query_text = " ".join(words)
     if exp is not None:
@@ -226,7 +227,7 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
 def _check_exp(root, exp: str) -> None:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
     if not exp or not set(exp) <= allowed or set(exp) == {"."}:
-        from .workspace import check_name
+        from lab.core.workspace import check_name
 
         check_name(exp)
     if not os.path.isdir(os.path.join(root, "experiments", exp)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import echo_json, pass_lab
+from lab.cli.app import echo_json, pass_lab
 
 
 def _progress(message: str) -> None:
@@ -32,8 +32,8 @@ def note_cmd(lab, ids, exps, tags, offline, sync, as_json):
       lab note arXiv:1810.04805v2 https://arxiv.org/abs/1907.11692
       lab note --sync
     """
-    from ..errors import BadInput
-    from ..papers import NotFoundOnArxiv, note, sync_all
+    from lab.errors import BadInput
+    from lab.papers.notes import NotFoundOnArxiv, note, sync_all
 
     ws = lab.workspace
     if sync:
@@ -72,7 +72,7 @@ def bib_cmd(lab, exps, tags):
       lab bib --exp exp1 > refs.bib
       lab bib --tag transformers
     """
-    from ..papers import bibtex
+    from lab.papers.notes import bibtex
 
     text = bibtex(lab.workspace, exps=exps, tags=tags)
     if not text:
@@ -108,7 +108,7 @@ def feed_add(lab, source, name):
       lab feed add cs.LG
       lab feed add https://huggingface.co/blog/feed.xml --name hf
     """
-    from ..feeds import Feeds
+    from lab.papers.feeds import Feeds
 
     feed = Feeds(lab.workspace).add(source, name=name)
     click.echo(feed["name"])
@@ -125,7 +125,7 @@ def feed_list(lab, as_json):
     Example:
       lab feed list --json
     """
-    from ..feeds import Feeds
+    from lab.papers.feeds import Feeds
 
     rows = Feeds(lab.workspace).listing()
     if as_json:
@@ -152,8 +152,8 @@ def feed_pull(lab, name, as_json):
       lab feed pull
       lab feed pull arxiv-cs.CL
     """
-    from ..errors import LabError
-    from ..feeds import Feeds
+    from lab.errors import LabError
+    from lab.papers.feeds import Feeds
 
     results = Feeds(lab.workspace).pull(name, progress=_progress)
     if as_json:
@@ -179,7 +179,7 @@ def feed_remove(lab, name):
     Example:
       lab feed remove arxiv-cs.CL
     """
-    from ..feeds import Feeds
+    from lab.papers.feeds import Feeds
 
     Feeds(lab.workspace).remove(name)
     _progress(f"removed feed {name}")

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from . import echo_json, pass_lab
+from lab.cli.app import echo_json, pass_lab
 
 
 @click.command("run")
@@ -37,11 +37,11 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
       lab run exp3 --rerun --stop-on-failure
       lab run exp3 --on slurm --parallel
     """
-    from ..runs import submit
+    from lab.runs.control import submit
 
     ws = lab.workspace
     if parallel and on == "local":
-        from ..errors import BadInput
+        from lab.errors import BadInput
 
         raise BadInput("--parallel runs Slurm jobs at once; the local runner runs one job at a time (use --on slurm)")
     results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure, executor=on, parallel=parallel)
@@ -85,8 +85,8 @@ def _wait_for_slurm(ws, entries: list[dict]) -> bool:
     from rich.live import Live
     from rich.text import Text
 
-    from ..runner import job_setting
-    from ..slurmqueue import wait
+    from lab.runs.local.runner import job_setting
+    from lab.runs.slurm.executor import wait
 
     settings = [job_setting(ws, e) for e in entries]
     console = Console(stderr=True)
@@ -118,8 +118,8 @@ def _wait_with_progress(ws, job_ids: list[int]) -> bool:
     from rich.live import Live
     from rich.text import Text
 
-    from ..runs import wait
-    from ..status import duration_text, metrics_text
+    from lab.runs.control import wait
+    from lab.runs.status import duration_text, metrics_text
 
     console = Console(stderr=True)
     reported: set[int] = set()
@@ -171,8 +171,8 @@ def status_cmd(lab, targets, as_json):
       lab status
       lab status exp3 --json
     """
-    # The same code answers a plain `lab status` without click (lab.fastcli), for speed.
-    from ..fastcli import run_status
+    # The same code answers a plain `lab status` without click (lab.cli.fast), for speed.
+    from lab.cli.fast import run_status
 
     run_status(lab.workspace, list(targets), as_json)
 
@@ -189,11 +189,11 @@ def logs_cmd(lab, target, follow):
       lab logs exp3/lr-high
       lab logs exp3/lr-high -f
     """
-    from .. import records
-    from ..errors import BadInput
-    from ..runner import job_setting
-    from ..runs import follow_state
-    from ..settings import parse_target
+    from lab.runs import record as records
+    from lab.errors import BadInput
+    from lab.runs.local.runner import job_setting
+    from lab.runs.control import follow_state
+    from lab.core.settings import parse_target
 
     ws = lab.workspace
     exp_name, setting_name = parse_target(target)
@@ -246,7 +246,7 @@ def stop_cmd(lab, now, grace, as_json):
       lab stop          # let the running job finish
       lab stop --now    # end it too
     """
-    from ..runs import stop
+    from lab.runs.control import stop
 
     result = stop(lab.workspace, now=now, grace=grace)
     if as_json:
@@ -275,7 +275,7 @@ def cancel_cmd(lab, targets, as_json):
     Example:
       lab cancel exp3
     """
-    from ..runs import cancel
+    from lab.runs.control import cancel
 
     result = cancel(lab.workspace, list(targets))
     done = result["cancelled"]

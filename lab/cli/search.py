@@ -1,8 +1,8 @@
 """`lab search` and `lab reindex`.
 
-A plain `lab search ...` never reaches this module: `lab.fastcli` answers it without importing click. This
+A plain `lab search ...` never reaches this module: `lab.cli.fast` answers it without importing click. This
 command is what `lab search --help`, usage errors and in-process callers (CliRunner) see; both paths print
-through `lab.fastcli.run_search`.
+through `lab.cli.fast.run_search`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 
 import click
 
-from . import echo_json, pass_lab
-from ..fastcli import TYPES
+from lab.cli.app import echo_json, pass_lab
+from lab.cli.fast import TYPES
 
 
 @click.command("search")
@@ -42,7 +42,7 @@ def search_cmd(lab, words, type_, exp, tag, limit, as_json):
 
 
 def run_search_cmd(root, words, type_, exp, tag, limit, as_json) -> int:
-    from ..fastcli import run_search
+    from lab.cli.fast import run_search
 
     return run_search(root, words, type=type_, exp=exp, tag=tag, limit=limit, as_json=as_json)
 
@@ -60,7 +60,7 @@ def reindex_cmd(lab, as_json):
     Example:
       lab reindex
     """
-    from ..index import index_path, reindex
+    from lab.search.index import index_path, reindex
 
     start = time.monotonic()
     last = [0.0]
@@ -103,7 +103,7 @@ def watch_cmd(lab, detach, stop, show_status, as_json):
       lab watch --status
       lab watch --stop
     """
-    from .. import watch
+    from lab.search import watch
 
     root = str(lab.workspace.root)
     if sum((detach, stop, show_status)) > 1:

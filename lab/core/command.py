@@ -6,8 +6,8 @@ import os
 import shlex
 import sys
 
-from .errors import BadInput
-from .settings import Setting
+from lab.errors import BadInput
+from lab.core.settings import Setting
 
 # lab's own training program, run when the report names no command.
 DEFAULT_COMMAND = "{python} -m lab.train {settings}"

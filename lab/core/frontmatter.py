@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import BadInput
+from lab.errors import BadInput
 
 _FENCE = "---"
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput
-from .fsutil import natural_key
-from .workspace import Experiment, check_name
+from lab.errors import BadInput
+from lab.core.fsutil import natural_key
+from lab.core.workspace import Experiment, check_name
 
 SUFFIXES = (".json", ".jsonnet")
 

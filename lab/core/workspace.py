@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from . import frontmatter
-from .errors import BadInput, NotALab
-from .fsutil import create_exclusive
+from lab.core import frontmatter
+from lab.errors import BadInput, NotALab
+from lab.core.fsutil import create_exclusive
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -153,12 +153,12 @@ class Experiment:
 
     def settings(self):
         """The experiment's settings, in natural file-name order."""
-        from .settings import list_settings
+        from lab.core.settings import list_settings
 
         return list_settings(self)
 
     def setting(self, name: str):
-        from .settings import find_setting
+        from lab.core.settings import find_setting
 
         return find_setting(self, name)
 
@@ -210,7 +210,7 @@ class Workspace:
         return exp
 
     def experiments(self) -> list[Experiment]:
-        from .fsutil import natural_key
+        from lab.core.fsutil import natural_key
 
         if not self.experiments_dir.is_dir():
             return []

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .arxiv_ids import ArxivId, from_entry_id
-from .errors import BadInput, LabError
+from lab.papers.ids import ArxivId, from_entry_id
+from lab.errors import BadInput, LabError
 
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
 USER_AGENT = "lab (https://github.com/; arXiv metadata for research notes)"
@@ -69,7 +69,7 @@ class Pacer:
 
     def run(self, request: Callable[[], object]):
         """Wait for our turn, call `request()`, record when it was sent, and return what it returned."""
-        from ._flock import locked
+        from lab.core.flock import locked
 
         with locked(self.path) as f:
             f.seek(0)

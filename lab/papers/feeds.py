@@ -22,11 +22,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable
 
-from .arxiv_ids import category_of, from_entry_id
-from .errors import BadInput, LabError
-from .fsutil import atomic_write_json, atomic_write_text, read_jsonl
-from .index import refresh_paths
-from .workspace import check_name
+from lab.papers.ids import category_of, from_entry_id
+from lab.errors import BadInput, LabError
+from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl
+from lab.search.index import refresh_paths
+from lab.core.workspace import check_name
 
 ARXIV_RSS_URL = "https://rss.arxiv.org/rss/"
 ITEM_KEYS = ("id", "title", "authors", "summary", "link", "published", "arxiv_id", "feed", "added_at")
@@ -96,7 +96,7 @@ class Feeds:
         self.items_dir = self.dir / "items"
 
     def _lock(self):
-        from ._flock import locked
+        from lab.core.flock import locked
 
         return locked(self.workspace.state_dir / "feeds.lock")
 
@@ -141,7 +141,7 @@ class Feeds:
             raise BadInput(f"{source!r} is neither an http(s) URL nor an arXiv category such as cs.CL")
         if name is not None:
             check_name(name, "feed")
-        from .records import now_iso
+        from lab.runs.record import now_iso
 
         with self._lock():
             feeds = self.load()
@@ -184,7 +184,7 @@ class Feeds:
 
     def pull(self, name: str | None = None, progress: Callable[[str], None] | None = None) -> list[PullResult]:
         """Pull one feed or all; a feed that fails is recorded (`last_error`) and the others go on."""
-        from .records import now_iso
+        from lab.runs.record import now_iso
 
         progress = progress or (lambda message: None)
         with self._lock():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import BadInput
+from lab.errors import BadInput
 
 # The archives of old-style identifiers (arXiv's identifier scheme, before April 2007).
 OLD_ARCHIVES = frozenset(

@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import frontmatter
-from .arxiv_ids import ArxivId, parse_id, parse_ids
-from .errors import BadInput, LabError
-from .fsutil import atomic_write_text, natural_key
-from .index import refresh_paths
+from lab.core import frontmatter
+from lab.papers.ids import ArxivId, parse_id, parse_ids
+from lab.errors import BadInput, LabError
+from lab.core.fsutil import atomic_write_text, natural_key
+from lab.search.index import refresh_paths
 
 LAB_KEYS = (
     "arxiv_id", "version", "title", "authors", "published", "updated", "primary_category", "categories",
@@ -170,7 +170,7 @@ def _refresh_body(body: str, abstract: str) -> str:
 
 def write_note(workspace, paper, exps=(), tags=(), now: str | None = None) -> NoteResult:
     """Create or refresh the note of `paper` (atomically), merging links and tags into what is there."""
-    from .records import now_iso
+    from lab.runs.record import now_iso
 
     aid = parse_id(paper.arxiv_id)
     path = note_path(workspace, aid)
@@ -196,7 +196,7 @@ def _check_links(workspace, exps, tags) -> tuple[list[str], list[str]]:
 
 
 def _lock(workspace):
-    from ._flock import locked
+    from lab.core.flock import locked
 
     return locked(workspace.state_dir / "papers.lock")
 
@@ -217,7 +217,7 @@ def note(workspace, ids, exps=(), tags=(), offline: bool = False, progress: Call
             raise BadInput(f"--offline needs existing notes; none for {', '.join(missing)} in {workspace.papers_dir}")
         papers, unknown = {a.id: _paper_from_meta(existing[a.id][0], existing[a.id][1]) for a in aids}, []
     else:
-        from .arxiv_client import fetch
+        from lab.papers.client import fetch
 
         papers, unknown = fetch(aids, progress=progress)
     written: list[NoteResult] = []
@@ -239,7 +239,7 @@ def note(workspace, ids, exps=(), tags=(), offline: bool = False, progress: Call
 
 
 def _paper_from_meta(meta: dict, body: str):
-    from .arxiv_client import Paper
+    from lab.papers.client import Paper
 
     return Paper(
         **{k: meta.get(k) for k in ("arxiv_id", "version", "title", "published", "updated", "doi", "journal_ref", "comment", "url", "pdf_url")},

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from . import records
-from .command import build_argv, lab_env, output_dir, template_for
-from .fsutil import atomic_write_json
-from .settings import Setting, settings_hash
+from lab.runs import record as records
+from lab.core.command import build_argv, lab_env, output_dir, template_for
+from lab.core.fsutil import atomic_write_json
+from lab.core.settings import Setting, settings_hash
 
 # Versions recorded with every run (read from package metadata: nothing is imported).
 KEY_PACKAGES = ("lab", "torch", "transformers", "accelerate", "datasets", "numpy")

@@ -22,11 +22,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from . import records
-from .command import build_argv, is_default_program, template_for
-from .errors import BadInput, LabError
-from .queue import Queue
-from .settings import Setting, select, settings_hash
+from lab.runs import record as records
+from lab.core.command import build_argv, is_default_program, template_for
+from lab.errors import BadInput, LabError
+from lab.runs.local.queue import Queue
+from lab.core.settings import Setting, select, settings_hash
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _require_training_stack(setting: Setting) -> None:
 def _train_validator():
     """`lab.train.validate_settings(resolved, where)` when the training module provides it (imported lazily)."""
     try:
-        from . import train
+        from lab import train
     except ImportError:
         return None
     return getattr(train, "validate_settings", None)
@@ -135,18 +135,18 @@ def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failur
     # -- Slurm executor: settings that run on the cluster leave here (lab.slurmqueue); the rest queue locally.
     on_slurm: list[dict] = []
     if planned:
-        from .slurm import executor_for
+        from lab.runs.slurm.cluster import executor_for
 
         remote = [p for p in planned if executor_for(p.setting, executor) == "slurm"]
         if remote:
-            from .slurmqueue import submit_planned
+            from lab.runs.slurm.executor import submit_planned
 
             on_slurm = submit_planned(workspace, remote, rerun=rerun, stop_on_failure=stop_on_failure, parallel=parallel, env=env)
             planned = [p for p in planned if p not in remote]
             if not planned:
                 return on_slurm
     executor = "local"
-    from .runner import recover_if_needed
+    from lab.runs.local.runner import recover_if_needed
 
     recover_if_needed(workspace)
     queue = Queue(workspace.state_dir)
@@ -172,7 +172,7 @@ def _enqueue(queue: Queue, plan: Planned, rerun: bool, stop_on_failure: bool, en
     active = queue.active(setting.experiment.name, setting.name)
     if active is not None:
         return {**entry, "action": f"already {active['state']}", "job_id": active["id"]}
-    from .slurmqueue import active_on_slurm  # queued or running as a Slurm job: not queued here too
+    from lab.runs.slurm.executor import active_on_slurm  # queued or running as a Slurm job: not queued here too
 
     remote = active_on_slurm(setting)
     if remote is not None:
@@ -213,7 +213,7 @@ def _write_waiting_record(setting: Setting, plan_or_job, job_id: int, state: str
 def start_executor(workspace, executor: str, env: dict) -> None:
     """Make sure someone runs the queued jobs of `executor`."""
     if executor == "local":
-        from .runner import ensure_runner
+        from lab.runs.local.runner import ensure_runner
 
         ensure_runner(workspace, env)
     else:
@@ -230,7 +230,7 @@ def wait(workspace, job_ids: list[int], on_progress=None, poll: float = 0.2) -> 
     If the runner dies meanwhile, it is recovered and restarted, unless the queue was stopped (`lab stop`,
     `--stop-on-failure`): then waiting ends with the remaining jobs still queued.
     """
-    from .runner import ensure_runner, job_setting, runner_alive
+    from lab.runs.local.runner import ensure_runner, job_setting, runner_alive
 
     queue = Queue(workspace.state_dir)
     last_check = time.monotonic()
@@ -275,7 +275,7 @@ def latest_metrics(path) -> dict | None:
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
         return None
-    from .fsutil import json_objects
+    from lab.core.fsutil import json_objects
 
     lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
     return records.final_metrics(list(json_objects(lines))) or None
@@ -293,7 +293,7 @@ def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
     ones too; they are listed in `cancelled` and in `slurm_cancelled`.
     """
     result = _stop_local(workspace, now=now, grace=grace)
-    from .slurmqueue import cancel as slurm_cancel
+    from lab.runs.slurm.executor import cancel as slurm_cancel
 
     gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, running=now) if r.get("state") == "cancelled"]
     result["cancelled"] = result["cancelled"] + gone
@@ -302,8 +302,8 @@ def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
 
 
 def _stop_local(workspace, now: bool = False, grace: float = 10.0) -> dict:
-    from . import process
-    from .runner import job_setting, recover_if_needed, runner_pid
+    from lab.core import process
+    from lab.runs.local.runner import job_setting, recover_if_needed, runner_pid
 
     queue = Queue.open_existing(workspace.state_dir)
     if queue is None:
@@ -352,7 +352,7 @@ def cancel(workspace, targets: list[str]) -> dict:
     listed in `cancelled` (and in `slurm_cancelled`).
     """
     result = _cancel_local(workspace, targets)
-    from .slurmqueue import cancel as slurm_cancel
+    from lab.runs.slurm.executor import cancel as slurm_cancel
 
     gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, targets=targets) if r.get("state") == "cancelled"]
     result["cancelled"] = result["cancelled"] + gone
@@ -361,7 +361,7 @@ def cancel(workspace, targets: list[str]) -> dict:
 
 
 def _cancel_local(workspace, targets: list[str]) -> dict:
-    from .settings import parse_target
+    from lab.core.settings import parse_target
 
     wanted = [parse_target(target) for target in targets]
 
@@ -378,7 +378,7 @@ def _cancel_local(workspace, targets: list[str]) -> dict:
     result = {"cancelled": [], "running": [f"{j['experiment']}/{j['setting']}" for j in jobs if j["state"] == "running"]}
     if queue is None:
         return result
-    from .runner import job_setting
+    from lab.runs.local.runner import job_setting
 
     try:
         with queue.transaction():
@@ -394,7 +394,7 @@ def _cancel_local(workspace, targets: list[str]) -> dict:
 
 def follow_state(workspace, setting: Setting) -> bool:
     """Whether the setting still has a queued or running job (so `lab logs -f` keeps following)."""
-    from .slurmqueue import active_on_slurm
+    from lab.runs.slurm.executor import active_on_slurm
 
     if active_on_slurm(setting) is not None:
         return True

@@ -18,8 +18,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .fsutil import atomic_write_json, read_jsonl
-from .settings import Setting
+from lab.core.fsutil import atomic_write_json, read_jsonl
+from lab.core.settings import Setting
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -61,7 +61,7 @@ def read_record_file(path: Path) -> dict | None:
 
 def write_record(setting: Setting, record: dict) -> None:
     """Write the record atomically and bring the search index up to date with it (when the lab has one)."""
-    from .index import refresh_paths
+    from lab.search.index import refresh_paths
 
     path = record_path(setting)
     atomic_write_json(path, record)

@@ -28,8 +28,8 @@ import os
 import time
 from pathlib import Path
 
-from . import records
-from .fsutil import atomic_write_text, natural_key
+from lab.runs import record as records
+from lab.core.fsutil import atomic_write_text, natural_key
 
 CACHE_NAME = "status-cache.tsv"
 CACHE_VERSION = "lab status cache 3 slurm"
@@ -53,7 +53,7 @@ def summarize(record: dict, experiment: str, setting: str) -> dict:
 def _parse_targets(targets: list[str] | None) -> list[tuple[str, str | None]] | None:
     if not targets:
         return None
-    from .settings import parse_target
+    from lab.core.settings import parse_target
 
     return [parse_target(target) for target in targets]
 
@@ -70,7 +70,7 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
     `form`: "dicts" (a list of summaries), "json" (the JSON text of that list, joined from cached JSON without
     decoding it) or "cells" (a list of table rows: run, state, started, duration, exit, metrics).
     """
-    from .errors import BadInput
+    from lab.errors import BadInput
 
     parsed = _parse_targets(targets)
     if parsed is not None:
@@ -79,7 +79,7 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
                 raise BadInput(f"no experiment {exp!r} in {workspace.experiments_dir}")
     jobs = active_jobs(workspace)
     if recover and any(j["state"] == "running" and j["executor"] == "local" for j in jobs):
-        from .runner import recover_if_needed
+        from lab.runs.local.runner import recover_if_needed
 
         if recover_if_needed(workspace):
             jobs = active_jobs(workspace)
@@ -131,8 +131,8 @@ def _merge_job(workspace, entry: dict, job: dict) -> dict:
         return entry
     if entry.get("state") != "running":
         entry.update(state="running", job_id=job["id"], started_at=job["started_at"])
-    from .runner import _seconds_since
-    from .runs import latest_metrics
+    from lab.runs.local.runner import _seconds_since
+    from lab.runs.control import latest_metrics
 
     exp_dir = workspace.experiments_dir / entry["experiment"]
     entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
@@ -156,8 +156,8 @@ def _refresh_slurm(workspace, blocks) -> dict:
     active = _slurm_active(blocks)
     if not active:
         return {}
-    from .runner import job_setting
-    from .slurmqueue import refresh
+    from lab.runs.local.runner import job_setting
+    from lab.runs.slurm.executor import refresh
 
     live: dict = {}
     for rec in refresh(workspace, [job_setting(workspace, {"experiment": e, "setting": n}) for e, n in active]):
@@ -171,8 +171,8 @@ def _slurm_entry(workspace, rec: dict) -> dict:
     if rec.get("slurm_state"):
         entry["slurm_state"] = rec["slurm_state"]
     if entry["state"] == "running":
-        from .runner import _seconds_since
-        from .runs import latest_metrics
+        from lab.runs.local.runner import _seconds_since
+        from lab.runs.control import latest_metrics
 
         exp_dir = workspace.experiments_dir / entry["experiment"]
         entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
@@ -281,7 +281,7 @@ def _load_cache(path: Path) -> dict:
 
 def active_jobs(workspace) -> list[dict]:
     """Queued and running jobs (all executors), without opening the queue when there is none."""
-    from .queue import Queue
+    from lab.runs.local.queue import Queue
 
     queue = Queue.open_existing(workspace.state_dir)
     if queue is None:
@@ -298,8 +298,8 @@ def queue_info(workspace) -> dict:
     info = {"runner_pid": None, "queued": 0, "running": 0, "stopped": None}
     if not (workspace.state_dir / "runner.lock").exists() and not (workspace.state_dir / "queue.db").exists():
         return info  # this lab never ran anything
-    from .queue import Queue
-    from .runner import runner_pid
+    from lab.runs.local.queue import Queue
+    from lab.runs.local.runner import runner_pid
 
     info["runner_pid"] = runner_pid(workspace.state_dir)
     queue = Queue.open_existing(workspace.state_dir)

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from . import frontmatter
+from lab.core import frontmatter
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
@@ -200,7 +200,7 @@ def _setting(root: Path, rel: str, text: str, warn) -> list[dict]:
     body, info = "", {}
     try:
         if name.endswith(".jsonnet"):
-            from .settings import resolve_file
+            from lab.core.settings import resolve_file
 
             body = flatten(resolve_file(root / rel, where=rel)) + "\n" + text  # the source keeps the user's spelling
         else:

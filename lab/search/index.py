@@ -21,7 +21,7 @@ import sqlite3
 import time
 import zlib
 
-from .errors import LabError
+from lab.errors import LabError
 
 TYPE_CHECKING = False  # not typing's: importing typing (and re) costs more than the search itself
 if TYPE_CHECKING:  # pathlib is not imported at run time on the search path
@@ -59,7 +59,7 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
 
     With `create=False`, None when there is no index (or it needs a migration first).
     """
-    from .migrations import SCHEMA_VERSION
+    from lab.search.migrations import SCHEMA_VERSION
 
     path = _db_file(root)
     for attempt in range(3):
@@ -95,7 +95,7 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
 
 
 def _migrate(path: str) -> None:
-    from .migrations import migrate
+    from lab.search.migrations import migrate
 
     try:
         migrate(path)
@@ -276,8 +276,8 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     import json
     from pathlib import Path
 
-    from .documents import documents
-    from .query import index_text
+    from lab.search.documents import documents
+    from lab.search.query import index_text
 
     root = Path(root)
 
@@ -344,7 +344,7 @@ def open_index(root: Path | str, progress=None, scan: bool = False) -> tuple[sql
     When a watcher runs for the lab (`lab watch`), it has the index up to date as soon as it answers, and the
     scan is skipped; otherwise (or with `scan=True`) this process scans (`stats.scanned`: how long it took).
     """
-    from . import watch
+    from lab.search import watch
 
     conn = connect(root)
     if not scan and watch.synced(root):
@@ -395,7 +395,7 @@ def refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:
     an event says a file changed even when its size and mtime did not)."""
     from pathlib import Path
 
-    from .documents import kind_of
+    from lab.search.documents import kind_of
 
     current: dict[str, tuple[int, int]] = {}
     known: dict[str, tuple[int, int]] = {}

@@ -34,7 +34,7 @@ def m001_files_and_docs(db) -> None:
             "tags": str,  # JSON list
             "exps": str,  # JSON list: experiments a paper is linked to
             "info": str,  # JSON object: state, metrics, link, authors, ...
-            "fts_title": str,  # the searched text (CJK as bigrams, see lab.query)
+            "fts_title": str,  # the searched text (CJK as bigrams, see lab.search.query)
             "fts_heading": str,
             "fts_meta": str,
             "fts_body": str,
@@ -48,7 +48,7 @@ def m001_files_and_docs(db) -> None:
 
 def m002_docs_fts(db) -> None:
     """FTS5 over `docs` as sqlite-utils makes it (content=docs plus triggers), so datasette finds it; weighted bm25."""
-    from .query import COLUMNS, WEIGHTS
+    from lab.search.query import COLUMNS, WEIGHTS
 
     db["docs"].enable_fts(list(COLUMNS), create_triggers=True, tokenize=FTS_TOKENIZE)
     weights = ", ".join(str(w) for w in WEIGHTS)

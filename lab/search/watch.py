@@ -1,6 +1,6 @@
 """`lab watch`: a per-lab process that keeps the search index fresh from the kernel's file events.
 
-Without it, every reader of the index first stats each indexed file (`lab.index.sync`): always correct, but
+Without it, every reader of the index first stats each indexed file (`lab.search.index.sync`): always correct, but
 on a lab of 17,000 files those stats alone take 50-100 ms here, most of a `lab search`. The watcher keeps an
 inotify watch on every directory the index covers, re-reads exactly the files the kernel reports changed,
 and answers readers over an abstract Unix socket named after the lab root: a reader sends `sync ROOT` and
@@ -20,7 +20,7 @@ import os
 import sys
 import zlib
 
-from .errors import LabError
+from lab.errors import LabError
 
 TIMEOUT = 5.0  # how long a reader waits for the watcher before scanning itself
 SETTLE = 0.2  # seconds without events before the watcher applies changes on its own
@@ -103,7 +103,7 @@ def start(root: str, timeout: float = 120.0) -> dict:
     """Start a detached watcher of `root` (new session, output to .lab/watch.log) and wait until it answers."""
     import time
 
-    from .process import spawn_detached
+    from lab.core.process import spawn_detached
 
     root = os.path.realpath(root)
     info = status(root)
@@ -136,6 +136,6 @@ def start(root: str, timeout: float = 120.0) -> dict:
 
 def serve(root: str, on_ready=None) -> None:
     """Watch `root` until asked to stop or the lab is deleted: the body of `lab watch` (foreground)."""
-    from .watcher import Watcher
+    from lab.search.watcher import Watcher
 
     Watcher(os.path.realpath(root)).serve(on_ready)

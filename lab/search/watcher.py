@@ -1,9 +1,9 @@
-"""The watcher process behind `lab watch` (lab.watch holds the protocol and the client side).
+"""The watcher process behind `lab watch` (lab.search.watch holds the protocol and the client side).
 
 One thread: `select` over the inotify descriptor and the listening socket. File events add the file to a
 pending set; a reader's `sync` request, or a quiet moment after events, applies the set (each file re-read:
 an event means its content may have changed even when its size and mtime did not). Directory events, queue
-overflows and a replaced index file make the next apply a full `lab.index.sync` with every watch renewed.
+overflows and a replaced index file make the next apply a full `lab.search.index.sync` with every watch renewed.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import index
-from .documents import kind_of
-from .errors import LabError
-from .watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address
+from lab.search import index
+from lab.search.documents import kind_of
+from lab.errors import LabError
+from lab.search.watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address
 
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
 
@@ -218,7 +218,7 @@ class Watcher:
         self.rescan = True
 
     def _watch_all(self) -> None:
-        """Watch every directory the index covers, as `lab.index.scan` walks them (known ones keep their wd)."""
+        """Watch every directory the index covers, as `lab.search.index.scan` walks them (known ones keep their wd)."""
         wanted = ["", "experiments", "papers", "feeds", "feeds/items"]
         try:
             for e in os.scandir(os.path.join(self.root, "experiments")):

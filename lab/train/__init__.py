@@ -10,13 +10,13 @@ every setting it queues for this program.
 
 from __future__ import annotations
 
-from .args import DataTrainingArguments, ModelArguments, validate_settings
+from lab.train.args import DataTrainingArguments, ModelArguments, validate_settings
 
 __all__ = ["DataTrainingArguments", "ModelArguments", "validate_settings", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the program (what `python -m lab.train` does); returns the exit status."""
-    from .program import main as _main
+    from lab.train.program import main as _main
 
     return _main(argv)

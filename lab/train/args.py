@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from ..errors import BadInput
+from lab.errors import BadInput
 
 DATA_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 

@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
+from lab.errors import BadInput
 
 # hub id -> (distribution, "module:attribute" of the model directory)
 BUILTIN_PACKAGED = {

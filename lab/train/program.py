@@ -12,10 +12,10 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..errors import BadInput, LabError, missing_extra
-from ..settings import resolve_file
-from .args import PROGRAM_GROUPS, DataTrainingArguments, ModelArguments, program_arguments, validate_settings
-from .models import ModelSource, resolve_model
+from lab.errors import BadInput, LabError, missing_extra
+from lab.core.settings import resolve_file
+from lab.train.args import PROGRAM_GROUPS, DataTrainingArguments, ModelArguments, program_arguments, validate_settings
+from lab.train.models import ModelSource, resolve_model
 
 USAGE = "usage: python -m lab.train SETTINGS.json  (or SETTINGS.jsonnet; --help lists the program's keys)"
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = make_plan(Path(argv[0]))
         set_offline(plan)
-        from .trainer import run
+        from lab.train.trainer import run
 
         run(plan)
     except LabError as e:

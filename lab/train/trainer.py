@@ -28,9 +28,9 @@ from transformers import (
     set_seed,
 )
 
-from ..errors import BadInput, LabError
-from ..metrics import log_metrics
-from .args import DATA_SUFFIXES, DataTrainingArguments, ModelArguments
+from lab.errors import BadInput, LabError
+from lab.core.metrics import log_metrics
+from lab.train.args import DATA_SUFFIXES, DataTrainingArguments, ModelArguments
 
 logger = logging.getLogger("lab.train")
 

@@ -27,7 +27,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .records import now_iso
+from lab.runs.record import now_iso
 
 ACTIVE = ("queued", "running")
 

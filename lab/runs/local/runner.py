@@ -29,8 +29,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import process, records
-from .queue import Queue
+from lab.core import process
+from lab.runs import record as records
+from lab.runs.local.queue import Queue
 
 LOCK_NAME = "runner.lock"
 LOG_NAME = "runner.log"
@@ -142,7 +143,7 @@ def spawn(workspace, env: dict | None = None) -> int:
             os.replace(log, log.with_name(LOG_NAME + ".1"))
     except FileNotFoundError:
         pass
-    proc = process.spawn_detached([sys.executable, "-m", "lab.runner", "--root", str(workspace.root)], log,
+    proc = process.spawn_detached([sys.executable, "-m", "lab.runs.local.runner", "--root", str(workspace.root)], log,
                                   cwd=workspace.root, env=env)
     return proc.pid
 
@@ -222,7 +223,7 @@ def _seconds_since(iso: str | None) -> float | None:
 
 def job_setting(workspace, job: dict):
     """The Setting of a queued job, even when its file was renamed since (the resolved settings were kept)."""
-    from .settings import SUFFIXES, Setting
+    from lab.core.settings import SUFFIXES, Setting
 
     exp = workspace.experiment(job["experiment"], must_exist=False)
     for suffix in SUFFIXES:
@@ -281,7 +282,7 @@ class Runner:
         return 0
 
     def run_job(self, job: dict) -> None:
-        from .job import Attempt
+        from lab.runs.attempt import Attempt
 
         ws, queue = self.workspace, self.queue
         setting = job_setting(ws, job)
@@ -352,7 +353,7 @@ def _record_unstarted(setting, job: dict, attempt: int, reason: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from .workspace import Workspace
+    from lab.core.workspace import Workspace
 
     parser = argparse.ArgumentParser(prog="python -m lab.runner", description="The background runner of a lab root (started by lab run).")
     parser.add_argument("--root", required=True)

@@ -34,9 +34,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import records
-from .errors import BadInput, LabError
-from .settings import Setting
+from lab.runs import record as records
+from lab.errors import BadInput, LabError
+from lab.core.settings import Setting
 
 EXECUTORS = ("local", "slurm")
 
@@ -155,7 +155,7 @@ def batch_script(root: Path, spec_path: Path, options: dict) -> str:
     lines += sbatch_lines(options)
     lines += ["", f"cd {shlex.quote(str(root))}"]
     lines += list(options.get("setup") or [])
-    lines.append(f"exec {shlex.quote(str(python))} -m lab.slurmjob {shlex.quote(str(spec_path))}")
+    lines.append(f"exec {shlex.quote(str(python))} -m lab.runs.slurm.node {shlex.quote(str(spec_path))}")
     return "\n".join(lines) + "\n"
 
 

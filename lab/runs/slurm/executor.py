@@ -10,12 +10,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from . import records, slurm
-from .command import build_argv, template_for
-from .errors import LabError
-from .fsutil import atomic_write_json, atomic_write_text
-from .job import record_paths
-from .settings import Setting, settings_hash
+from lab.runs import record as records
+from lab.runs.slurm import cluster as slurm
+from lab.core.command import build_argv, template_for
+from lab.errors import LabError
+from lab.core.fsutil import atomic_write_json, atomic_write_text
+from lab.runs.attempt import record_paths
+from lab.core.settings import Setting, settings_hash
 
 POLL_S = 1.0
 
@@ -64,7 +65,7 @@ def active_on_slurm(setting: Setting) -> dict | None:
 def _local_active(workspace, setting: Setting) -> dict | None:
     """The local runner's queued or running job for the setting, if it has one."""
     try:
-        from .queue import Queue
+        from lab.runs.local.queue import Queue
     except ImportError:
         return None
     queue = Queue.open_existing(workspace.state_dir)
@@ -327,8 +328,8 @@ def _resubmit(setting: Setting, rec: dict) -> dict:
 
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
     """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
-    from .runner import job_setting
-    from .status import _parse_targets, _records, _slurm_active, _wanted
+    from lab.runs.local.runner import job_setting
+    from lab.runs.status import _parse_targets, _records, _slurm_active, _wanted
 
     parsed = _parse_targets(targets)
     return [job_setting(workspace, {"experiment": exp, "setting": name})

@@ -43,7 +43,7 @@ def why_stopped(job_id: str, restarts_before: int) -> tuple[str, str]:
         state = acct.strip().splitlines()[-1].split()[0] if acct.strip() else ""
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         state = ""
-    from .slurm import FINAL_STATES
+    from lab.runs.slurm.cluster import FINAL_STATES
 
     if state in FINAL_STATES and state != "COMPLETED" and state != "FAILED":
         return FINAL_STATES[state]
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m lab.slurmjob SPEC.json  (written by `lab run --on slurm`)", file=sys.stderr)
         return 2
-    from . import records
-    from .job import Attempt
-    from .settings import Setting
-    from .workspace import Experiment, Workspace
+    from lab.runs import record as records
+    from lab.runs.attempt import Attempt
+    from lab.core.settings import Setting
+    from lab.core.workspace import Experiment, Workspace
 
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0")) if spec.get("array") else 0
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             reason = f"stopped by {signal.Signals(stop['signal']).name}"
         rec = att.finish(returncode, state=state, reason=reason)
         if state == "interrupted" and reason == "Slurm requeued the job":
-            from .slurmqueue import queued_record
+            from lab.runs.slurm.executor import queued_record
 
             records.write_record(setting, queued_record(setting, task["resolved"], attempt + 1, job_id, rec))
     else:
