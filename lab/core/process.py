@@ -151,7 +151,7 @@ def spawn_detached(argv: list[str], log: Path | str, cwd: Path | str, env: dict 
     import subprocess
 
     env = dict(os.environ if env is None else env)
-    package_parent = str(Path(__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])  # the folder that holds the lab package
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_parent not in paths:
         env["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
