@@ -19,6 +19,8 @@ from pathlib import Path
 from lab.runs import record as records
 from lab.errors import BadInput, LabError
 from lab.core.fsutil import atomic_write_text, natural_key
+# Which metric is "best" and which way is better: one decision, in lab.core.metrics (runs use it too).
+from lab.core.metrics import default_metric, direction, is_number, metric_order
 
 RESULTS_START = "<!-- lab:results -->"
 RESULTS_END = "<!-- /lab:results -->"
@@ -29,37 +31,8 @@ NOT_METRIC_SUFFIXES = ("_runtime", "_per_second")
 # Plotted, but their final value says little: left out of the table (still in --json).
 CURVE_ONLY = frozenset({"learning_rate", "grad_norm"})
 
-# The default "best" metric: the first of these that some run has, else the first with a known direction.
-PREFERRED = (
-    "eval_accuracy", "eval_f1", "eval_exact_match", "eval_loss", "test_accuracy", "test_loss",
-    "val_accuracy", "val_loss", "accuracy", "f1", "loss", "train_loss",
-)
-HIGHER = {"accuracy", "acc", "f1", "precision", "recall", "auc", "roc_auc", "bleu", "rouge", "rouge1", "rouge2",
-          "rougel", "exact_match", "em", "score", "map", "ndcg", "mrr", "r2", "matthews_correlation", "pearson",
-          "spearmanr", "spearman", "top1", "top5", "reward", "return", "iou", "miou", "dice"}
-LOWER = {"loss", "error", "err", "perplexity", "ppl", "wer", "cer", "mse", "mae", "rmse", "nll", "bpd", "fid"}
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def is_metric(key: str) -> bool:
     return key not in NOT_METRICS and not key.endswith(NOT_METRIC_SUFFIXES)
-
-
-def direction(metric: str) -> str | None:
-    """'max' when higher is better, 'min' when lower is better, None when the name does not say."""
-    name = metric.lower()
-    tokens = [t for t in re.split(r"[^a-z0-9]+", name) if t]
-    for candidate in (name.rsplit("/", 1)[-1], *reversed(tokens)):
-        for prefix in ("", "eval_", "test_", "val_", "train_"):
-            word = candidate.removeprefix(prefix)
-            if word in HIGHER:
-                return "max"
-            if word in LOWER:
-                return "min"
-    return None
 
 
 @dataclass
@@ -167,10 +140,6 @@ def differing_settings(runs: list[Run]) -> list[str]:
     return differ
 
 
-def _metric_order(key: str):
-    return (0 if key.startswith("eval_") else 1 if key.startswith(("test_", "val_")) else 2, key)
-
-
 @dataclass
 class RunsTable:
     """The comparison of an experiment's runs."""
@@ -257,7 +226,7 @@ def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: li
     present: dict[str, None] = {}
     for r in runs:
         present.update((k, None) for k, v in r.metrics.items() if is_number(v) and is_metric(k))
-    metric_keys = sorted((k for k in present if k not in CURVE_ONLY), key=_metric_order)
+    metric_keys = sorted((k for k in present if k not in CURVE_ONLY), key=metric_order)
     if metric is not None:
         if metric not in present:
             known = ", ".join(sorted(present)) or "none yet"
@@ -276,17 +245,6 @@ def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: li
         if metric not in metric_keys:
             metric_keys.insert(0, metric)
     return RunsTable(exp.name, runs, differing_settings(runs), metric_keys, metric, mode if metric else None, best)
-
-
-def default_metric(keys: list[str]) -> str | None:
-    for name in PREFERRED:
-        if name in keys:
-            return name
-    ordered = sorted(keys, key=_metric_order)
-    for key in ordered:
-        if direction(key) is not None:
-            return key
-    return None
 
 
 def format_duration(seconds: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 
 def log_metrics(step: int | None = None, **values) -> None:
@@ -33,3 +34,50 @@ def _plain(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+# -- which metric is best -----------------------------------------------------------------------------------
+# (the runs table of the book and the queue's summary in a notification decide alike)
+
+# The default "best" metric: the first of these that some run has, else the first with a known direction.
+PREFERRED = (
+    "eval_accuracy", "eval_f1", "eval_exact_match", "eval_loss", "test_accuracy", "test_loss",
+    "val_accuracy", "val_loss", "accuracy", "f1", "loss", "train_loss",
+)
+HIGHER = {"accuracy", "acc", "f1", "precision", "recall", "auc", "roc_auc", "bleu", "rouge", "rouge1", "rouge2",
+          "rougel", "exact_match", "em", "score", "map", "ndcg", "mrr", "r2", "matthews_correlation", "pearson",
+          "spearmanr", "spearman", "top1", "top5", "reward", "return", "iou", "miou", "dice"}
+LOWER = {"loss", "error", "err", "perplexity", "ppl", "wer", "cer", "mse", "mae", "rmse", "nll", "bpd", "fid"}
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def direction(metric: str) -> str | None:
+    """'max' when higher is better, 'min' when lower is better, None when the name does not say."""
+    name = metric.lower()
+    tokens = [t for t in re.split(r"[^a-z0-9]+", name) if t]
+    for candidate in (name.rsplit("/", 1)[-1], *reversed(tokens)):
+        for prefix in ("", "eval_", "test_", "val_", "train_"):
+            word = candidate.removeprefix(prefix)
+            if word in HIGHER:
+                return "max"
+            if word in LOWER:
+                return "min"
+    return None
+
+
+def metric_order(key: str):
+    return (0 if key.startswith("eval_") else 1 if key.startswith(("test_", "val_")) else 2, key)
+
+
+def default_metric(keys: list[str]) -> str | None:
+    """The metric that says which run is best: the first of PREFERRED present, else the first with a direction."""
+    for name in PREFERRED:
+        if name in keys:
+            return name
+    for key in sorted(keys, key=metric_order):
+        if direction(key) is not None:
+            return key
+    return None
