@@ -1,0 +1,418 @@
+"""A word when the queue needs you: a job failed, the queue drained, a run was interrupted.
+
+In `lab.yaml`:
+
+    notify:
+      urls:                              # apprise URLs: ntfy, Slack, email, Matrix, desktop, JSON webhooks, ...
+        - ntfys://ntfy.sh/my-lab-topic
+        - json://127.0.0.1:8080/lab
+      on_event: [notify-send, "{title}", "{message}"]   # a command of your own (no shell); the event as JSON on stdin
+      events: [failed, drained, interrupted]            # which events (default: all three)
+      timeout: 30                                       # seconds one delivery may take
+
+`notify: [URL, ...]` (or one URL) is short for `urls`. `on_event` is an argument list (a string is split as a shell
+would split it, and run without one) run from the lab root with `LAB_EVENT` and `LAB_ROOT` in its environment;
+`{title}`, `{message}` and `{event}` (the event's name) in its arguments are replaced.
+
+Why apprise: one maintained library speaks to some hundred services through one URL syntax, so lab writes no
+transport of its own; it is imported only when a message is sent (~70 ms, in the background).
+
+Why a background thread: a notification must never fail or slow the queue. `Notifier.send` puts the event on a
+queue and returns; one worker thread delivers them in order, each within `timeout`, and writes what failed to the
+log it was given (the runner's log). A process that is about to exit calls `close(timeout)` so that the last word
+(the drained queue) goes out, waiting at most that long. A command that runs no queue of its own (crash recovery by
+`lab status`) uses `send_detached`: a short-lived detached `python -m lab.runs.notify` delivers it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue as queue_mod
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lab.errors import BadInput
+
+EVENTS = ("failed", "drained", "interrupted")
+KEYS = ("urls", "on_event", "events", "timeout")
+DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 600.0
+_TYPES = {"failed": "failure", "interrupted": "warning", "drained": "success", "test": "info"}
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Where notifications go: apprise URLs and/or a command, for which events, within what time."""
+
+    urls: tuple[str, ...] = ()
+    on_event: tuple[str, ...] | None = None
+    events: frozenset = frozenset(EVENTS)
+    timeout: float = DEFAULT_TIMEOUT_S
+
+    def wants(self, event: dict) -> bool:
+        return event.get("event") == "test" or event.get("event") in self.events
+
+
+def parse_config(value, where: str) -> NotifyConfig | None:
+    """The `notify:` value of lab.yaml, checked: one BadInput line naming `where` when it is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, (str, list)):
+        value = {"urls": value}
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}: notify must be a mapping such as {{urls: [ntfys://ntfy.sh/TOPIC]}}, or a list of URLs")
+    for key in value:
+        if key not in KEYS:
+            raise BadInput(f"{where}: unknown notify option {key!r} (known: {', '.join(KEYS)})")
+    urls = value.get("urls") or []
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise BadInput(f"{where}: notify.urls must be a list of apprise URLs such as ntfys://ntfy.sh/TOPIC")
+    for i, url in enumerate(urls, start=1):
+        scheme, sep, rest = url.strip().partition("://")
+        if not sep or not scheme or not rest or not scheme.replace("+", "").replace("-", "").isalnum():
+            # Not echoed: a URL often carries a token.
+            raise BadInput(f"{where}: notify.urls: entry {i} is not a URL such as ntfys://ntfy.sh/TOPIC or json://host:port/path")
+    hook = value.get("on_event")
+    if hook is not None:
+        if isinstance(hook, str):
+            try:
+                hook = shlex.split(hook)
+            except ValueError as e:
+                raise BadInput(f"{where}: notify.on_event: {e}") from None
+        if not isinstance(hook, list) or not hook or not all(isinstance(a, str) for a in hook) or not hook[0].strip():
+            raise BadInput(f"{where}: notify.on_event must be a command as a list of arguments, such as [notify-send, '{{title}}']")
+        if any("\0" in a for a in hook):
+            raise BadInput(f"{where}: notify.on_event must not hold a NUL byte")
+        hook = tuple(hook)
+    events = value.get("events", list(EVENTS))
+    if isinstance(events, str):
+        events = [events]
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise BadInput(f"{where}: notify.events must be a list of: {', '.join(EVENTS)}")
+    for e in events:
+        if e not in EVENTS:
+            raise BadInput(f"{where}: notify.events: unknown event {e!r} (known: {', '.join(EVENTS)})")
+    timeout = value.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout <= MAX_TIMEOUT_S):
+        raise BadInput(f"{where}: notify.timeout must be a number of seconds between 0 and {MAX_TIMEOUT_S:g}, not {timeout!r}")
+    if not urls and hook is None:
+        raise BadInput(f"{where}: notify needs urls or on_event (or both)")
+    return NotifyConfig(urls=tuple(u.strip() for u in urls), on_event=hook, events=frozenset(events), timeout=float(timeout))
+
+
+def config_for(workspace) -> NotifyConfig | None:
+    """The lab's notification settings (None when lab.yaml has no `notify:`)."""
+    return parse_config(workspace.config.get("notify"), str(Path(workspace.root) / "lab.yaml"))
+
+
+# -- events ---------------------------------------------------------------------------------------------------
+
+
+def _base(kind: str, root) -> dict:
+    return {"event": kind, "lab": str(root), "host": socket.gethostname(), "time": _now()}
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _lab_name(root) -> str:
+    return Path(str(root)).name or str(root)
+
+
+def job_event(kind: str, record: dict, root) -> dict:
+    """The event for a job that `failed` or was `interrupted`, from its run record."""
+    exp, setting = record.get("experiment"), record.get("setting")
+    event = _base(kind, root)
+    event.update({
+        "experiment": exp, "setting": setting, "state": record.get("state"), "attempt": record.get("attempt"),
+        "exit_code": record.get("exit_code"), "signal": record.get("signal"), "reason": record.get("reason"),
+        "duration_s": record.get("duration_s"), "gpus": record.get("gpus"),
+        "log": f"experiments/{exp}/logs/{setting}.log",
+        "metrics": {k: v for k, v in (record.get("metrics") or {}).items() if _is_number(v)},
+    })
+    what = f"{exp}/{setting}"
+    if kind == "failed":
+        how = f"exit {record['exit_code']}" if record.get("exit_code") is not None else (
+            f"signal {record['signal']}" if record.get("signal") else (record.get("reason") or "failed"))
+        message = f"{what} failed ({how})"
+        if record.get("duration_s") is not None:
+            message += f" after {_duration(record['duration_s'])}"
+        if record.get("reason") and record.get("exit_code") is not None:
+            message += f": {record['reason']}"
+        message += f"; log: {event['log']}"
+    else:
+        message = f"{what} was interrupted: {record.get('reason') or 'its runner stopped'}"
+    event["title"] = f"lab {_lab_name(root)}: {what} {kind}"
+    event["message"] = message
+    return event
+
+
+class Summary:
+    """What a runner finished since the queue was last empty: the counts and the best run, for `drained`."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+        self.runs: list[dict] = []
+
+    def add(self, record: dict) -> None:
+        state = record.get("state") or "unknown"
+        self.counts[state] = self.counts.get(state, 0) + 1
+        if state == "succeeded":
+            self.runs.append({"experiment": record.get("experiment"), "setting": record.get("setting"),
+                              "metrics": record.get("metrics") or {}})
+
+    def __bool__(self) -> bool:
+        return bool(self.counts)
+
+    def best(self) -> dict | None:
+        """The best succeeded run by the metric `lab compare` would choose (eval_accuracy, eval_loss, ...)."""
+        from lab.core.metrics import default_metric, direction
+
+        keys: dict[str, None] = {}
+        for run in self.runs:
+            keys.update((k, None) for k, v in run["metrics"].items() if _is_number(v))
+        metric = default_metric(list(keys))
+        if metric is None:
+            return None
+        candidates = [r for r in self.runs if _is_number(r["metrics"].get(metric))]
+        if not candidates:
+            return None
+        pick = max if (direction(metric) or "max") == "max" else min
+        best = pick(candidates, key=lambda r: r["metrics"][metric])
+        return {"experiment": best["experiment"], "setting": best["setting"], "metric": metric,
+                "value": best["metrics"][metric]}
+
+    def event(self, root) -> dict:
+        """The `drained` event: `12 succeeded, 1 failed; best eval_accuracy 0.912 (exp3/lr-high)`."""
+        event = _base("drained", root)
+        counts = {state: self.counts.get(state, 0) for state in ("succeeded", "failed", "cancelled", "interrupted")}
+        event.update(counts)
+        best = self.best()
+        event["best"] = best
+        parts = [f"{counts['succeeded']} succeeded", f"{counts['failed']} failed"]
+        parts += [f"{counts[s]} {s}" for s in ("cancelled", "interrupted") if counts[s]]
+        message = ", ".join(parts)
+        if best is not None:
+            message += f"; best {best['metric']} {_format(best['value'])} ({best['experiment']}/{best['setting']})"
+        event["title"] = f"lab {_lab_name(root)}: queue done" + (" with failures" if counts["failed"] else "")
+        event["message"] = message
+        return event
+
+
+def probe_event(root) -> dict:
+    """A test message (`lab notify --test`), sent whatever `events` says."""
+    event = _base("test", root)
+    event["title"] = f"lab {_lab_name(root)}: test"
+    event["message"] = "This is a test of lab's notifications; they work."
+    return event
+
+
+def _is_number(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _format(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(float(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+# -- delivery -------------------------------------------------------------------------------------------------
+
+
+def deliver(config: NotifyConfig, event: dict, log: Callable[[str], None], cwd=None) -> list[tuple[str, bool, str]]:
+    """Send one event to every URL and the command, now; return (target, ok, why) each. Never raises."""
+    results = []
+    if not config.wants(event):
+        return results
+    for url in config.urls:
+        try:
+            ok, why = _send_url(url, event, config.timeout)
+        except Exception as e:  # a bug in a transport must not reach the runner
+            ok, why = False, f"{type(e).__name__}: {e}"
+        results.append((_redact(url), ok, why))
+    if config.on_event:
+        ok, why = _run_hook(config.on_event, event, config.timeout, cwd)
+        results.append((f"on_event {config.on_event[0]}", ok, why))
+    for target, ok, why in results:
+        if not ok:
+            log(f"notify: {event.get('event')} to {target} failed: {why}")
+    return results
+
+
+def _send_url(url: str, event: dict, timeout: float) -> tuple[bool, str]:
+    import logging
+
+    import apprise
+
+    obj = apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory"))
+    if not obj.add(_with_timeouts(url, timeout)):
+        return False, "apprise does not understand this URL (see https://github.com/caronc/apprise/wiki)"
+    kind = getattr(apprise.NotifyType, _TYPES.get(event.get("event"), "info").upper())
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+        ok = obj.notify(title=event.get("title", ""), body=event.get("message", ""), notify_type=kind)
+    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+    return bool(ok), ("" if ok else (lines[-1] if lines else "not delivered"))
+
+
+def _with_timeouts(url: str, timeout: float) -> str:
+    # apprise's connect (cto) and read (rto) timeouts, unless the URL sets its own.
+    if "cto=" in url or "rto=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}cto={min(timeout, 10):g}&rto={timeout:g}"
+
+
+def _redact(url: str) -> str:
+    """A URL fit for a log: the scheme and host only (URLs often carry tokens and passwords)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>"
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split("?", 1)[0]
+    return f"{scheme}://{host}/..."
+
+
+def _run_hook(argv: tuple[str, ...], event: dict, timeout: float, cwd) -> tuple[bool, str]:
+    fill = {"{title}": str(event.get("title", "")), "{message}": str(event.get("message", "")),
+            "{event}": str(event.get("event", ""))}
+    args = []
+    for arg in argv:
+        for key, value in fill.items():
+            arg = arg.replace(key, value)
+        args.append(arg)
+    env = dict(os.environ, LAB_EVENT=str(event.get("event", "")), LAB_ROOT=str(event.get("lab", "")))
+    try:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    except OSError as e:
+        return False, f"cannot start {argv[0]}: {e.strerror or e}"
+    try:
+        out, _ = proc.communicate(json.dumps(event, ensure_ascii=False).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.communicate()
+        return False, f"timed out after {timeout:g} s (killed)"
+    except OSError as e:  # the command closed its stdin early: it still decides by its exit status
+        proc.wait()
+        out = b""
+        if proc.returncode == 0:
+            return True, ""
+        return False, f"exit {proc.returncode} ({e.strerror or e})"
+    if proc.returncode != 0:
+        tail = out.decode("utf-8", "replace").strip().splitlines()[-1:] if out else []
+        return False, f"exit {proc.returncode}" + (f": {tail[0][:300]}" if tail else "")
+    return True, ""
+
+
+class Notifier:
+    """Delivers events in the background, in order, one at a time; `send` returns at once."""
+
+    def __init__(self, config: NotifyConfig | None, log: Callable[[str], None], cwd=None):
+        self.config = config
+        self.log = log
+        self.cwd = cwd
+        self._queue: queue_mod.Queue = queue_mod.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def send(self, event: dict) -> None:
+        if self.config is None or not self.config.wants(event):
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="lab-notify", daemon=True)
+                self._thread.start()
+        self._queue.put(event)
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    return
+                deliver(self.config, event, self.log, self.cwd)
+            except Exception as e:  # never let the worker die with events still to send
+                self.log(f"notify: {type(e).__name__}: {e}")
+            finally:
+                self._queue.task_done()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Wait until what was sent is delivered, at most `timeout` seconds; True when nothing is left."""
+        if self._thread is None:
+            return True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log(f"notify: gave up waiting for {self._queue.qsize()} message(s) after {timeout:g} s")
+            return False
+        self._thread = None
+        return True
+
+
+def send_detached(workspace, event: dict, log_path=None) -> None:
+    """Deliver `event` from a short-lived detached process (for commands that must not wait, such as `lab status`)."""
+    from lab.core import process
+
+    config = config_for(workspace)
+    if config is None or not config.wants(event):
+        return
+    log_path = log_path or (workspace.state_dir / "runner.log")
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    process.spawn_detached([sys.executable, "-m", "lab.runs.notify", "--root", str(workspace.root),
+                            "--event", json.dumps(event, ensure_ascii=False)], log_path, cwd=workspace.root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from lab.core.workspace import Workspace
+
+    parser = argparse.ArgumentParser(prog="python -m lab.runs.notify", description="Deliver one lab event (used by lab).")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--event", required=True, help="the event as JSON")
+    args = parser.parse_args(argv)
+    ws = Workspace(args.root)
+
+    def log(message: str) -> None:
+        print(f"{_now()} {message}", flush=True)
+
+    try:
+        config = config_for(ws)
+        event = json.loads(args.event)
+    except (BadInput, ValueError) as e:
+        log(f"notify: {e}")
+        return 2
+    if config is None:
+        return 0
+    results = deliver(config, event, log, cwd=ws.root)
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
