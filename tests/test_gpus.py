@@ -241,3 +241,43 @@ def test_check_fits_refuses_what_can_never_run(lab_root):
 
 def test_job_env_names_the_gpus(lab_root):
     assert gpus.job_env(lanes4(), ("1", "3")) == {"CUDA_VISIBLE_DEVICES": "1,3", "LAB_GPUS": "1,3"}
+
+
+# -- one round of the runner ----------------------------------------------------------------------------------
+
+
+def rows(*pairs):
+    return [{"id": i, "experiment": exp, "setting": s} for i, (exp, s) in enumerate(pairs, start=1)]
+
+
+def test_plan_reads_each_report_once_and_places_jobs(lab_root):
+    write_settings(lab_root, "big", {"b1.json": {}, "b2.json": {}})
+    write_settings(lab_root, "small", {"s1.json": {}, "s2.json": {}})
+    set_front_matter(lab_root, "big", "gpus_per_run: 2")
+    ws = Workspace(lab_root)
+    queued = rows(("big", "b1"), ("small", "s1"), ("big", "b2"), ("small", "s2"))
+    p = gpus.plan(ws, lanes4(), [], queued)
+    assert p.start == [(1, ("0", "1")), (2, ("2",))] and p.impossible == []
+    # b1 and s1 run: b2 waits for two GPUs and s2 must not take GPU 3 from it.
+    running = [{"lane": gpus.lane_json(Need(gpus=2), ("0", "1"))}, {"lane": gpus.lane_json(Need(gpus=1), ("2",))}]
+    assert gpus.plan(ws, lanes4(), running, queued[2:]).start == []
+
+
+def test_plan_names_jobs_that_cannot_run(lab_root):
+    write_settings(lab_root, "e", {"s.json": {}})
+    write_settings(lab_root, "f", {"s.json": {}})
+    set_front_matter(lab_root, "e", "gpus_per_run: 8")
+    (lab_root / "experiments" / "f" / "report.md").write_text("---\ngpus: [0, 0]\n---\n")
+    p = gpus.plan(Workspace(lab_root), lanes4(), [], rows(("e", "s"), ("f", "s"), ("gone", "s")))
+    reasons = dict(p.impossible)
+    assert reasons[1] == "it needs 8 GPUs and the runner has 4 (0,1,2,3)"
+    assert reasons[2].endswith("report.md: gpus: GPU 0 is listed twice")
+    assert p.start == [(3, ("0",))]  # an experiment whose report is gone runs with the defaults, as before
+
+
+def test_what_a_running_job_holds_survives_in_its_row():
+    need = Need(gpus=2, share=Fraction(1, 3), group="e", cap=2)
+    held = gpus.held_from(gpus.lane_json(need, ("1", "3")))
+    assert held.gpus == ("1", "3") and held.need.share == Fraction(1, 3) and held.need.cap == 2
+    for broken in (None, "", "garbage", "[1]", '{"gpus": 5}', '{"share": [1, 0]}'):
+        assert gpus.held_from(broken).need.gpus == 0  # a job from before lanes holds one CPU lane

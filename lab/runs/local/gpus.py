@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 import os
 import re
 import subprocess
@@ -42,7 +43,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from lab.errors import BadInput
-from lab.runs.local.slots import Need, Pool, why_impossible
+from lab.runs.local.slots import Held, Need, Plan, Pool, schedule, why_impossible
 
 KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run")
 # Other keys lab reads from lab.yaml or a report, so only near misses of ours are called typos.
@@ -188,10 +189,12 @@ def lanes_for(workspace, env: dict | None = None) -> Lanes:
                  gpus_per_run=opts.get("gpus_per_run"), source=source, order_env=order_env)
 
 
-def need_for(exp, setting: str, lanes: Lanes) -> Need:
-    """What one job of experiment `exp` (its setting `setting`) needs on these lanes."""
+def need_for(exp, setting: str, lanes: Lanes, meta: dict | None = None) -> Need:
+    """What one job of experiment `exp` (its setting `setting`) needs on these lanes (`meta`: its report's checked
+    lane keys, when the caller has them already)."""
     where = str(exp.report_path)
-    meta = options(exp.meta(), where, report=True)
+    if meta is None:
+        meta = options(exp.meta(), where, report=True)
     exp_gpus = meta.get("gpus", "auto")
     per_run = meta.get("gpus_per_run", lanes.gpus_per_run)
     k = _match(per_run, setting)
@@ -224,6 +227,70 @@ def check_fits(setting, lanes: Lanes) -> Need:
         hint = "" if lanes.managed else " (set gpus: auto or a list in lab.yaml, or LAB_GPUS)"
         raise BadInput(f"{setting.where()}: cannot run here: {reason}{hint}")
     return need
+
+
+def plan(workspace, lanes: Lanes, running: list[dict], queued) -> Plan:
+    """One round of the runner: which of the `queued` rows (queue order) start now, on which GPUs.
+
+    `running` rows carry `lane` (what `lane_json` wrote when they started), so a report edited since cannot change
+    what a running job holds. A queued job whose report became unreadable or asks for what the lanes never have is
+    in `impossible` with the reason. The plan's keys are the rows' `id`s; each report is read once a round.
+    """
+    held = [held_from(row.get("lane")) for row in running]
+    metas: dict = {}
+    broken: list = []
+
+    def needs():
+        for row in queued:
+            try:
+                need = _need_of_row(workspace, lanes, row, metas)
+            except (BadInput, OSError, ValueError) as e:
+                broken.append((row["id"], str(e)))
+                continue
+            yield row["id"], need
+
+    result = schedule(lanes.pool, held, needs())
+    result.impossible = broken + result.impossible
+    return result
+
+
+def _need_of_row(workspace, lanes: Lanes, row: dict, metas: dict) -> Need:
+    name = row["experiment"]
+    if name not in metas:
+        try:
+            exp = workspace.experiment(name, must_exist=False)
+            metas[name] = (exp, options(exp.meta(), str(exp.report_path), report=True), None)
+        except (BadInput, OSError, ValueError) as e:
+            metas[name] = (None, None, e)
+    exp, meta, error = metas[name]
+    if error is not None:
+        raise error
+    return need_for(exp, row["setting"], lanes, meta=meta)
+
+
+def lane_json(need: Need, gpus: tuple[str, ...]) -> str:
+    """What a started job holds, for its queue row: its GPUs, its share of each, its experiment's cap."""
+    return json.dumps({"gpus": list(gpus), "k": need.gpus, "share": [need.share.numerator, need.share.denominator],
+                       "group": need.group, "cap": need.cap})
+
+
+def held_from(text: str | None) -> Held:
+    """The `Held` of a running job from its row's `lane` (a job started before lanes holds one CPU lane)."""
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return Held(Need(gpus=0))
+    try:
+        gpus = tuple(str(g) for g in data.get("gpus") or ())
+        num, den = data.get("share") or (1, 1)
+        cap = data.get("cap")
+        need = Need(gpus=len(gpus), share=Fraction(int(num), int(den)), group=data.get("group") if cap else None,
+                    cap=int(cap) if cap else None)
+        return Held(need, gpus)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return Held(Need(gpus=0))
 
 
 def job_env(lanes: Lanes, gpus: tuple[str, ...]) -> dict:
