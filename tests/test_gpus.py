@@ -258,6 +258,7 @@ def test_plan_reads_each_report_once_and_places_jobs(lab_root):
     queued = rows(("big", "b1"), ("small", "s1"), ("big", "b2"), ("small", "s2"))
     p = gpus.plan(ws, lanes4(), [], queued)
     assert p.start == [(1, ("0", "1")), (2, ("2",))] and p.impossible == []
+    assert p.needs[1] == Need(gpus=2) and p.needs[2] == Need(gpus=1)
     # b1 and s1 run: b2 waits for two GPUs and s2 must not take GPU 3 from it.
     running = [{"lane": gpus.lane_json(Need(gpus=2), ("0", "1"))}, {"lane": gpus.lane_json(Need(gpus=1), ("2",))}]
     assert gpus.plan(ws, lanes4(), running, queued[2:]).start == []
@@ -279,5 +280,6 @@ def test_what_a_running_job_holds_survives_in_its_row():
     need = Need(gpus=2, share=Fraction(1, 3), group="e", cap=2)
     held = gpus.held_from(gpus.lane_json(need, ("1", "3")))
     assert held.gpus == ("1", "3") and held.need.share == Fraction(1, 3) and held.need.cap == 2
+    assert gpus.lane_of(gpus.lane_json(need, ("1",), {"LAB_GPUS": "1"}))["env"] == {"LAB_GPUS": "1"}
     for broken in (None, "", "garbage", "[1]", '{"gpus": 5}', '{"share": [1, 0]}'):
         assert gpus.held_from(broken).need.gpus == 0  # a job from before lanes holds one CPU lane

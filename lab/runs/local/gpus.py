@@ -247,10 +247,12 @@ def plan(workspace, lanes: Lanes, running: list[dict], queued) -> Plan:
             except (BadInput, OSError, ValueError) as e:
                 broken.append((row["id"], str(e)))
                 continue
+            result.needs[row["id"]] = need
             yield row["id"], need
 
-    result = schedule(lanes.pool, held, needs())
-    result.impossible = broken + result.impossible
+    result = Plan()
+    planned = schedule(lanes.pool, held, needs())
+    result.start, result.impossible = planned.start, broken + planned.impossible
     return result
 
 
@@ -268,19 +270,26 @@ def _need_of_row(workspace, lanes: Lanes, row: dict, metas: dict) -> Need:
     return need_for(exp, row["setting"], lanes, meta=meta)
 
 
-def lane_json(need: Need, gpus: tuple[str, ...]) -> str:
-    """What a started job holds, for its queue row: its GPUs, its share of each, its experiment's cap."""
-    return json.dumps({"gpus": list(gpus), "k": need.gpus, "share": [need.share.numerator, need.share.denominator],
-                       "group": need.group, "cap": need.cap})
+def lane_json(need: Need, gpus: tuple[str, ...], env: dict | None = None) -> str:
+    """What a started job holds, for its queue row: its GPUs, its share of each, its experiment's cap, and the
+    environment its supervisor gives the program (`job_env`)."""
+    return json.dumps({"gpus": list(gpus), "share": [need.share.numerator, need.share.denominator],
+                       "group": need.group, "cap": need.cap, "env": env or {}})
+
+
+def lane_of(text: str | None) -> dict:
+    """A row's `lane` as a dict (`{}` for a job started without lanes or a damaged value)."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def held_from(text: str | None) -> Held:
     """The `Held` of a running job from its row's `lane` (a job started before lanes holds one CPU lane)."""
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
+    data = lane_of(text)
+    if not data:
         return Held(Need(gpus=0))
     try:
         gpus = tuple(str(g) for g in data.get("gpus") or ())

@@ -68,10 +68,12 @@ class Held:
 
 @dataclass
 class Plan:
-    """`start`: (key, GPU ids) to start now, in queue order; `impossible`: (key, reason) for jobs that never fit."""
+    """`start`: (key, GPU ids) to start now, in queue order; `impossible`: (key, reason) for jobs that never fit;
+    `needs`: what each job looked at needs (filled by callers that compute needs on the way)."""
 
     start: list[tuple[Hashable, tuple[str, ...]]] = field(default_factory=list)
     impossible: list[tuple[Hashable, str]] = field(default_factory=list)
+    needs: dict = field(default_factory=dict)
 
 
 def usable(pool: Pool, need: Need) -> tuple[str, ...]:
