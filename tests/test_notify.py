@@ -16,7 +16,7 @@ from conftest import wait_for
 from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import notify
-from lab.runs.notify import Notifier, NotifyConfig, Summary
+from lab.runs.notify import NotifyConfig, Sender, Summary
 
 
 class Receiver:
@@ -166,12 +166,11 @@ def test_lower_is_better_and_no_metric_at_all(tmp_path):
 
 def test_a_failed_job_and_a_drained_queue_each_deliver_one_message(receiver, tmp_path):
     log = Log()
-    n = Notifier(NotifyConfig(urls=(receiver.url,)), log)
-    n.send(notify.job_event("failed", FAILED, tmp_path / "mylab"))
+    config = NotifyConfig(urls=(receiver.url,))
+    notify.deliver(config, notify.job_event("failed", FAILED, tmp_path / "mylab"), log)
     s = Summary()
     s.add(FAILED)
-    n.send(s.event(tmp_path / "mylab"))
-    assert n.close(30)
+    notify.deliver(config, s.event(tmp_path / "mylab"), log)
     assert [p for p, _ in receiver.posts] == ["/hook", "/hook"]
     first, second = (body for _, body in receiver.posts)
     assert first["title"] == "lab mylab: exp3/lr-high failed" and first["type"] == "failure"
@@ -181,50 +180,54 @@ def test_a_failed_job_and_a_drained_queue_each_deliver_one_message(receiver, tmp
 
 
 def test_events_not_asked_for_are_not_sent(receiver, tmp_path):
-    n = Notifier(NotifyConfig(urls=(receiver.url,), events=frozenset({"drained"})), Log())
-    n.send(notify.job_event("failed", FAILED, tmp_path))
-    n.send(Summary().event(tmp_path))
-    assert n.close(30)
+    config = NotifyConfig(urls=(receiver.url,), events=frozenset({"drained"}))
+    assert notify.deliver(config, notify.job_event("failed", FAILED, tmp_path), Log()) == []
+    notify.deliver(config, Summary().event(tmp_path), Log())
     assert len(receiver.posts) == 1 and receiver.posts[0][1]["title"].endswith("queue done")
 
 
 def test_a_receiver_that_is_down_only_logs(tmp_path):
     log = Log()
-    url = f"json://127.0.0.1:{closed_port()}/hook?token=SECRET"
-    n = Notifier(NotifyConfig(urls=(url,)), log)
-    n.send(notify.job_event("failed", FAILED, tmp_path))
-    assert n.close(30)
-    assert len(log) == 1 and log[0].startswith(f"notify: failed to json://127.0.0.1:{url.split(':')[2].split('/')[0]}/... failed: ")
+    port = closed_port()
+    results = notify.deliver(NotifyConfig(urls=(f"json://127.0.0.1:{port}/hook?token=SECRET",)),
+                             notify.job_event("failed", FAILED, tmp_path), log)
+    assert [(t, ok) for t, ok, _ in results] == [(f"json://127.0.0.1:{port}/...", False)]
+    assert len(log) == 1 and log[0].startswith(f"notify: failed to json://127.0.0.1:{port}/... failed: ")
     assert "SECRET" not in log[0]
 
 
-def test_send_returns_while_a_receiver_hangs():
-    # The worker is stuck in the receiver; the caller (the runner) is not.
+def test_the_runner_s_sender_returns_while_a_receiver_hangs_and_logs_what_failed(lab_root):
     hanging = Receiver(hang=True)
     try:
+        port = closed_port()
+        (lab_root / "lab.yaml").write_text(f"notify: ['json://127.0.0.1:{port}/down', {hanging.url}]\n")
         log = Log()
-        n = Notifier(NotifyConfig(urls=(hanging.url,), timeout=20), log)
-        for i in range(3):
-            n.send({"event": "failed", "title": f"t{i}", "message": "m"})
-        assert hanging.posts == []  # send() returned; nothing delivered yet
-        wait_for(lambda: n._thread is not None and n._thread.is_alive(), what="the worker")
+        sender = Sender(Workspace(lab_root), log)
+        sender.send(notify.job_event("failed", FAILED, lab_root))
+        assert hanging.posts == [] and log == []  # send() returned; the receiver still holds the message
+        runner_log = lab_root / ".lab" / "runner.log"
+        wait_for(lambda: runner_log.exists() and "failed to json://127.0.0.1" in runner_log.read_text(), timeout=60,
+                 what="the failure in the runner's log")
         hanging.release.set()
-        assert n.close(60)
-        assert [b["title"] for _, b in hanging.posts] == ["t0", "t1", "t2"]  # in order
+        wait_for(lambda: hanging.posts, timeout=60, what="the delivery")
+        assert hanging.posts[0][1]["title"] == f"lab {lab_root.name}: exp3/lr-high failed"
+        wait_for(lambda: all(p.poll() is not None for p in sender._procs), timeout=60, what="the sender to end")
     finally:
         hanging.stop()
 
 
-def test_close_gives_up_after_its_timeout():
-    hanging = Receiver(hang=True)
-    try:
-        log = Log()
-        n = Notifier(NotifyConfig(urls=(hanging.url,), timeout=20), log)
-        n.send({"event": "failed", "title": "t", "message": "m"})
-        assert n.close(0.2) is False
-        assert log[-1].startswith("notify: gave up waiting")
-    finally:
-        hanging.stop()
+def test_no_notify_config_sends_nothing(lab_root):
+    sender = Sender(Workspace(lab_root), Log())
+    sender.send(notify.job_event("failed", FAILED, lab_root))
+    assert sender._procs == []
+    assert notify.send_detached(Workspace(lab_root), Summary().event(lab_root)) is None
+
+
+def test_a_bad_notify_config_in_the_runner_is_one_log_line(lab_root):
+    (lab_root / "lab.yaml").write_text("notify: {urls: [x]}\n")
+    log = Log()
+    Sender(Workspace(lab_root), log).send(notify.probe_event(lab_root))
+    assert log == [f"{lab_root / 'lab.yaml'}: notify.urls: entry 1 is not a URL such as ntfys://ntfy.sh/TOPIC or json://host:port/path; no notifications"]
 
 
 def test_a_url_apprise_does_not_know_is_logged(tmp_path):
@@ -234,17 +237,11 @@ def test_a_url_apprise_does_not_know_is_logged(tmp_path):
     assert len(log) == 1
 
 
-def test_no_notify_config_sends_nothing_and_starts_no_thread(tmp_path):
-    n = Notifier(None, Log())
-    n.send(notify.job_event("failed", FAILED, tmp_path))
-    assert n._thread is None and n.close(1)
-
-
 def test_apprise_is_imported_only_when_sending(tmp_path):
     import subprocess
 
-    code = ("import sys; from lab.runs import notify; n = notify.Notifier(notify.NotifyConfig(urls=('json://x/',)),"
-            " print); print('apprise' in sys.modules)")
+    code = ("import sys; from lab.runs import notify; notify.parse_config(['json://x/'], 'lab.yaml');"
+            " notify.Summary().event('/x'); print('apprise' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

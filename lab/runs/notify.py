@@ -17,24 +17,23 @@ would split it, and run without one) run from the lab root with `LAB_EVENT` and 
 Why apprise: one maintained library speaks to some hundred services through one URL syntax, so lab writes no
 transport of its own; it is imported only when a message is sent (~70 ms, in the background).
 
-Why a background thread: a notification must never fail or slow the queue. `Notifier.send` puts the event on a
-queue and returns; one worker thread delivers them in order, each within `timeout`, and writes what failed to the
-log it was given (the runner's log). A process that is about to exit calls `close(timeout)` so that the last word
-(the drained queue) goes out, waiting at most that long. A command that runs no queue of its own (crash recovery by
-`lab status`) uses `send_detached`: a short-lived detached `python -m lab.runs.notify` delivers it.
+Why a process of its own: a notification must never fail or slow the queue. `send_detached` (and `Sender`, the
+runner's) starts a short-lived detached `python -m lab.runs.notify` that delivers the event within `timeout` per
+target and writes what failed to the runner's log (`.lab/runner.log`); the caller returns at once and never learns
+whether it worked. (A thread in the runner would be cheaper, but the runner forks a supervisor for every job, and a
+fork taken while another thread holds a lock can leave the child stuck.) The Slurm node, which ends with its job,
+calls `deliver` itself, bounded by the same timeout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue as queue_mod
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -249,18 +248,20 @@ def deliver(config: NotifyConfig, event: dict, log: Callable[[str], None], cwd=N
     results = []
     if not config.wants(event):
         return results
+
+    def note(target: str, ok: bool, why: str) -> None:
+        results.append((target, ok, why))
+        if not ok:  # at once: a later target may take its whole timeout
+            log(f"notify: {event.get('event')} to {target} failed: {why}")
+
     for url in config.urls:
         try:
             ok, why = _send_url(url, event, config.timeout)
         except Exception as e:  # a bug in a transport must not reach the runner
             ok, why = False, f"{type(e).__name__}: {e}"
-        results.append((_redact(url), ok, why))
+        note(_redact(url), ok, why)
     if config.on_event:
-        ok, why = _run_hook(config.on_event, event, config.timeout, cwd)
-        results.append((f"on_event {config.on_event[0]}", ok, why))
-    for target, ok, why in results:
-        if not ok:
-            log(f"notify: {event.get('event')} to {target} failed: {why}")
+        note(f"on_event {config.on_event[0]}", *_run_hook(config.on_event, event, config.timeout, cwd))
     return results
 
 
@@ -330,62 +331,46 @@ def _run_hook(argv: tuple[str, ...], event: dict, timeout: float, cwd) -> tuple[
     return True, ""
 
 
-class Notifier:
-    """Delivers events in the background, in order, one at a time; `send` returns at once."""
+class Sender:
+    """Sends events from a long-lived process (the runner): each from its own short-lived detached process.
 
-    def __init__(self, config: NotifyConfig | None, log: Callable[[str], None], cwd=None):
-        self.config = config
+    Not a thread: the runner forks a supervisor for every job, and a fork taken while a thread holds a lock (an
+    import, the log's buffer) can leave the child stuck; a separate process per message has no such moment and
+    outlives the runner, so the last word goes out even when the runner exits at once.
+    """
+
+    def __init__(self, workspace, log: Callable[[str], None]):
+        self.workspace = workspace
         self.log = log
-        self.cwd = cwd
-        self._queue: queue_mod.Queue = queue_mod.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._procs: list = []
+        try:
+            self.config = config_for(workspace)
+        except BadInput as e:  # lab.yaml changed since lab run checked it
+            log(f"{e}; no notifications")
+            self.config = None
 
     def send(self, event: dict) -> None:
         if self.config is None or not self.config.wants(event):
             return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="lab-notify", daemon=True)
-                self._thread.start()
-        self._queue.put(event)
-
-    def _work(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                if event is None:
-                    return
-                deliver(self.config, event, self.log, self.cwd)
-            except Exception as e:  # never let the worker die with events still to send
-                self.log(f"notify: {type(e).__name__}: {e}")
-            finally:
-                self._queue.task_done()
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Wait until what was sent is delivered, at most `timeout` seconds; True when nothing is left."""
-        if self._thread is None:
-            return True
-        self._queue.put(None)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.log(f"notify: gave up waiting for {self._queue.qsize()} message(s) after {timeout:g} s")
-            return False
-        self._thread = None
-        return True
+        self._procs = [p for p in self._procs if p.poll() is None]  # reap the ones that are done
+        try:
+            self._procs.append(send_detached(self.workspace, event, config=self.config))
+        except OSError as e:  # no process could be started (out of memory, no pids): only the message is lost
+            self.log(f"notify: could not start the sender: {e}")
 
 
-def send_detached(workspace, event: dict, log_path=None) -> None:
-    """Deliver `event` from a short-lived detached process (for commands that must not wait, such as `lab status`)."""
+def send_detached(workspace, event: dict, config: NotifyConfig | None = None, log_path=None):
+    """Deliver `event` from a short-lived detached process (`python -m lab.runs.notify`) that writes what failed to
+    the runner's log; return its Popen (None when nothing is to be sent). The caller never waits for it."""
     from lab.core import process
 
-    config = config_for(workspace)
+    config = config if config is not None else config_for(workspace)
     if config is None or not config.wants(event):
-        return
+        return None
     log_path = log_path or (workspace.state_dir / "runner.log")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    process.spawn_detached([sys.executable, "-m", "lab.runs.notify", "--root", str(workspace.root),
-                            "--event", json.dumps(event, ensure_ascii=False)], log_path, cwd=workspace.root)
+    return process.spawn_detached([sys.executable, "-m", "lab.runs.notify", "--root", str(workspace.root),
+                                   "--event", json.dumps(event, ensure_ascii=False)], log_path, cwd=workspace.root)
 
 
 def main(argv: list[str] | None = None) -> int:
