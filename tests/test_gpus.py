@@ -283,3 +283,16 @@ def test_what_a_running_job_holds_survives_in_its_row():
     assert gpus.lane_of(gpus.lane_json(need, ("1",), {"LAB_GPUS": "1"}))["env"] == {"LAB_GPUS": "1"}
     for broken in (None, "", "garbage", "[1]", '{"gpus": 5}', '{"share": [1, 0]}'):
         assert gpus.held_from(broken).need.gpus == 0  # a job from before lanes holds one CPU lane
+
+
+def test_gpus_per_run_for_the_slurm_executor(lab_root):
+    write_settings(lab_root, "e", {"small.json": {}, "big.json": {}})
+    write_settings(lab_root, "cpu", {"s.json": {}})
+    set_front_matter(lab_root, "e", "gpus_per_run: {big: 4}")
+    set_front_matter(lab_root, "cpu", "gpus: none")
+    ws = Workspace(lab_root)
+    assert gpus.gpus_per_run(ws.experiment("e"), "big") == 4
+    assert gpus.gpus_per_run(ws.experiment("e"), "small") is None  # no pattern matches: slurm.gpus stands
+    assert gpus.gpus_per_run(ws.experiment("cpu"), "s") == 0
+    (lab_root / "lab.yaml").write_text("gpus_per_run: 1\n")
+    assert gpus.gpus_per_run(Workspace(lab_root).experiment("e"), "small") == 1

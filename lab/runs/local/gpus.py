@@ -210,6 +210,16 @@ def need_for(exp, setting: str, lanes: Lanes, meta: dict | None = None) -> Need:
                 group=exp.name if cap else None, cap=cap)
 
 
+def gpus_per_run(exp, setting: str) -> int | None:
+    """How many GPUs a setting's run asks for (`gpus_per_run` of the report, else of lab.yaml; `gpus: none` in
+    the report: 0), or None when neither says; the Slurm executor makes it `--gres=gpu:N`."""
+    lab_opts = options(exp.workspace.config, str(Path(exp.workspace.root) / "lab.yaml"))
+    meta = options(exp.meta(), str(exp.report_path), report=True)
+    if meta.get("gpus") == ():
+        return 0
+    return _match(meta.get("gpus_per_run", lab_opts.get("gpus_per_run")), setting)
+
+
 def _match(per_run, setting: str) -> int | None:
     if per_run is None or isinstance(per_run, int):
         return per_run
