@@ -11,7 +11,7 @@ In a report's front matter, for that experiment's jobs:
 
     gpus: [2, 3]          # only these of the lab's GPUs (none: its jobs use no GPU)
     jobs_per_gpu: 4       # its jobs are small: four share a GPU
-    gpus_per_run: 2       # or per setting: {big: 2, "*-xl": 4, "*": 1} (first matching pattern wins)
+    gpus_per_run: 2       # or per setting: {big: 2, "*-xl": 4} (first matching pattern wins; else lab.yaml's)
     max_parallel: 2       # at most two of its jobs at once
 
 Why the number of GPUs a run needs lives in the report and not in the settings file: a setting goes to the
@@ -196,8 +196,9 @@ def need_for(exp, setting: str, lanes: Lanes, meta: dict | None = None) -> Need:
     if meta is None:
         meta = options(exp.meta(), where, report=True)
     exp_gpus = meta.get("gpus", "auto")
-    per_run = meta.get("gpus_per_run", lanes.gpus_per_run)
-    k = _match(per_run, setting)
+    k = _match(meta.get("gpus_per_run"), setting)
+    if k is None:  # the report says nothing for this setting: lab.yaml's default
+        k = _match(lanes.gpus_per_run, setting)
     if exp_gpus == ():
         if k:
             raise BadInput(f"{where}: gpus: none, but gpus_per_run asks {k} for {setting}")
@@ -217,7 +218,8 @@ def gpus_per_run(exp, setting: str) -> int | None:
     meta = options(exp.meta(), str(exp.report_path), report=True)
     if meta.get("gpus") == ():
         return 0
-    return _match(meta.get("gpus_per_run", lab_opts.get("gpus_per_run")), setting)
+    k = _match(meta.get("gpus_per_run"), setting)
+    return k if k is not None else _match(lab_opts.get("gpus_per_run"), setting)
 
 
 def _match(per_run, setting: str) -> int | None:
