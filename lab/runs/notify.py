@@ -259,7 +259,7 @@ def deliver(config: NotifyConfig, event: dict, log: Callable[[str], None], cwd=N
             ok, why = _send_url(url, event, config.timeout)
         except Exception as e:  # a bug in a transport must not reach the runner
             ok, why = False, f"{type(e).__name__}: {e}"
-        note(_redact(url), ok, why)
+        note(redact(url), ok, why)
     if config.on_event:
         note(f"on_event {config.on_event[0]}", *_run_hook(config.on_event, event, config.timeout, cwd))
     return results
@@ -287,7 +287,7 @@ def _with_timeouts(url: str, timeout: float) -> str:
     return f"{url}{'&' if '?' in url else '?'}cto={min(timeout, 10):g}&rto={timeout:g}"
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """A URL fit for a log: the scheme and host only (URLs often carry tokens and passwords)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
