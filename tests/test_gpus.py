@@ -1,4 +1,4 @@
-"""The local runner's lanes (lab.runs.local.gpus): lab.yaml and report keys, LAB_GPUS, finding the GPUs, job env."""
+"""The local runner's lanes (lab.runs.gpus): lab.yaml and report keys, LAB_GPUS, finding the GPUs, job env."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import write_settings
 from lab.core.workspace import Workspace
 from lab.errors import BadInput
-from lab.runs.local import gpus
+from lab.runs import gpus
 from lab.runs.local.slots import Need
 
 NO_GPU_ENV = {"PATH": "/nonexistent"}  # no nvidia-smi, no CUDA_VISIBLE_DEVICES, no LAB_GPUS
@@ -135,7 +135,7 @@ def test_auto_respects_cuda_visible_devices(no_nvml):
 def test_detect_does_not_import_a_gpu_stack():
     import subprocess
 
-    code = ("import sys; from lab.runs.local import gpus; gpus.detect({'PATH': '/nonexistent'});"
+    code = ("import sys; from lab.runs import gpus; gpus.detect({'PATH': '/nonexistent'});"
             "print(sorted(m for m in ('torch', 'transformers', 'pynvml') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("[]", "['pynvml']")

@@ -1,4 +1,5 @@
-"""What the local runner may run at once: the GPUs it hands out, how many jobs share one, its CPU lanes.
+"""What a run needs and what the local runner may run at once: the GPUs it hands out, how many jobs share one,
+its CPU lanes (here, not in runs/local, because the Slurm executor reads `gpus_per_run` too).
 
 In `lab.yaml` (the machine's lanes):
 
