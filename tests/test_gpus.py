@@ -14,7 +14,7 @@ from conftest import write_settings
 from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import gpus
-from lab.runs.local.slots import Need
+from lab.runs.slots import Need
 
 NO_GPU_ENV = {"PATH": "/nonexistent"}  # no nvidia-smi, no CUDA_VISIBLE_DEVICES, no LAB_GPUS
 

@@ -1,4 +1,4 @@
-"""The local runner's scheduler (lab.runs.local.slots): which jobs start, on which GPUs, and that no job is delayed
+"""The local runner's scheduler (lab.runs.slots): which jobs start, on which GPUs, and that no job is delayed
 by a job queued after it. Pure functions: examples first, then random queues simulated to the end."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from lab.runs.local.slots import Held, Need, Pool, busy, schedule, why_impossible
+from lab.runs.slots import Held, Need, Pool, busy, schedule, why_impossible
 
 GPU = Need(gpus=1)
 TWO = Need(gpus=2)

@@ -44,7 +44,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from lab.errors import BadInput
-from lab.runs.local.slots import Held, Need, Plan, Pool, schedule, why_impossible
+from lab.runs.slots import Held, Need, Plan, Pool, schedule, why_impossible
 
 KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run")
 # Other keys lab reads from lab.yaml or a report, so only near misses of ours are called typos.
