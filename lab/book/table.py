@@ -20,7 +20,7 @@ from lab.runs import record as records
 from lab.errors import BadInput, LabError
 from lab.core.fsutil import atomic_write_text, natural_key
 # Which metric is "best" and which way is better: one decision, in lab.core.metrics (runs use it too).
-from lab.core.metrics import default_metric, direction, is_number, metric_order
+from lab.core.metrics import best_metric, direction, is_number, metric_order
 
 RESULTS_START = "<!-- lab:results -->"
 RESULTS_END = "<!-- /lab:results -->"
@@ -138,6 +138,10 @@ def differing_settings(runs: list[Run]) -> list[str]:
         if len(values) > 1:
             differ.append(key)
     return differ
+
+
+def default_metric(keys: list[str]) -> str | None:
+    return best_metric(keys, order=metric_order)
 
 
 @dataclass

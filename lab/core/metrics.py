@@ -72,12 +72,13 @@ def metric_order(key: str):
     return (0 if key.startswith("eval_") else 1 if key.startswith(("test_", "val_")) else 2, key)
 
 
-def default_metric(keys: list[str]) -> str | None:
-    """The metric that says which run is best: the first of PREFERRED present, else the first with a direction."""
+def best_metric(keys, order=None) -> str | None:
+    """The metric that says which run is best: the first of PREFERRED present, else the first key (in `order`, a
+    sort key; default: by name) whose name says which way is better."""
     for name in PREFERRED:
         if name in keys:
             return name
-    for key in sorted(keys, key=metric_order):
+    for key in sorted(keys, key=order):
         if direction(key) is not None:
             return key
     return None

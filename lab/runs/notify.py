@@ -178,12 +178,12 @@ class Summary:
 
     def best(self) -> dict | None:
         """The best succeeded run by the metric `lab compare` would choose (eval_accuracy, eval_loss, ...)."""
-        from lab.core.metrics import default_metric, direction
+        from lab.core.metrics import best_metric, direction
 
         keys: dict[str, None] = {}
         for run in self.runs:
             keys.update((k, None) for k, v in run["metrics"].items() if _is_number(v))
-        metric = default_metric(list(keys))
+        metric = best_metric(list(keys))
         if metric is None:
             return None
         candidates = [r for r in self.runs if _is_number(r["metrics"].get(metric))]
