@@ -337,12 +337,12 @@ class RunsTable:
 
 
 def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: list[Run] | None = None,
-               metrics: list[str] | None = None, all_metrics: bool = False) -> RunsTable:
+               metrics: list[str] | None = None, all_metrics: bool = False, configured: list[str] | None = None) -> RunsTable:
     """Compare an experiment's runs; `metric`/`mode` ('max'|'min') pick the best run (default: by name).
 
     The metric columns: `metrics` when given (names no run has are refused), every metric with `all_metrics`,
     else `metrics:` of the report's front matter or lab.yaml, else up to DEFAULT_MAX_METRICS results, evaluation
-    and test first, bookkeeping left out."""
+    and test first, bookkeeping left out. `configured` stands for that `metrics:` when the caller has read it."""
     if mode not in (None, "max", "min"):
         raise BadInput(f"mode must be 'max' or 'min', not {mode!r}")
     runs = load_runs(exp) if runs is None else runs
@@ -364,7 +364,7 @@ def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: li
     elif all_metrics:
         metric_keys = sorted(numeric, key=_metric_order)
     else:
-        configured = configured_metrics(exp)
+        configured = configured_metrics(exp) if configured is None else configured
         if configured:
             chosen = True
             metric_keys = [m for m in configured if m in numeric]
