@@ -311,9 +311,12 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
     # Hover targets: one per point, naming every run that has it (identical runs show together).
     targets = []
     for (hx, hy, _), who in hover.items():
-        names = ", ".join(dict.fromkeys(s for s, _, _, _ in who))
         _, x, y, metric = who[0]
-        text = f"{names} · step {value_label(x)} · {metric} {value_label(y)}"
+        if all((wx, wy) == (x, y) for _, wx, wy, _ in who):
+            names = ", ".join(dict.fromkeys(s for s, _, _, _ in who))
+            text = f"{names} · step {value_label(x)} · {metric} {value_label(y)}"
+        else:  # different points on the same pixel: each with its own value
+            text = f"{metric}: " + ", ".join(f"{s} step {value_label(wx)} {value_label(wy)}" for s, wx, wy, _ in who)
         targets.append(f'<circle class="p" cx="{hx}" cy="{hy}" r="5"><title>{escape(text)}</title></circle>')
     out.append('<g fill="transparent" stroke="none">' + "".join(targets) + "</g>")
     # The legend.

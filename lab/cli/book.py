@@ -41,9 +41,16 @@ def _with_columns(f):
 
 def text_table(table) -> list[str]:
     """The runs table for a terminal: a line of groups (settings, eval, test ...) over the column names, numbers
-    right-aligned, the best run marked with *."""
+    right-aligned, the best run marked with *; the state column only when some run did not succeed."""
     groups = table.groups()
     rows = [["*" if run.setting == table.best else " ", *cells] for run, cells in zip(table.runs, table.rows())]
+    rows = [[c if len(c) <= 24 else c[:23] + "…" for c in row] for row in rows]
+    if all(run.state == "succeeded" for run in table.runs):
+        groups[0] = ("run", ["setting", "time"])
+        rows = [[row[0], row[1], *row[3:]] for row in rows]
+    else:
+        groups[0] = ("run", ["setting", "state", "time"])
+    n_run = len(groups[0][1])
     labels = [label for _, columns in groups for label in columns]
     starts, i = [], 0
     for _, columns in groups:
@@ -55,8 +62,8 @@ def text_table(table) -> list[str]:
         span = sum(widths[start:start + len(columns)]) + 2 * (len(columns) - 1)
         if len(name) > span:
             widths[start + len(columns) - 1] += len(name) - span
-    numeric = {2} | set(range(table.RUN_COLUMNS + len(table.setting_keys), len(labels)))
-    group_sep, col_sep = "   ", "  "
+    numeric = {n_run - 1} | set(range(n_run + len(table.setting_keys), len(labels)))
+    group_sep, col_sep = "  ", "  "
 
     def line(cells, first=" "):
         parts = []
@@ -111,6 +118,8 @@ def compare_cmd(lab, experiment, metric, mode, metrics, all_metrics, as_json):
     note = table.best_note()
     if note:
         click.echo(f"* {note}" if table.best else note, err=True)
+    if len(table.runs) > 1 and all(run.state == "succeeded" for run in table.runs):
+        click.echo("both runs succeeded" if len(table.runs) == 2 else f"all {len(table.runs)} runs succeeded", err=True)
     if table.hidden_metrics:
         click.echo(f"{table.hidden_note()}: --metrics A,B or --all shows them", err=True)
 
