@@ -122,7 +122,7 @@ def _chromium(args: list[str], timeout: float) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="lab-chromium-") as profile:
         argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args]
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
@@ -140,7 +140,7 @@ def check(base: str, page: str, size: tuple[int, int] = SIZE, timeout: float = 1
     """Load `page` (a path under the served site, e.g. '/experiments/exp1/report/') in a frame of `size`; return
     {scrollWidth, innerWidth, clientWidth, title, bad, wide} as the browser saw it once the page's scripts ran."""
     url = f"{base}{CHECK_PAGE}?page={quote(page)}&w={size[0]}&h={size[1]}"
-    proc = _chromium([f"--window-size={size[0] + 40},{size[1] + 40}", "--virtual-time-budget=3000", "--dump-dom", url], timeout)
+    proc = _chromium([f"--window-size={size[0] + 40},{size[1] + 40}", "--virtual-time-budget=3000", "--hide-scrollbars", "--dump-dom", url], timeout)
     m = re.search(r'data-lab-check="([^"]*)"', proc.stdout)
     if not m:
         raise RuntimeError(f"chromium did not measure {page} (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -143,6 +144,12 @@ def make_lab(root: Path) -> Path:
         (exp3.settings_dir / f"{name}.json").write_text(json.dumps(setting))
         record = job.run(exp3.setting(name))
         assert record["state"] == "succeeded", record
+    # The same runs with every metric as a column: a table wider than the page, which scrolls inside its box.
+    shutil.copytree(exp3.dir, ws.experiments_dir / "exp4")
+    report = ws.experiments_dir / "exp4" / "report.md"
+    every = ["eval_accuracy", "eval_f1", "eval_loss", "eval_runtime", "eval_samples_per_second", "test_accuracy", "test_f1",
+             "test_samples", "train_loss", "train_runtime", "train_samples_per_second", "loss", "learning_rate", "grad_norm", "max_steps"]
+    report.write_text(report.read_text().replace("title: Three runs, six metrics", f"title: Every metric\nmetrics: {json.dumps(every)}"))
     papers = root / "papers"
     key, text = note_from_fixture(FIXTURES / "arxiv-api" / "id_1605.08386_s0_m100_199195aa31ad.xml", ["exp1"], ["markov"], "2026-11-01T10:00:00+00:00")
     (papers / f"{key}.md").write_text(text)
@@ -325,6 +332,8 @@ def test_curves_are_drawn_and_shown(built):
     assert any(h.startswith("a, b · step 50 · eval_f1 ") for h in hovers) and any(h.startswith("c · step 50 ·") for h in hovers)
     svg = (exp3 / "loss.svg").read_text()
     assert svg.count('stroke="#0072B2"') >= 2 and svg.count('stroke="#D55E00"') >= 2  # a and b: two colours
+    legend = ["".join(t.itertext()) for t in ET.parse(exp3 / "loss.svg").getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert "a" in legend and "b = a" in legend and "c ★" in legend  # b lies on a, drawn dashed over it, and says so
     # The figures are cached under .lab/, so an unchanged experiment is not drawn again.
     cached = root / ".lab" / "book" / "curves" / "exp1"
     assert (cached / "manifest.json").is_file()
@@ -365,7 +374,7 @@ def test_no_markup_from_fetched_text_survives(built):
         parsed = Page(page)
         for tag, name, value in parsed.attrs:
             assert not name.startswith("on"), f"{page}: <{tag} {name}={value!r}>"
-            if name in ("href", "src", "action", "formaction"):
+            if name in ("href", "src", "action", "formaction", "data"):
                 assert not value.strip().lower().startswith(("javascript:", "data:", "vbscript:")), f"{page}: {name}={value!r}"
         for script in parsed.scripts:
             assert "alert(" not in script, f"{page}: a script from fetched text: {script[:100]!r}"
@@ -383,6 +392,94 @@ def test_no_markup_from_fetched_text_survives(built):
     index = json.loads((site / "search" / "search_index.json").read_text())
     blob = json.dumps(index)
     assert "<script" not in blob and "<img" not in blob and "<svg" not in blob
+    # The reading list: hostile feed items are shown as text, their javascript: and data: links are not links, and an
+    # "arXiv id" that is not one gets no `lab note` command.
+    reading = site / "reading-list" / "index.html"
+    parsed = Page(reading)
+    text = " ".join(parsed.text)
+    assert '<script>alert("feed")</script> Evil item <img src=x onerror=alert(20)>' in text
+    assert "<b onmouseover=alert(21)>Mallory</b>" in text and "[a](javascript:alert(23))" in text
+    assert "A data link" in text and "lab note 2401.00002" not in text and "lab note <script>" not in text
+    assert not any("alert(" in href for href in parsed.links)
+
+
+def test_reading_list(built):
+    _, site, _ = built
+    reading = site / "reading-list" / "index.html"
+    parsed = Page(reading)
+    text = " ".join(" ".join(parsed.text).split())
+    home = site / "index.html"
+    assert reading in {resolve(site, home, href) for href in Page(home).links}
+    # Every feed, newest first, from the real answers that lab feed pull stored.
+    for feed in ("cs-lg", "bair", "evil"):
+        assert f'id="{feed}"' in reading.read_text(), feed
+    from lab.papers.feeds import Feeds
+
+    items = Feeds(Workspace(built[0])).items("cs-lg")
+    kept, others = items[0], items[1:]
+    assert kept["title"] in text and all(i["title"] in text for i in others)
+    # An item with a note links to it; the others say how to keep them.
+    kept_page = site / "papers" / kept["arxiv_id"] / "index.html"
+    assert kept_page in {resolve(site, reading, href) for href in parsed.links}
+    assert f"lab note {kept['arxiv_id']}" not in text
+    assert all(f"lab note {i['arxiv_id']}" in text for i in others)
+    assert site / "papers" / "2401.00001" / "index.html" in {resolve(site, reading, href) for href in parsed.links}
+    assert all(i["link"] in parsed.links for i in items)  # real http(s) links are links
+    bair = Feeds(Workspace(built[0])).items("bair")
+    assert bair and all(i["link"] in parsed.links for i in bair)
+
+
+def test_paper_page_shows_the_abstract_once_as_text(built):
+    _, site, _ = built
+    page = site / "papers" / "2401.00003" / "index.html"
+    raw = page.read_text()
+    text = " ".join(Page(page).text)
+    assert text.count(MATH_ABSTRACT) == 1, text  # p < 0.05, x_i, [x], *no*, `no code`, \alpha_1: as arXiv wrote them
+    assert "lab:abstract" not in raw and "\\_" not in raw and "\\[" not in raw and "&amp;lt;" not in raw
+    assert "Compare with <em>exp3</em>" in raw  # the user's notes are Markdown
+    real = site / "papers" / "1605.08386" / "index.html"
+    assert "lab:abstract" not in real.read_text() and "lab rewrites this block" not in real.read_text()
+    real_text = " ".join(Page(real).text)
+    assert real_text.count("heat-bath random walk") == 1 or real_text.count("Graphs on lattice points") == 1
+
+
+def test_publishing_is_explicit(built):
+    root, site, _ = built
+    exp = site / "experiments" / "exp1"
+    # By default: settings files and figures, never data, scripts, logs, runs or models.
+    assert (exp / "settings" / "s1.json").is_file() and (exp / "figures" / "confusion.png").is_file()
+    assert not (exp / "data").exists() and not (exp / "logs").exists() and not (exp / "runs").exists()
+    assert not list(site.rglob("*.jsonl")) and not list(site.rglob("make_data.py"))
+    config = root / "lab.yaml"
+    try:
+        config.write_text("book:\n  publish: ['data/*.jsonl']\n")
+        proc = mkdocs_build(root, root.parent / "site-publish")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        published = root.parent / "site-publish" / "experiments" / "exp1"
+        assert (published / "data" / "train.jsonl").is_file() and not (published / "data" / "make_data.py").exists()
+        for bad, message in (("book: [x]\n", "lab.yaml: book: must be a mapping"),
+                             ("book:\n  publish: ['../../papers/*']\n", "must stay inside the experiment")):
+            config.write_text(bad)
+            proc = mkdocs_build(root, root.parent / "site-bad")
+            assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+            assert "Traceback" not in proc.stderr
+    finally:
+        config.unlink(missing_ok=True)
+
+
+def test_home_and_search_text(built):
+    _, site, _ = built
+    home = " ".join(" ".join(Page(site / "index.html").text).split())
+    assert "4 experiments" in home and "s2 ★" in home and "c ★" in home  # the latest runs mark each experiment's best
+    from lab.book.pages import plural
+
+    assert plural(1, "experiment") == "1 experiment" and plural(0, "run") == "0 runs"
+    index = json.loads((site / "search" / "search_index.json").read_text())
+    texts = {doc["location"]: doc["text"] for doc in index["docs"]}
+    experiments = texts["experiments/"]
+    assert "experiment title tags runs" in experiments and "experimenttitle" not in experiments
+    exp3 = texts["experiments/exp3/report/#results"]
+    assert "eval" in exp3 and "accuracy" in exp3 and "evalaccuracy" not in exp3.replace(" ", " ")
 
 
 def test_compare_json_and_text(built, tmp_path):
@@ -549,15 +646,27 @@ def test_escaping_helpers():
         replace_block(f"{RESULTS_END}{RESULTS_START}", RESULTS_START, RESULTS_END, "x", "r.md")
 
 
-@pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
-                    reason="no chromium (apt-get install -y chromium)")
-def test_experiment_page_screenshot(built, tmp_path):
+CHROMIUM = any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome"))
+
+
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("LAB_REQUIRE_CHROMIUM"), reason="no chromium (apt-get install -y chromium)")
+def test_screenshots_in_chromium_without_sideways_scroll(built, tmp_path):
+    """Home, an experiment with 3 runs and 6 metrics, a paper, the reading list (and the hostile paper, and a table
+    too wide for the page) at 1280x2000 in headless Chromium: no page scrolls sideways, and once the pages' scripts
+    ran no event handler or javascript: URL is in the DOM. LAB_SCREENSHOTS=DIR keeps the PNGs."""
     sys.path.insert(0, str(REPO / "scripts"))
     try:
-        from screenshot import screenshot
+        from screenshot import shoot
     finally:
         sys.path.pop(0)
     _, site, _ = built
-    out = screenshot(site / "experiments" / "exp1" / "report" / "index.html", tmp_path / "exp1.png")
-    data = out.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
+    out = Path(os.environ.get("LAB_SCREENSHOTS") or tmp_path)
+    pages = {"home": "/", "experiment": "/experiments/exp3/report/", "paper": "/papers/2401.00003/",
+             "reading-list": "/reading-list/", "hostile-paper": "/papers/2401.00001/", "wide-table": "/experiments/exp4/report/"}
+    results = shoot(site, pages, out)
+    for name, r in results.items():
+        data = Path(r["png"]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name  # a rendered page, not a blank one
+        assert r["innerWidth"] == 1280 and r["scrollWidth"] <= r["innerWidth"], (name, r)
+        assert r["bad"] == [], (name, r["bad"])
+    assert "Three runs, six metrics" in results["experiment"]["title"]

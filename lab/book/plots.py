@@ -25,7 +25,7 @@ from pathlib import Path
 from lab.book.table import CURVE_ONLY, GROUP_ORDER, is_metric, is_number, metric_group
 from lab.core.fsutil import atomic_write_json, atomic_write_text
 
-VERSION = 6  # bump when the drawing changes, so cached figures are redrawn
+VERSION = 7  # bump when the drawing changes, so cached figures are redrawn
 SUFFIX = ".svg"
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -38,6 +38,7 @@ MAX_MARKERS = 12  # visible markers per line on long curves
 W = 380  # panel width in SVG units (the page scales it to its column)
 RIGHT, TOP = 12, 28
 PLOT_H = 150
+FONT_SIZE = 11.5
 FONT = "font-family=\"-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif\""
 
 
@@ -236,7 +237,7 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
     y_ticks = nice_ticks(y_lo, y_hi, 5)
     step_y = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else abs(y_ticks[0]) or 1
     y_labels = [tick_label(t, step_y) for t in y_ticks]
-    left = round(28 + max(_text_width(t, 10.5) for t in y_labels))  # the y label, then the widest tick label
+    left = round(30 + max(_text_width(t, FONT_SIZE) for t in y_labels))  # the y label, then the widest tick label
     plot_w = W - left - RIGHT
 
     def px(x):
@@ -247,11 +248,21 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
 
     # The legend: one entry per run (★ for the best), then the splits when training and evaluation share the panel.
     present = [s for s in settings if any(s in runs for _, _, runs in lines)]
-    entries = [(s, f"{s} ★" if s == best else s) for s in present]
+    # A run whose lines here are the same as an earlier run's is drawn dashed over it, so that both colours show,
+    # and the legend says so ("b = a").
+    same_as: dict[str, str] = {}
+    copies: dict[str, list[str]] = {}
+    for k, s in enumerate(present):
+        for earlier in present[:k]:
+            if earlier not in same_as and all(runs.get(s) == runs.get(earlier) for _, _, runs in lines):
+                same_as[s] = earlier
+                copies.setdefault(earlier, []).append(s)
+                break
+    entries = [(s, (f"{s} = {same_as[s]}" if s in same_as else s) + (" ★" if s == best else "")) for s in present]
     splits = [split for _, split, _ in lines if split]
     legend_rows, row, x = [], [], left
     for setting, label in entries:
-        w = 26 + _text_width(label, 10.5) + 12
+        w = 26 + _text_width(label, FONT_SIZE) + 12
         if row and x + w > W - RIGHT:
             legend_rows.append(row)
             row, x = [], left
@@ -259,27 +270,27 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
         x += w
     if row:
         legend_rows.append(row)
-    height = TOP + PLOT_H + 34 + 15 * len(legend_rows) + (15 if splits else 0)
+    height = TOP + PLOT_H + 36 + 16 * len(legend_rows) + (16 if splits else 0)
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
-           f'{FONT} font-size="10.5" role="img" aria-label="{escape(title)}">',
+           f'{FONT} font-size="{FONT_SIZE}" role="img" aria-label="{escape(title)}">',
            f'<title>{escape(title)}</title>',
            '<style>.p:hover{stroke-width:3;fill:rgba(0,0,0,.12)}</style>',
            f'<rect width="{W}" height="{height}" fill="#fff"/>',
-           f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="#222">{escape(title)}</text>']
+           f'<text x="{left}" y="16" font-size="14" font-weight="600" fill="#222">{escape(title)}</text>']
     # Grid, ticks and their labels.
     grid = []
     step_x = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1
     for t in x_ticks:
         grid.append(f'<path d="M{px(t):.1f} {TOP}V{TOP + PLOT_H}"/>')
-        out.append(f'<text x="{px(t):.1f}" y="{TOP + PLOT_H + 13}" text-anchor="middle" fill="#555">'
+        out.append(f'<text x="{px(t):.1f}" y="{TOP + PLOT_H + 14}" text-anchor="middle" fill="#555">'
                    f'{escape(tick_label(t, step_x) if not integer_x else str(int(t)))}</text>')
     for t, label in zip(y_ticks, y_labels):
         grid.append(f'<path d="M{left} {py(t):.1f}H{left + plot_w}"/>')
         out.append(f'<text x="{left - 4}" y="{py(t) + 3.5:.1f}" text-anchor="end" fill="#555">{escape(label)}</text>')
     out.insert(5, f'<g stroke="#e4e4e4" stroke-width="1">{"".join(grid)}</g>')
     out.append(f'<rect x="{left}" y="{TOP}" width="{plot_w}" height="{PLOT_H}" fill="none" stroke="#999" stroke-width="1"/>')
-    out.append(f'<text x="{left + plot_w}" y="{TOP + PLOT_H + 26}" text-anchor="end" fill="#555">step</text>')
+    out.append(f'<text x="{left + plot_w}" y="{TOP + PLOT_H + 28}" text-anchor="end" fill="#555">step</text>')
     out.append(f'<text transform="translate(13 {TOP + PLOT_H / 2:.1f}) rotate(-90)" text-anchor="middle" fill="#555">{escape(title)}</text>')
     # The lines: the first run widest and underneath, so that identical runs show as nested stripes.
     hover: dict[tuple, list] = {}
@@ -291,13 +302,17 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
             xs, ys = runs[setting]
             i = style[setting]
             color = COLORS[i % len(COLORS)]
-            width = 1.4 + 2.6 * (n - 1 - i) / max(1, n - 1) if n > 1 else 1.8
-            dash = DASH.get(split or "", "")
+            width = 1.5 + 1.5 * (n - 1 - i) / max(1, n - 1) if n > 1 else 1.8
+            dash, offset = DASH.get(split or "", ""), 0
+            if setting in same_as:
+                group = copies[same_as[setting]]
+                dash, offset = f"5 {5 * len(group)}", 5 * group.index(setting)
             pts = [(px(x), py(y)) for x, y in zip(xs, ys)]
             if len(pts) > 1:
                 d = "M" + "L".join(f"{a:.1f} {b:.1f}" for a, b in pts)
                 body.append(f'<path d="{d}" stroke="{color}" stroke-width="{width:.2f}"'
-                            + (f' stroke-dasharray="{dash}"' if dash else "") + ' stroke-linejoin="round"/>')
+                            + (f' stroke-dasharray="{dash}"' if dash else "") + (f' stroke-dashoffset="{-offset}"' if offset else "")
+                            + ' stroke-linejoin="round"/>')
             marks = _spread(len(pts), MAX_MARKERS if len(pts) > 25 else len(pts))
             r = 2.4 + 2.2 * (n - 1 - i) / max(1, n - 1) if n > 1 else 3
             body.append(f'<g stroke="{color}" stroke-width="1.3" fill="#fff">'
@@ -320,9 +335,9 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
         targets.append(f'<circle class="p" cx="{hx}" cy="{hy}" r="5"><title>{escape(text)}</title></circle>')
     out.append('<g fill="transparent" stroke="none">' + "".join(targets) + "</g>")
     # The legend.
-    y0 = TOP + PLOT_H + 44
+    y0 = TOP + PLOT_H + 46
     for r_i, row in enumerate(legend_rows):
-        ly = y0 + 15 * r_i
+        ly = y0 + 16 * r_i
         for setting, label, lx in row:
             i = style[setting]
             color = COLORS[i % len(COLORS)]
@@ -331,10 +346,10 @@ def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: l
                        f'<g stroke="{color}" stroke-width="1.3" fill="#fff">{_marker(MARKERS[i % len(MARKERS)], lx + 11, ly - 3.5, 3)}</g>'
                        f'<text x="{lx + 26:.1f}" y="{ly}" fill="#222"{weight}>{escape(label)}</text>')
     if splits:
-        ly = y0 + 15 * len(legend_rows)
+        ly = y0 + 16 * len(legend_rows)
         out.append(f'<path d="M{left} {ly - 3.5}h22" stroke="#555" stroke-width="1.5"/>'
                    f'<text x="{left + 26}" y="{ly}" fill="#555">{escape(lines[0][0])} (train)</text>')
-        lx = left + 26 + _text_width(f"{lines[0][0]} (train)", 10.5) + 16
+        lx = left + 26 + _text_width(f"{lines[0][0]} (train)", FONT_SIZE) + 16
         out.append(f'<path d="M{lx:.1f} {ly - 3.5}h22" stroke="#555" stroke-width="1.5" stroke-dasharray="{DASH["eval"]}"/>'
                    f'<text x="{lx + 26:.1f}" y="{ly}" fill="#555">{escape(lines[1][0])} (eval)</text>')
     out.append("</svg>\n")

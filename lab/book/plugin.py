@@ -34,6 +34,8 @@ CSS_URI = "assets/lab/lab.css"
 CSS = """\
 /* lab: the lab book's own styles (added by the lab mkdocs plugin). */
 .md-typeset .lab-table { overflow-x: auto; max-width: 100%; margin: 0 0 .4em; }
+.md-typeset .lab-table .md-typeset__scrollwrap { margin: 0; overflow: visible; }  /* the theme's own wrapper: one scrolling box is enough */
+.md-typeset .lab-table .md-typeset__table { padding: 0; }
 .md-typeset .lab-table table { display: table; margin: 0; font-size: .64rem; border-collapse: collapse; }
 .md-typeset .lab-table table th, .md-typeset .lab-table table td { padding: .4em .6em; min-width: 0; white-space: nowrap; vertical-align: bottom; }
 .md-typeset .lab-table table .lab-groups th { padding-bottom: 0; border-bottom: none; font-weight: 600;
