@@ -670,3 +670,19 @@ def test_screenshots_in_chromium_without_sideways_scroll(built, tmp_path):
         assert r["innerWidth"] == 1280 and r["scrollWidth"] <= r["innerWidth"], (name, r)
         assert r["bad"] == [], (name, r["bad"])
     assert "Three runs, six metrics" in results["experiment"]["title"]
+
+
+def test_papers_block_escapes_a_hand_edited_arxiv_id(lab, lab_root):
+    """A note's arxiv_id is fetched-text territory: in a report's papers block it is text, not markup."""
+    Workspace(lab_root).new_experiment("e")
+    note = {"arxiv_id": '2401.00001 <img src=x onerror=alert(1)> [x](javascript:alert(2))', "title": "T *t*", "experiments": ["e"]}
+    (lab_root / "papers" / "2401.00001.md").write_text(render_note(note, "An abstract."))
+    lab("note", "--sync", check=0)
+    block = (lab_root / "experiments" / "e" / "report.md").read_text().split("<!-- lab:papers -->")[1]
+    assert "<img" not in block and "&lt;img src=x onerror=alert(1)>" in block and "\\[x\\](javascript:alert(2))" in block
+    assert "T \\*t\\*" in block
+    # A well-formed id is written as it is.
+    note["arxiv_id"] = "2401.00001"
+    (lab_root / "papers" / "2401.00001.md").write_text(render_note(note, "An abstract."))
+    lab("note", "--sync", check=0)
+    assert "(arXiv:2401.00001)" in (lab_root / "experiments" / "e" / "report.md").read_text()

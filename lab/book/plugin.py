@@ -114,7 +114,7 @@ class LabBookPlugin(BasePlugin[LabBookConfig]):
                 if path in curves:
                     late.append(file)
         self._curve_files = late
-        log.info(f"lab: generated {n} pages ({len(book.experiments)} experiments, {len(book.papers)} papers) "
+        log.info(f"lab: generated {n} pages ({len(book.experiments)} experiment(s), {len(book.papers)} paper(s)) "
                  f"in {time.monotonic() - start:.1f}s")
         return files
 

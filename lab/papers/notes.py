@@ -294,7 +294,9 @@ def papers_block(workspace, exp_name: str) -> str:
     for n in notes(workspace):
         if exp_name in n.experiments:
             title = escape_markdown(str(n.meta.get("title") or n.key))
-            arxiv_id = escape_markdown(" ".join(str(n.meta.get("arxiv_id") or n.key).split()))  # a hand-edited note may hold anything
+            arxiv_id = " ".join(str(n.meta.get("arxiv_id") or n.key).split())
+            if not re.fullmatch(r"[A-Za-z0-9./-]+", arxiv_id):  # a hand-edited note may hold anything: text, not markup
+                arxiv_id = escape_markdown(arxiv_id)
             lines.append(f"- [{title}](../../papers/{n.key}.md) (arXiv:{arxiv_id})")
     inner = "\n\n" + "\n".join(lines) + "\n\n" if lines else "\n"
     return f"{PAPERS_START}{inner}{PAPERS_END}"
