@@ -47,7 +47,7 @@ CSS = """\
 .md-typeset .lab-table-note { font-size: .7rem; color: var(--md-default-fg-color--light); margin-top: 0; }
 .md-typeset .lab-curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: .5rem 1rem; }
 .md-typeset .lab-curves object { display: block; width: 100%; height: auto; max-width: 100%; }
-.md-typeset .lab-abstract { text-align: justify; hyphens: auto; }
+.md-typeset .lab-abstract { overflow-wrap: anywhere; }
 .md-typeset .lab-reading li { margin-bottom: .6em; }
 .md-typeset .lab-reading .lab-meta, .md-typeset .lab-feed-info { font-size: .7rem; color: var(--md-default-fg-color--light); }
 .md-typeset .lab-reading .lab-summary { font-size: .72rem; }
