@@ -10,7 +10,9 @@ them, 5 curves each; every paper note as `lab note` writes it) and measures:
 - with --cold: also the first build of the large lab, every figure drawn (what a fresh clone, e.g. `mkdocs gh-deploy`
   in CI, sees): worker processes draw while mkdocs renders the pages, so its wall time is about (pages + drawing) CPU
   seconds / cores (on 2 cores with matplotlib's SVG curves: 160.0 s wall, 303.6 s CPU, against 128.1 s for the cached
-  build of the same run; since the panels are written as SVG text, drawing is about a millisecond a panel).
+  build of the same run; since the panels are written as SVG text, drawing is about a millisecond a panel: on
+  2026-11-29, 2 cores shared with other work at load 13-15, cold 182.0 s wall / 44.9 s CPU, cached 144.5 s wall /
+  44.5 s CPU, drawing 4.9 ms CPU an experiment).
 Wall seconds depend on what else the machine runs (the load average is printed with each line); CPU seconds
 (user+sys of mkdocs and its workers) much less.
 Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]
