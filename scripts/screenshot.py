@@ -186,7 +186,7 @@ def main() -> None:
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         sys.exit(f"screenshot: {e}")
     failed = False
-    for name, r in results.items():
+    for r in results.values():
         scrolls = r["scrollWidth"] > r["innerWidth"]
         failed |= scrolls or bool(r["bad"])
         print(f"{r['png']}: scrollWidth {r['scrollWidth']} / innerWidth {r['innerWidth']}"

@@ -661,7 +661,7 @@ def publish_patterns(ws) -> list[str]:
     return [g.strip() for g in patterns]
 
 
-def _publishable(path: Path, size_ok=True) -> bool:
+def _publishable(path: Path) -> bool:
     try:
         return path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_STATIC_BYTES
     except OSError:
@@ -711,7 +711,6 @@ def results_html(t: book.RunsTable) -> str:
     if not show_state:
         groups[0] = ("run", ["setting", "duration"])
         rows = [[r[0], *r[2:]] for r in rows]
-    n_run = len(groups[0][1])
     head1, head2, classes = [], [], []
     for g, (name, columns) in enumerate(groups):
         kind = "run" if g == 0 else "set" if name == "settings" else "met"
