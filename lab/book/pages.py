@@ -158,26 +158,9 @@ def when(iso) -> str:
 # --- reading the lab ------------------------------------------------------------------------------------------
 
 
-def _read_front(path: Path) -> tuple[dict, str]:
-    """Like frontmatter.read, with libyaml when present: 10,000 notes take seconds, not minutes."""
-    import yaml
-
-    text = path.read_text(encoding="utf-8")
-    source, body = frontmatter.split(text)
-    loader = getattr(yaml, "CSafeLoader", None)
-    if source is not None and loader is not None:
-        try:
-            meta = yaml.load(source, Loader=loader) or {}
-        except yaml.YAMLError:
-            meta = None
-        if isinstance(meta, dict):
-            return meta, body
-    return frontmatter.parse(text, where=str(path))  # the slow path names what is wrong, and where
-
-
 def read_paper(path: Path) -> Paper | None:
     """A paper note, or None when the file is some other Markdown file (no title or arxiv_id)."""
-    meta, body = _read_front(path)
+    meta, body = frontmatter.read(path)
     if not (meta.get("title") or meta.get("arxiv_id")):
         return None
     matches = list(_NOTES.finditer(body))
@@ -218,7 +201,7 @@ def load_experiment(exp, warn) -> ExperimentInfo:
     meta, body = {}, ""
     if exp.report_path.is_file():
         try:
-            meta, body = _read_front(exp.report_path)
+            meta, body = frontmatter.read(exp.report_path)
         except (LabError, OSError, UnicodeDecodeError) as e:
             warn(f"lab: {exp.report_path}: {e}")
     command = meta.get("command")

@@ -12,12 +12,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lab.errors import BadInput
 from lab.core.fsutil import natural_key
-from lab.core.workspace import Experiment, check_name
+from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
+from lab.core.names import check_name
+from lab.errors import BadInput
 
-SUFFIXES = (".json", ".jsonnet")
+if TYPE_CHECKING:  # settings belong to an experiment, but the workspace imports this module, not the reverse
+    from lab.core.workspace import Experiment
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ class Feeds:
             raise BadInput(f"{source!r} is neither an http(s) URL nor an arXiv category such as cs.CL")
         if name is not None:
             check_name(name, "feed")
-        from lab.runs.record import now_iso
+        from lab.core.clock import now_iso
 
         with self._lock():
             feeds = self.load()
@@ -184,7 +184,7 @@ class Feeds:
 
     def pull(self, name: str | None = None, progress: Callable[[str], None] | None = None) -> list[PullResult]:
         """Pull one feed or all; a feed that fails is recorded (`last_error`) and the others go on."""
-        from lab.runs.record import now_iso
+        from lab.core.clock import now_iso
 
         progress = progress or (lambda message: None)
         with self._lock():

@@ -17,12 +17,12 @@ import sqlite3
 import struct
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from lab.search import index
-from lab.search.documents import kind_of
+from lab.core.clock import now_iso
+from lab.core.layout import index_dirs, kind_of, leads_to_index
 from lab.errors import LabError
+from lab.search import index
 from lab.search.watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address
 
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
@@ -70,6 +70,11 @@ class Inotify:
         os.close(self.fd)
 
 
+def serve(root: str, on_ready=None) -> None:
+    """Watch `root` until asked to stop or the lab is deleted: the body of `lab watch` (foreground)."""
+    Watcher(os.path.realpath(root)).serve(on_ready)
+
+
 class Watcher:
     """Keeps one lab's index fresh; answers `sync`, `status` and `stop` requests on the lab's socket."""
 
@@ -81,7 +86,7 @@ class Watcher:
         self.gone = False
         self.applied = 0
         self.rescans = 0
-        self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.since = now_iso("seconds")
         self.conn = None
         self.db_id = None
         self.inotify = None
@@ -179,7 +184,7 @@ class Watcher:
             elif rel is None or not name or name[0] == ".":
                 continue
             elif mask & IN_ISDIR:
-                if _indexed_dir(rel, name):
+                if leads_to_index(f"{rel}/{name}" if rel else name):
                     self.rescan = True
             else:
                 path = f"{rel}/{name}" if rel else name
@@ -218,18 +223,8 @@ class Watcher:
         self.rescan = True
 
     def _watch_all(self) -> None:
-        """Watch every directory the index covers, as `lab.search.index.scan` walks them (known ones keep their wd)."""
-        wanted = ["", "experiments", "papers", "feeds", "feeds/items"]
-        try:
-            for e in os.scandir(os.path.join(self.root, "experiments")):
-                if e.name[0] != "." and e.is_dir():
-                    wanted += [f"experiments/{e.name}", f"experiments/{e.name}/settings", f"experiments/{e.name}/runs"]
-        except OSError:
-            pass
-        for top, dirnames, _ in os.walk(os.path.join(self.root, "papers")):
-            dirnames[:] = [d for d in dirnames if d[0] != "."]
-            rel = os.path.relpath(top, self.root).replace(os.sep, "/")
-            wanted += [f"{rel}/{d}" for d in dirnames]
+        """Watch every directory the index covers (`lab.core.layout.index_dirs`; known ones keep their wd)."""
+        wanted = index_dirs(self.root)
         dirs = {}
         for rel in wanted:
             wd = self.inotify.add(os.path.join(self.root, rel) if rel else self.root)
@@ -242,7 +237,7 @@ class Watcher:
                 "applied": self.applied, "rescans": self.rescans}
 
     def log(self, message: str) -> None:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = now_iso("seconds")
         sys.stderr.write(f"{stamp} lab watch: {message}\n")
         sys.stderr.flush()
 
@@ -254,13 +249,3 @@ def _identity(path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _indexed_dir(parent: str, name: str) -> bool:
-    """Whether a directory `name` in `parent` is one the index covers (else its coming and going is ignored)."""
-    parts = parent.split("/") if parent else []
-    if not parts:
-        return name in ("experiments", "papers", "feeds")
-    if parts[0] == "experiments":
-        return len(parts) == 1 or (len(parts) == 2 and name in ("settings", "runs"))
-    return parts[0] == "papers" or (parts == ["feeds"] and name == "items")
