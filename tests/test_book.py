@@ -313,7 +313,7 @@ def test_compare_json_and_text(built, tmp_path):
     text = lab("compare", "exp1", check=0)
     lines = text.stdout.splitlines()
     assert lines[0].split() == ["setting", "state", "duration", "learning_rate", "eval_accuracy", "eval_loss", "loss"]
-    assert [l for l in lines if l.startswith("*")][0].split()[1] == "s2"
+    assert [line for line in lines if line.startswith("*")][0].split()[1] == "s2"
     assert "best: s2 by eval_accuracy" in text.stderr
     empty = lab.json("compare", "exp2")
     assert empty["best"] is None and empty["runs"][0]["state"] == "not run"

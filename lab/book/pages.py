@@ -292,7 +292,7 @@ class Book:
     def static_files(self):
         """(src_uri, file) for the curves and the experiments' own small files (settings, figures)."""
         for e in self.experiments:
-            for metric, path in e.curves.items():
+            for path in e.curves.values():
                 yield f"experiments/{e.name}/curves/{path.name}", path
             yield from _own_files(e.exp.dir, f"experiments/{e.name}")
 

@@ -100,7 +100,7 @@ def _report(rel: str, text: str, warn) -> list[dict]:
     ]
     trail: list[tuple[int, str]] = []
     seen: dict = {}
-    for n, (start, level, heading, body_start) in enumerate(heads):
+    for n, (_start, level, heading, body_start) in enumerate(heads):
         end = heads[n + 1][0] if n + 1 < len(heads) else len(lines)
         while trail and trail[-1][0] >= level:
             trail.pop()

@@ -63,7 +63,7 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
     from lab.search.migrations import SCHEMA_VERSION
 
     path = _db_file(root)
-    for attempt in range(3):
+    for _ in range(3):
         if not os.path.exists(path):
             if not create:
                 return None
@@ -283,7 +283,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     if bases:
         seen = set(changed)
         for base in bases:
-            for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (base,)):
+            for (path,) in conn.execute("SELECT path FROM files WHERE dir = ?", (base,)):
                 if path.endswith(".jsonnet") and path not in seen and path in current:
                     changed.append(path)
     import json
