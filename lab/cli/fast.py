@@ -16,6 +16,7 @@ import os
 import sys
 
 from lab.cli.exits import run
+from lab.core import layout
 from lab.core.layout import find_root
 from lab.core.names import check_name
 from lab.errors import BadInput
@@ -197,8 +198,8 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
 
 def _check_exp(root, exp: str) -> None:
     check_name(exp)
-    if not os.path.isdir(os.path.join(root, "experiments", exp)):
-        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, 'experiments')}")
+    if not os.path.isdir(os.path.join(root, layout.EXPERIMENTS, exp)):
+        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, layout.EXPERIMENTS)}")
 
 
 def format_results(results: list[dict], color: bool = False) -> str:

@@ -24,6 +24,7 @@ from typing import Callable
 
 from lab.papers.ids import category_of, from_entry_id
 from lab.errors import BadInput, LabError
+from lab.core import layout
 from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl
 from lab.search.index import refresh_paths
 from lab.core.workspace import check_name
@@ -91,9 +92,9 @@ class Feeds:
 
     def __init__(self, workspace):
         self.workspace = workspace
-        self.dir = workspace.root / "feeds"
+        self.dir = workspace.root / layout.FEEDS
         self.list_path = self.dir / "feeds.json"
-        self.items_dir = self.dir / "items"
+        self.items_dir = workspace.root / layout.FEED_ITEMS
 
     def _lock(self):
         from lab.core.flock import locked

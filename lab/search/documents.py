@@ -1,9 +1,10 @@
 """What the search index holds for each kind of file: experiments' reports, settings, runs, paper notes, feeds.
 
 `documents(root, rel)` reads one file and returns its documents (dicts with type, key, title, section, path,
-exp, tags, exps, info and the searched fields title/heading/meta/body). Files are read as their owners write
-them (lab.core.workspace, lab.core.settings, lab.runs.record, `lab note`, the feed puller); a malformed file is indexed as
-its raw text, with a warning, and never stops indexing. Imported only when files changed.
+exp, tags, exps, info and the searched fields title/heading/meta/body); which files are indexed, and of which
+kind, is lab.core.layout's. Files are read as their owners write them (lab.core.workspace, lab.core.settings,
+lab.runs.record, `lab note`, the feed puller); a malformed file is indexed as its raw text, with a warning, and
+never stops indexing. Imported only when files changed.
 """
 
 from __future__ import annotations

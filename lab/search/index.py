@@ -1,7 +1,7 @@
 """The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
 
 Every reader calls `open_index(root)`, which first syncs: by asking the lab's watcher when one runs (`lab watch`,
-lab/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
+lab/search/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
 table (one row per scanned directory: its mtime, the names indexed in it, a signature of their sizes and mtimes)
 is loaded in one query; the scan stats every indexed file (an in-place edit changes only the file), but lists a
 directory only when its mtime changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run
