@@ -125,27 +125,33 @@ def leads_to_index(rel: str) -> bool:
 
 
 def index_dirs(root: str) -> list[str]:
-    """Every directory under `root` that holds indexed files or leads to some, as it is now (relative, "" first):
-    what a watcher of the lab watches."""
+    """Every directory under `root` that holds indexed files or leads to some (relative, "" first), for the
+    experiments there are now: what a watcher of the lab watches. An experiment's settings/ or runs/ is named even
+    before it exists (the watcher skips what is missing; its parent's events announce it)."""
     found = {""}
     experiments = None
     for k in INDEXED:
         head, star, tail = k.dir.partition("*")
         if star:
+            found.update(_prefixes(head.rstrip("/")))  # watched even while it holds no experiment
             if experiments is None:
                 experiments = _subdirs(os.path.join(root, EXPERIMENTS))
             dirs = [f"{head}{name}{tail}" for name in experiments]
         else:
             dirs = [k.dir]
         for d in dirs:
-            parts = d.split("/")
-            found.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+            found.update(_prefixes(d))
             if k.tree:
                 for top, dirnames, _ in os.walk(os.path.join(root, d)):
                     dirnames[:] = [n for n in dirnames if n[0] != "."]
                     rel = os.path.relpath(top, root).replace(os.sep, "/")
                     found.update(f"{rel}/{n}" for n in dirnames)
     return sorted(found)
+
+
+def _prefixes(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _subdirs(path: str) -> list[str]:
