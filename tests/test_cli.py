@@ -171,8 +171,8 @@ def _lab(*args, cwd):
 
 
 def test_both_paths_end_errors_with_the_same_line(labs):
-    """The same error through the fast path (plain `search`) and through click (`search --limit 20` would be fast
-    too, so click is reached with a line only it accepts: `--type=run` after `--`-free options is fast; `list`)."""
+    """The same mistake ends the same way whichever path takes the line: the fast path (`search`, `status`) or
+    click (`list`, `show`): one line on stderr, exit status 2."""
     # Not a lab: the fast path (search, status) and click (list) say the same thing, with the same status.
     where = labs["ELSE"]
     lines = {tuple(args): _lab(*args, cwd=where) for args in (["search", "x"], ["status"], ["list"])}
