@@ -18,7 +18,6 @@ import sys
 from lab.cli.exits import run
 from lab.core import layout
 from lab.core.layout import find_root
-from lab.core.names import check_name
 from lab.errors import BadInput
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
@@ -197,6 +196,8 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
 
 
 def _check_exp(root, exp: str) -> None:
+    from lab.core.names import check_name  # the CLI's one name check (only when --exp is given)
+
     check_name(exp)
     if not os.path.isdir(os.path.join(root, layout.EXPERIMENTS, exp)):
         raise BadInput(f"no experiment {exp!r} in {os.path.join(root, layout.EXPERIMENTS)}")

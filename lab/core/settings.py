@@ -12,13 +12,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lab.core.fsutil import natural_key
 from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
 from lab.core.names import check_name
 from lab.errors import BadInput
 
+TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and typing costs it a millisecond or two
 if TYPE_CHECKING:  # settings belong to an experiment, but the workspace imports this module, not the reverse
     from lab.core.workspace import Experiment
 
