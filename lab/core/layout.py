@@ -26,8 +26,7 @@ MKDOCS_YML = "mkdocs.yml"
 CONFIG = "lab.yaml"
 STATE = ".lab"
 INDEX = f"{STATE}/index.db"
-QUEUE = f"{STATE}/queue.db"
-WATCH = f"{STATE}/watch"  # the watcher's own directory (its sync marks)
+QUEUE = f"{STATE}/queue.db"  # the run queue (lab.runs.local.queue)
 WATCH_LOG = f"{STATE}/watch.log"
 
 # Inside experiments/EXP/.
