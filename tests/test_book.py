@@ -499,7 +499,7 @@ def test_compare_json_and_text(built, tmp_path):
     lines = text.stdout.splitlines()
     assert lines[0].split() == ["settings", "eval", "metrics"]  # the groups, over their columns
     assert lines[1].split() == ["setting", "time", "learning_rate", "accuracy", "loss", "loss"]  # every run succeeded: no state
-    assert [l for l in lines if l.startswith("*")][0].split()[1] == "s2"
+    assert [line for line in lines if line.startswith("*")][0].split()[1] == "s2"
     assert "best: s2 by eval_accuracy" in text.stderr
     empty = lab.json("compare", "exp2")
     assert empty["best"] is None and empty["runs"][0]["state"] == "not run"

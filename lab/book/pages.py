@@ -169,23 +169,6 @@ def when(iso) -> str:
 # --- reading the lab ------------------------------------------------------------------------------------------
 
 
-def _read_front(path: Path) -> tuple[dict, str]:
-    """Like frontmatter.read, with libyaml when present: 10,000 notes take seconds, not minutes."""
-    import yaml
-
-    text = path.read_text(encoding="utf-8")
-    source, body = frontmatter.split(text)
-    loader = getattr(yaml, "CSafeLoader", None)
-    if source is not None and loader is not None:
-        try:
-            meta = yaml.load(source, Loader=loader) or {}
-        except yaml.YAMLError:
-            meta = None
-        if isinstance(meta, dict):
-            return meta, body
-    return frontmatter.parse(text, where=str(path))  # the slow path names what is wrong, and where
-
-
 def note_abstract(body: str) -> str | None:
     """The abstract of a paper note's body as plain text, None when the note has no abstract block.
 
@@ -196,7 +179,7 @@ def note_abstract(body: str) -> str | None:
 def read_paper(path: Path) -> Paper | None:
     """A paper note, or None when the file is some other Markdown file (no title or arxiv_id). Its abstract is
     the abstract block's text; everything else in the body (the `## Notes` heading aside) is the user's Markdown."""
-    meta, body = _read_front(path)
+    meta, body = frontmatter.read(path)
     if not (meta.get("title") or meta.get("arxiv_id")):
         return None
     abstract = note_abstract(body)
@@ -233,7 +216,7 @@ def load_experiment(exp, warn) -> ExperimentInfo:
     meta, body = {}, ""
     if exp.report_path.is_file():
         try:
-            meta, body = _read_front(exp.report_path)
+            meta, body = frontmatter.read(exp.report_path)
         except (LabError, OSError, UnicodeDecodeError) as e:
             warn(f"lab: {exp.report_path}: {e}")
     command = meta.get("command")
@@ -332,7 +315,7 @@ class Book:
         """(src_uri, file) for the curves and the experiments' own files: settings files and figures, and what
         `book: publish:` in lab.yaml adds."""
         for e in self.experiments:
-            for metric, path in e.curves.items():
+            for path in e.curves.values():
                 yield f"experiments/{e.name}/curves/{path.name}", path
             yield from _own_files(e.exp.dir, f"experiments/{e.name}", self.publish)
 

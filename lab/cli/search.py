@@ -125,7 +125,9 @@ def watch_cmd(lab, detach, stop, show_status, as_json):
     def ready(info):
         click.echo(f"watching {info['root']} ({info['directories']} directories); Ctrl-C stops", err=True)
 
+    from lab.search.watcher import serve
+
     try:
-        watch.serve(root, on_ready=ready)
+        serve(root, on_ready=ready)
     except KeyboardInterrupt:
         pass

@@ -13,11 +13,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.errors import BadInput
 from lab.core.fsutil import natural_key
-from lab.core.workspace import Experiment, check_name
+from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
+from lab.core.names import check_name
+from lab.errors import BadInput
 
-SUFFIXES = (".json", ".jsonnet")
+TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and typing costs it a millisecond or two
+if TYPE_CHECKING:  # settings belong to an experiment, but the workspace imports this module, not the reverse
+    from lab.core.workspace import Experiment
 
 
 @dataclass(frozen=True)

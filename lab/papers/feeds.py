@@ -24,6 +24,7 @@ from typing import Callable
 
 from lab.papers.ids import category_of, from_entry_id
 from lab.errors import BadInput, LabError
+from lab.core import layout
 from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl
 from lab.search.index import refresh_paths
 from lab.core.workspace import check_name
@@ -91,9 +92,9 @@ class Feeds:
 
     def __init__(self, workspace):
         self.workspace = workspace
-        self.dir = workspace.root / "feeds"
+        self.dir = workspace.root / layout.FEEDS
         self.list_path = self.dir / "feeds.json"
-        self.items_dir = self.dir / "items"
+        self.items_dir = workspace.root / layout.FEED_ITEMS
 
     def _lock(self):
         from lab.core.flock import locked
@@ -141,7 +142,7 @@ class Feeds:
             raise BadInput(f"{source!r} is neither an http(s) URL nor an arXiv category such as cs.CL")
         if name is not None:
             check_name(name, "feed")
-        from lab.runs.record import now_iso
+        from lab.core.clock import now_iso
 
         with self._lock():
             feeds = self.load()
@@ -184,7 +185,7 @@ class Feeds:
 
     def pull(self, name: str | None = None, progress: Callable[[str], None] | None = None) -> list[PullResult]:
         """Pull one feed or all; a feed that fails is recorded (`last_error`) and the others go on."""
-        from lab.runs.record import now_iso
+        from lab.core.clock import now_iso
 
         progress = progress or (lambda message: None)
         with self._lock():

@@ -170,7 +170,7 @@ def _refresh_body(body: str, abstract: str) -> str:
 
 def write_note(workspace, paper, exps=(), tags=(), now: str | None = None) -> NoteResult:
     """Create or refresh the note of `paper` (atomically), merging links and tags into what is there."""
-    from lab.runs.record import now_iso
+    from lab.core.clock import now_iso
 
     aid = parse_id(paper.arxiv_id)
     path = note_path(workspace, aid)

@@ -15,19 +15,14 @@ directory), `executor` (`local` or `slurm`) and `history` (earlier attempts, eac
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
+from lab.core.clock import now_iso  # noqa: F401  (re-exported: the clock lives in lab.core.clock)
 from lab.core.fsutil import atomic_write_json, read_jsonl
 from lab.core.settings import Setting
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled")
-
-
-def now_iso() -> str:
-    """The current time, timezone-aware UTC, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def record_path(setting: Setting) -> Path:

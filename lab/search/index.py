@@ -1,7 +1,7 @@
 """The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
 
 Every reader calls `open_index(root)`, which first syncs: by asking the lab's watcher when one runs (`lab watch`,
-lab/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
+lab/search/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
 table (one row per scanned directory: its mtime, the names indexed in it, a signature of their sizes and mtimes)
 is loaded in one query; the scan stats every indexed file (an in-place edit changes only the file), but lists a
 directory only when its mtime changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run
@@ -21,13 +21,14 @@ import sqlite3
 import time
 import zlib
 
+from lab.core.layout import INDEX, PLACES
 from lab.errors import LabError
 
 TYPE_CHECKING = False  # not typing's: importing typing (and re) costs more than the search itself
 if TYPE_CHECKING:  # pathlib is not imported at run time on the search path
     from pathlib import Path
 
-INDEX_PATH = ".lab/index.db"
+INDEX_PATH = INDEX
 
 
 class SyncStats:
@@ -62,7 +63,7 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
     from lab.search.migrations import SCHEMA_VERSION
 
     path = _db_file(root)
-    for attempt in range(3):
+    for _ in range(3):
         if not os.path.exists(path):
             if not create:
                 return None
@@ -114,38 +115,50 @@ def remove_index(root: Path | str) -> None:
 
 
 RACY_NS = 2_000_000_000  # a time stamp this recent may yet be shared by a later change in the same clock tick
-SETTINGS_SUFFIXES = (".json", ".jsonnet", ".libsonnet")
 
 
 def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple]:
-    """Every indexed file under `root`, by directory: {dir: (dir mtime_ns, [name, ...], [size, mtime_ns, ...],
-    the names as recorded in the index when they came from there, else None)}.
+    """Every indexed file under `root` (where `lab.core.layout.INDEXED` says), by directory: {dir: (dir mtime_ns,
+    [name, ...], [size, mtime_ns, ...], the names as recorded in the index when they came from there, else None)}.
 
     `known` (the `dirs` table) lets a directory whose mtime is unchanged skip its listing: its names are
     those recorded. Files are still stat'ed one by one, since an in-place edit changes only the file; the
-    exception is `runs/`, whose records lab always replaces whole (a new directory entry), so an unchanged
-    directory there means unchanged records and its sizes come back as None. Written for speed (this runs
-    before every search): plain strings, `os.scandir`, no per-file objects.
+    exception is a directory of files that lab always replaces whole (`runs/`: a new directory entry), so an
+    unchanged directory there means unchanged files and its sizes come back as None. Files known by name (an
+    experiment's report) are stat'ed without listing their directory (its mtime is then recorded as 0). Written
+    for speed (this runs before every search): plain strings, `os.scandir`, no per-file objects.
     """
     root = str(root)
     known = known or {}
     units: dict = {}
     stat = os.stat
-    try:
-        experiments = [e.name for e in os.scandir(f"{root}/experiments") if e.name[0] != "." and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
-        experiments = []
-    for name in experiments:
-        rel = f"experiments/{name}"
-        try:
-            st = stat(f"{root}/{rel}/report.md")
-            units[rel] = (0, ["report.md"], [st.st_size, st.st_mtime_ns], "report.md")
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        _scan_dir(root, f"{rel}/settings", SETTINGS_SUFFIXES, None, False, known, units)
-        _scan_dir(root, f"{rel}/runs", (".json",), ".settings.json", True, known, units)
-    _scan_dir(root, "papers", (".md", ".MD", ".Md", ".mD"), None, False, known, units, tree=True)
-    _scan_dir(root, "feeds/items", (".jsonl",), None, False, known, units)
+    listed: dict[str, list[str]] = {}
+    for place, names, suffixes, exclude, tree, whole in PLACES:
+        head, star, tail = place.partition("*")
+        if star:
+            if head not in listed:
+                try:
+                    listed[head] = [e.name for e in os.scandir(f"{root}/{head}") if e.name[0] != "." and e.is_dir()]
+                except (FileNotFoundError, NotADirectoryError):
+                    listed[head] = []
+            dirs = [f"{head}{name}{tail}" for name in listed[head]]
+        else:
+            dirs = [place]
+        if names:
+            for rel in dirs:
+                present, ints = [], []
+                for name in names:
+                    try:
+                        st = stat(f"{root}/{rel}/{name}")
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    present.append(name)
+                    ints += (st.st_size, st.st_mtime_ns)
+                if present:
+                    units[rel] = (0, present, ints, "\n".join(present))
+        else:
+            for rel in dirs:
+                _scan_dir(root, rel, suffixes, exclude, whole, known, units, tree)
     return units
 
 
@@ -270,7 +283,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     if bases:
         seen = set(changed)
         for base in bases:
-            for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (base,)):
+            for (path,) in conn.execute("SELECT path FROM files WHERE dir = ?", (base,)):
                 if path.endswith(".jsonnet") and path not in seen and path in current:
                     changed.append(path)
     import json
@@ -395,7 +408,7 @@ def refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:
     an event says a file changed even when its size and mtime did not)."""
     from pathlib import Path
 
-    from lab.search.documents import kind_of
+    from lab.core.layout import kind_of
 
     current: dict[str, tuple[int, int]] = {}
     known: dict[str, tuple[int, int]] = {}
