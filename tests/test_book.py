@@ -517,7 +517,7 @@ def test_compare_columns_fit_and_can_be_chosen(built):
         assert hidden in data["hidden_metrics"] and hidden not in data["metrics"], hidden
     text = lab("compare", "exp3", check=0)
     lines = text.stdout.splitlines()
-    assert max(len(l) for l in lines) <= 100, "\n".join(lines)
+    assert max(len(line) for line in lines) <= 100, "\n".join(lines)
     assert lines[0].split() == ["settings", "eval", "test", "train"]
     assert "not shown: " in text.stderr and "bookkeeping values" in text.stderr
     # --metrics picks and orders; --all shows everything; a name no run has is refused.
