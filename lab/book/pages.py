@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 from lab.book import table as book
 from lab.core import frontmatter
 from lab.errors import LabError
-from lab.core.fsutil import natural_key
+from lab.core.fsutil import natural_key, read_text
 from lab.core.workspace import NAME_RE
 
 HOME_LATEST_RUNS = 10
@@ -162,7 +162,7 @@ def _read_front(path: Path) -> tuple[dict, str]:
     """Like frontmatter.read, with libyaml when present: 10,000 notes take seconds, not minutes."""
     import yaml
 
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     source, body = frontmatter.split(text)
     loader = getattr(yaml, "CSafeLoader", None)
     if source is not None and loader is not None:

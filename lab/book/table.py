@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lab.runs import record as records
 from lab.errors import BadInput, LabError
-from lab.core.fsutil import atomic_write_text, natural_key
+from lab.core.fsutil import atomic_write_text, natural_key, read_text
 
 RESULTS_START = "<!-- lab:results -->"
 RESULTS_END = "<!-- /lab:results -->"
@@ -361,8 +361,7 @@ def write_results(exp, metric: str | None = None, mode: str | None = None) -> Ru
         raise BadInput(f"{exp.report_path}: no report; make the experiment with 'lab new {exp.name}'")
     table = runs_table(exp, metric=metric, mode=mode)
     where = str(exp.report_path)
-    with open(exp.report_path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    text = read_text(exp.report_path, newline="")
     new = replace_block(text, RESULTS_START, RESULTS_END, table.markdown(), where)
     if new != text:
         atomic_write_text(exp.report_path, new)

@@ -16,6 +16,7 @@ import sys
 from lab.errors import BadInput, LabError, NotALab, missing_extra
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
+MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
 
@@ -162,8 +163,8 @@ def _parse_search(args: list[str]) -> dict | None:
         out["limit"] = int(out["limit"])
     except ValueError:
         return None
-    if out["limit"] < 1:
-        return None
+    if not 1 <= out["limit"] <= MAX_LIMIT:
+        return None  # click says what the range is
     return out
 
 
@@ -194,21 +195,20 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     from lab.search import query
 
     query_text = " ".join(words)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadInput(f"--limit {limit}: give a number from 1 to {MAX_LIMIT}")
     if exp is not None:
         _check_exp(root, exp)
-    conn, stats = index.open_index(root)
-    try:
-        for message in stats.warnings:
-            sys.stderr.write(f"lab: warning: {message}\n")
-        if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
-            sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
-                             "'lab watch --detach' keeps the index fresh so searches skip that\n")
-        if color is None:
-            color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-        results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks)
-    finally:
-        conn.close()
+    if color is None:
+        color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
+    results, stats = index.read(
+        root, lambda conn: query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks))
+    for message in stats.warnings:
+        sys.stderr.write(f"lab: warning: {message}\n")
+    if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
+        sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
+                         "'lab watch --detach' keeps the index fresh so searches skip that\n")
     if as_json:
         import json
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import BadInput
-from lab.core.fsutil import natural_key
-from lab.core.workspace import Experiment, check_name
+from lab.core.fsutil import natural_key, read_text
+from lab.core.workspace import Experiment, check_file_name, check_name
 
 SUFFIXES = (".json", ".jsonnet")
 
@@ -72,7 +72,7 @@ def resolve_file(path: Path, where: str | None = None) -> dict:
     if path.suffix == ".jsonnet":
         value = _evaluate_jsonnet(path, where)
     else:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, where)
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
@@ -139,7 +139,11 @@ def parse_target(target: str) -> tuple[str, str | None]:
 
 
 def select(workspace, targets: list[str]) -> list[Setting]:
-    """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats."""
+    """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats.
+
+    This is what gets queued, so each setting's file name must also be safe to show and to name later
+    (`lab logs EXP/SETTING`): a tab, newline or other control character in it is refused here.
+    """
     chosen: list[Setting] = []
     seen: set[str] = set()
     for target in targets:
@@ -152,6 +156,7 @@ def select(workspace, targets: list[str]) -> list[Setting]:
             if not found:
                 raise BadInput(f"experiment {exp.name!r} has no settings: add {exp.settings_dir}/NAME.json")
         for setting in found:
+            check_file_name(setting.name, "setting", setting.where().rpartition("/")[0] or str(exp.settings_dir))
             if setting.id not in seen:
                 seen.add(setting.id)
                 chosen.append(setting)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lab.core import frontmatter
 from lab.errors import BadInput, NotALab
-from lab.core.fsutil import create_exclusive
+from lab.core.fsutil import create_exclusive, read_text
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -72,12 +72,52 @@ Data, model, and what the settings vary.
 """
 
 
+# Longest name of an experiment, setting or feed, in bytes: room for what lab adds to it in a file name
+# (`.S.settings.json.XXXXXXXX.tmp` while a record is written) within the 255 bytes a file name may have.
+MAX_NAME_BYTES = 200
+
+
+def shown(name: str) -> str:
+    """A name as messages show it: quoted, control characters and undecodable bytes escaped, long ones cut."""
+    text = repr(name)
+    return f"{text[:40]}...' ({_size(name)} bytes)" if len(text) > 60 else text
+
+
+def _size(name: str) -> int:
+    """The name's length in bytes on disk (undecodable bytes arrive as lone surrogates)."""
+    try:
+        return len(os.fsencode(name))
+    except UnicodeEncodeError:
+        return len(name.encode("utf-8", "surrogatepass"))
+
+
 def check_name(name: str, what: str = "experiment") -> str:
-    """Refuse names that are not letters, digits, `-`, `_`, `.` (no `/`, no `..`, no spaces)."""
+    """Refuse names that are not letters, digits, `-`, `_`, `.` (no `/`, no `..`, no spaces), that start with
+    `-` (every later command would need `--` before them) or are longer than MAX_NAME_BYTES."""
     if not name or not NAME_RE.fullmatch(name) or set(name) == {"."}:
         raise BadInput(
-            f"bad {what} name {name!r}: use letters, digits, '-', '_' and '.' (no '/', '..' or spaces)"
+            f"bad {what} name {shown(name)}: use letters, digits, '-', '_' and '.' (no '/', '..' or spaces)"
         )
+    if name.startswith("-"):
+        raise BadInput(f"bad {what} name {shown(name)}: it may not start with '-' (it would read as an option)")
+    if len(name) > MAX_NAME_BYTES:  # ASCII by now: one byte a character
+        raise BadInput(f"bad {what} name {shown(name)}: at most {MAX_NAME_BYTES} characters")
+    return name
+
+
+def check_file_name(name: str, what: str, where: str) -> str:
+    """Refuse a name found on disk (a setting's file stem) that cannot be shown safely on one line: control
+    characters (tab, newline, escape), other non-printable characters, bytes that are not UTF-8; or that starts
+    with `-` or is longer than MAX_NAME_BYTES. `where` names the directory holding it."""
+    why = None
+    if not name.isprintable():
+        why = "holds a character that cannot be shown safely (a control character, tab, newline, or a byte that is not UTF-8)"
+    elif name.startswith("-"):
+        why = "starts with '-' (it would read as an option)"
+    elif _size(name) > MAX_NAME_BYTES:
+        why = f"is longer than {MAX_NAME_BYTES} bytes"
+    if why:
+        raise BadInput(f"{where}: {what} name {shown(name)} {why}; rename the file")
     return name
 
 
@@ -195,7 +235,7 @@ class Workspace:
         if not path.exists():
             return {}
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_text(path)) or {}
         except yaml.YAMLError as e:
             raise BadInput(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -216,6 +256,20 @@ class Workspace:
             return []
         names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)]
         return [Experiment(self, n) for n in sorted(names, key=natural_key)]
+
+    def listing(self) -> list[dict]:
+        """Every experiment as `{name, title, tags, settings, path, error}`. One whose report or settings cannot be
+        read is listed all the same, with the reason in `error` (else None), so one bad file hides nothing else."""
+        rows = []
+        for exp in self.experiments():
+            row = {"name": exp.name, "title": exp.name, "tags": [], "settings": [], "path": str(exp.dir), "error": None}
+            try:
+                row["settings"] = [s.name for s in exp.settings()]
+                row["title"], row["tags"] = exp.title(), exp.tags()
+            except BadInput as e:
+                row["error"] = str(e)
+            rows.append(row)
+        return rows
 
     def new_experiment(self, name: str, source: str | None = None) -> Experiment:
         """Make `experiments/NAME/` with its directories and a report; `source` copies another's settings and command."""
@@ -270,10 +324,11 @@ def init(directory: Path | str) -> list[Path]:
     if create_exclusive(root / "mkdocs.yml", MKDOCS_YML.format(name=root.name)):
         created.append(root / "mkdocs.yml")
     gitignore = root / ".gitignore"
-    existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    old = read_text(gitignore) if gitignore.exists() else ""
+    existing = old.splitlines()
     missing = [line for line in GITIGNORE_LINES if line not in existing]
     if missing:
-        prefix = "" if not existing or gitignore.read_text(encoding="utf-8").endswith("\n") else "\n"
+        prefix = "" if not existing or old.endswith("\n") else "\n"
         with gitignore.open("a", encoding="utf-8") as f:
             f.write(prefix + "# lab: derived files\n" + "\n".join(missing) + "\n")
         created.append(gitignore)

@@ -24,7 +24,7 @@ from typing import Callable
 
 from lab.papers.ids import category_of, from_entry_id
 from lab.errors import BadInput, LabError
-from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl
+from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl, read_text
 from lab.search.index import refresh_paths
 from lab.core.workspace import check_name
 
@@ -104,7 +104,7 @@ class Feeds:
         if not self.list_path.exists():
             return []
         try:
-            data = json.loads(self.list_path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.list_path))
         except json.JSONDecodeError as e:
             raise BadInput(f"{self.list_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, list) or not all(isinstance(f, dict) and f.get("name") for f in data):
@@ -234,7 +234,7 @@ class Feeds:
         if new:
             path = self.items_path(feed["name"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            old = read_text(path) if path.exists() else ""
             if old and not old.endswith("\n"):
                 old += "\n"
             # Rewriting the whole file atomically keeps it whole even if lab is killed mid-pull.

@@ -38,7 +38,7 @@ from typing import Callable
 from lab.core import frontmatter
 from lab.papers.ids import ArxivId, parse_id, parse_ids
 from lab.errors import BadInput, LabError
-from lab.core.fsutil import atomic_write_text, natural_key
+from lab.core.fsutil import atomic_write_text, natural_key, read_text
 from lab.search.index import refresh_paths
 
 LAB_KEYS = (
@@ -306,7 +306,7 @@ def sync_report(workspace, exp_name: str) -> bool:
     appended at the end (a missing report is created with just that section)."""
     exp = workspace.experiment(exp_name)
     path = exp.report_path
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = read_text(path) if path.exists() else ""
     block = papers_block(workspace, exp_name)
     if _PAPERS_RE.search(text):
         new = _PAPERS_RE.sub(lambda m: block, text, count=1)
@@ -326,7 +326,7 @@ def sync_all(workspace) -> list[str]:
     changed = []
     with _lock(workspace):
         for exp in workspace.experiments():
-            has_block = exp.report_path.exists() and PAPERS_START in exp.report_path.read_text(encoding="utf-8")
+            has_block = exp.report_path.exists() and PAPERS_START in read_text(exp.report_path)
             if (exp.name in named or has_block) and sync_report(workspace, exp.name):
                 changed.append(exp.name)
     return changed
