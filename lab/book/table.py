@@ -41,7 +41,12 @@ LOWER = {"loss", "error", "err", "perplexity", "ppl", "wer", "cer", "mse", "mae"
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float: nothing lab can compare or draw
+        return False
 
 
 def is_metric(key: str) -> bool:

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from lab.errors import LabError, missing_extra
+from lab.errors import LabError, missing_extra, os_error_message
 
 # name -> (module, function, one-line help). Kept here so `lab --help` needs no command module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -128,6 +128,10 @@ def main(args=None, prog_name: str = "lab") -> None:
         # `lab search ... | head`: the reader left; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    except OSError as e:  # the system around lab: a full disk, a permission, a file name too long
+        if debug:
+            raise
+        _fail(os_error_message(e), 1)
     except Exception as e:  # a bug in lab: still one line unless asked for more
         if debug:
             raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lab.errors import BadInput, LabError, NotALab, missing_extra
+from lab.errors import BadInput, LabError, NotALab, missing_extra, os_error_message
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
 MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
@@ -47,6 +47,10 @@ def main(argv=None) -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    except OSError as e:  # the system around lab: a full disk, a permission
+        if debug:
+            raise
+        _fail(os_error_message(e), 1)
     except Exception as e:  # a bug in lab: still one line unless asked for more
         if debug:
             raise
@@ -195,6 +199,9 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     from lab.search import query
 
     query_text = " ".join(words)
+    for value in (query_text, tag, exp):
+        if value is not None and not _utf8(value):
+            raise BadInput(f"{value!r}: holds bytes that are not UTF-8; type the words in UTF-8")
     if not 1 <= limit <= MAX_LIMIT:
         raise BadInput(f"--limit {limit}: give a number from 1 to {MAX_LIMIT}")
     if exp is not None:
@@ -222,6 +229,14 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         else:
             sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
     return 0
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        return False
+    return True
 
 
 def _check_exp(root, exp: str) -> None:

@@ -74,11 +74,31 @@ def resolve_file(path: Path, where: str | None = None) -> dict:
     else:
         text = read_text(path, where)
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
         except json.JSONDecodeError as e:
             raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}") from None
+        except ValueError as e:  # NaN, Infinity, 1e400: Python reads them, strict JSON (and jsonnet) has no such numbers
+            raise BadInput(f"{where}: {e} is not a JSON number lab can keep (write null or a string)") from None
+        except RecursionError:
+            raise BadInput(f"{where}: nested too deeply to read") from None
     if not isinstance(value, dict):
         raise BadInput(f"{where}:1:1: a setting must be a JSON object ({{...}}), not {type(value).__name__}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadInput(f"{where}: a string holds {e.object[e.start:e.end]!r}, half of a UTF-16 pair, which is no "
+                       "character") from None
+    return value
+
+
+def _not_json(constant: str):
+    raise ValueError(constant)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(text)
     return value
 
 
@@ -90,10 +110,13 @@ _JSONNET_RANGE = re.compile(r"(?P<file>[^\s:][^:\n]*?):\((?P<line>\d+):(?P<col>\
 def _evaluate_jsonnet(path: Path, where: str) -> object:
     import _jsonnet
 
+    read_text(path, where)  # jsonnet would read bytes that are not UTF-8 as U+FFFD without a word
     try:
         text = _jsonnet.evaluate_file(str(path))
     except RuntimeError as e:
         raise BadInput(_jsonnet_message(str(e), path, where)) from None
+    except UnicodeDecodeError:  # std.char(55296): a lone surrogate, which UTF-8 cannot carry
+        raise BadInput(f"{where}: the result holds half of a UTF-16 pair (std.char of 55296-57343), which is no character") from None
     return json.loads(text)
 
 

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from lab.core import frontmatter
-from lab.errors import BadInput, NotALab
+from lab.errors import BadInput, NotALab, os_error_message
 from lab.core.fsutil import create_exclusive, read_text
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -268,6 +268,8 @@ class Workspace:
                 row["title"], row["tags"] = exp.title(), exp.tags()
             except BadInput as e:
                 row["error"] = str(e)
+            except OSError as e:  # report.md is a directory, say
+                row["error"] = os_error_message(e)
             rows.append(row)
         return rows
 
@@ -276,7 +278,7 @@ class Workspace:
         exp = self.experiment(name, must_exist=False)
         if exp.dir.exists():
             raise BadInput(f"experiment {name!r} already exists: {exp.dir}")
-        origin = self.experiment(source) if source else None
+        origin = self.experiment(source) if source is not None else None
         command = origin.command_template() if origin else None
         staging = self.experiments_dir / f".{name}.new"
         if staging.exists():

@@ -134,6 +134,7 @@ class Feeds:
         category = None
         if re.match(r"https?://", source, re.I):
             url = source
+            _check_url(url)
         elif category_of(source):
             category = category_of(source)
             url = (os.environ.get("LAB_ARXIV_RSS_URL") or ARXIV_RSS_URL).rstrip("/") + "/" + category
@@ -246,6 +247,18 @@ class Feeds:
         feed["items"] = len(known) + len(new)
         result.added, result.total, result.new_items = len(new), len(known) + len(new), new
         return result
+
+
+def _check_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as e:  # a bracket left open, a port that is no number
+        raise BadInput(f"{url!r} is not a valid URL: {e}") from None
+    if not host or not url.isprintable() or " " in url:
+        raise BadInput(f"{url!r} is not a valid URL: it needs a host, and no spaces or control characters")
 
 
 def _derive_name(url: str, category: str | None) -> str:

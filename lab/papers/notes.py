@@ -190,8 +190,8 @@ def _check_links(workspace, exps, tags) -> tuple[list[str], list[str]]:
         workspace.experiment(name)  # BadInput (exit 2) when it does not exist
     tags = [t.strip() for t in dict.fromkeys(tags or ())]
     for tag in tags:
-        if not tag or "\n" in tag:
-            raise BadInput(f"bad tag {tag!r}: a tag is one line of text")
+        if not tag or not tag.isprintable():  # no newline, tab, escape sequence or byte that is not UTF-8
+            raise BadInput(f"bad tag {tag!r}: a tag is one line of printable text")
     return exps, tags
 
 
@@ -211,6 +211,11 @@ def note(workspace, ids, exps=(), tags=(), offline: bool = False, progress: Call
     exps, tags = _check_links(workspace, exps, tags)
     # Refuse before sending anything when an existing note cannot be read back.
     existing = {a.id: frontmatter.read(note_path(workspace, a)) for a in aids if note_path(workspace, a).exists()}
+    # ... or a report whose papers block will be rewritten cannot be read: nothing is half-written.
+    for name in {*exps, *(e for meta, _ in existing.values() for e in _as_list(meta.get("experiments")))}:
+        report = workspace.experiments_dir / str(name) / "report.md"
+        if "/" not in str(name) and report.is_file():
+            read_text(report)
     if offline:
         missing = [a.id for a in aids if a.id not in existing]
         if missing:

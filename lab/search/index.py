@@ -88,7 +88,10 @@ def connect(root: Path | str, create: bool = True, notes: list | None = None) ->
                 _migrate(path)
             except OSError as e:
                 raise LabError(f"cannot create the search index {path}: {e.strerror or e}") from None
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:  # a directory in its place, no permission
+            raise LabError(f"cannot open the search index {path}: {e}") from None
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, and it is derived anyway
@@ -151,7 +154,8 @@ def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple]:
     units: dict = {}
     stat = os.stat
     try:
-        experiments = [e.name for e in os.scandir(f"{root}/experiments") if e.name[0] != "." and e.is_dir()]
+        experiments = [e.name for e in os.scandir(f"{root}/experiments")
+                       if e.name[0] != "." and (e.name.isascii() or _utf8(e.name)) and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         experiments = []
     for name in experiments:
@@ -206,8 +210,8 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
     with entries:
         for e in entries:
             n = e.name
-            if n[0] == ".":
-                continue
+            if n[0] == "." or not n.isascii() and not _utf8(n):
+                continue  # a name with bytes that are not UTF-8 cannot be a path in the index; lab never writes one
             if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
                 try:
                     if tree and not e.is_file():
@@ -223,6 +227,14 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
     units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints, None)
     for d in subdirs:
         _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir gives undecodable bytes as lone surrogates
+        return False
+    return True
 
 
 def _signature(joined_names: str, ints: list[int]) -> str:
