@@ -100,6 +100,8 @@ def connect(root: Path | str, create: bool = True, notes: list | None = None) ->
             conn.close()
             if not create:
                 return None
+            if not damaged(e):  # busy, locked, disk I/O: deleting would not help
+                raise LabError(f"cannot open the search index {path}: {e}") from None
             remove_index(root)  # not a database any more: it is derived, so start again
             if notes is not None:
                 notes.append(_rebuilt_note(root, e))
@@ -113,16 +115,19 @@ def connect(root: Path | str, create: bool = True, notes: list | None = None) ->
             remove_index(root)  # written by a newer lab: rebuild rather than guess
         else:
             _migrate(path)
-    raise LabError(f"cannot open the search index {path}; delete it and run 'lab reindex'")
+    raise LabError(f"cannot open the search index {path}; it is derived from the files: delete it")
 
 
 def _migrate(path: str) -> None:
     from lab.search.migrations import migrate
 
     try:
-        migrate(path)
-    except sqlite3.OperationalError:
-        migrate(path)  # another process created the same tables at the same moment: the retry sees them
+        try:
+            migrate(path)
+        except sqlite3.OperationalError:
+            migrate(path)  # another process created the same tables at the same moment: the retry sees them
+    except sqlite3.Error as e:  # a full disk, a read-only directory
+        raise LabError(f"cannot create the search index {path}: {e}") from None
 
 
 def remove_index(root: Path | str) -> None:
