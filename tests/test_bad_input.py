@@ -326,3 +326,13 @@ def test_odd_bytes_and_numbers_elsewhere(lab, lab_root, tmp_path):
     for tag in ("a\tb", "\x1b[31mred", bad):
         one_error(lab("note", "2301.12345", "--offline", "--tag", tag), "bad tag")
     assert files(lab_root) == before
+
+
+def test_feed_names_in_feeds_json_are_checked(lab, lab_root):
+    """A hand-edited (or cloned) feeds.json cannot send a pull or a remove outside feeds/items/."""
+    (lab_root / "feeds").mkdir()
+    (lab_root / "feeds/feeds.json").write_text(json.dumps([{"name": "../../outside", "url": "http://127.0.0.1:9/"}]))
+    (lab_root / "outside.jsonl").write_text("mine\n")
+    for args in (["feed", "list"], ["feed", "remove", "../../outside"], ["feed", "pull"]):
+        one_error(lab(*args), "feeds/feeds.json", "bad feed name '../../outside'")
+    assert (lab_root / "outside.jsonl").read_text() == "mine\n"

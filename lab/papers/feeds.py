@@ -109,6 +109,11 @@ class Feeds:
             raise BadInput(f"{self.list_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, list) or not all(isinstance(f, dict) and f.get("name") for f in data):
             raise BadInput(f"{self.list_path}: must be a JSON list of feeds, each with a name")
+        for feed in data:  # a name is a file name under feeds/items/: never '../x'
+            try:
+                check_name(feed["name"] if isinstance(feed["name"], str) else repr(feed["name"]), "feed")
+            except BadInput as e:
+                raise BadInput(f"{self.list_path}: {e}") from None
         return data
 
     def _save(self, feeds: list[dict]) -> None:
