@@ -220,7 +220,7 @@ def load_experiment(exp, warn) -> ExperimentInfo:
         try:
             meta, body = _read_front(exp.report_path)
         except (LabError, OSError, UnicodeDecodeError) as e:
-            warn(f"lab: {exp.report_path}: {e}")
+            warn(f"lab: {e}" if str(e).startswith(str(exp.report_path)) else f"lab: {exp.report_path}: {e}")
     command = meta.get("command")
     return ExperimentInfo(
         exp=exp,
