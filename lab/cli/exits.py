@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import sys
 
-from lab.errors import LabError, missing_extra
+from lab.errors import LabError, missing_extra, os_error_message
 
 
 def describe(error: BaseException) -> tuple[str, int]:
     """The line and exit status for an error: LabError its message (1, BadInput 2), Ctrl-C 130, a missing
-    optional extra the install line (1), anything else an internal error (1)."""
+    optional extra the install line (1), an OSError where and what (1), anything else an internal error (1)."""
     if isinstance(error, LabError):
         return str(error), error.exit_code
     if isinstance(error, KeyboardInterrupt):
         return "interrupted", 130
+    if isinstance(error, OSError):  # the system around lab: a full disk, a permission, a file name too long
+        return os_error_message(error), 1
     return missing_extra(error) or f"internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", 1
 
 

@@ -21,6 +21,7 @@ from lab.core.layout import find_root
 from lab.errors import BadInput
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
+MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
 
@@ -154,8 +155,8 @@ def _parse_search(args: list[str]) -> dict | None:
         out["limit"] = int(out["limit"])
     except ValueError:
         return None
-    if out["limit"] < 1:
-        return None
+    if not 1 <= out["limit"] <= MAX_LIMIT:
+        return None  # click says what the range is
     return out
 
 
@@ -165,21 +166,23 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     from lab.search import query
 
     query_text = " ".join(words)
+    for value in (query_text, tag, exp):
+        if value is not None and not _utf8(value):
+            raise BadInput(f"{value!r}: holds bytes that are not UTF-8; type the words in UTF-8")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadInput(f"--limit {limit}: give a number from 1 to {MAX_LIMIT}")
     if exp is not None:
         _check_exp(root, exp)
-    conn, stats = index.open_index(root)
-    try:
-        for message in stats.warnings:
-            sys.stderr.write(f"lab: warning: {message}\n")
-        if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
-            sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
-                             "'lab watch --detach' keeps the index fresh so searches skip that\n")
-        if color is None:
-            color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-        results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks)
-    finally:
-        conn.close()
+    if color is None:
+        color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
+    results, stats = index.read(
+        root, lambda conn: query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks))
+    for message in stats.warnings:
+        sys.stderr.write(f"lab: warning: {message}\n")
+    if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
+        sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
+                         "'lab watch --detach' keeps the index fresh so searches skip that\n")
     if as_json:
         import json
 
@@ -193,6 +196,14 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         else:
             sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
     return 0
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        return False
+    return True
 
 
 def _check_exp(root, exp: str) -> None:

@@ -72,7 +72,9 @@ def _yaml_problem(e, where: str) -> str:
 
 def read(path: Path) -> tuple[dict, str]:
     """Read a Markdown file and return (front matter, body)."""
-    return parse(Path(path).read_text(encoding="utf-8"), where=str(path))
+    from lab.core.fsutil import read_text
+
+    return parse(read_text(path), where=str(path))
 
 
 def render(meta: dict, body: str) -> str:

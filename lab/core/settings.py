@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.core.fsutil import natural_key
+from lab.core.fsutil import natural_key, read_text
 from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
-from lab.core.names import check_name
+from lab.core.names import check_file_name, check_name
 from lab.errors import BadInput
 
 TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and typing costs it a millisecond or two
@@ -75,13 +75,33 @@ def resolve_file(path: Path, where: str | None = None) -> dict:
     if path.suffix == ".jsonnet":
         value = _evaluate_jsonnet(path, where)
     else:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, where)
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
         except json.JSONDecodeError as e:
             raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}") from None
+        except ValueError as e:  # NaN, Infinity, 1e400: Python reads them, strict JSON (and jsonnet) has no such numbers
+            raise BadInput(f"{where}: {e} is not a JSON number lab can keep (write null or a string)") from None
+        except RecursionError:
+            raise BadInput(f"{where}: nested too deeply to read") from None
     if not isinstance(value, dict):
         raise BadInput(f"{where}:1:1: a setting must be a JSON object ({{...}}), not {type(value).__name__}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadInput(f"{where}: a string holds {e.object[e.start:e.end]!r}, half of a UTF-16 pair, which is no "
+                       "character") from None
+    return value
+
+
+def _not_json(constant: str):
+    raise ValueError(constant)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(text)
     return value
 
 
@@ -93,10 +113,13 @@ _JSONNET_RANGE = re.compile(r"(?P<file>[^\s:][^:\n]*?):\((?P<line>\d+):(?P<col>\
 def _evaluate_jsonnet(path: Path, where: str) -> object:
     import _jsonnet
 
+    read_text(path, where)  # jsonnet would read bytes that are not UTF-8 as U+FFFD without a word
     try:
         text = _jsonnet.evaluate_file(str(path))
     except RuntimeError as e:
         raise BadInput(_jsonnet_message(str(e), path, where)) from None
+    except UnicodeDecodeError:  # std.char(55296): a lone surrogate, which UTF-8 cannot carry
+        raise BadInput(f"{where}: the result holds half of a UTF-16 pair (std.char of 55296-57343), which is no character") from None
     return json.loads(text)
 
 
@@ -142,7 +165,11 @@ def parse_target(target: str) -> tuple[str, str | None]:
 
 
 def select(workspace, targets: list[str]) -> list[Setting]:
-    """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats."""
+    """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats.
+
+    This is what gets queued, so each setting's file name must also be safe to show and to name later
+    (`lab logs EXP/SETTING`): a tab, newline or other control character in it is refused here.
+    """
     chosen: list[Setting] = []
     seen: set[str] = set()
     for target in targets:
@@ -155,6 +182,7 @@ def select(workspace, targets: list[str]) -> list[Setting]:
             if not found:
                 raise BadInput(f"experiment {exp.name!r} has no settings: add {exp.settings_dir}/NAME.json")
         for setting in found:
+            check_file_name(setting.name, "setting", setting.where().rpartition("/")[0] or str(exp.settings_dir))
             if setting.id not in seen:
                 seen.add(setting.id)
                 chosen.append(setting)

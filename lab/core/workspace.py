@@ -15,9 +15,9 @@ from functools import cached_property
 from pathlib import Path
 
 from lab.core import frontmatter, layout
-from lab.core.fsutil import create_exclusive
-from lab.core.names import NAME_PATTERN, check_name, is_name
-from lab.errors import BadInput
+from lab.core.fsutil import create_exclusive, read_text
+from lab.core.names import MAX_NAME_BYTES, NAME_PATTERN, check_file_name, check_name, is_name, shown  # noqa: F401  (re-exported)
+from lab.errors import BadInput, os_error_message
 
 NAME_RE = re.compile(NAME_PATTERN)  # kept for callers that match text; the rule itself is lab.core.names
 
@@ -176,7 +176,7 @@ class Workspace:
         if not path.exists():
             return {}
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_text(path)) or {}
         except yaml.YAMLError as e:
             raise BadInput(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -198,12 +198,28 @@ class Workspace:
         names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and is_name(p.name)]
         return [Experiment(self, n) for n in sorted(names, key=natural_key)]
 
+    def listing(self) -> list[dict]:
+        """Every experiment as `{name, title, tags, settings, path, error}`. One whose report or settings cannot be
+        read is listed all the same, with the reason in `error` (else None), so one bad file hides nothing else."""
+        rows = []
+        for exp in self.experiments():
+            row = {"name": exp.name, "title": exp.name, "tags": [], "settings": [], "path": str(exp.dir), "error": None}
+            try:
+                row["settings"] = [s.name for s in exp.settings()]
+                row["title"], row["tags"] = exp.title(), exp.tags()
+            except BadInput as e:
+                row["error"] = str(e)
+            except OSError as e:  # report.md is a directory, say
+                row["error"] = os_error_message(e)
+            rows.append(row)
+        return rows
+
     def new_experiment(self, name: str, source: str | None = None) -> Experiment:
         """Make `experiments/NAME/` with its directories and a report; `source` copies another's settings and command."""
         exp = self.experiment(name, must_exist=False)
         if exp.dir.exists():
             raise BadInput(f"experiment {name!r} already exists: {exp.dir}")
-        origin = self.experiment(source) if source else None
+        origin = self.experiment(source) if source is not None else None
         command = origin.command_template() if origin else None
         staging = self.experiments_dir / f".{name}.new"
         if staging.exists():
@@ -251,10 +267,11 @@ def init(directory: Path | str) -> list[Path]:
     if create_exclusive(root / layout.MKDOCS_YML, MKDOCS_YML.format(name=root.name)):
         created.append(root / layout.MKDOCS_YML)
     gitignore = root / ".gitignore"
-    existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    old = read_text(gitignore) if gitignore.exists() else ""
+    existing = old.splitlines()
     missing = [line for line in GITIGNORE_LINES if line not in existing]
     if missing:
-        prefix = "" if not existing or gitignore.read_text(encoding="utf-8").endswith("\n") else "\n"
+        prefix = "" if not existing or old.endswith("\n") else "\n"
         with gitignore.open("a", encoding="utf-8") as f:
             f.write(prefix + "# lab: derived files\n" + "\n".join(missing) + "\n")
         created.append(gitignore)

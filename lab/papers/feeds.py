@@ -25,7 +25,7 @@ from typing import Callable
 from lab.papers.ids import category_of, from_entry_id
 from lab.errors import BadInput, LabError
 from lab.core import layout
-from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl
+from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl, read_text
 from lab.search.index import refresh_paths
 from lab.core.workspace import check_name
 
@@ -105,11 +105,16 @@ class Feeds:
         if not self.list_path.exists():
             return []
         try:
-            data = json.loads(self.list_path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.list_path))
         except json.JSONDecodeError as e:
             raise BadInput(f"{self.list_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, list) or not all(isinstance(f, dict) and f.get("name") for f in data):
             raise BadInput(f"{self.list_path}: must be a JSON list of feeds, each with a name")
+        for feed in data:  # a name is a file name under feeds/items/: never '../x'
+            try:
+                check_name(feed["name"] if isinstance(feed["name"], str) else repr(feed["name"]), "feed")
+            except BadInput as e:
+                raise BadInput(f"{self.list_path}: {e}") from None
         return data
 
     def _save(self, feeds: list[dict]) -> None:
@@ -135,6 +140,7 @@ class Feeds:
         category = None
         if re.match(r"https?://", source, re.I):
             url = source
+            _check_url(url)
         elif category_of(source):
             category = category_of(source)
             url = (os.environ.get("LAB_ARXIV_RSS_URL") or ARXIV_RSS_URL).rstrip("/") + "/" + category
@@ -235,7 +241,7 @@ class Feeds:
         if new:
             path = self.items_path(feed["name"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            old = read_text(path) if path.exists() else ""
             if old and not old.endswith("\n"):
                 old += "\n"
             # Rewriting the whole file atomically keeps it whole even if lab is killed mid-pull.
@@ -247,6 +253,18 @@ class Feeds:
         feed["items"] = len(known) + len(new)
         result.added, result.total, result.new_items = len(new), len(known) + len(new), new
         return result
+
+
+def _check_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as e:  # a bracket left open, a port that is no number
+        raise BadInput(f"{url!r} is not a valid URL: {e}") from None
+    if not host or not url.isprintable() or " " in url:
+        raise BadInput(f"{url!r} is not a valid URL: it needs a host, and no spaces or control characters")
 
 
 def _derive_name(url: str, category: str | None) -> str:

@@ -38,7 +38,7 @@ from typing import Callable
 from lab.core import frontmatter
 from lab.papers.ids import ArxivId, parse_id, parse_ids
 from lab.errors import BadInput, LabError
-from lab.core.fsutil import atomic_write_text, natural_key
+from lab.core.fsutil import atomic_write_text, natural_key, read_text
 from lab.search.index import refresh_paths
 
 LAB_KEYS = (
@@ -190,8 +190,8 @@ def _check_links(workspace, exps, tags) -> tuple[list[str], list[str]]:
         workspace.experiment(name)  # BadInput (exit 2) when it does not exist
     tags = [t.strip() for t in dict.fromkeys(tags or ())]
     for tag in tags:
-        if not tag or "\n" in tag:
-            raise BadInput(f"bad tag {tag!r}: a tag is one line of text")
+        if not tag or not tag.isprintable():  # no newline, tab, escape sequence or byte that is not UTF-8
+            raise BadInput(f"bad tag {tag!r}: a tag is one line of printable text")
     return exps, tags
 
 
@@ -211,6 +211,11 @@ def note(workspace, ids, exps=(), tags=(), offline: bool = False, progress: Call
     exps, tags = _check_links(workspace, exps, tags)
     # Refuse before sending anything when an existing note cannot be read back.
     existing = {a.id: frontmatter.read(note_path(workspace, a)) for a in aids if note_path(workspace, a).exists()}
+    # ... or a report whose papers block will be rewritten cannot be read: nothing is half-written.
+    for name in {*exps, *(e for meta, _ in existing.values() for e in _as_list(meta.get("experiments")))}:
+        report = workspace.experiments_dir / str(name) / "report.md"
+        if "/" not in str(name) and report.is_file():
+            read_text(report)
     if offline:
         missing = [a.id for a in aids if a.id not in existing]
         if missing:
@@ -309,7 +314,7 @@ def sync_report(workspace, exp_name: str) -> bool:
     appended at the end (a missing report is created with just that section)."""
     exp = workspace.experiment(exp_name)
     path = exp.report_path
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = read_text(path) if path.exists() else ""
     block = papers_block(workspace, exp_name)
     if _PAPERS_RE.search(text):
         new = _PAPERS_RE.sub(lambda m: block, text, count=1)
@@ -329,7 +334,7 @@ def sync_all(workspace) -> list[str]:
     changed = []
     with _lock(workspace):
         for exp in workspace.experiments():
-            has_block = exp.report_path.exists() and PAPERS_START in exp.report_path.read_text(encoding="utf-8")
+            has_block = exp.report_path.exists() and PAPERS_START in read_text(exp.report_path)
             if (exp.name in named or has_block) and sync_report(workspace, exp.name):
                 changed.append(exp.name)
     return changed
