@@ -8,7 +8,7 @@
   and Last-Modified and answer 304 to a matching conditional request (unless `honour_conditional` is off).
 - `/status/CODE`: an empty answer with that status; `/page.html`: an HTML page, not a feed.
 Scripted trouble for the API: `api_script` (a list of statuses answered, in order, before the real answer) and
-`delay` (seconds to wait before answering).
+`delay` (seconds to wait before answering), `trickle` (seconds between the bytes of an answer, headers included).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class FixtureServer:
         self.requests: list[dict] = []
         self.api_script: list[int] = []
         self.delay = 0.0
+        self.trickle = 0.0  # when set: API answers are sent one byte every `trickle` seconds
+        self._stopping = threading.Event()
         self.honour_conditional = True
         self.aliases: dict[str, str] = {}  # requested id -> recorded id whose entry answers it
         self._lock = threading.Lock()
@@ -74,6 +76,16 @@ class FixtureServer:
                     status, body, headers = server.answer(self.path, self.headers)
                     if server.delay and self.path.startswith("/api/"):
                         time.sleep(server.delay)
+                    if server.trickle and self.path.startswith("/api/"):
+                        # The whole answer, status line and headers included, one byte at a time.
+                        head = f"HTTP/1.0 {status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                        raw = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+                        for i in range(len(raw)):
+                            if server._stopping.wait(server.trickle):
+                                break
+                            self.wfile.write(raw[i : i + 1])
+                            self.wfile.flush()
+                        return
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -143,6 +155,7 @@ class FixtureServer:
         return 404, b"not here", {}
 
     def stop(self):
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)

@@ -536,3 +536,53 @@ def test_other_non_ascii_digits_are_refused_locally(lab, lab_root, server):
 def test_abs_url_with_arxiv_prefix_is_accepted():
     aid = parse_id("https://arxiv.org/abs/arXiv:physics/9707012")
     assert (aid.id, aid.version) == ("physics/9707012", None)
+
+
+def test_timeout_is_a_deadline_for_the_whole_request(lab, lab_root, server):
+    """A server that trickles one byte every 0.5 s never lets a socket read time out; the deadline still holds."""
+    import time
+
+    server.trickle = 0.5
+    start = time.monotonic()
+    proc = lab("note", "1605.08386", env={"LAB_ARXIV_TIMEOUT": "2"}, check=1)
+    elapsed = time.monotonic() - start
+    assert proc.stderr.count("\n") == 1 and "did not answer within 2 s" in proc.stderr
+    assert papers(lab_root) == []
+    # The whole answer would take minutes at this pace; lab gives up at about the timeout (plus its start-up).
+    assert elapsed < 10, elapsed
+
+
+# ---- issue 16: BibTeX that LaTeX can read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "title, expected",
+    [
+        ("Costs below $5 per GPU-hour", "Costs below \\$5 per GPU-hour"),
+        ("Costs below $5 per GPU-hour and $10 a day", "Costs below \\$5 per GPU-hour and \\$10 a day"),
+        ("Improved bounds for $k<n$ and $n>2$", "Improved bounds for $k<n$ and $n>2$"),
+        ("$\\alpha_1$-stable laws", "$\\alpha_1$-stable laws"),
+        ("snake_case names, 100% of #1 & more", "snake\\_case names, 100\\% of \\#1 \\& more"),
+        ("A trailing backslash \\", "A trailing backslash \\textbackslash{}"),
+        ("{Unbalanced brace", "\\textbraceleft{}Unbalanced brace"),
+        ("x^2 in text", "x\\^{}2 in text"),
+        ("{\\em Emphasis} and \\\"Ubersetzung", "{\\em Emphasis} and \\\"Ubersetzung"),
+    ],
+)
+def test_bib_escapes_what_latex_needs_outside_math(lab_root, title, expected):
+    from lab.core.workspace import Workspace
+    from lab.papers.client import Paper
+    from lab.papers.notes import bibtex, write_note
+
+    paper = Paper("2301.12345", 1, title, ["Ana_B. Author"], "2023-01-01T00:00:00+00:00", None, "cs.LG", ["cs.LG"],
+                  None, None, None, "https://arxiv.org/abs/2301.12345", "https://arxiv.org/pdf/2301.12345v1", abstract="x")
+    write_note(Workspace(lab_root), paper)
+    out = bibtex(Workspace(lab_root))
+    assert f"  title = {{{{{expected}}}}},\n" in out
+    assert "author = {Ana\\_B. Author}" in out
+    # What BibTeX needs whatever the title: balanced braces in every entry.
+    depth = 0
+    for ch in out:
+        depth += (ch == "{") - (ch == "}")
+        assert depth >= 0
+    assert depth == 0
