@@ -114,7 +114,9 @@ def main(args=None, prog_name: str = "lab") -> None:
     except LabError as e:
         if debug:
             raise
-        _fail(str(e), e.exit_code)
+        for line in getattr(e, "lines", [])[:-1]:  # several problems (BadInputs): one line each, the last by _fail
+            click.echo(f"lab: error: {line}", err=True)
+        _fail(e.lines[-1] if getattr(e, "lines", None) else str(e), e.exit_code)
     except click.exceptions.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         _fail(f"{e.format_message()}{hint}", 2)

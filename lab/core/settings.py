@@ -76,7 +76,10 @@ def resolve_file(path: Path, where: str | None = None) -> dict:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
-            raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}") from None
+            hint = ""
+            if text[e.pos : e.pos + 2] in ("//", "/*") or text[e.pos : e.pos + 1] == "#":
+                hint = f" (JSON has no comments; jsonnet has: rename it to {path.stem}.jsonnet)"
+            raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}{hint}") from None
     if not isinstance(value, dict):
         raise BadInput(f"{where}:1:1: a setting must be a JSON object ({{...}}), not {type(value).__name__}")
     return value
