@@ -240,12 +240,12 @@ def update_front_matter(source: str, values: dict, order=LAB_KEYS) -> str:
     import yaml
 
     newline = "\r\n" if "\r\n" in source else "\n"
+    if source and not source.endswith("\n"):
+        source += newline
     old = yaml.safe_load(source) or {} if source.strip() else {}
     spans = _key_spans(source) if source.strip() else {}
     if spans is None or not isinstance(old, dict):
         raise BadInput("front matter is not a block mapping of keys to values")
-    if source and not source.endswith("\n"):
-        source += newline
     edits: list[tuple[int, int, str]] = []
     inserts: dict[int, list[str]] = {}
     anchor = 0
