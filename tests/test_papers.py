@@ -586,3 +586,22 @@ def test_bib_escapes_what_latex_needs_outside_math(lab_root, title, expected):
         depth += (ch == "{") - (ch == "}")
         assert depth >= 0
     assert depth == 0
+
+
+@pytest.mark.parametrize(
+    "source, values, expected",
+    [
+        # An unchanged value keeps its text (flow style, quoting, comment); a changed one keeps its line comment.
+        ("tags: [a]  # mine\nexperiments: []\n", {"tags": ["a"], "experiments": ["e"]}, "tags: [a]  # mine\nexperiments:\n- e\n"),
+        ("tags: [] # c\r\nroom: 0123\r\n", {"tags": ["t"]}, "tags:\r\n- t # c\r\nroom: 0123\r\n"),
+        # Comments and blank lines after a block list stay where they are.
+        ("tags:\n- a\n\n# about the room\nroom: 0123\n", {"tags": ["a", "b"]}, "tags:\n- a\n- b\n\n# about the room\nroom: 0123\n"),
+        # A missing key goes after its neighbour in LAB_KEYS; a missing first key goes on top.
+        ("# top\ntitle: T\n", {"arxiv_id": "1", "version": 2, "title": "T"}, "arxiv_id: '1'\nversion: 2\n# top\ntitle: T\n"),
+        ("", {"arxiv_id": "1"}, "arxiv_id: '1'\n"),
+    ],
+)
+def test_update_front_matter_in_place(source, values, expected):
+    from lab.papers.notes import update_front_matter
+
+    assert update_front_matter(source, values) == expected
