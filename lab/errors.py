@@ -17,6 +17,16 @@ class BadInput(LabError):
     exit_code = 2
 
 
+class BadInputs(BadInput):
+    """Several independent problems of the user's input (every bad setting of `lab run EXP`): `lines` holds one
+    line each, which the CLI prints one per line; `str()` is all of them, the first line alone still says what
+    is wrong and where."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
 class NotALab(BadInput):
     """No lab root was found."""
 

@@ -344,7 +344,7 @@ def test_training_program_settings_are_validated_before_queueing(lab_root, monke
     write_settings(lab_root, "t", {"good.json": {"learning_rate": 1e-4}, "bad.json": {"learning_rat": 1}})
     calls = []
 
-    def validate_settings(resolved, where):
+    def validate_settings(resolved, where, experiment_dir=None):
         calls.append(where)
         if "learning_rat" in resolved:
             raise BadInput(f"{where}: unknown key 'learning_rat'")

@@ -50,5 +50,9 @@ def run(call, debug: bool = False, translate=None) -> None:
             if debug:
                 raise
             claimed = describe(e)
+            for line in getattr(e, "lines", [])[:-1]:  # several problems (BadInputs): one line each
+                sys.stderr.write(f"lab: error: {line}\n")
+            if getattr(e, "lines", None):
+                claimed = e.lines[-1], claimed[1]
         fail(*claimed)
     sys.exit(code if isinstance(code, int) else 0)

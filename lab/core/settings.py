@@ -79,7 +79,10 @@ def resolve_file(path: Path, where: str | None = None) -> dict:
         try:
             value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
         except json.JSONDecodeError as e:
-            raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}") from None
+            hint = ""
+            if text[e.pos : e.pos + 2] in ("//", "/*") or text[e.pos : e.pos + 1] == "#":
+                hint = f" (JSON has no comments; jsonnet has: rename it to {path.stem}.jsonnet)"
+            raise BadInput(f"{where}:{e.lineno}:{e.colno}: {e.msg}{hint}") from None
         except ValueError as e:  # NaN, Infinity, 1e400: Python reads them, strict JSON (and jsonnet) has no such numbers
             raise BadInput(f"{where}: {e} is not a JSON number lab can keep (write null or a string)") from None
         except RecursionError:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from lab.runs import record as records
 from lab.core.command import build_argv, is_default_program, template_for
-from lab.errors import BadInput, LabError
+from lab.errors import BadInput, BadInputs, LabError
 from lab.runs.local.queue import Queue
 from lab.core.settings import Setting, select, settings_hash
 
@@ -44,7 +44,8 @@ class Planned:
 
 
 def check(workspace, targets: list[str], env: dict | None = None) -> list[Planned]:
-    """Resolve and check every setting of the targets; raise BadInput naming the first bad one (and how many)."""
+    """Resolve and check every setting of the targets; raise BadInput naming the bad one, or BadInputs naming
+    every bad one, one line each."""
     settings = select(workspace, targets)
     planned, errors = [], []
     for setting in settings:
@@ -52,9 +53,10 @@ def check(workspace, targets: list[str], env: dict | None = None) -> list[Planne
             planned.append(check_setting(setting, env))
         except BadInput as e:
             errors.append(str(e))
-    if errors:
-        more = f" (and {len(errors) - 1} more bad setting{'s' if len(errors) > 2 else ''}; nothing was queued)" if len(errors) > 1 else " (nothing was queued)"
-        raise BadInput(errors[0] + more)
+    if len(errors) == 1:
+        raise BadInput(errors[0] + " (nothing was queued)")
+    if errors:  # every bad setting, one line each
+        raise BadInputs([*errors, f"{len(errors)} of {len(settings)} settings are bad; nothing was queued"])
     return planned
 
 
@@ -74,7 +76,7 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
         validate = _train_validator()
         if validate is not None:
             try:
-                validate(resolved, setting.where())
+                validate(resolved, setting.where(), experiment_dir=setting.experiment.dir)  # paths checked too
             except (ValueError, TypeError, KeyError) as e:  # BadInput passes through as it is
                 raise BadInput(f"{setting.where()}: {e}") from None
     return Planned(setting, resolved, template, argv)
