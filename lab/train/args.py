@@ -403,11 +403,11 @@ def _file_problems(resolved: dict, exp_dir: Path, groups) -> list[str]:
 
 def _local_model_missing(name: str, base: Path) -> bool:
     """Whether `name` can only be a local directory (by lab.train.models' rule) and none is there."""
-    from lab.train.models import _looks_like_path
+    from lab.train.models import looks_like_path
 
     path = Path(name).expanduser()
     candidate = path if path.is_absolute() else base / path
-    return not candidate.exists() and (_looks_like_path(name) or name.count("/") > 1)
+    return not candidate.exists() and (looks_like_path(name) or name.count("/") > 1)
 
 
 def _under(base: Path, value: str) -> Path:
