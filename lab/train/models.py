@@ -43,6 +43,7 @@ class ModelSource:
 
 
 def looks_like_path(name: str) -> bool:
+    """Whether a model name is written as a path (`./m`, `/abs`, `~/m`) rather than a hub id."""
     return name.startswith(("/", "./", "../", "~")) or name in (".", "..") or "\\" in name
 
 
