@@ -11,22 +11,43 @@ is a new session (no terminal, so closing the shell does not end it, as with `no
 then looks once more: a job queued while it was leaving saw the lock held, so this last look is what picks it
 up (and a job queued after the release starts its own runner).
 
-Crash recovery (`recover`, run under the lock by the runner at start-up and by `lab run` / `lab status` when
-no runner holds it): a job still marked running has lost its runner. Its exit status cannot be learned (it
-was the dead runner's child), so it is not reattached: its process group is ended (SIGTERM, then SIGKILL),
-its record becomes `interrupted` (kept in the history once the next attempt starts) and it is queued again
-at its old place, so exactly one copy of it runs to completion. A job whose record already says it finished
-is only marked done: finished jobs never run again.
+Exactly once, with no unsafe instant. A job starts in four steps:
+1. the runner claims it: one queue transaction marks it `running` with a fresh token;
+2. the runner forks a per-job supervisor, which makes itself a new session (its pid is the job's process group)
+   and writes that identity (pid, start time, boot id) into the job's row, still holding the runner's lock
+   (inherited with the fork) so that no recovery can look in between;
+3. only then the supervisor lets the lock go and starts the program in its own process group; it writes the
+   `running` record;
+4. when the program ends, the supervisor writes its exit status to `.lab/jobs/ID.exit` (a file made before the
+   program started, so this write needs no new disk space), then the final record, then marks the job done.
+At every moment either the program has not started, or the row names the process group that runs it. The
+supervisor does not depend on the runner: a job that ends while the runner is dead is recorded
+`succeeded`/`failed` by its supervisor and never run again.
+
+Crash recovery (`recover`, run under the lock by the runner at start-up and by `lab run` / `lab status` /
+`lab stop` when no runner holds it), for each job marked running:
+- its supervisor still lives: it is left alone and the new runner *reattaches* (waits for it to end before
+  starting the next job); `lab status` shows it running;
+- its supervisor is gone and its record or exit file says how it ended: that end is recorded, the job is done;
+- its supervisor was killed while the program ran (only a kill of the supervisor itself does this): what is left
+  of the process group is stopped (SIGTERM, SIGKILL after a grace period), the record becomes `interrupted`
+  (kept in the history) and the job is queued again at its place;
+- the program never started: the job is queued again at its place.
+`LAB_TEST_KILL=POINT` (or `runner@POINT`) makes the runner or the supervisor kill itself (or the runner) with
+SIGKILL at one named point of starting or finishing a job, once per lab (`KILL_POINTS`; for tests).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from lab.core import process
@@ -151,41 +172,114 @@ def spawn(workspace, env: dict | None = None) -> int:
 # -- crash recovery -------------------------------------------------------------------------------------
 
 
+KILL_POINTS = ("runner-claimed", "runner-forked", "supervisor-identity", "supervisor-started", "supervisor-exited",
+               "supervisor-recorded", "supervisor-done", "runner-reaped")
+
+
+def kill_point(name: str, state_dir: Path, runner: int | None = None) -> None:
+    """The test hook: SIGKILL at point `name` when LAB_TEST_KILL says so (once per lab)."""
+    wanted = os.environ.get("LAB_TEST_KILL")
+    if not wanted or wanted.rpartition("@")[2] != name:
+        return
+    try:
+        os.close(os.open(Path(state_dir) / "test-kill-fired", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    victim = runner if wanted.startswith("runner@") and runner else os.getpid()
+    os.kill(victim, signal.SIGKILL)
+    if victim == os.getpid():
+        time.sleep(60)
+
+
+def exit_file(state_dir: Path, job_id: int) -> Path:
+    return Path(state_dir) / "jobs" / f"{job_id}.exit"
+
+
+EXIT_FILE_SIZE = 128
+
+
+def read_exit(state_dir: Path, job: dict) -> dict | None:
+    """What a supervisor wrote when the program of `job` (this start of it) ended, or None."""
+    try:
+        text = exit_file(state_dir, job["id"]).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    parts = text.split()
+    if len(parts) != 3 or parts[0] != job.get("token"):
+        return None
+    try:
+        return {"returncode": int(parts[1]), "duration_s": float(parts[2])}
+    except ValueError:
+        return None
+
+
 def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
-    """Settle jobs marked running whose runner is gone (call with the runner lock held); return their ids."""
+    """Settle jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
+    Jobs whose supervisor still runs are left to it (see `attached`)."""
     settled = []
+    state_dir = workspace.state_dir
     for job in queue.jobs(("running",), executor="local"):
+        if supervisor_alive(job):
+            continue
         setting = job_setting(workspace, job)
-        rec = records.read_record(setting)
-        mine = rec is not None and rec.get("job_id") == job["id"]
-        if mine and rec.get("state") in records.FINISHED:
-            queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+        rec = records.read_record(setting, strict=False)
+        mine = (rec is not None and rec.get("job_id") == job["id"] and job["attempt"] is not None
+                and rec.get("attempt") == job["attempt"] and rec.get("started_at"))
+        if mine and rec.get("state") in records.FINISHED:  # the supervisor died after writing the record
+            with queue.transaction():
+                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+            _forget(state_dir, job)
             settled.append(setting.id)
             continue
-        pgid = job["pgid"] or (rec.get("pgid") if mine and rec.get("state") == "running" else None)
-        if pgid and process.is_our_group(pgid, job["proc_start"], job["boot_id"]):
-            process.terminate_group(pgid, grace)
+        if job["pgid"] and process.is_our_group(job["pgid"], job["proc_start"], job["boot_id"]):
+            process.terminate_group(job["pgid"], grace)  # what is left of it, unsupervised
+        ended = read_exit(state_dir, job)
         cancelled = bool(job["cancel_requested"])
+        if mine and rec.get("state") == "running" and ended is not None:  # it ended; its record was not written
+            rec = records.ended(setting, rec, ended["returncode"], duration_s=ended["duration_s"],
+                                state="cancelled" if cancelled and ended["returncode"] != 0 else None)
+            records.write_record(setting, rec)
+            with queue.transaction():
+                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+                if rec["state"] == "failed" and job["stop_on_failure"]:
+                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+            _forget(state_dir, job)
+            settled.append(setting.id)
+            continue
         state = "cancelled" if cancelled else "interrupted"
         if mine and rec.get("state") == "running":
-            rec.update(
-                state=state,
-                ended_at=records.now_iso(),
-                duration_s=_seconds_since(rec.get("started_at")),
-                exit_code=None,
-                reason="cancelled by lab stop --now" if cancelled else "the runner died while the job ran; it was stopped and queued again",
-                metrics=records.final_metrics(records.read_metrics(records.metrics_path(setting))),
-            )
-            rec.pop("pid", None)
-            rec.pop("pgid", None)
-            records.write_record(setting, rec)
+            reason = "cancelled by lab stop --now" if cancelled else "its supervisor died while the job ran; it was stopped and queued again"
+            records.write_record(setting, records.settled(setting, rec, state, reason))
         with queue.transaction():
             if cancelled:
                 queue.finish(job["id"], "cancelled")
             else:
                 queue.requeue(job["id"])
+        _forget(state_dir, job)
         settled.append(setting.id)
     return settled
+
+
+def attached(queue: Queue) -> dict | None:
+    """The running local job whose supervisor still lives (its runner died, it did not), if any."""
+    return next((job for job in queue.jobs(("running",), executor="local") if supervisor_alive(job)), None)
+
+
+def supervisor_alive(job: dict) -> bool:
+    pid = job.get("pid")
+    if not pid or not process.pid_alive(pid):
+        return False
+    boot = process.boot_id()
+    if job.get("boot_id") and boot and job["boot_id"] != boot:
+        return False
+    return job.get("proc_start") is None or process.start_time(pid) == job["proc_start"]
+
+
+def _forget(state_dir: Path, job: dict) -> None:
+    try:
+        exit_file(state_dir, job["id"]).unlink()
+    except OSError:
+        pass
 
 
 def recover_if_needed(workspace) -> list[str]:
@@ -194,7 +288,8 @@ def recover_if_needed(workspace) -> list[str]:
     if queue is None:
         return []
     try:
-        if not queue.jobs(("running",), executor="local"):
+        jobs = queue.jobs(("running",), executor="local")
+        if not jobs or all(supervisor_alive(j) for j in jobs):
             return []
         lock = RunnerLock(workspace.state_dir)
         if not lock.try_acquire():
@@ -205,17 +300,6 @@ def recover_if_needed(workspace) -> list[str]:
             lock.release()
     finally:
         queue.close()
-
-
-def _seconds_since(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    from datetime import datetime, timezone
-
-    try:
-        return round((datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds(), 3)
-    except ValueError:
-        return None
 
 
 # -- the runner process -----------------------------------------------------------------------------------
@@ -233,41 +317,59 @@ def job_setting(workspace, job: dict):
     return Setting(exp, job["setting"], exp.settings_dir / f"{job['setting']}.json")
 
 
-class _Terminated(Exception):
+class DiskFull(Exception):
+    pass
+
+
+class _Stop(Exception):
     pass
 
 
 class Runner:
-    """The loop of the background process: take the next job, run it, record it, until the queue is empty."""
+    """The loop of the background process: take the next job, hand it to its supervisor, until the queue is empty."""
 
     def __init__(self, workspace):
         self.workspace = workspace
         self.queue: Queue | None = None
-        self._waiting = False
+        self.lock: RunnerLock | None = None
         self._terminating = False
+        self._current: int | None = None  # the process group of the job being supervised
 
     def _on_sigterm(self, signum, frame):
         self._terminating = True
-        if self._waiting:
-            raise _Terminated()
+        if self._current:
+            process.signal_group(self._current, signal.SIGTERM)  # its supervisor records it interrupted
 
     def serve(self) -> int:
-        lock = RunnerLock(self.workspace.state_dir)
+        state_dir = self.workspace.state_dir
+        lock = self.lock = RunnerLock(state_dir)
         if not lock.acquire(WAIT_FOR_LOCK_S):
             return 0  # another runner is alive
         lock.write_pid()
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.queue = Queue(self.workspace.state_dir, durable=False)
+        self.queue = Queue(state_dir, durable=False)
         self.log(f"runner {os.getpid()} started")
         try:
             while True:
-                for job_id in recover(self.workspace, self.queue):
-                    self.log(f"recovered {job_id} after a crash; queued again")
-                while not self._terminating and not self.queue.get_flag("stop"):
-                    job = self.queue.claim_next()
+                while not self._terminating:
+                    for job_id in recover(self.workspace, self.queue):
+                        self.log(f"recovered {job_id} after a crash")
+                    job = attached(self.queue)
+                    if job is not None:
+                        self.log(f"reattached to {job['experiment']}/{job['setting']} (job {job['id']}, supervisor {job['pid']})")
+                        self.watch(job)
+                        continue
+                    if self.queue.get_flag("stop"):
+                        break
+                    from lab.runs.attempt import package_versions
+
+                    package_versions()  # warm the cache the supervisors inherit
+                    token = uuid.uuid4().hex
+                    job = self.queue.claim_next(token)
                     if job is None:
                         break
+                    kill_point("runner-claimed", state_dir)
                     self.run_job(job)
                 lock.release(clear_pid=True)
                 if self._terminating or self.queue.get_flag("stop") or not self.queue.has_queued():
@@ -276,78 +378,217 @@ class Runner:
                 if not lock.acquire(WAIT_FOR_LOCK_S):
                     break
                 lock.write_pid()
-        except _Terminated:
+        except (DiskFull, OSError) as e:
+            self.log(f"runner {os.getpid()} stops: {e}; nothing finished will run again (lab run resumes)")
             lock.release(clear_pid=True)
+            return 1
         self.log(f"runner {os.getpid()} exits" + (" (stopped)" if self.queue.get_flag("stop") else ""))
         return 0
 
     def run_job(self, job: dict) -> None:
-        from lab.runs.attempt import Attempt
+        """Fork the job's supervisor and wait for it to end."""
+        state_dir = self.workspace.state_dir
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            supervise(self.workspace, job, self.lock.fd, os.getppid())  # never returns
+        self._current = pid
+        if self._terminating:
+            process.signal_group(pid, signal.SIGTERM)
+        kill_point("runner-forked", state_dir)
+        _, status = os.waitpid(pid, 0)
+        self._current = None
+        kill_point("runner-reaped", state_dir)
+        code = os.waitstatus_to_exitcode(status)
+        if code == SUPERVISOR_DISK_FULL:
+            raise DiskFull(f"the disk is full ({job['experiment']}/{job['setting']} could not be recorded)")
 
-        ws, queue = self.workspace, self.queue
-        setting = job_setting(ws, job)
-        attempt = records.next_attempt(records.read_record(setting))
-        try:
-            att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                          base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]},
-                          # The queue knows the process group before anything else happens, for crash recovery.
-                          on_spawn=lambda p: queue.set_process(job["id"], attempt, process.identity(p.pid)))
-            proc = att.start()
-        except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
-            self.log(f"could not start {setting.id}: {e}")
-            _record_unstarted(setting, job, attempt, f"could not start: {e}")
-            with queue.transaction():
-                queue.finish(job["id"], "failed")
-            return
-        if proc is None:
-            with queue.transaction():
-                queue.finish(job["id"], "failed", 127)
-                if job["stop_on_failure"]:
-                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
-            return
-        self.log(f"started {setting.id} (job {job['id']}, attempt {attempt}, pid {proc.pid})")
-        if (queue.job(job["id"]) or {}).get("cancel_requested"):
-            # `lab stop --now` came while the job was starting, before its process group was known.
-            process.signal_group(proc.pid, signal.SIGTERM)
-        try:
-            self._waiting = True
+    def watch(self, job: dict) -> None:
+        """Wait for a job whose supervisor outlived an earlier runner."""
+        while supervisor_alive(job):
             if self._terminating:
-                raise _Terminated()
-            returncode = proc.wait()
-            self._waiting = False
-        except _Terminated:
-            self._waiting = False
-            process.terminate_group(proc.pid, STRAGGLER_GRACE_S, is_gone=lambda: proc.poll() is not None and process.group_gone(proc.pid))
-            att.finish(proc.returncode, state="interrupted", reason="the runner was stopped (SIGTERM); queued again")
-            with queue.transaction():
-                queue.requeue(job["id"])
-            self.log(f"interrupted {setting.id}; queued again")
-            raise
-        # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
-        process.terminate_group(proc.pid, STRAGGLER_GRACE_S)
-        cancelled = bool((queue.job(job["id"]) or {}).get("cancel_requested"))
-        rec = att.finish(returncode, state="cancelled" if cancelled else None, reason="cancelled by lab stop --now" if cancelled else None)
-        with queue.transaction():
-            queue.finish(job["id"], rec["state"], rec.get("exit_code"))
-            if rec["state"] == "failed" and job["stop_on_failure"]:
-                queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
-        self.log(f"{rec['state']} {setting.id} (exit {rec.get('exit_code')}, {rec.get('duration_s')} s)")
+                process.signal_group(job["pgid"], signal.SIGTERM)
+                self._terminating = True
+            time.sleep(0.05)
 
     def log(self, message: str) -> None:
         # The runner's own diary (.lab/runner.log); the jobs' output goes to their logs/SETTING.log.
+        try:
+            print(f"{records.now_iso()} {message}", flush=True)
+        except OSError:
+            pass
+
+
+SUPERVISOR_DISK_FULL = 75
+
+
+def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
+    """The per-job supervisor (a fork of the runner): start the program, record its end, mark the job done.
+    Never returns."""
+    code = 0
+    state_dir = workspace.state_dir
+    setting = None
+    try:
+        os.setsid()  # a new session: this process's pid is the job's process group from now on
+        stop = {"at": None, "waiting": False}
+
+        def on_stop(signum, frame):
+            if stop["at"] is None:
+                stop["at"] = time.monotonic()
+                if stop["waiting"]:
+                    raise _Stop()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        queue = Queue(state_dir, durable=False)  # its own connection (never the runner's across a fork)
+        setting = job_setting(workspace, job)
+        attempt = records.next_attempt(records.read_record(setting, strict=False))
+        ending = exit_file(state_dir, job["id"])
+        ending.parent.mkdir(parents=True, exist_ok=True)
+        with open(ending, "w") as f:  # room for the exit status, made before anything runs
+            f.write(" " * EXIT_FILE_SIZE)
+            f.flush()
+            os.fsync(f.fileno())
+        mine = queue.set_process(job["id"], job["token"], attempt, process.identity(os.getpid()))
+        kill_point("supervisor-identity", state_dir, runner)
+        if lock_fd is not None:
+            os.close(lock_fd)  # from here on the row names this process group; recovery may look
+        if not mine:
+            os._exit(0)
+        row = queue.job(job["id"]) or {}
+        if row.get("cancel_requested"):
+            rec = records.read_record(setting, strict=False)
+            if rec and rec.get("state") == "queued":
+                records.write_record(setting, records.cancelled_before_start(rec, "cancelled by lab stop --now before it started"))
+            with queue.transaction():
+                queue.finish(job["id"], "cancelled")
+            _forget(state_dir, job)
+            os._exit(0)
+        from lab.runs.attempt import Attempt
+
+        try:
+            att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
+                          base_env=json.loads(job["env"]), extra={"job_id": job["id"]}, own_group=False)
+            proc = att.start()
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            proc, att = None, None
+            failure = f"could not start: {e}"
+        except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
+            proc, att = None, None
+            failure = f"could not start: {e}"
+        if proc is None:
+            if att is None:
+                _log(f"could not start {setting.id}: {failure}")
+                records.write_record(setting, records.failed_to_start(
+                    setting, attempt=attempt, executor="local", resolved=json.loads(job["settings"]),
+                    hash_=job["settings_hash"], reason=failure, extra={"job_id": job["id"]}))
+            with queue.transaction():
+                queue.finish(job["id"], "failed", 127 if att is not None else None)
+                if job["stop_on_failure"]:
+                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+            _forget(state_dir, job)
+            os._exit(0)
+        _log(f"started {setting.id} (job {job['id']}, attempt {attempt}, process group {os.getpid()})")
+        kill_point("supervisor-started", state_dir, runner)
+        grace = None
+        returncode = None
+        while returncode is None:
+            try:
+                stop["waiting"] = True
+                if stop["at"] is None:
+                    returncode = proc.wait()
+                else:
+                    if grace is None:
+                        row = queue.job(job["id"]) or {}
+                        given = row.get("cancel_grace") if row.get("cancel_requested") else None
+                        grace = given if given is not None else STRAGGLER_GRACE_S
+                    returncode = proc.wait(timeout=max(0.0, stop["at"] + grace - time.monotonic()))
+            except _Stop:
+                pass
+            except subprocess.TimeoutExpired:
+                _kill_others(signal.SIGKILL)
+                returncode = proc.wait()
+            finally:
+                stop["waiting"] = False
+        duration = att.duration()
+        with open(ending, "r+") as f:  # in place: no new disk space needed
+            f.write(f"{job['token']} {returncode} {duration}".ljust(EXIT_FILE_SIZE))
+            f.flush()
+            os.fsync(f.fileno())
+        kill_point("supervisor-exited", state_dir, runner)
+        # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
+        _end_others(STRAGGLER_GRACE_S if stop["at"] is None else 0.5)
+        row = queue.job(job["id"]) or {}
+        if stop["at"] is not None and row.get("cancel_requested"):
+            rec = att.finish(returncode, state="cancelled", reason="cancelled by lab stop --now")
+        elif stop["at"] is not None:
+            rec = att.finish(returncode, state="interrupted", reason="the runner was stopped (SIGTERM); queued again")
+        else:
+            rec = att.finish(returncode)
+        kill_point("supervisor-recorded", state_dir, runner)
+        with queue.transaction():
+            if rec["state"] == "interrupted":
+                queue.requeue(job["id"])
+            else:
+                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+                if rec["state"] == "failed" and job["stop_on_failure"]:
+                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+        kill_point("supervisor-done", state_dir, runner)
+        _forget(state_dir, job)
+        _log(f"{rec['state']} {setting.id} (exit {rec.get('exit_code') if rec.get('signal') is None else rec['signal']}, {rec.get('duration_s')} s)")
+    except OSError as e:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        _log(f"could not {'record' if full else 'supervise'} {setting.id if setting else job['id']}: {e}")
+        code = SUPERVISOR_DISK_FULL if full else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+        os._exit(code)
+
+
+def _log(message: str) -> None:
+    try:
         print(f"{records.now_iso()} {message}", flush=True)
+    except OSError:
+        pass
 
 
-def _record_unstarted(setting, job: dict, attempt: int, reason: str) -> None:
-    """A failed record for a job whose program never started."""
-    history = records.history_after(records.read_record(setting))
-    now = records.now_iso()
-    records.write_record(setting, {
-        "experiment": setting.experiment.name, "setting": setting.name, "state": "failed", "attempt": attempt,
-        "executor": "local", "job_id": job["id"], "exit_code": None, "signal": None, "started_at": now,
-        "ended_at": now, "duration_s": 0.0, "reason": reason, "settings": json.loads(job["settings"]),
-        "settings_hash": job["settings_hash"], "metrics": {}, "history": history,
-    })
+def _others() -> list[int]:
+    me = os.getpid()
+    return [pid for pid in process.live_members(me) if pid != me]
+
+
+def _kill_others(sig: int) -> None:
+    for pid in _others():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _end_others(grace: float) -> None:
+    """SIGTERM what is left of the job's process group (the supervisor excepted), SIGKILL after `grace`."""
+    if not _others():
+        return
+    _kill_others(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _others() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    while _others():
+        _kill_others(signal.SIGKILL)
+        time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> int:
