@@ -257,6 +257,13 @@ def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
                 queue.requeue(job["id"])
         _forget(state_dir, job)
         settled.append(setting.id)
+    running = {str(j["id"]) for j in queue.jobs(("running",), executor="local")}
+    try:
+        left = [p for p in (Path(state_dir) / "jobs").glob("*.exit") if p.stem not in running]
+    except OSError:
+        left = []
+    for path in left:  # a supervisor killed after it marked its job done
+        path.unlink(missing_ok=True)
     return settled
 
 
