@@ -109,6 +109,8 @@ def test_a_kill_at_each_point_of_a_job_leaves_each_setting_done_once(lab_root, c
         assert sorted(set(runs)) == ["a", "b"] and runs.count("b") == 1
         assert recs["a"]["attempt"] == 2 and [h["state"] for h in recs["a"]["history"]] == ["interrupted"]
     else:
+        if sorted(runs) != ["a", "b"]:
+            Path("/tmp/fail.log").write_text((lab_root / ".lab" / "runner.log").read_text() + json.dumps(recs["a"], indent=1))
         assert sorted(runs) == ["a", "b"], runs
         assert recs["a"]["attempt"] == 1 and recs["a"]["history"] == []
     wait_for(lambda: not lab_processes(lab_root), what="no process left")

@@ -240,7 +240,7 @@ def test_stop_now_leaves_no_process_behind(rlab, lab_root):
     proc = rlab("stop", "--now", "--grace", "2", check=0)
     assert "cancelled e/s1" in proc.stderr
     rec = record(lab_root, "s1")
-    assert rec["state"] == "cancelled" and rec["signal"] == "SIGTERM"
+    assert rec["state"] == "cancelled" and rec["signal"] == "SIGTERM", ({k: rec.get(k) for k in ("reason", "exit_code", "duration_s")}, (lab_root / ".lab" / "runner.log").read_text())
     assert not _alive(child_pid)
     wait_for(lambda: not lab_processes(lab_root), what="no process left")
     assert states(rlab) == {"s1": "cancelled", "s2": "queued"}  # no other job started

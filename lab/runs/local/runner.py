@@ -438,6 +438,7 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
     setting = None
     try:
         os.setsid()  # a new session: this process's pid is the job's process group from now on
+        _become_subreaper()  # the job's orphans become this process's children (see _descendants_left)
         stop = {"at": None, "waiting": False}
 
         def on_stop(signum, frame):
@@ -454,10 +455,11 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
         attempt = records.next_attempt(records.read_record(setting, strict=False))
         ending = exit_file(state_dir, job["id"])
         ending.parent.mkdir(parents=True, exist_ok=True)
-        with open(ending, "w") as f:  # room for the exit status, made before anything runs
+        # Room for the exit status, made before anything runs (so writing it later needs no new disk space). No
+        # fsync: what it guards against is a process killed, after which the page cache still holds it; a power
+        # loss ends the program too.
+        with open(ending, "w") as f:
             f.write(" " * EXIT_FILE_SIZE)
-            f.flush()
-            os.fsync(f.fileno())
         mine = queue.set_process(job["id"], job["token"], attempt, process.identity(os.getpid()))
         kill_point("supervisor-identity", state_dir, runner)
         if lock_fd is not None:
@@ -504,28 +506,35 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
         grace = None
         returncode = None
         while returncode is None:
-            try:
-                stop["waiting"] = True
+            if stop["at"] is None:
+                # Wait for the program's end without reaping it (WNOWAIT), so that a stop signal arriving at any
+                # moment (its handler interrupts this wait) can never lose the exit status.
+                try:
+                    try:
+                        stop["waiting"] = True
+                        if stop["at"] is None:
+                            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+                    finally:
+                        stop["waiting"] = False
+                except (_Stop, ChildProcessError, InterruptedError):
+                    pass
                 if stop["at"] is None:
                     returncode = proc.wait()
-                else:
-                    if grace is None:
-                        row = queue.job(job["id"]) or {}
-                        given = row.get("cancel_grace") if row.get("cancel_requested") else None
-                        grace = given if given is not None else STRAGGLER_GRACE_S
-                    returncode = proc.wait(timeout=max(0.0, stop["at"] + grace - time.monotonic()))
-            except _Stop:
-                pass
-            except subprocess.TimeoutExpired:
-                _kill_others(signal.SIGKILL)
-                returncode = proc.wait()
-            finally:
-                stop["waiting"] = False
+                    break
+            # Stopping: the program got SIGTERM with its group; SIGKILL what is left after the grace period.
+            if grace is None:
+                row = queue.job(job["id"]) or {}
+                given = row.get("cancel_grace") if row.get("cancel_requested") else None
+                grace = given if given is not None else STRAGGLER_GRACE_S
+                _kill_others(signal.SIGTERM)  # the stop may have come before the program started
+            returncode = proc.poll()
+            if returncode is None:
+                if time.monotonic() - stop["at"] > grace:
+                    _kill_others(signal.SIGKILL)
+                time.sleep(0.02)
         duration = att.duration()
         with open(ending, "r+") as f:  # in place: no new disk space needed
             f.write(f"{job['token']} {returncode} {duration}".ljust(EXIT_FILE_SIZE))
-            f.flush()
-            os.fsync(f.fileno())
         kill_point("supervisor-exited", state_dir, runner)
         # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
         _end_others(STRAGGLER_GRACE_S if stop["at"] is None else 0.5)
@@ -572,6 +581,34 @@ def _log(message: str) -> None:
         pass
 
 
+def _become_subreaper() -> None:
+    """Linux: orphaned descendants of the program are re-parented to this process, not to init, so that "is
+    anything of the job left?" is one read of this process's children instead of a scan of /proc."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _descendants_left() -> bool:
+    """Whether any process of the job may be left (exited children are reaped here)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False  # no children at all: as a subreaper, no descendants either
+        if pid == 0:
+            break
+    me = os.getpid()
+    try:
+        return bool(Path(f"/proc/{me}/task/{me}/children").read_text().split())
+    except OSError:
+        return bool(_others())
+
+
 def _others() -> list[int]:
     me = os.getpid()
     return [pid for pid in process.live_members(me) if pid != me]
@@ -587,7 +624,7 @@ def _kill_others(sig: int) -> None:
 
 def _end_others(grace: float) -> None:
     """SIGTERM what is left of the job's process group (the supervisor excepted), SIGKILL after `grace`."""
-    if not _others():
+    if not _descendants_left() or not _others():
         return
     _kill_others(signal.SIGTERM)
     deadline = time.monotonic() + grace
