@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import time
 
 import pytest
 
@@ -74,6 +73,10 @@ class ExecutorContract:
         assert a["command"] == "{python} prog.py {settings}" and a["argv"][1] == "prog.py"
         assert b["exit_code"] == 3 and b["reason"] == "exit code 3: ValueError: the learning rate is negative"
         assert views["e/b"]["reason"] == b["reason"]
+        from lab.runs.status import collect
+
+        cells = {row[0]: row for row in collect(ws, form="cells")}
+        assert cells["e/b"][4] == "3" and cells["e/b"][5].endswith("(ValueError: the learning rate is negative)")
         assert sorted(self.executions(ws)) == ["a", "b"]
 
     def test_what_succeeded_is_skipped_and_rerun_forces_it(self, lab_root):

@@ -158,7 +158,6 @@ def logs_cmd(lab, target, follow):
     """
     from lab.runs import record as records
     from lab.errors import BadInput
-    from lab.runs.local.runner import job_setting
     from lab.runs.control import follow_state
     from lab.core.settings import parse_target
 
@@ -167,7 +166,7 @@ def logs_cmd(lab, target, follow):
     if not setting_name:
         raise BadInput(f"name one run as EXP/SETTING, not {target!r}")
     exp = ws.experiment(exp_name)
-    setting = job_setting(ws, {"experiment": exp.name, "setting": setting_name})
+    setting = records.setting_of(ws, exp.name, setting_name)
     path = records.log_path(setting)
     if not path.exists() and not (follow and follow_state(ws, setting)):
         raise BadInput(f"no log for {setting.id} yet ({path.relative_to(ws.root)}); run it with: lab run {setting.id}")

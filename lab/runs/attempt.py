@@ -1,8 +1,8 @@
 """One attempt of one setting: prepare its files, start its process, and record how it ended.
 
-Shared by every executor: the local runner starts attempts from its background process; on a Slurm cluster a
-small entry point (`python -m lab.job EXP/SETTING`) runs the attempt on the compute node, so the record is written
-next to the experiment whoever submitted it.
+Shared by every executor: the local runner's per-job supervisor runs one; on a Slurm cluster the node entry point
+(`python -m lab.runs.slurm.node SPEC`) runs it on the compute node, so the record is written next to the experiment
+whoever submitted it. The records themselves are built by `lab.runs.record`.
 """
 
 from __future__ import annotations

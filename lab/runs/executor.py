@@ -5,8 +5,8 @@ An executor is a module (`lab.runs.local.executor`, `lab.runs.slurm.executor`) w
   (`lab.runs.control.Planned`), each decided by `lab.runs.control.decide` (the one skip decision), and make sure
   they run; one entry a setting (`entry()`);
 - `active(workspace, settings=None) -> [record-like dict]`: its queued and running runs (of `settings`);
-- `reconcile(workspace) -> [EXP/SETTING]`: bring records up to date with reality (local: crash recovery;
-  Slurm: squeue/sacct);
+- `reconcile(workspace, settings=None) -> [dict]`: bring records up to date with reality (local: crash recovery,
+  answering what it settled; Slurm: squeue/sacct, answering the records of its active runs as Slurm sees them);
 - `stop(workspace, now, grace) -> {"runner", "running", "cancelled", "queued"}`;
 - `cancel(workspace, targets) -> {"cancelled", "running"}`;
 - `wait(workspace, entries) -> [view]`: one look at the runs of `submit`'s entries: `{"id", "experiment",
@@ -74,15 +74,16 @@ def entry(setting, action: str, executor: str, **more) -> dict:
             "log": str(records.log_path(setting).relative_to(setting.experiment.workspace.root)), **more}
 
 
-def decide(workspace, plan, rerun: bool, executor: str) -> tuple[str, str]:
-    """The one decision for every executor: ("run", "") or ("skipped" | "already queued" | "already running", why).
-    Skipped: `record.should_run`; a setting queued or running on another executor is not queued here too."""
+def decide(workspace, plan, rerun: bool, executor: str) -> tuple[str, str, dict | None]:
+    """The one decision for every executor: ("run", "", None) or ("skipped" | "already queued" | "already running",
+    why, the other executor's active run or None). Skipped: `record.should_run`; a setting queued or running on
+    another executor is not queued here too."""
     from lab.runs import record as records
 
     action, why = records.should_run(plan.setting, plan.hash, plan.template, rerun)
     if action == "skipped":
-        return action, why
+        return action, why, None
     busy = active_elsewhere(workspace, plan.setting, but_not=executor)
     if busy is not None:
-        return f"already {busy['state']}", busy.get("why", "")
-    return "run", ""
+        return f"already {busy['state']}", busy.get("why", ""), busy
+    return "run", "", None

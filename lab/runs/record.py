@@ -57,6 +57,19 @@ def seconds_since(iso: str | None) -> float | None:
 # -- where a run's files are ---------------------------------------------------------------------------------
 
 
+def setting_of(workspace, experiment: str, name: str) -> Setting:
+    """The Setting `experiment/name` of a job or record, even when its file was renamed or removed since (the
+    resolved settings were kept)."""
+    from lab.core.settings import SUFFIXES
+
+    exp = workspace.experiment(experiment, must_exist=False)
+    for suffix in SUFFIXES:
+        path = exp.settings_dir / f"{name}{suffix}"
+        if path.exists():
+            return Setting(exp, name, path)
+    return Setting(exp, name, exp.settings_dir / f"{name}.json")
+
+
 def record_path(setting: Setting) -> Path:
     return setting.experiment.runs_dir / f"{setting.name}.json"
 

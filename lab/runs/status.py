@@ -166,11 +166,10 @@ def _refresh_slurm(workspace, blocks) -> dict:
     active = _active_in(blocks, "slurm")
     if not active:
         return {}
-    from lab.runs.local.runner import job_setting
-    from lab.runs.slurm.executor import refresh
+    from lab.runs.executor import get
 
     live: dict = {}
-    for rec in refresh(workspace, [job_setting(workspace, {"experiment": e, "setting": n}) for e, n in active]):
+    for rec in get("slurm").reconcile(workspace, [records.setting_of(workspace, e, n) for e, n in active]):
         if rec.get("state") in ("queued", "running"):
             live.setdefault(rec["experiment"], {})[rec["setting"]] = rec
     return live
@@ -343,15 +342,21 @@ def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
 
 
 def table_cells(r: dict) -> list[str]:
-    """One row of the `lab status` table: run, state, started (local time), duration, exit, key metrics."""
+    """One row of the `lab status` table: run, state, started (local time), duration, exit, key metrics (and why a
+    failed or interrupted run ended: the program's last error line)."""
     exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])
     if r.get("signal"):
         exit_text = str(r["signal"])
     running = r.get("state") == "running"
     metrics = (r.get("progress") if running else r.get("metrics")) or {}
     state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+    last = metrics_text(metrics, with_step=running)
+    if r.get("state") in ("failed", "interrupted") and isinstance(r.get("reason"), str) and r["reason"]:
+        why = r["reason"].split(": ", 1)[1] if r["reason"].startswith(("exit code ", "killed by ")) and ": " in r["reason"] else r["reason"]
+        if why != f"exit code {r.get('exit_code')}":
+            last = f"{last}  ({why})" if last else why
     return [f"{r['experiment']}/{r['setting']}", state, local_time(r.get("started_at")),
-            duration_text(r.get("duration_s")), exit_text, metrics_text(metrics, with_step=running)]
+            duration_text(r.get("duration_s")), exit_text, last]
 
 
 def local_time(iso: str | None) -> str:

@@ -39,9 +39,12 @@ class LocalExecutor:
         active = queue.active(setting.experiment.name, setting.name)
         if active is not None:
             return entry(setting, f"already {active['state']}", "local", job_id=active["id"])
-        action, why = decide(workspace, plan, rerun, "local")
+        action, why, busy = decide(workspace, plan, rerun, "local")
+        if busy is not None:  # queued or running on another executor
+            ids = {k: busy[k] for k in ("slurm_job_id",) if busy.get(k)}
+            return entry(setting, action, busy.get("executor") or "local", reason=why, **ids)
         if action != "run":
-            return entry(setting, action, "local", reason=why, **({"slurm_job_id": (records.read_record(setting) or {}).get("slurm_job_id")} if action.startswith("already") else {}))
+            return entry(setting, action, "local", reason=why)
         job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
                               executor="local", stop_on_failure=stop_on_failure, batch=batch)
         records.write_record(setting, records.queued(setting, executor="local", resolved=plan.resolved, hash_=plan.hash,
@@ -62,8 +65,8 @@ class LocalExecutor:
         return [{"experiment": j["experiment"], "setting": j["setting"], "state": j["state"], "executor": "local",
                  "job_id": j["id"], "why": f"already {j['state']} by the local runner"} for j in jobs]
 
-    def reconcile(self, workspace) -> list[str]:
-        return recover_if_needed(workspace)
+    def reconcile(self, workspace, settings=None) -> list[dict]:
+        return [{"id": run_id} for run_id in recover_if_needed(workspace)]
 
     def stop(self, workspace, now: bool = False, grace: float = 10.0) -> dict:
         queue = Queue.open_existing(workspace.state_dir)

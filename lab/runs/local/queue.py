@@ -95,6 +95,14 @@ class QueueDamaged(Exception):
     pass
 
 
+def damaged(error: Exception) -> bool:
+    """Whether an error opening the queue means the file is damaged (not merely busy)."""
+    if isinstance(error, QueueDamaged):
+        return True
+    text = str(error).lower()
+    return any(w in text for w in ("not a database", "malformed", "corrupt", "no such table"))
+
+
 class Queue:
     """The queue of one lab root. Cheap to open; one connection per process."""
 
@@ -107,6 +115,8 @@ class Queue:
         try:
             self._open(durable, check=True)
         except (sqlite3.DatabaseError, QueueDamaged) as e:
+            if not damaged(e):
+                raise  # "database is locked" and the like are not damage
             self._heal(durable, e)
 
     def _create(self) -> None:
@@ -174,8 +184,9 @@ class Queue:
             try:
                 self._open(durable, check=True)
                 return  # healed by another command meanwhile
-            except (sqlite3.DatabaseError, QueueDamaged, FileNotFoundError):
-                pass
+            except (sqlite3.DatabaseError, QueueDamaged) as e:
+                if not damaged(e):
+                    raise
             self._heal_locked(durable, error)
 
     def _heal_locked(self, durable: bool, error: Exception) -> None:
@@ -324,6 +335,12 @@ class Queue:
             "UPDATE jobs SET state = 'queued', started_at = NULL, token = NULL, pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
             (job_id,),
         )
+
+    def unchanged(self, job: dict) -> bool:
+        """Whether the row of a running `job` is still as it was read (same start, same supervisor): recovery
+        acts only then, inside the transaction that changes the row (a compare-and-set)."""
+        row = self.db.execute("SELECT state, token, pid FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+        return row is not None and row["state"] == "running" and row["token"] == job["token"] and row["pid"] == job["pid"]
 
     def cancel_queued(self, job_id: int) -> bool:
         cur = self.db.execute("UPDATE jobs SET state = 'cancelled', result = 'cancelled', ended_at = ? WHERE id = ? AND state = 'queued'", (now_iso(), job_id))

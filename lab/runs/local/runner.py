@@ -44,7 +44,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -215,7 +214,8 @@ def read_exit(state_dir: Path, job: dict) -> dict | None:
 
 def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
     """Settle jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
-    Jobs whose supervisor still runs are left to it (see `attached`)."""
+    Jobs whose supervisor still runs are left to it (see `attached`). Every change is made only if the job's row
+    is still as it was read (`Queue.unchanged`): a supervisor that wrote its identity meanwhile keeps its job."""
     settled = []
     state_dir = workspace.state_dir
     for job in queue.jobs(("running",), executor="local"):
@@ -227,8 +227,23 @@ def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
                 and rec.get("attempt") == job["attempt"] and rec.get("started_at"))
         if mine and rec.get("state") in records.FINISHED:  # the supervisor died after writing the record
             with queue.transaction():
+                if not queue.unchanged(job):
+                    continue
                 queue.finish(job["id"], rec["state"], rec.get("exit_code"))
             _forget(state_dir, job)
+            settled.append(setting.id)
+            continue
+        if job["pid"] is None:
+            # No supervisor ever said it runs this start: the program never started. Queue it again, unless a
+            # supervisor wrote its identity meanwhile.
+            with queue.transaction():
+                if not queue.unchanged(job):
+                    continue
+                if job["cancel_requested"]:
+                    queue.finish(job["id"], "cancelled")
+                else:
+                    queue.requeue(job["id"])
+            _diary(state_dir, f"{setting.id} had not started when its runner died; queued again")
             settled.append(setting.id)
             continue
         if job["pgid"] and process.is_our_group(job["pgid"], job["proc_start"], job["boot_id"]):
@@ -240,10 +255,13 @@ def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
                                 state="cancelled" if cancelled and ended["returncode"] != 0 else None)
             records.write_record(setting, rec)
             with queue.transaction():
+                if not queue.unchanged(job):
+                    continue
                 queue.finish(job["id"], rec["state"], rec.get("exit_code"))
                 if rec["state"] == "failed" and job["stop_on_failure"]:
                     queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
             _forget(state_dir, job)
+            _diary(state_dir, f"{rec['state']} {setting.id} (exit {rec.get('exit_code')}; recorded after its supervisor died)")
             settled.append(setting.id)
             continue
         state = "cancelled" if cancelled else "interrupted"
@@ -251,11 +269,15 @@ def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
             reason = "cancelled by lab stop --now" if cancelled else "its supervisor died while the job ran; it was stopped and queued again"
             records.write_record(setting, records.settled(setting, rec, state, reason))
         with queue.transaction():
+            if not queue.unchanged(job):
+                continue
             if cancelled:
                 queue.finish(job["id"], "cancelled")
             else:
                 queue.requeue(job["id"])
         _forget(state_dir, job)
+        _diary(state_dir, f"{setting.id}: its supervisor died while it ran; it was stopped and "
+                          + ("recorded cancelled" if cancelled else "queued again"))
         settled.append(setting.id)
     running = {str(j["id"]) for j in queue.jobs(("running",), executor="local")}
     try:
@@ -265,6 +287,15 @@ def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
     for path in left:  # a supervisor killed after it marked its job done
         path.unlink(missing_ok=True)
     return settled
+
+
+def _diary(state_dir: Path, message: str) -> None:
+    """A line in the runner's diary (.lab/runner.log), from whichever lab process did something there."""
+    try:
+        with open(Path(state_dir) / LOG_NAME, "a", encoding="utf-8") as f:
+            f.write(f"{records.now_iso()} {message}\n")
+    except OSError:
+        pass
 
 
 def attached(queue: Queue) -> dict | None:
@@ -314,14 +345,7 @@ def recover_if_needed(workspace) -> list[str]:
 
 def job_setting(workspace, job: dict):
     """The Setting of a queued job, even when its file was renamed since (the resolved settings were kept)."""
-    from lab.core.settings import SUFFIXES, Setting
-
-    exp = workspace.experiment(job["experiment"], must_exist=False)
-    for suffix in SUFFIXES:
-        path = exp.settings_dir / f"{job['setting']}{suffix}"
-        if path.exists():
-            return Setting(exp, job["setting"], path)
-    return Setting(exp, job["setting"], exp.settings_dir / f"{job['setting']}.json")
+    return records.setting_of(workspace, job["experiment"], job["setting"])
 
 
 class DiskFull(Exception):
@@ -360,8 +384,7 @@ class Runner:
         try:
             while True:
                 while not self._terminating:
-                    for job_id in recover(self.workspace, self.queue):
-                        self.log(f"recovered {job_id} after a crash")
+                    recover(self.workspace, self.queue)
                     job = attached(self.queue)
                     if job is not None:
                         self.log(f"reattached to {job['experiment']}/{job['setting']} (job {job['id']}, supervisor {job['pid']})")
@@ -397,9 +420,13 @@ class Runner:
         state_dir = self.workspace.state_dir
         sys.stdout.flush()
         sys.stderr.flush()
+        # No SQLite connection may cross a fork: the child would inherit SQLite's belief that it holds the
+        # parent's file locks (POSIX locks are not inherited) and could write the queue unlocked.
+        self.queue.close()
         pid = os.fork()
         if pid == 0:
             supervise(self.workspace, job, self.lock.fd, os.getppid())  # never returns
+        self.queue = Queue(state_dir, durable=False)
         self._current = pid
         if self._terminating:
             process.signal_group(pid, signal.SIGTERM)
@@ -533,7 +560,11 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
                     _kill_others(signal.SIGKILL)
                 time.sleep(0.02)
         duration = att.duration()
-        with open(ending, "r+") as f:  # in place: no new disk space needed
+        try:
+            f = open(ending, "r+")  # in place: no new disk space needed
+        except FileNotFoundError:
+            f = open(ending, "w")
+        with f:
             f.write(f"{job['token']} {returncode} {duration}".ljust(EXIT_FILE_SIZE))
         kill_point("supervisor-exited", state_dir, runner)
         # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).

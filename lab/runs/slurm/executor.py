@@ -124,7 +124,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
             if rec.get("executor") == "slurm" and rec.get("state") in records.ACTIVE and rec.get("slurm_job_id"):
                 results.append(Submitted(setting, "already", rec["slurm_job_id"], f"already {rec['state']} as Slurm job {rec['slurm_job_id']}"))
                 continue
-            action, why = decide(workspace, _plan(setting, resolved), rerun, "slurm")
+            action, why, _ = decide(workspace, _plan(setting, resolved), rerun, "slurm")
             if action != "run":
                 results.append(Submitted(setting, "already" if action.startswith("already") else action, rec.get("slurm_job_id"), why or action))
                 continue
@@ -262,10 +262,9 @@ def _resubmit(setting: Setting, rec: dict) -> dict:
 
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
     """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
-    from lab.runs.local.runner import job_setting
     from lab.runs.status import active_runs
 
-    return [job_setting(workspace, {"experiment": exp, "setting": name}) for exp, name in active_runs(workspace, "slurm", targets)]
+    return [records.setting_of(workspace, exp, name) for exp, name in active_runs(workspace, "slurm", targets)]
 
 
 def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
@@ -335,8 +334,8 @@ class SlurmExecutor:
                 out.append(dict(rec, why=f"already {rec['state']} as Slurm job {rec['slurm_job_id']}"))
         return out
 
-    def reconcile(self, workspace) -> list[str]:
-        return [f"{r['experiment']}/{r['setting']}" for r in refresh(workspace)]
+    def reconcile(self, workspace, settings=None) -> list[dict]:
+        return refresh(workspace, settings)
 
     def stop(self, workspace, now: bool = False, grace: float = 10.0) -> dict:
         gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, running=now) if r.get("state") == "cancelled"]
@@ -347,9 +346,7 @@ class SlurmExecutor:
         return {"cancelled": gone, "running": []}
 
     def wait(self, workspace, entries: list[dict]) -> list[dict]:
-        from lab.runs.local.runner import job_setting
-
-        settings = [job_setting(workspace, e) for e in entries]
+        settings = [records.setting_of(workspace, e["experiment"], e["setting"]) for e in entries]
         refresh(workspace, settings)
         views = []
         for e, setting in zip(entries, settings):
