@@ -377,9 +377,7 @@ def ended(setting: Setting, rec: dict, returncode: int | None, *, duration_s: fl
     if reason:
         rec["reason"] = reason
     rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
-    for key in ("pid", "pgid"):
-        rec.pop(key, None)
-    return rec
+    return _without_process(rec)
 
 
 def settled(setting: Setting, rec: dict, state: str, reason: str, exit_code: int | None = None) -> dict:
@@ -389,8 +387,13 @@ def settled(setting: Setting, rec: dict, state: str, reason: str, exit_code: int
     rec.update(state=state, ended_at=now_iso(), duration_s=seconds_since(rec.get("started_at")) if rec.get("started_at") else None,
                exit_code=exit_code if exit_code is not None else rec.get("exit_code"),
                reason=reason, metrics=final_metrics(read_metrics(metrics_path(setting))))
-    for key in ("pid", "pgid"):
-        rec.pop(key, None)
+    return _without_process(rec)
+
+
+def _without_process(rec: dict) -> dict:
+    """An ended attempt has no process: its `pid` and `pgid` go (the one place they are dropped)."""
+    rec.pop("pid", None)
+    rec.pop("pgid", None)
     return rec
 
 
