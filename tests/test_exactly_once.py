@@ -120,8 +120,8 @@ def test_a_kill_at_each_point_of_a_job_leaves_each_setting_done_once(lab_root, c
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_kill9_of_the_runner_runs_every_setting_exactly_once(lab_root, cleanup, seed):
     rng = random.Random(seed)
-    names = [f"s{i}" for i in range(12)]
-    make_lab(lab_root, {n: {"sleep": rng.choice([0, 0.01, 0.05, 0.1])} for n in names})
+    names = [f"s{i}" for i in range(24)]
+    make_lab(lab_root, {n: {"sleep": rng.choice([0.05, 0.1, 0.2, 0.3])} for n in names})
     from lab.core.workspace import Workspace
     from lab.runs.local.runner import ensure_runner, runner_pid
 
@@ -144,7 +144,7 @@ def test_random_kill9_of_the_runner_runs_every_setting_exactly_once(lab_root, cl
             pass
         ensure_runner(ws)
     settle(lab_root, names)
-    assert kills >= 20 or sorted(executions(lab_root)) == sorted(names)
+    assert kills >= 20
     assert sorted(executions(lab_root)) == sorted(names)  # none executed twice, none lost
     recs = records(lab_root)
     assert {n: recs[n]["state"] for n in names} == {n: "succeeded" for n in names}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 
@@ -9,7 +10,8 @@ from lab.core import process
 from lab.runs import record as records
 from lab.runs.executor import decide, entry
 from lab.runs.local.queue import Queue
-from lab.runs.local.runner import ensure_runner, job_setting, recover_if_needed, runner_alive, runner_pid
+from lab.runs.local.runner import (ensure_runner, identity, job_setting, recover_if_needed, request_stop, runner_alive,
+                                   runner_pid)
 
 
 class LocalExecutor:
@@ -79,6 +81,7 @@ class LocalExecutor:
             cancelled = []
             if now:
                 for job in running:
+                    request_stop(workspace.state_dir, job, grace)
                     with queue.transaction():
                         queue.request_cancel(job["id"], grace)
                     # The job's supervisor ends it (SIGKILL after `grace`) and records it cancelled: wait for that,
@@ -89,8 +92,9 @@ class LocalExecutor:
                         row = queue.job(job["id"])
                         if row is None or row["state"] != "running":
                             break
-                        if not signalled and row["pgid"] and process.is_our_group(row["pgid"], row["proc_start"], row["boot_id"]):
-                            process.signal_group(row["pgid"], 15)
+                        ident = identity(workspace.state_dir, row)
+                        if not signalled and ident and process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
+                            process.signal_group(ident["pgid"], signal.SIGTERM)
                             signalled = True
                         recover_if_needed(workspace)
                         time.sleep(0.02)

@@ -14,15 +14,17 @@ up (and a job queued after the release starts its own runner).
 Exactly once, with no unsafe instant. A job starts in four steps:
 1. the runner claims it: one queue transaction marks it `running` with a fresh token;
 2. the runner forks a per-job supervisor, which makes itself a new session (its pid is the job's process group)
-   and writes that identity (pid, start time, boot id) into the job's row, still holding the runner's lock
-   (inherited with the fork) so that no recovery can look in between;
-3. only then the supervisor lets the lock go and starts the program in its own process group; it writes the
+   and writes that identity (token, pid, start time, boot id, attempt) to `.lab/jobs/ID.json`, still holding
+   the runner's lock (inherited with the fork) so that no recovery can look in between;
+3. only then the supervisor lets the lock go and starts the program in its process group; it writes the
    `running` record;
 4. when the program ends, the supervisor writes its exit status to `.lab/jobs/ID.exit` (a file made before the
-   program started, so this write needs no new disk space), then the final record, then marks the job done.
-At every moment either the program has not started, or the row names the process group that runs it. The
+   program started, so this write needs no new disk space), then the final record, and exits; whoever settles
+   the job next (the runner at once, or crash recovery) marks its row done from the record.
+At every moment either the program has not started, or a file names the process group that runs it. The
 supervisor does not depend on the runner: a job that ends while the runner is dead is recorded
-`succeeded`/`failed` by its supervisor and never run again.
+`succeeded`/`failed` by its supervisor and never run again. The supervisor uses no SQLite: it inherits the
+runner's connection with the fork, and a connection opened in a forked child may write unlocked.
 
 Crash recovery (`recover`, run under the lock by the runner at start-up and by `lab run` / `lab status` /
 `lab stop` when no runner holds it), for each job marked running:
@@ -50,6 +52,7 @@ import uuid
 from pathlib import Path
 
 from lab.core import process
+from lab.core.fsutil import atomic_write_json
 from lab.runs import record as records
 from lab.runs.local.queue import Queue
 
@@ -197,6 +200,41 @@ def exit_file(state_dir: Path, job_id: int) -> Path:
 EXIT_FILE_SIZE = 128
 
 
+def identity_file(state_dir: Path, job_id: int) -> Path:
+    return Path(state_dir) / "jobs" / f"{job_id}.json"
+
+
+def stop_file(state_dir: Path, job_id: int) -> Path:
+    return Path(state_dir) / "jobs" / f"{job_id}.stop"
+
+
+def identity(state_dir: Path, job: dict) -> dict | None:
+    """Who supervises this start of `job` (`.lab/jobs/ID.json`, written before its program starts): pid (its
+    process group), start time, boot id, attempt; None when no supervisor said so."""
+    try:
+        data = json.loads(identity_file(state_dir, job["id"]).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and job.get("token") and data.get("token") == job["token"] else None
+
+
+def request_stop(state_dir: Path, job: dict, grace: float) -> None:
+    """`lab stop --now`: tell the job's supervisor to end it, SIGKILL after `grace` seconds, and record it cancelled."""
+    path = stop_file(state_dir, job["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"token": job.get("token"), "grace": grace}, fsync=False)
+
+
+def stop_request(state_dir: Path, job: dict) -> dict | None:
+    try:
+        data = json.loads(stop_file(state_dir, job["id"]).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("grace"), (int, float)):
+        return None
+    return data if data.get("token") in (None, job.get("token")) else None
+
+
 def read_exit(state_dir: Path, job: dict) -> dict | None:
     """What a supervisor wrote when the program of `job` (this start of it) ended, or None."""
     try:
@@ -213,43 +251,53 @@ def read_exit(state_dir: Path, job: dict) -> dict | None:
 
 
 def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
-    """Settle jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
-    Jobs whose supervisor still runs are left to it (see `attached`). Every change is made only if the job's row
-    is still as it was read (`Queue.unchanged`): a supervisor that wrote its identity meanwhile keeps its job."""
+    """Settle the jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
+
+    The runner calls it after each job's supervisor exits (that is how a finished job is marked done), and at
+    start-up; `lab run`, `lab status` and `lab stop` call it when no runner lives. Jobs whose supervisor still
+    runs are left to it (see `attached`). A row is changed only if it is still as it was read."""
     settled = []
     state_dir = workspace.state_dir
     for job in queue.jobs(("running",), executor="local"):
-        if supervisor_alive(job):
+        ident = identity(state_dir, job)
+        if supervisor_alive(ident):
             continue
         setting = job_setting(workspace, job)
         rec = records.read_record(setting, strict=False)
-        mine = (rec is not None and rec.get("job_id") == job["id"] and job["attempt"] is not None
-                and rec.get("attempt") == job["attempt"] and rec.get("started_at"))
-        if mine and rec.get("state") in records.FINISHED:  # the supervisor died after writing the record
+        ours = rec is not None and rec.get("job_id") == job["id"]
+        mine = ours and ident is not None and rec.get("attempt") == ident.get("attempt") and rec.get("started_at")
+        if mine and rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted") or (
+                ours and ident is not None and rec.get("state") == "cancelled" and not rec.get("started_at")):
+            # The supervisor recorded the end (or the cancel before the start) and exited: mark the job so.
             with queue.transaction():
                 if not queue.unchanged(job):
                     continue
-                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+                if rec["state"] == "interrupted":
+                    queue.requeue(job["id"])  # the runner was stopped (SIGTERM) while it ran
+                else:
+                    queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+                    if rec["state"] == "failed" and job["stop_on_failure"]:
+                        queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
             _forget(state_dir, job)
             settled.append(setting.id)
             continue
-        if job["pid"] is None:
-            # No supervisor ever said it runs this start: the program never started. Queue it again, unless a
-            # supervisor wrote its identity meanwhile.
+        cancelled = bool(job["cancel_requested"])
+        if ident is None:
+            # No supervisor ever said it runs this start: the program never started.
             with queue.transaction():
                 if not queue.unchanged(job):
                     continue
-                if job["cancel_requested"]:
+                if cancelled:
                     queue.finish(job["id"], "cancelled")
                 else:
                     queue.requeue(job["id"])
-            _diary(state_dir, f"{setting.id} had not started when its runner died; queued again")
+            _forget(state_dir, job)
+            _diary(state_dir, f"{setting.id} had not started when its runner died; " + ("cancelled" if cancelled else "queued again"))
             settled.append(setting.id)
             continue
-        if job["pgid"] and process.is_our_group(job["pgid"], job["proc_start"], job["boot_id"]):
-            process.terminate_group(job["pgid"], grace)  # what is left of it, unsupervised
+        if process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
+            process.terminate_group(ident["pgid"], grace)  # what is left of it, unsupervised
         ended = read_exit(state_dir, job)
-        cancelled = bool(job["cancel_requested"])
         if mine and rec.get("state") == "running" and ended is not None:  # it ended; its record was not written
             rec = records.ended(setting, rec, ended["returncode"], duration_s=ended["duration_s"],
                                 state="cancelled" if cancelled and ended["returncode"] != 0 else None)
@@ -276,12 +324,12 @@ def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
             else:
                 queue.requeue(job["id"])
         _forget(state_dir, job)
-        _diary(state_dir, f"{setting.id}: its supervisor died while it ran; it was stopped and "
+        _diary(state_dir, f"{setting.id}: its supervisor died; what was left of it was stopped and "
                           + ("recorded cancelled" if cancelled else "queued again"))
         settled.append(setting.id)
     running = {str(j["id"]) for j in queue.jobs(("running",), executor="local")}
     try:
-        left = [p for p in (Path(state_dir) / "jobs").glob("*.exit") if p.stem not in running]
+        left = [p for p in (Path(state_dir) / "jobs").iterdir() if p.name.split(".")[0] not in running]
     except OSError:
         left = []
     for path in left:  # a supervisor killed after it marked its job done
@@ -298,12 +346,19 @@ def _diary(state_dir: Path, message: str) -> None:
         pass
 
 
-def attached(queue: Queue) -> dict | None:
-    """The running local job whose supervisor still lives (its runner died, it did not), if any."""
-    return next((job for job in queue.jobs(("running",), executor="local") if supervisor_alive(job)), None)
+def attached(queue: Queue, state_dir: Path) -> dict | None:
+    """The running local job whose supervisor still lives (its runner died, it did not), with its identity."""
+    for job in queue.jobs(("running",), executor="local"):
+        ident = identity(state_dir, job)
+        if ident is not None and supervisor_alive(ident):
+            return {**job, "pid": ident["pid"], "pgid": ident["pgid"], "proc_start": ident["proc_start"], "boot_id": ident["boot_id"]}
+    return None
 
 
-def supervisor_alive(job: dict) -> bool:
+def supervisor_alive(job: dict | None) -> bool:
+    """Whether the supervisor `job` names (pid, start time, boot id) still runs."""
+    if not job:
+        return False
     pid = job.get("pid")
     if not pid or not process.pid_alive(pid):
         return False
@@ -314,10 +369,11 @@ def supervisor_alive(job: dict) -> bool:
 
 
 def _forget(state_dir: Path, job: dict) -> None:
-    try:
-        exit_file(state_dir, job["id"]).unlink()
-    except OSError:
-        pass
+    for path in (exit_file(state_dir, job["id"]), identity_file(state_dir, job["id"]), stop_file(state_dir, job["id"])):
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def recover_if_needed(workspace) -> list[str]:
@@ -327,7 +383,7 @@ def recover_if_needed(workspace) -> list[str]:
         return []
     try:
         jobs = queue.jobs(("running",), executor="local")
-        if not jobs or all(supervisor_alive(j) for j in jobs):
+        if not jobs or all(supervisor_alive(identity(workspace.state_dir, j)) for j in jobs):
             return []
         lock = RunnerLock(workspace.state_dir)
         if not lock.try_acquire():
@@ -385,7 +441,7 @@ class Runner:
             while True:
                 while not self._terminating:
                     recover(self.workspace, self.queue)
-                    job = attached(self.queue)
+                    job = attached(self.queue, state_dir)
                     if job is not None:
                         self.log(f"reattached to {job['experiment']}/{job['setting']} (job {job['id']}, supervisor {job['pid']})")
                         self.watch(job)
@@ -420,13 +476,9 @@ class Runner:
         state_dir = self.workspace.state_dir
         sys.stdout.flush()
         sys.stderr.flush()
-        # No SQLite connection may cross a fork: the child would inherit SQLite's belief that it holds the
-        # parent's file locks (POSIX locks are not inherited) and could write the queue unlocked.
-        self.queue.close()
         pid = os.fork()
         if pid == 0:
-            supervise(self.workspace, job, self.lock.fd, os.getppid())  # never returns
-        self.queue = Queue(state_dir, durable=False)
+            supervise(self.workspace, job, self.lock.fd, os.getppid())  # never returns (and uses no SQLite)
         self._current = pid
         if self._terminating:
             process.signal_group(pid, signal.SIGTERM)
@@ -477,7 +529,8 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        queue = Queue(state_dir, durable=False)  # its own connection (never the runner's across a fork)
+        # No SQLite here: the runner's connection was inherited with the fork, and SQLite's bookkeeping of its
+        # file locks with it (POSIX locks are not inherited), so a connection opened here could write unlocked.
         setting = job_setting(workspace, job)
         attempt = records.next_attempt(records.read_record(setting, strict=False))
         ending = exit_file(state_dir, job["id"])
@@ -487,20 +540,15 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
         # loss ends the program too.
         with open(ending, "w") as f:
             f.write(" " * EXIT_FILE_SIZE)
-        mine = queue.set_process(job["id"], job["token"], attempt, process.identity(os.getpid()))
+        atomic_write_json(identity_file(state_dir, job["id"]),
+                          {"token": job["token"], "attempt": attempt, **process.identity(os.getpid())}, fsync=False)
         kill_point("supervisor-identity", state_dir, runner)
         if lock_fd is not None:
-            os.close(lock_fd)  # from here on the row names this process group; recovery may look
-        if not mine:
-            os._exit(0)
-        row = queue.job(job["id"]) or {}
-        if row.get("cancel_requested"):
+            os.close(lock_fd)  # from here on .lab/jobs/ID.json names this process group; recovery may look
+        if stop_request(state_dir, job) is not None:  # lab stop --now came before the program started
             rec = records.read_record(setting, strict=False)
             if rec and rec.get("state") == "queued":
                 records.write_record(setting, records.cancelled_before_start(rec, "cancelled by lab stop --now before it started"))
-            with queue.transaction():
-                queue.finish(job["id"], "cancelled")
-            _forget(state_dir, job)
             os._exit(0)
         from lab.runs.attempt import Attempt
 
@@ -522,11 +570,6 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
                 records.write_record(setting, records.failed_to_start(
                     setting, attempt=attempt, executor="local", resolved=json.loads(job["settings"]),
                     hash_=job["settings_hash"], reason=failure, extra={"job_id": job["id"]}))
-            with queue.transaction():
-                queue.finish(job["id"], "failed", 127 if att is not None else None)
-                if job["stop_on_failure"]:
-                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
-            _forget(state_dir, job)
             os._exit(0)
         _log(f"started {setting.id} (job {job['id']}, attempt {attempt}, process group {os.getpid()})")
         kill_point("supervisor-started", state_dir, runner)
@@ -550,9 +593,8 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
                     break
             # Stopping: the program got SIGTERM with its group; SIGKILL what is left after the grace period.
             if grace is None:
-                row = queue.job(job["id"]) or {}
-                given = row.get("cancel_grace") if row.get("cancel_requested") else None
-                grace = given if given is not None else STRAGGLER_GRACE_S
+                request = stop_request(state_dir, job)
+                grace = request["grace"] if request is not None else STRAGGLER_GRACE_S
                 _kill_others(signal.SIGTERM)  # the stop may have come before the program started
             returncode = proc.poll()
             if returncode is None:
@@ -569,24 +611,18 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
         kill_point("supervisor-exited", state_dir, runner)
         # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
         _end_others(STRAGGLER_GRACE_S if stop["at"] is None else 0.5)
-        row = queue.job(job["id"]) or {}
-        if stop["at"] is not None and row.get("cancel_requested"):
+        cancelled = stop["at"] is not None and stop_request(state_dir, job) is not None
+        if cancelled:
             rec = att.finish(returncode, state="cancelled", reason="cancelled by lab stop --now")
         elif stop["at"] is not None:
             rec = att.finish(returncode, state="interrupted", reason="the runner was stopped (SIGTERM); queued again")
         else:
             rec = att.finish(returncode)
         kill_point("supervisor-recorded", state_dir, runner)
-        with queue.transaction():
-            if rec["state"] == "interrupted":
-                queue.requeue(job["id"])
-            else:
-                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
-                if rec["state"] == "failed" and job["stop_on_failure"]:
-                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
-        kill_point("supervisor-done", state_dir, runner)
-        _forget(state_dir, job)
+        # The job's row is marked done by whoever settles it next: the runner as soon as this process exits, or
+        # crash recovery (the record says how it ended).
         _log(f"{rec['state']} {setting.id} (exit {rec.get('exit_code') if rec.get('signal') is None else rec['signal']}, {rec.get('duration_s')} s)")
+        kill_point("supervisor-done", state_dir, runner)
     except OSError as e:
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         _log(f"could not {'record' if full else 'supervise'} {setting.id if setting else job['id']}: {e}")
