@@ -135,6 +135,9 @@ def test_on_a_full_disk_nothing_finished_runs_again(tmp_path):
         (root / "prog.py").write_text(
             "import os, sys\nopen(os.path.join(os.environ['LAB_ROOT'], 'executions.txt'), 'a').write(os.environ['LAB_SETTING'] + '\\n')\n"
             "if os.environ['LAB_SETTING'] == 'a':\n"
+            "    import time\n"
+            "    rec = os.path.join(os.environ['LAB_ROOT'], 'experiments', 'e', 'runs', 'a.json')\n"
+            "    while '\"running\"' not in open(rec).read(): time.sleep(0.01)\n"  # fill the disk once the job runs
             "    try:\n"
             "        with open(os.path.join(os.environ['LAB_ROOT'], 'fill'), 'wb') as f:\n"
             "            while True: f.write(b'x' * 4096); f.flush()\n"

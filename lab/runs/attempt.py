@@ -52,6 +52,13 @@ class Attempt:
 
         Returns None when the program could not be started at all (the attempt is then recorded as failed).
         """
+        self.prepare()
+        return self.spawn()
+
+    def prepare(self) -> None:
+        """Everything before the program starts: directories, the resolved settings, the metrics file of the
+        previous attempt moved aside, the log header, the environment (the local runner does this before it forks
+        the job's supervisor, so the supervisor only has to start the program)."""
         setting = self.setting
         exp = setting.experiment
         for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
@@ -67,7 +74,13 @@ class Attempt:
         with open(log, "a", encoding="utf-8") as f:
             f.write(header)
             self.log_offset = f.tell()
-        env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
+        self.env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
+        self.started_at = started_at
+
+    def spawn(self) -> subprocess.Popen | None:
+        """Start the prepared program and write the `running` record."""
+        setting, exp, env, started_at = self.setting, self.setting.experiment, self.env, self.started_at
+        log = records.log_path(setting)
         self._started = time.monotonic()
         out = open(log, "ab")
         try:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import json
 import os
 import signal
@@ -436,6 +437,7 @@ class Runner:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.queue = Queue(state_dir, durable=False)
+        _load_prctl()
         self.log(f"runner {os.getpid()} started")
         try:
             while True:
@@ -472,13 +474,18 @@ class Runner:
         return 0
 
     def run_job(self, job: dict) -> None:
-        """Fork the job's supervisor and wait for it to end."""
+        """Prepare the attempt, fork the job's supervisor and wait for it to end."""
+        import gc
+
         state_dir = self.workspace.state_dir
+        prepared = prepare(self.workspace, job)
         sys.stdout.flush()
         sys.stderr.flush()
+        gc.freeze()  # the supervisor shares this process's memory: no collection may copy all of it
         pid = os.fork()
         if pid == 0:
-            supervise(self.workspace, job, self.lock.fd, os.getppid())  # never returns (and uses no SQLite)
+            supervise(self.workspace, job, self.lock.fd, os.getppid(), prepared)  # never returns (no SQLite)
+        gc.unfreeze()
         self._current = pid
         if self._terminating:
             process.signal_group(pid, signal.SIGTERM)
@@ -509,9 +516,29 @@ class Runner:
 SUPERVISOR_DISK_FULL = 75
 
 
-def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
-    """The per-job supervisor (a fork of the runner): start the program, record its end, mark the job done.
-    Never returns."""
+def prepare(workspace, job: dict):
+    """The attempt of a claimed job, prepared up to its program's start (`Attempt.prepare`), or the reason it
+    cannot be: (attempt, None) or (None, why). Done by the runner before it forks the supervisor."""
+    from lab.runs.attempt import Attempt
+
+    setting = job_setting(workspace, job)
+    attempt = records.next_attempt(records.read_record(setting, strict=False))
+    try:
+        att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
+                      base_env=json.loads(job["env"]), extra={"job_id": job["id"]}, own_group=False)
+        att.prepare()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"the disk is full ({setting.id} could not be prepared)") from None
+        return None, f"could not start: {e}"
+    except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
+        return None, f"could not start: {e}"
+    return att, None
+
+
+def supervise(workspace, job: dict, lock_fd: int | None, runner: int, prepared=None) -> None:
+    """The per-job supervisor (a fork of the runner): start the program, record its end. Never returns."""
+    gc.disable()  # short of memory it never is; a collection would copy the runner's pages it shares
     code = 0
     state_dir = workspace.state_dir
     setting = None
@@ -531,8 +558,9 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # No SQLite here: the runner's connection was inherited with the fork, and SQLite's bookkeeping of its
         # file locks with it (POSIX locks are not inherited), so a connection opened here could write unlocked.
-        setting = job_setting(workspace, job)
-        attempt = records.next_attempt(records.read_record(setting, strict=False))
+        att, failure = prepared if prepared is not None else prepare(workspace, job)
+        setting = job_setting(workspace, job) if att is None else att.setting
+        attempt = records.next_attempt(records.read_record(setting, strict=False)) if att is None else att.attempt
         ending = exit_file(state_dir, job["id"])
         ending.parent.mkdir(parents=True, exist_ok=True)
         # Room for the exit status, made before anything runs (so writing it later needs no new disk space). No
@@ -550,20 +578,16 @@ def supervise(workspace, job: dict, lock_fd: int | None, runner: int) -> None:
             if rec and rec.get("state") == "queued":
                 records.write_record(setting, records.cancelled_before_start(rec, "cancelled by lab stop --now before it started"))
             os._exit(0)
-        from lab.runs.attempt import Attempt
-
-        try:
-            att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                          base_env=json.loads(job["env"]), extra={"job_id": job["id"]}, own_group=False)
-            proc = att.start()
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            proc, att = None, None
-            failure = f"could not start: {e}"
-        except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
-            proc, att = None, None
-            failure = f"could not start: {e}"
+        proc = None
+        if att is not None:
+            try:
+                proc = att.spawn()
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                proc, att, failure = None, None, f"could not start: {e}"
+            except Exception as e:
+                proc, att, failure = None, None, f"could not start: {e}"
         if proc is None:
             if att is None:
                 _log(f"could not start {setting.id}: {failure}")
@@ -648,16 +672,27 @@ def _log(message: str) -> None:
         pass
 
 
+_prctl = None
+
+
+def _load_prctl() -> None:
+    """Load prctl once in the runner (its supervisors inherit it: no ctypes import per job)."""
+    global _prctl
+    if _prctl is None:
+        try:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _prctl = False
+
+
 def _become_subreaper() -> None:
     """Linux: orphaned descendants of the program are re-parented to this process, not to init, so that "is
     anything of the job left?" is one read of this process's children instead of a scan of /proc."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
+    _load_prctl()
+    if _prctl:
+        _prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 def _descendants_left() -> bool:
