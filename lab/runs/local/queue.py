@@ -7,8 +7,7 @@ turn, so each sees what the others queued and no setting is queued twice. A part
 
 A job row (`jobs`) goes `queued` -> `running` -> `done` (its `result`: succeeded, failed or cancelled), or
 `queued` -> `cancelled` (`lab cancel`). Claiming a job gives it a fresh `token`; its supervisor writes its
-process identity (`pid`, `pgid`, `proc_start`, `boot_id`) before the program starts, and marks it done itself
-(see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings
+identity to `.lab/jobs/ID.json` before the program starts (see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings
 and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
 record in the experiment directory stays the truth about runs; the queue only says what is still to do.
 
@@ -313,15 +312,6 @@ class Queue:
                             " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
                             (now_iso(), token, row["id"]))
         return self.job(row["id"])
-
-    def set_process(self, job_id: int, token: str, attempt: int, ident: dict) -> bool:
-        """The supervisor of the start `token` says who it is; False when that start is no longer the job's."""
-        with self.transaction():
-            cur = self.db.execute(
-                "UPDATE jobs SET attempt = ?, pid = ?, pgid = ?, proc_start = ?, boot_id = ? WHERE id = ? AND token = ? AND state = 'running'",
-                (attempt, ident.get("pid"), ident.get("pgid"), ident.get("proc_start"), ident.get("boot_id"), job_id, token),
-            )
-        return cur.rowcount == 1
 
     def finish(self, job_id: int, result: str, exit_code: int | None = None) -> None:
         self.db.execute(
