@@ -105,15 +105,7 @@ def _dotted(node) -> str | None:
 
 # Imported across modules inside lab/runs today; the runs redesign (one record owner, one executor interface)
 # removes them. Nothing may be added here.
-KNOWN_IN_RUNS = {
-    "lab.runs.slurm.executor: from lab.runs.status import _parse_targets",
-    "lab.runs.slurm.executor: from lab.runs.status import _records",
-    "lab.runs.slurm.executor: from lab.runs.status import _slurm_active",
-    "lab.runs.slurm.executor: from lab.runs.status import _wanted",
-    "lab.runs.slurm.executor: slurm._tool",
-    "lab.runs.slurm.executor: slurm._setting_of",
-    "lab.runs.status: from lab.runs.local.runner import _seconds_since",
-}
+KNOWN_IN_RUNS: set[str] = set()  # none left
 
 
 def test_no_private_name_is_imported_across_modules():
