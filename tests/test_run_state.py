@@ -38,8 +38,18 @@ def runs_dir(root):
 
 
 def test_a_setting_named_with_a_tab_or_newline_does_not_break_status(slab, lab_root):
+    # Such names are refused when queued (they cannot be shown safely) ...
     write_settings(lab_root, "e", {"a\tb.json": {}, "c\nd.json": {}, "plain.json": {}})
+    refused = slab("run", "e", "--wait")
+    assert refused.returncode == 2 and "cannot be shown safely" in refused.stderr
+    assert not runs_dir(lab_root).exists() or not list(runs_dir(lab_root).glob("*.json"))
+    # ... but records of them (written by an older lab, or by hand) never break the status cache.
+    for name in ("a\tb", "c\nd"):
+        (lab_root / "experiments" / "e" / "settings" / f"{name}.json").unlink()
     assert slab("run", "e", "--wait").returncode == 0
+    plain = json.loads((runs_dir(lab_root) / "plain.json").read_text())
+    for name in ("a\tb", "c\nd"):
+        (runs_dir(lab_root) / f"{name}.json").write_text(json.dumps({**plain, "setting": name}))
     for _ in range(2):  # the cache is written, then read back
         rows = slab.json("status")
         assert sorted(r["setting"] for r in rows) == ["a\tb", "c\nd", "plain"]
