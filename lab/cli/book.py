@@ -54,6 +54,8 @@ def compare_cmd(lab, experiment, metric, mode, as_json):
     click.echo("  ".join("-" * w for w in widths))
     for row in rows:
         click.echo(line(row))
+    for extra in table.notes():  # stale runs and reproductions
+        click.echo(extra)
     note = table.best_note()
     if note:
         click.echo(f"* {note}" if table.best else note, err=True)

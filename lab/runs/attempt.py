@@ -145,9 +145,16 @@ def new_record(attempt: Attempt, started_at: str) -> dict:
         "settings_hash": settings_hash(attempt.resolved),
         **record_paths(setting),
         **provenance(setting.experiment.workspace.root),
+        **_drift_fields(attempt),  # issue 18 hook: `inputs` and `environment` (lab.runs.environment)
         "metrics": {},
         "history": history,
     }
+
+
+def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook
+    from lab.runs.environment import record_fields
+
+    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env)
 
 
 def record_paths(setting: Setting) -> dict:

@@ -112,13 +112,17 @@ def last_started(record: dict | None) -> dict | None:
 
 
 def is_done(plan: Planned) -> bool:
-    """Whether the setting's last run succeeded with the same resolved settings and command.
+    """Whether the setting's last run succeeded with the same resolved settings and command, and the files it read
+    (its `inputs`, lab.runs.inputs) are unchanged since.
 
     The command is compared as the report's template, not as the argv: the argv holds absolute paths, and a lab
     root that was moved or cloned elsewhere has not changed what its settings ran.
     """
     last = last_started(records.read_record(plan.setting))
-    return bool(last and last.get("state") == "succeeded" and last.get("settings_hash") == plan.hash and last.get("command") == plan.template)
+    done = bool(last and last.get("state") == "succeeded" and last.get("settings_hash") == plan.hash and last.get("command") == plan.template)
+    from lab.runs.inputs import changed_inputs  # issue 18 hook: a run whose inputs changed since is stale
+
+    return done and not changed_inputs(plan.setting.experiment.workspace.root, last)
 
 
 def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failure: bool = False,

@@ -5,7 +5,8 @@ too long (records carry settings, argv and git diffs). So a summary of each reco
 `.lab/status-cache.tsv` (derived: delete it and it is rebuilt), one block per experiment:
 
     #<TAB>EXP<TAB>RUNS-DIR-MTIME:INODE<TAB>SETTLED<TAB>N
-    SETTING<TAB>MTIME:SIZE:INODE<TAB>TABLE-CELLS         (N lines, in natural setting order)
+    SETTING<TAB>MTIME:SIZE:INODE<TAB>TABLE-CELLS<TAB>INPUTS  (N lines, in natural setting order; INPUTS: the
+                                                          recorded inputs of a succeeded run, JSON, or empty)
     SUMMARY-JSON                                         (N lines, the same order)
 
 A record is re-read only when its (mtime_ns, size, inode) changed. Records are always replaced atomically (a
@@ -16,7 +17,9 @@ of its records changed and not even their stats are needed. Loading the cache is
 decoding or encoding. (A record
 edited in place by hand, without a rename, shows once anything else in its `runs/` changes; delete the cache
 to see it at once.) The queue then overrides what it knows better: a job waiting in the queue shows as
-`queued`; the running job shows its live progress.
+`queued`; the running job shows its live progress. Last, a succeeded run whose recorded inputs changed since it
+ran shows as `stale`, with `changed_inputs` (lab.runs.inputs: each input path is hashed once per call, through
+the hash cache).
 
 This module must stay light: `lab status --json` imports neither rich nor anything heavy.
 """
@@ -30,9 +33,10 @@ from pathlib import Path
 
 from lab.runs import record as records
 from lab.core.fsutil import atomic_write_text, natural_key
+from lab.runs.inputs import staleness_token
 
 CACHE_NAME = "status-cache.tsv"
-CACHE_VERSION = "lab status cache 3 slurm"
+CACHE_VERSION = "lab status cache 4 inputs"
 # A runs/ directory whose mtime is older than this is "settled": an unchanged mtime then proves that no record
 # in it was added, replaced or removed (file times have a coarse clock, so a recent mtime proves nothing).
 TRUST_AFTER_NS = 2_000_000_000
@@ -114,13 +118,37 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
             if _wanted(parsed, exp, name):
                 items[name] = _slurm_entry(workspace, rec)
         out.extend(items[name] for name in sorted(items, key=natural_key))
+    out = _mark_stale(workspace, out)  # issue 18: succeeded runs whose inputs changed
     if form == "json":
         if not out:
             return "[]"
         return "[\n" + ",\n".join(e[1] if isinstance(e, tuple) else json.dumps(e, ensure_ascii=False) for e in out) + "\n]"
     if form == "cells":
-        return [e[0].split("\t", 2)[2].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
+        return [e[0].split("\t", 3)[2].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
     return [json.loads(e[1]) if isinstance(e, tuple) else e for e in out]
+
+
+def _mark_stale(workspace, out: list) -> list:
+    """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries (issue 18)."""
+    checker = None
+    for i, e in enumerate(out):
+        if not isinstance(e, tuple):
+            continue
+        token = e[0].split("\t", 3)[3] if e[0].count("\t") >= 3 else ""
+        if not token:
+            continue
+        if checker is None:
+            from lab.runs.inputs import Checker
+
+            checker = Checker(workspace.root)
+        changed = checker.changed(json.loads(token))
+        if changed:
+            summary = json.loads(e[1])
+            summary.update(state="stale", changed_inputs=changed)
+            out[i] = summary
+    if checker is not None:
+        checker.close()
+    return out
 
 
 def _merge_job(workspace, entry: dict, job: dict) -> dict:
@@ -232,7 +260,8 @@ def _records(workspace, parsed) -> list:
                         continue  # unreadable: not cached, so it is read again next time
                     summary = summarize(record, ename, setting)
                     cells = "\x1f".join(c.replace("\t", " ").replace("\n", " ") for c in table_cells(summary))
-                    lines.append((setting, stamp + cells, json.dumps(summary, ensure_ascii=False)))
+                    inputs = staleness_token(record)
+                    lines.append((setting, stamp + cells + "\t" + inputs, json.dumps(summary, ensure_ascii=False)))
             lines.sort(key=lambda line: natural_key(line[0]))
             fresh[ename] = (dir_stamp, dir_st.st_mtime_ns < recent, [m for _, m, _ in lines], [j for _, _, j in lines])
             changed = changed or fresh[ename] != block
@@ -329,6 +358,10 @@ def table_cells(r: dict) -> list[str]:
     running = r.get("state") == "running"
     metrics = (r.get("progress") if running else r.get("metrics")) or {}
     state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+    if r.get("changed_inputs"):
+        from lab.runs.inputs import describe_changes
+
+        state += f" ({describe_changes(r['changed_inputs'], r.get('experiment'))})"
     return [f"{r['experiment']}/{r['setting']}", state, local_time(r.get("started_at")),
             duration_text(r.get("duration_s")), exit_text, metrics_text(metrics, with_step=running)]
 

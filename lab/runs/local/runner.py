@@ -226,6 +226,10 @@ def job_setting(workspace, job: dict):
     from lab.core.settings import SUFFIXES, Setting
 
     exp = workspace.experiment(job["experiment"], must_exist=False)
+    if "[" in job["setting"]:  # issue 18 hook: an element of a sweep file
+        from lab.core.settings import sweep_member
+
+        return sweep_member(exp, job["setting"])
     for suffix in SUFFIXES:
         path = exp.settings_dir / f"{job['setting']}{suffix}"
         if path.exists():
