@@ -185,7 +185,13 @@ def record_fields(setting, resolved: dict, argv: list[str] | None, env: dict | N
     record's owner calls where it builds a record)."""
     from lab.runs.inputs import setting_inputs
 
-    return {
-        "inputs": setting_inputs(setting, resolved),
-        "environment": record_environment(setting.experiment.dir, argv, env),
-    }
+    # Provenance must never stop a run: what cannot be read (an unreadable directory, a read-only runs/) is left out.
+    try:
+        inputs = setting_inputs(setting, resolved)
+    except OSError:
+        inputs = None
+    try:
+        digest = record_environment(setting.experiment.dir, argv, env)
+    except OSError:
+        digest = None
+    return {"inputs": inputs, "environment": digest}
