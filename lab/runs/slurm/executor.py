@@ -41,9 +41,16 @@ def decide(setting: Setting, resolved: dict, rerun: bool) -> tuple[str, str]:
         return "already", f"already {rec['state']}{where}"
     last = _last_started(rec)
     if (not rerun and last and last.get("state") == "succeeded" and last.get("settings_hash") == settings_hash(resolved)
-            and last.get("argv") == build_argv(setting, records.resolved_settings_path(setting))):
+            and last.get("argv") == build_argv(setting, records.resolved_settings_path(setting))
+            and not _inputs_changed(setting, last)):
         return "skipped", "succeeded before with the same settings and command (--rerun runs it again)"
     return "run", ""
+
+
+def _inputs_changed(setting: Setting, last: dict) -> bool:  # issue 18 hook: stale runs run again
+    from lab.runs.inputs import changed_inputs
+
+    return bool(changed_inputs(setting.experiment.workspace.root, last))
 
 
 def _last_started(record: dict) -> dict | None:
