@@ -421,3 +421,14 @@ def test_a_bad_sweep_is_one_line_naming_the_file_and_nothing_is_queued(dlab, lab
     assert len(proc.stderr.splitlines()) == 1 and "experiments/exp1/settings/bad.jsonnet" in proc.stderr
     assert message in proc.stderr
     assert not (lab_root / "experiments" / "exp1" / "runs").exists() and not (lab_root / ".lab" / "queue.db").exists()
+
+
+def test_a_run_is_not_dirty_because_lab_rewrote_its_own_committed_records(dlab, lab_root):
+    git(lab_root, "init", "-q")
+    dlab("run", "exp1/lr-low", "--wait", check=0)
+    git(lab_root, "add", "-A")
+    git(lab_root, "commit", "-q", "-m", "code, data and the first run's record and log")
+    dlab("run", "exp1/lr-low", "--rerun", "--wait", check=0)
+    rec = record(lab_root, "lr-low")
+    assert rec["attempt"] == 2 and rec["git"]["dirty"] is False and rec["git"]["diff"] == ""
+    assert "experiments/exp1/runs/lr-low.json" in git(lab_root, "status", "--porcelain")

@@ -206,15 +206,22 @@ def package_versions() -> dict:
     return dict(packages)
 
 
+# The whole repository except lab's own bookkeeping (records and logs, which lab rewrites as jobs are queued and
+# run): a run is "dirty" when the code or data differ from the commit, not because its own record was written.
+# Issue 18: `lab reproduce` applies this diff.
+CODE_PATHSPEC = (":(top)", ":(exclude,glob)experiments/*/runs/**", ":(exclude,glob)experiments/*/logs/**")
+
+
 def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
-    """The lab root's commit, dirty flag and diff, or None when it is not a git repository."""
+    """The lab root's commit, dirty flag and diff (lab's records and logs left out), or None when it is not a git
+    repository."""
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
 
     try:
         # One call gives both the commit and whether tracked files changed.
-        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no")
+        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", "--", *CODE_PATHSPEC)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if status.returncode != 0:
@@ -228,7 +235,7 @@ def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
     if commit is None or commit == "(initial)":
         return None
     try:
-        diff = git("diff", "HEAD").stdout if dirty else ""
+        diff = git("diff", "HEAD", "--", *CODE_PATHSPEC).stdout if dirty else ""
     except (OSError, subprocess.TimeoutExpired):
         diff = ""
     if len(diff) > max_diff:
