@@ -405,6 +405,9 @@ def test_a_3x2_sweep_gives_six_settings_each_with_its_own_record_log_and_output(
     assert starts(lab_root).count("lr-sweep[learning_rate=0.01,seed=1]") == 2
     status = {r["setting"] for r in dlab.json("status")}
     assert set(names) <= status
+    found = dlab("search", "learning_rate", "--type", "setting", "--json", check=0)
+    assert "indexed as raw text" not in found.stderr
+    assert any(hit.get("path", "").endswith("lr-sweep.jsonnet") for hit in json.loads(found.stdout)), found.stdout
 
 
 @pytest.mark.parametrize("text, message", [

@@ -6,8 +6,8 @@ JSON object: what the program receives and what the run record keeps.
 
 Sweeps: a `*.jsonnet` file whose value is an array of objects is a sweep, one setting per element, named from
 the file stem and the values that differ between the elements: `lr-sweep[learning_rate=1e-4,seed=2]` (keys of
-nested objects dotted, values written short and file-safe: other characters than letters, digits, `_.-` become
-`_`). `EXP/lr-sweep` names all of them. Duplicate names, non-object elements or an empty array are bad input.
+nested objects dotted, values written short and file-safe: other characters than letters, digits, `_.+-`
+become `_`). `EXP/lr-sweep` names all of them. Duplicate names, non-object elements or an empty array are bad input.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def list_settings(exp: Experiment) -> list[Setting]:
         members = _sweep_members(exp, path) if path.suffix == ".jsonnet" else None
         for setting in members or [Setting(exp, stem, path)]:
             if setting.name in names:
-                raise BadInput(f"{path}: setting {setting.name!r} is also defined by {names[setting.name]}")
+                raise BadInput(f"{_where(exp, path)}: setting {setting.name!r} is also defined by {names[setting.name]}")
             names[setting.name] = path.name
             out.append(setting)
     return out
@@ -230,6 +230,17 @@ def resolve_file(path: Path, where: str | None = None) -> dict:
         raise BadInput(f"{where}:1:1: a setting must be a JSON object ({{...}}), not {type(value).__name__}"
                        + (" (a sweep is a .jsonnet file whose value is an array of objects)" if isinstance(value, list) else ""))
     return value
+
+
+def resolve_sweep_or_setting(path: Path, where: str | None = None) -> dict | list[dict]:
+    """A settings file's value: one setting (a dict), or a sweep's settings (a list of dicts, checked)."""
+    where = where or str(path)
+    if path.suffix == ".jsonnet" and path.is_file():
+        value = _evaluate_jsonnet(path, where)
+        if isinstance(value, list):
+            sweep_names(path, value, where)
+            return value
+    return resolve_file(path, where)
 
 
 # jsonnet reports errors as "STATIC ERROR: /abs/path.jsonnet:3:5-6: message" or as "RUNTIME ERROR: message\n\t/abs/path:3:5-20\t..."

@@ -2,7 +2,8 @@
 
 A run is named `EXP/SETTING` (its latest attempt that started) or `EXP/SETTING@N` (attempt N, from the record's
 history). The difference covers the resolved settings (dotted keys of nested objects), the command, the code
-(commits, dirty flags, and a short `git diff --stat` between the commits), the inputs (lab.runs.inputs), the
+(commits, dirty flags, and a short `git diff --stat` between the commits), the inputs (lab.runs.inputs; each
+run's own settings file left out, since the settings are compared resolved), the
 packages (the recorded environments, lab.runs.environment; older records: their few key package versions) and
 the final metrics (B - A).
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from lab.errors import BadInput
 from lab.runs import record as records
 from lab.runs.environment import read_environment
+from lab.runs.inputs import own_settings_file
 
 STAT_LINES = 12
 
@@ -119,7 +121,12 @@ def diff_runs(workspace, a_ref: str, b_ref: str) -> dict:
         code["uncommitted_changes_differ"] = True
     out["code"] = code
     ia, ib = a.get("inputs"), b.get("inputs")
-    out["inputs"] = None if not isinstance(ia, dict) or not isinstance(ib, dict) else _differing(ia, ib)
+    if isinstance(ia, dict) and isinstance(ib, dict):
+        # Each run's own settings file is left out: the resolved settings above say what differs in it.
+        own = {own_settings_file(a), own_settings_file(b)}
+        out["inputs"] = _differing({k: v for k, v in ia.items() if k not in own}, {k: v for k, v in ib.items() if k not in own})
+    else:
+        out["inputs"] = None
     pa, full_a = _packages(a_dir, a)
     pb, full_b = _packages(b_dir, b)
     if pa is None or pb is None:
