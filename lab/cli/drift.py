@@ -48,7 +48,7 @@ def reproduce_cmd(lab, target, attempt, as_json):
     from lab.errors import LabError
     from lab.runs.reproduce import compare_metrics, plan, reproduce
 
-    last = [0.0]
+    last = [0.0, ""]
 
     def event(kind, payload):
         import time
@@ -57,11 +57,13 @@ def reproduce_cmd(lab, target, attempt, as_json):
             click.echo(f"lab: warning: {payload}", err=True)
         elif kind == "start":
             click.echo(payload, err=True)
-        elif kind == "progress" and time.monotonic() - last[0] > 5:
-            last[0] = time.monotonic()
+        elif kind == "progress":
             from lab.runs.status import metrics_text
 
-            click.echo(f"  {metrics_text(payload, with_step=True)}", err=True)
+            text = metrics_text(payload, with_step=True)
+            if text != last[1] and time.monotonic() - last[0] > 2:  # new metrics, at most one line per 2 s
+                last[:] = [time.monotonic(), text]
+                click.echo(f"  {text}", err=True)
 
     _, original, _ = plan(lab.workspace, target, attempt)
     try:
