@@ -45,6 +45,7 @@ class Attempt:
     def __post_init__(self):
         self.settings_path = records.resolved_settings_path(self.setting)
         self.argv = build_argv(self.setting, self.settings_path)
+        _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
 
     def start(self) -> subprocess.Popen | None:
         """Write the resolved settings and the log header, start the program in its own process group.
@@ -149,6 +150,15 @@ def new_record(attempt: Attempt, started_at: str) -> dict:
         "metrics": {},
         "history": history,
     }
+
+
+def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
+    from lab.runs.environment import current
+
+    try:
+        current(attempt.argv, attempt.base_env)
+    except OSError:
+        pass
 
 
 def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook

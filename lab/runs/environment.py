@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from lab.core.fsutil import atomic_write_text
@@ -166,12 +167,34 @@ def record_environment(exp_dir: Path, argv: list[str] | None = None, env: dict |
     digest, text = current(argv, env)
     path = env_path(exp_dir, digest)
     if not path.exists():
-        atomic_write_text(path, text)
+        # Written (atomically, fsynced) beside the caller, so the wait for the disk never delays the record of a
+        # starting job; not a daemon thread, so the process finishes it before it exits. A file lost anyway (kill -9
+        # within milliseconds) is written again by the next run in the same environment.
+        writer = threading.Thread(target=_write_quietly, args=(path, text), name="lab-environment")
+        writer.start()
+        _writers.append(writer)
     return digest
+
+
+_writers: list = []
+
+
+def _write_quietly(path: Path, text: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OSError:
+        pass
+
+
+def flush() -> None:
+    """Wait for the environment files being written (tests, and callers that read them at once)."""
+    while _writers:
+        _writers.pop().join()
 
 
 def read_environment(exp_dir: Path, digest: str | None) -> dict[str, str] | None:
     """{name: version} of a recorded environment, or None when the record has none or its file is gone."""
+    flush()
     if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{8,64}", digest):
         return None
     try:
