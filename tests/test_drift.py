@@ -192,6 +192,9 @@ def test_a_record_with_100_inputs_and_300_packages_stays_small(tmp_path):
     att.argv = [str(venv / "bin" / "python"), "train.py", "{settings}"]
     rec = new_record(att, "2026-01-01T00:00:00+00:00")
     assert len(rec["inputs"]) == 101  # 100 shards and the setting's own file
+    from lab.runs.environment import flush
+
+    flush()  # the environment file is written beside the record, in a thread
     env_file = exp / "runs" / "env" / f"{rec['environment']}.txt"
     assert len(env_file.read_text().splitlines()) == 300
     size = len((json.dumps(rec, indent=2, ensure_ascii=False) + "\n").encode())
