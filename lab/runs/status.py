@@ -131,6 +131,7 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
 def _mark_stale(workspace, out: list) -> list:
     """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries (issue 18)."""
     checker = None
+    answers: dict[str, list] = {}  # runs of one experiment mostly share their inputs: one check per distinct set
     for i, e in enumerate(out):
         if not isinstance(e, tuple):
             continue
@@ -141,7 +142,9 @@ def _mark_stale(workspace, out: list) -> list:
             from lab.runs.inputs import Checker
 
             checker = Checker(workspace.root)
-        changed = checker.changed(json.loads(token))
+        changed = answers.get(token)
+        if changed is None:
+            changed = answers[token] = checker.changed(json.loads(token))
         if changed:
             summary = json.loads(e[1])
             summary.update(state="stale", changed_inputs=changed)
