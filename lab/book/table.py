@@ -90,6 +90,10 @@ class Run:
     settings: dict | None = None
     metrics: dict = field(default_factory=dict)
     metrics_file: Path | None = None
+    changed_inputs: list = field(default_factory=list)  # a succeeded run whose inputs changed is `stale`
+    attempt: int | None = None
+    reproduces: int | None = None  # the attempt this run reproduces (lab reproduce)
+    deltas: dict = field(default_factory=dict)  # with `reproduces`: metric - the reproduced attempt's metric
     _rows: list | None = field(default=None, repr=False)
 
     def rows(self) -> list[dict]:
@@ -101,7 +105,10 @@ class Run:
 
 def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
     """The runs of an experiment, one per setting (records first, then settings that never ran), natural order."""
+    from lab.runs.inputs import Checker
+
     runs: dict[str, Run] = {}
+    checker = Checker(exp.workspace.root)
     if exp.runs_dir.is_dir():
         for path in exp.runs_dir.glob("*.json"):
             if path.name.endswith(".settings.json") or path.name.startswith("."):
@@ -109,7 +116,15 @@ def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
             rec = records.read_record_file(path)
             if rec is None:
                 continue
-            runs[path.stem] = _run_from_record(exp, path.stem, rec)
+            runs[path.stem] = _run_from_record(exp, path.stem, rec, checker)
+            original = _reproduced(rec)
+            if original is not None:  # lab reproduce: the reproduced attempt is shown beside its reproduction
+                run = runs[path.stem]
+                old = _run_from_record(exp, f"{path.stem}@{original['attempt']}", original, checker, live=False)
+                runs[old.setting] = old
+                run.deltas = {k: v - old.metrics[k] for k, v in run.metrics.items()
+                              if is_number(v) and is_number(old.metrics.get(k)) and is_metric(k)}
+    checker.close()
     try:
         settings = exp.settings()
     except LabError:
@@ -127,10 +142,18 @@ def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
     return [runs[name] for name in sorted(runs, key=natural_key)]
 
 
-def _run_from_record(exp, name: str, rec: dict) -> Run:
+def _reproduced(rec: dict) -> dict | None:
+    """The attempt (from the history) that the latest attempt of a record reproduces, if it reproduces one."""
+    n = rec.get("reproduces")
+    if not isinstance(n, int) or isinstance(n, bool):
+        return None
+    return next((h for h in rec.get("history", []) if isinstance(h, dict) and h.get("attempt") == n), None)
+
+
+def _run_from_record(exp, name: str, rec: dict, checker=None, live: bool = True) -> Run:
     metrics_file = None
     rel = rec.get("metrics_path") or f"logs/{name}.metrics.jsonl"
-    if isinstance(rel, str):
+    if isinstance(rel, str) and live:
         candidate = (exp.dir / rel).resolve()
         if candidate.is_relative_to(exp.dir.resolve()) and candidate.is_file():
             metrics_file = candidate
@@ -144,7 +167,15 @@ def _run_from_record(exp, name: str, rec: dict) -> Run:
         settings=rec.get("settings") if isinstance(rec.get("settings"), dict) else None,
         metrics=dict(rec.get("metrics")) if isinstance(rec.get("metrics"), dict) else {},
         metrics_file=metrics_file,
+        attempt=rec.get("attempt") if isinstance(rec.get("attempt"), int) else None,
+        reproduces=rec.get("reproduces") if isinstance(rec.get("reproduces"), int) else None,
     )
+    if checker is not None and run.state == "succeeded":
+        from lab.runs.inputs import changed_inputs
+
+        run.changed_inputs = changed_inputs(exp.workspace.root, rec, checker)
+        if run.changed_inputs:
+            run.state = "stale"
     if metrics_file is not None:
         # The streamed file is newer than the record while a run is going.
         run.metrics.update(records.final_metrics(run.rows()))
@@ -252,6 +283,9 @@ class RunsTable:
                     "exit_code": r.exit_code,
                     "settings": {k: flatten(r.settings).get(k) for k in self.setting_keys} if r.settings else {},
                     "metrics": r.metrics,
+                    **({"changed_inputs": r.changed_inputs} if r.changed_inputs else {}),
+                    **({"attempt": r.attempt, "reproduces": r.reproduces, "metric_deltas": r.deltas}
+                       if r.reproduces is not None else {}),
                 }
                 for r in self.runs
             ],
@@ -289,6 +323,21 @@ class RunsTable:
                 *[format_value(flat[k]) if k in flat else "" for k in self.setting_keys],
                 *[format_value(r.metrics[k]) if k in r.metrics else "" for k in self.metric_keys],
             ])
+        return out
+
+    def notes(self) -> list[str]:
+        """One line per stale run (what changed) and per reproduction (the metric differences)."""
+        from lab.runs.inputs import describe_changes
+
+        out = []
+        for r in self.runs:
+            if r.changed_inputs:
+                out.append(f"{r.setting} is stale: {describe_changes(r.changed_inputs, self.experiment)} since it ran")
+            if r.reproduces is not None:
+                diffs = [f"{k} {format_delta(v)}" for k, v in sorted(r.deltas.items(), key=lambda kv: _metric_order(kv[0]))]
+                same = all(v == 0 for v in r.deltas.values())
+                what = "reproduced exactly" if same and r.deltas else ("; ".join(diffs) or "no metrics to compare")
+                out.append(f"{r.setting} (attempt {r.attempt}) reproduces {r.setting}@{r.reproduces}: {what}")
         return out
 
     def best_note(self) -> str:
@@ -338,6 +387,8 @@ class RunsTable:
             notes.append(md_cell(self.hidden_note()))
         if notes:
             lines += ["", " · ".join(notes)]
+        for extra in self.notes():  # stale runs and reproductions
+            lines += ["", f"_{md_cell(extra)}_"]
         return "\n".join(lines)
 
 
@@ -386,7 +437,7 @@ def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: li
             mode = mode or direction(metric) or "max"
     best = None
     if metric is not None:
-        finished = [r for r in runs if r.state == "succeeded" and is_number(r.metrics.get(metric))]
+        finished = [r for r in runs if r.state in ("succeeded", "stale") and is_number(r.metrics.get(metric))]
         if finished:
             pick = max if mode == "max" else min
             best = pick(finished, key=lambda r: r.metrics[metric]).setting
@@ -423,6 +474,10 @@ def format_duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def format_delta(value: float) -> str:
+    return "±0" if value == 0 else f"{value:+.4g}"
 
 
 def format_value(value) -> str:

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
     "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
     "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
+    "reproduce": ("lab.cli.drift", "reproduce_cmd", "Run a recorded attempt again as recorded (its commit, settings, command)."),
+    "diff": ("lab.cli.drift", "diff_cmd", "Show why two runs differ: settings, command, code, inputs, packages, metrics."),
 }
 
 

@@ -115,6 +115,8 @@ def compare_cmd(lab, experiment, metric, mode, metrics, all_metrics, as_json):
         return
     for text in text_table(table):
         click.echo(text)
+    for extra in table.notes():  # stale runs and reproductions
+        click.echo(extra)
     note = table.best_note()
     if note:
         click.echo(f"* {note}" if table.best else note, err=True)

@@ -46,6 +46,7 @@ class Attempt:
     def __post_init__(self):
         self.settings_path = records.resolved_settings_path(self.setting)
         self.argv = build_argv(self.setting, self.settings_path)
+        _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
 
     def start(self) -> subprocess.Popen | None:
         """Write the resolved settings and the log header, start the program, write the `running` record.
@@ -121,7 +122,7 @@ class Attempt:
         return records.running(self.setting, attempt=self.attempt, executor=self.executor, resolved=self.resolved,
                                hash_=settings_hash(self.resolved), template=template_for(self.setting), argv=self.argv,
                                started_at=started_at, provenance=provenance(self.setting.experiment.workspace.root),
-                               extra=self.extra)
+                               extra=self.extra, drift=_drift_fields(self))
 
     def duration(self) -> float | None:
         return round(time.monotonic() - self._started, 3) if self._started else None
@@ -132,6 +133,21 @@ class Attempt:
                                     reason=reason, log_offset=self.log_offset)
         records.write_record(self.setting, self.record)
         return self.record
+
+
+def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
+    from lab.runs.environment import current
+
+    try:
+        current(attempt.argv, attempt.base_env)
+    except OSError:
+        pass
+
+
+def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook
+    from lab.runs.environment import record_fields
+
+    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env)
 
 
 def provenance(root: Path) -> dict:
@@ -172,15 +188,22 @@ def package_versions() -> dict:
     return dict(packages)
 
 
+# The whole repository except lab's own bookkeeping (records and logs, which lab rewrites as jobs are queued and
+# run): a run is "dirty" when the code or data differ from the commit, not because its own record was written.
+# Issue 18: `lab reproduce` applies this diff.
+CODE_PATHSPEC = (":(top)", ":(exclude,glob)experiments/*/runs/**", ":(exclude,glob)experiments/*/logs/**")
+
+
 def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
-    """The lab root's commit, dirty flag and diff, or None when it is not a git repository."""
+    """The lab root's commit, dirty flag and diff (lab's records and logs left out), or None when it is not a git
+    repository."""
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
 
     try:
         # One call gives both the commit and whether tracked files changed.
-        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no")
+        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", "--", *CODE_PATHSPEC)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if status.returncode != 0:
@@ -194,7 +217,7 @@ def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
     if commit is None or commit == "(initial)":
         return None
     try:
-        diff = git("diff", "HEAD").stdout if dirty else ""
+        diff = git("diff", "HEAD", "--", *CODE_PATHSPEC).stdout if dirty else ""
     except (OSError, subprocess.TimeoutExpired):
         diff = ""
     if len(diff) > max_diff:

@@ -59,6 +59,10 @@ def setting_of(workspace, experiment: str, name: str) -> Setting:
     from lab.core.settings import SUFFIXES
 
     exp = workspace.experiment(experiment, must_exist=False)
+    if "[" in name:  # an element of a sweep file (lab.core.settings)
+        from lab.core.settings import sweep_member
+
+        return sweep_member(exp, name)
     for suffix in SUFFIXES:
         path = exp.settings_dir / f"{name}{suffix}"
         if path.exists():
@@ -275,7 +279,8 @@ def last_started(record: dict | None) -> dict | None:
 def should_run(setting: Setting, hash_: str, template: str, rerun: bool = False) -> tuple[str, str]:
     """("run", "") or ("skipped" | "already", why) for a setting about to be queued, on any executor.
 
-    Skipped: its last run succeeded with the same resolved settings (`hash_`) and the same command. The command
+    Skipped: its last run succeeded with the same resolved settings (`hash_`) and the same command, and the files it
+    read (its `inputs`, lab.runs.inputs) are unchanged since; otherwise the run is stale and runs again. The command
     is compared as the report's template, never as the argv: the argv holds absolute paths, and a lab root that
     was moved or cloned has not changed what its settings ran. "already": the record says a job is queued or
     running (the executor that runs it confirms; see `lab.runs.control`).
@@ -288,6 +293,11 @@ def should_run(setting: Setting, hash_: str, template: str, rerun: bool = False)
         return "already", f"already {rec['state']}{where}"
     last = last_started(rec)
     if not rerun and last and last.get("state") == "succeeded" and last.get("settings_hash") == hash_ and last.get("command") == template:
+        from lab.runs.inputs import changed_inputs, describe_changes
+
+        changed = changed_inputs(setting.experiment.workspace.root, last)
+        if changed:
+            return "run", f"stale: {describe_changes(changed, setting.experiment.name)} since its last run"
         return "skipped", "its last run succeeded with the same settings and command (--rerun runs it again)"
     return "run", ""
 
@@ -325,8 +335,9 @@ def queued(setting: Setting, *, executor: str, resolved: dict, hash_: str, templ
 
 
 def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, hash_: str, template: str, argv: list[str],
-            started_at: str, provenance: dict, extra: dict | None = None) -> dict:
-    """The record of an attempt that started; earlier attempts of the setting move into its history."""
+            started_at: str, provenance: dict, extra: dict | None = None, drift: dict | None = None) -> dict:
+    """The record of an attempt that started; earlier attempts of the setting move into its history. `drift`: its
+    `inputs` and `environment` (lab.runs.environment.record_fields)."""
     previous = read_record(setting, strict=False)
     return {
         "experiment": setting.experiment.name,
@@ -347,6 +358,7 @@ def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, ha
         "settings_hash": hash_,
         **record_paths(setting),
         **provenance,
+        **(drift or {}),
         "metrics": {},
         "history": history_after(previous),
     }

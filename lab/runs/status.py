@@ -7,10 +7,11 @@ NUL + newline: a file name may hold a tab or a newline but never a NUL, and JSON
 so no legal experiment or setting name can break it. One block per experiment:
 
     #<NUL>EXP<NUL>RUNS-DIR-MTIME:INODE<NUL>SETTLED<NUL>N
-    SETTING<NUL>MTIME:SIZE:INODE<NUL>ACTIVE<NUL>TABLE-CELLS<NUL>SUMMARY-JSON     (N entries, natural setting order)
+    SETTING<NUL>MTIME:SIZE:INODE<NUL>ACTIVE<NUL>TABLE-CELLS<NUL>INPUTS<NUL>SUMMARY-JSON   (N entries, natural order)
 
 ACTIVE is the executor of a run the record says is queued or running (empty otherwise): that field, never the
 shown text, tells `lab status`, `lab stop` and `lab cancel` which runs an executor must be asked about.
+INPUTS: the recorded inputs of a succeeded run (JSON, lab.runs.inputs), or empty.
 
 A record is re-read only when its (mtime_ns, size, inode) changed. Records are always replaced atomically (a
 rename into `runs/`), which also changes the directory's mtime; so when `runs/` still has the mtime it had
@@ -20,7 +21,9 @@ of its records changed and not even their stats are needed. Loading the cache is
 decoding or encoding. (A record
 edited in place by hand, without a rename, shows once anything else in its `runs/` changes; delete the cache
 to see it at once.) The queue then overrides what it knows better: a job waiting in the queue shows as
-`queued`; the running job shows its live progress.
+`queued`; the running job shows its live progress. Last, a succeeded run whose recorded inputs changed since it
+ran shows as `stale`, with `changed_inputs` (lab.runs.inputs: each input path is hashed once per call, through
+the hash cache).
 
 This module must stay light: `lab status --json` imports neither rich nor anything heavy.
 """
@@ -34,9 +37,10 @@ from pathlib import Path
 
 from lab.runs import record as records
 from lab.core.fsutil import atomic_write_text, natural_key
+from lab.runs.inputs import staleness_token
 
 CACHE_NAME = "status-cache"
-CACHE_VERSION = "lab status cache 4"
+CACHE_VERSION = "lab status cache 5"
 SEP = "\0"
 END = "\0\n"
 # A runs/ directory whose mtime is older than this is "settled": an unchanged mtime then proves that no record
@@ -120,13 +124,40 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
             if _wanted(parsed, exp, name):
                 items[name] = _slurm_entry(workspace, rec)
         out.extend(items[name] for name in sorted(items, key=natural_key))
+    out = _mark_stale(workspace, out)  # issue 18: succeeded runs whose inputs changed
     if form == "json":
         if not out:
             return "[]"
         return "[\n" + ",\n".join(e[1] if isinstance(e, tuple) else json.dumps(e, ensure_ascii=False) for e in out) + "\n]"
     if form == "cells":
-        return [e[0].split(SEP, 3)[3].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
+        return [e[0].split(SEP, 4)[3].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
     return [json.loads(e[1]) if isinstance(e, tuple) else e for e in out]
+
+
+def _mark_stale(workspace, out: list) -> list:
+    """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries (issue 18)."""
+    checker = None
+    answers: dict[str, list] = {}  # runs of one experiment mostly share their inputs: one check per distinct set
+    for i, e in enumerate(out):
+        if not isinstance(e, tuple):
+            continue
+        token = e[0].split(SEP, 4)[4] if e[0].count(SEP) >= 4 else ""
+        if not token:
+            continue
+        if checker is None:
+            from lab.runs.inputs import Checker
+
+            checker = Checker(workspace.root)
+        changed = answers.get(token)
+        if changed is None:
+            changed = answers[token] = checker.changed(json.loads(token))
+        if changed:
+            summary = json.loads(e[1])
+            summary.update(state="stale", changed_inputs=changed)
+            out[i] = summary
+    if checker is not None:
+        checker.close()
+    return out
 
 
 def _merge_job(workspace, entry: dict, job: dict) -> dict:
@@ -239,7 +270,8 @@ def _records(workspace, parsed) -> list:
                     summary = summarize(record, ename, setting)
                     cells = "\x1f".join(_printable(c) for c in table_cells(summary))
                     active = str(summary.get("executor") or "local") if summary.get("state") in records.ACTIVE else ""
-                    lines.append((setting, f"{stamp}{_printable(active)}{SEP}{cells}", json.dumps(summary, ensure_ascii=False)))
+                    inputs = staleness_token(record)
+                    lines.append((setting, f"{stamp}{_printable(active)}{SEP}{cells}{SEP}{inputs}", json.dumps(summary, ensure_ascii=False)))
             lines.sort(key=lambda line: natural_key(line[0]))
             fresh[ename] = (dir_stamp, dir_st.st_mtime_ns < recent, [m for _, m, _ in lines], [j for _, _, j in lines])
             changed = changed or fresh[ename] != block
@@ -355,6 +387,10 @@ def table_cells(r: dict) -> list[str]:
         why = r["reason"].split(": ", 1)[1] if r["reason"].startswith(("exit code ", "killed by ")) and ": " in r["reason"] else r["reason"]
         if why != f"exit code {r.get('exit_code')}":
             last = f"{last}  ({why})" if last else why
+    if r.get("changed_inputs"):
+        from lab.runs.inputs import describe_changes
+
+        state += f" ({describe_changes(r['changed_inputs'], r.get('experiment'))})"
     return [f"{r['experiment']}/{r['setting']}", state, local_time(r.get("started_at")),
             duration_text(r.get("duration_s")), exit_text, last]
 

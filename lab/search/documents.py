@@ -168,9 +168,10 @@ def _setting(root: Path, rel: str, text: str, warn) -> list[dict]:
     body, info = "", {}
     try:
         if name.endswith(".jsonnet"):
-            from lab.core.settings import resolve_file
+            from lab.core.settings import resolve_sweep_or_setting
 
-            body = flatten(resolve_file(root / rel, where=rel)) + "\n" + text  # the source keeps the user's spelling
+            value = resolve_sweep_or_setting(root / rel, where=rel)  # a sweep: each of its settings
+            body = "\n".join(flatten(v) for v in (value if isinstance(value, list) else [value])) + "\n" + text
         else:
             value = json.loads(text, parse_float=_Literal)
             if not isinstance(value, dict):
