@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: example test setup bench clean
+.PHONY: example test setup bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ example: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -ra
+
+# The repository's own lab book at 1280x2000 in headless Chromium (apt-get install chromium): PNGs in .lab/screenshots/.
+screenshots: setup
+	$(BIN)/python -m mkdocs build --strict -q -d .lab/site
+	$(BIN)/python scripts/screenshot.py .lab/site -o .lab/screenshots
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -2,17 +2,19 @@
 
 It builds labs in a temporary directory (every experiment with 3 runs and streamed metrics as lab's runner leaves
 them, 5 curves each; every paper note as `lab note` writes it) and measures:
-- drawing: the metric curves of a sample of experiments, drawn cold (matplotlib), CPU seconds per experiment;
+- drawing: the metric curves of a sample of experiments, drawn cold (SVG written directly), CPU seconds per experiment;
 - the book: `mkdocs build --strict` of the large lab with its curves cache filled (what every build after the first,
   and `mkdocs serve`, sees; the cache is filled by copying the sample's figures, so the drawing is not paid twice);
 - baseline: the same build of a lab a tenth of the size; the ratio book / baseline shows how the build scales
   (about 10 when linear; a navigation listing every page makes it quadratic);
 - with --cold: also the first build of the large lab, every figure drawn (what a fresh clone, e.g. `mkdocs gh-deploy`
   in CI, sees): worker processes draw while mkdocs renders the pages, so its wall time is about (pages + drawing) CPU
-  seconds / cores (on 2 cores, SVG curves: 160.0 s wall, 303.6 s CPU, against 128.1 s for the cached build of the
-  same run; with PNG curves it was 166.5-184.1 s wall).
-Wall seconds depend on what else the machine runs; CPU seconds (user+sys of mkdocs and its workers) much less.
-The drawing line's sample also pays, once, for importing matplotlib in this process.
+  seconds / cores (on 2 cores with matplotlib's SVG curves: 160.0 s wall, 303.6 s CPU, against 128.1 s for the cached
+  build of the same run; since the panels are written as SVG text, drawing is about a millisecond a panel: on
+  2026-11-29, 2 cores shared with other work at load 13-15, cold 182.0 s wall / 44.9 s CPU, cached 144.5 s wall /
+  44.5 s CPU, drawing 4.9 ms CPU an experiment).
+Wall seconds depend on what else the machine runs (the load average is printed with each line); CPU seconds
+(user+sys of mkdocs and its workers) much less.
 Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]
 """
 
@@ -43,6 +45,10 @@ def make_lab(root: Path, n_experiments: int, n_papers: int, runs: int = 3, seed:
     import yaml
 
     from lab.core.workspace import init
+    from lab.papers.notes import ABSTRACT_END, ABSTRACT_START, escape_markdown
+
+    def abstract_block(text):  # as `lab note` writes it
+        return f"{ABSTRACT_START}\n\n> {escape_markdown(text)}\n\n{ABSTRACT_END}"
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -94,8 +100,8 @@ def make_lab(root: Path, n_experiments: int, n_papers: int, runs: int = 3, seed:
             "url": f"https://arxiv.org/abs/{key}v1", "pdf_url": f"https://arxiv.org/pdf/{key}v1",
             "tags": rng.sample(TAGS, 1), "experiments": linked, "added_at": f"2026-11-{1 + p % 28:02d}T10:00:00+00:00",
         }
-        abstract = " ".join(rng.choice(WORDS) for _ in range(180)).capitalize() + "."
-        (papers / f"{key}.md").write_text(render(meta, f"{abstract}\n\n## Notes\n\nRead it: {rng.choice(WORDS)}.\n"))
+        abstract = " ".join(rng.choice(WORDS) for _ in range(180)).capitalize() + " (p < 0.05, x_i)."
+        (papers / f"{key}.md").write_text(render(meta, f"\n{abstract_block(abstract)}\n\n## Notes\n\nRead it: {rng.choice(WORDS)}.\n"))
 
 
 def build(root: Path, site: Path) -> tuple[float, float]:
@@ -115,21 +121,24 @@ def build(root: Path, site: Path) -> tuple[float, float]:
 def draw_sample(root: Path, n: int) -> tuple[float, dict]:
     """CPU seconds per experiment to draw the curves of the first `n` experiments, and their figures."""
     from lab.book import plots
-    from lab.book.table import load_runs
+    from lab.book.table import load_runs, runs_table
     from lab.core.workspace import Workspace
 
     ws = Workspace(root)
     cache = ws.state_dir / "book" / "curves"
     exps = ws.experiments()[:n]
     start = time.process_time()
-    drawn = {e.name: plots.draw_curves(load_runs(e), cache / e.name) for e in exps}
+    drawn = {}
+    for e in exps:
+        table = runs_table(e, runs=load_runs(e, resolve_missing=False), configured=[])
+        drawn[e.name] = plots.draw_curves(table.runs, cache / e.name, table.best)
     return (time.process_time() - start) / max(1, len(exps)), drawn
 
 
 def seed_cache(root: Path, figures: dict[str, Path]) -> None:
     """Fill the curves cache of every experiment with copies of already drawn figures (valid manifests)."""
     from lab.book import plots
-    from lab.book.table import load_runs
+    from lab.book.table import load_runs, runs_table
     from lab.core.fsutil import atomic_write_json
     from lab.core.workspace import Workspace
 
@@ -142,11 +151,13 @@ def seed_cache(root: Path, figures: dict[str, Path]) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for path in figures.values():
             shutil.copyfile(path, target / path.name)
-        atomic_write_json(target / "manifest.json", {"key": plots.cache_key(load_runs(exp)), "files": {m: p.name for m, p in figures.items()}})
+        table = runs_table(exp, runs=load_runs(exp, resolve_missing=False), configured=[])
+        atomic_write_json(target / "manifest.json", {"key": plots.cache_key(table.runs, table.best), "files": {m: p.name for m, p in figures.items()}})
 
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"{line}  [load {load}, {os.cpu_count()} cores]", flush=True)
 
 
 def main() -> None:
@@ -171,7 +182,7 @@ def main() -> None:
             shutil.rmtree(tmp / "site-cold")
         per_exp, drawn = draw_sample(large, args.sample)
         figures = next(iter(drawn.values()))
-        say(f"drawing the curves ({len(figures)} figures an experiment): {per_exp:.2f} s CPU per experiment "
+        say(f"drawing the curves ({len(figures)} figures an experiment): {per_exp * 1000:.1f} ms CPU per experiment "
             f"(a first build of {args.experiments} experiments draws for ~{per_exp * args.experiments:.0f} s CPU, split over the cores)")
         seed_cache(large, figures)
         seed_cache(small, figures)

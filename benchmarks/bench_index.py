@@ -126,7 +126,7 @@ def main() -> None:
 
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (timings scale with it)")
         lab = [sys.executable, "-m", "lab", "--root", str(root)]
-        # Files changed in the last 2 s are re-read once more by the next sync (racy time stamps, lab.index):
+        # Files changed in the last 2 s are re-read once more by the next sync (racy time stamps, lab.search.index):
         # measure a lab whose files were not all just written.
         time.sleep(2.1)
         start = time.monotonic()

@@ -17,6 +17,7 @@ Times are wall clock; for `lab status` also CPU time, which a busy machine distu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -128,6 +129,12 @@ def make_records(root: Path, runs: int, per_exp: int = 100) -> None:
     for e in range(runs // per_exp):
         exp_runs = root / "experiments" / f"exp{e}" / "runs"
         exp_runs.mkdir(parents=True)
+        data = root / "experiments" / f"exp{e}" / "data"
+        data.mkdir()
+        inputs = {}
+        for split in ("train", "validation", "test"):  # every run names its experiment's data (issue 18: inputs)
+            (data / f"{split}.jsonl").write_text(f'{{"text": "{split}", "label": 1}}\n' * 100)
+            inputs[f"experiments/exp{e}/data/{split}.jsonl"] = hashlib.sha256((data / f"{split}.jsonl").read_bytes()).hexdigest()
         for s in range(per_exp):
             rec = {
                 "experiment": f"exp{e}", "setting": f"s{s}", "state": "succeeded" if s % 7 else "failed",
@@ -139,6 +146,7 @@ def make_records(root: Path, runs: int, per_exp: int = 100) -> None:
                 "settings_hash": "ab" * 32, "host": "node1", "python": "3.11.9",
                 "packages": {"lab": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0"},
                 "git": {"commit": "f" * 40, "dirty": True, "diff": diff},
+                "inputs": inputs, "environment": "0123456789abcdef",
                 "metrics": {"step": 1000, "loss": 0.1234, "eval_loss": 0.2345, "eval_accuracy": 0.9},
                 "history": [],
             }

@@ -127,7 +127,7 @@ def main() -> None:
                     metrics = json.loads((out / "train_results.json").read_text())
                     streamed = sum(1 for _ in open(work / f"metrics-{r}.jsonl"))
                 else:
-                    metrics = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+                    metrics = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
                     streamed = 0
                 sps = metrics["train_samples_per_second"]
                 losses.append(metrics["train_loss"])

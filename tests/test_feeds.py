@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import LabCLI
+from conftest import FIXTURES, LabCLI
 from fixture_server import free_port
 from lab.papers.feeds import FEED_KEYS, ITEM_KEYS
 
@@ -157,3 +157,96 @@ def test_note_from_a_feed_item(lab, lab_root, server):
 def test_feed_help_has_examples(lab):
     for args in (("feed", "--help"), ("feed", "add", "--help"), ("feed", "pull", "--help"), ("bib", "--help")):
         assert "Example" in lab(*args, check=0).stdout
+
+
+# ---- issue 16: feeds as they come (feedparser's own test feeds, tests/fixtures/feedparser/) -----------------
+
+FEEDPARSER = FIXTURES / "feedparser"
+
+
+def _serve(server, name: str, body: bytes, content_type: str = "application/xml") -> str:
+    server.files[f"/fp/{name}"] = (body, {"Content-Type": content_type})
+    return f"{server.url}/fp/{name}"
+
+
+def _pull_one(lab, lab_root, url, name):
+    lab("feed", "add", url, "--name", name, check=0)
+    proc = lab("feed", "pull", name, check=0)
+    return proc, items(lab_root, name)
+
+
+def test_description_only_items_are_kept(lab, lab_root, server):
+    """RSS 2.0 allows an item with only a description (feedparser's wellformed/rss/item_description.xml)."""
+    url = _serve(server, "item_description.xml", (FEEDPARSER / "item_description.xml").read_bytes())
+    proc, got = _pull_one(lab, lab_root, url, "desc")
+    assert "desc: 1 new (1 items)" in proc.stderr
+    assert [(i["title"], i["summary"], i["link"]) for i in got] == [("", "Example description", None)]
+    assert got[0]["id"].startswith("sha256:")
+    # The same item again is the same item.
+    server.files["/fp/item_description.xml"] = (server.files["/fp/item_description.xml"][0] + b"\n", {"Content-Type": "application/xml"})
+    assert "desc: 0 new (1 items)" in lab("feed", "pull", "desc", check=0).stderr
+
+
+def test_plain_text_titles_are_not_stripped_as_html(lab, lab_root, server):
+    url = _serve(server, "blink.xml", (FEEDPARSER / "entry_title_text_plain_brackets.xml").read_bytes())
+    _, got = _pull_one(lab, lab_root, url, "blink")
+    assert [i["title"] for i in got] == ["History of the <blink> tag"]
+    assert got[0]["id"] == "History of the <blink> tag"
+
+
+def test_arxiv_title_with_comparisons_is_kept(lab, lab_root, server):
+    """A real rss.arxiv.org answer whose first title is replaced by one with `$k&lt;n$` (as arXiv writes `<`)."""
+    import re
+
+    real = (FIXTURES / "feeds" / "arxiv_cs_cl.xml").read_bytes()
+    body = re.sub(rb"(<item>\s*<title>)[^<]*(</title>)", rb"\1Improved bounds for $k&lt;n$ and $n&gt;2$\2", real, count=1)
+    url = _serve(server, "arxiv_lt.xml", body, "application/rss+xml; charset=utf-8")
+    _, got = _pull_one(lab, lab_root, url, "lt")
+    assert got[0]["title"] == "Improved bounds for $k<n$ and $n>2$" and got[0]["id"] == "arXiv:2604.22002"
+
+
+def test_relative_links_resolve_against_the_feed_url(lab, lab_root, server):
+    url = _serve(server, "rel.xml", (FEEDPARSER / "http_item_link_base_docuri.xml").read_bytes())
+    _, got = _pull_one(lab, lab_root, url, "rel")
+    assert [i["link"] for i in got] == [f"{server.url}/relative/uri"]
+
+
+@pytest.mark.parametrize("name, codec", [("shiftjis", "shift_jis"), ("eucjp", "euc_jp"), ("gb2312", "gb2312"), ("koi8r", "koi8_r")])
+def test_feeds_without_a_declared_encoding_are_decoded(lab, lab_root, server, name, codec):
+    """feedparser's illformed/chardet feeds: no charset in HTTP, no XML declaration."""
+    import re
+
+    body = (FEEDPARSER / f"{name}.xml").read_bytes()
+    expected = re.search(rb"<title>(.*?)</title>", body, re.S).group(1).decode(codec)
+    url = _serve(server, f"{name}.xml", body)
+    _, got = _pull_one(lab, lab_root, url, name)
+    assert got[0]["title"] == expected
+
+
+def test_only_http_links_and_plain_text_authors_are_stored(lab, lab_root, server):
+    """A real blog feed (BAIR's) with its first item's link made `javascript:` and an HTML author added."""
+    real = (FIXTURES / "feeds" / "bair_blog.xml").read_bytes().decode("utf-8")
+    import re
+
+    first = re.search(r"<item>.*?</item>", real, re.S).group(0)
+    evil = re.sub(r"<link>[^<]*</link>", "<link>javascript:alert(1)</link>", first, count=1)
+    evil = re.sub(r"<guid[^>]*>[^<]*</guid>", "", evil)
+    evil = evil.replace("<item>", "<item><author>&lt;b&gt;Mallory&lt;/b&gt;&lt;script&gt;alert(2)&lt;/script&gt;</author>", 1)
+    url = _serve(server, "evil.xml", real.replace(first, evil).encode("utf-8"), "application/rss+xml; charset=utf-8")
+    _, got = _pull_one(lab, lab_root, url, "evil")
+    assert all(i["link"] is None or i["link"].startswith(("http://", "https://")) for i in got)
+    assert got[0]["link"] is None and "javascript" not in json.dumps(got)
+    assert got[0]["authors"] == ["Mallory"] and all("<" not in a for i in got for a in i["authors"])
+
+
+def test_the_encoding_detector_feedparser_uses_is_a_dependency():
+    """Without it, feedparser reads undeclared Shift_JIS or KOI8-R as windows-1252 (the tests above)."""
+    import tomllib
+
+    from conftest import REPO
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.split(">")[0].split("=")[0].strip() == "chardet" for d in deps)
+    import feedparser.encodings
+
+    assert feedparser.encodings.chardet is not None

@@ -328,7 +328,7 @@ def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
     assert os.stat(root / "papers").st_mtime_ns == old
     assert ids(search(root, "Lilian")) == [("paper", "1908.03265")] and search(root, "Liyuan") == []
     assert ids(search(root, "flamingo")) == [("setting", "exp1/s1")]
-    # Run records are replaced whole, as lab.records writes them: a new directory entry.
+    # Run records are replaced whole, as lab.runs.record writes them: a new directory entry.
     from lab.core.fsutil import atomic_write_json
 
     atomic_write_json(root / "experiments" / "exp1" / "runs" / "s1.json", {"state": "failed", "metrics": {"heron_loss": 1}})

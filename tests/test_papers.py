@@ -402,3 +402,206 @@ def test_heavy_imports_stay_behind_the_commands():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- issue 16: notes keep the user's front matter as written; one Note model --------------------------------
+
+
+def test_refresh_keeps_the_users_front_matter_text(lab, lab_root, server):
+    """A comment, `room: 0123` (octal to YAML 1.1), `model_ver: 1.10`, `yes`, a flow list and CRLF line endings
+    survive a refresh byte for byte; only lab's own keys change, where they stand."""
+    lab("new", "exp1", check=0)
+    lab("note", "1605.08386", check=0)
+    path = lab_root / "papers" / "1605.08386.md"
+    text = path.read_text()
+    head, _, rest = text.partition("\ntags: []\n")
+    mine = (
+        "# Read for the reading group; ask Ana about the proof\n"
+        "room: 0123\n"
+        "model_ver: 1.10\n"
+        "reviewed: yes\n"
+        "venue: [NeurIPS,  'workshop']   # not sure\n"
+    )
+    text = head + "\n" + mine + "tags: []\n" + rest
+    text = text.replace("title: Heat-bath random walks with Markov bases", "title: my title  # lab may change this")
+    text = text.replace("## Notes\n", "## Notes\n\nMy *own* words.\n")
+    crlf = text.replace("\n", "\r\n").encode()
+    path.write_bytes(crlf)
+
+    lab("note", "1605.08386", "--exp", "exp1", "--tag", "mcmc", check=0)
+    after = path.read_bytes()
+    assert b"\n" not in after.replace(b"\r\n", b"")  # CRLF kept everywhere, lab's new lines included
+    for line in mine.splitlines():
+        assert (line + "\r\n").encode() in after
+    assert b"title: Heat-bath random walks with Markov bases  # lab may change this\r\n" in after
+    assert b"tags:\r\n- mcmc\r\n" in after and b"experiments:\r\n- exp1\r\n" in after
+    assert b"My *own* words.\r\n" in after
+    # Nothing else moved: the only differences are lab's keys that changed.
+    import difflib
+
+    diff = [d for d in difflib.ndiff(crlf.decode().split("\r\n"), after.decode().split("\r\n")) if d[0] in "+-"]
+    assert diff == ["- title: my title  # lab may change this",
+                    "+ title: Heat-bath random walks with Markov bases  # lab may change this",
+                    "- tags: []", "+ tags:", "+ - mcmc", "- experiments: []", "+ experiments:", "+ - exp1"], diff
+    from lab.papers.notes import Note
+
+    note = Note.read(path)
+    assert note.meta["room"] == 83 and note.meta["reviewed"] is True  # what YAML reads; the text is the user's
+    assert note.experiments == ["exp1"] and note.tags == ["mcmc"]
+
+    # A refresh that changes nothing writes nothing.
+    before = path.stat().st_mtime_ns
+    lab("note", "1605.08386", "--exp", "exp1", check=0)
+    assert path.read_bytes() == after and path.stat().st_mtime_ns == before
+
+
+def test_refresh_adds_missing_lab_keys_next_to_their_neighbours(lab_root):
+    from lab.core.workspace import Workspace
+    from lab.papers.client import Paper
+    from lab.papers.notes import LAB_KEYS, Note, write_note
+
+    path = lab_root / "papers" / "2301.12345.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("---\n# mine\narxiv_id: '2301.12345'\nmy_key: 0x1F\n---\n\nOnly my notes.\n")
+    paper = Paper("2301.12345", 2, "T", ["A. B"], "2023-01-01T00:00:00+00:00", None, "cs.LG", ["cs.LG"], None, None,
+                  None, "https://arxiv.org/abs/2301.12345", "https://arxiv.org/pdf/2301.12345v2", abstract="x")
+    write_note(Workspace(lab_root), paper, tags=["t"])
+    text = path.read_text()
+    assert text.startswith("---\n# mine\narxiv_id: '2301.12345'\nversion: 2\ntitle: T\n")
+    assert "my_key: 0x1F\n---\n\nOnly my notes.\n" in text  # no abstract block: the body is left as it is
+    note = Note.read(path)
+    assert list(note.meta)[: len(LAB_KEYS)] == list(LAB_KEYS) and note.meta["my_key"] == 31
+    assert note.tags == ["t"] and note.abstract is None and note.notes_markdown == "Only my notes."
+
+
+def test_note_model_public_api(lab, lab_root):
+    lab("note", "1605.08386", check=0)
+    from lab.papers.notes import Note, notes
+    from lab.core.workspace import Workspace
+
+    path = lab_root / "papers" / "1605.08386.md"
+    path.write_text(path.read_text().replace("## Notes\n", "## Notes\n\nSee *Figure 2*.\n"))
+    note = Note.read(path)
+    assert (note.key, note.arxiv_id, note.title) == ("1605.08386", "1605.08386", "Heat-bath random walks with Markov bases")
+    assert note.authors[0] == "Caprice Stanley" and note.url == "https://arxiv.org/abs/1605.08386"
+    assert note.abstract.startswith("Graphs on lattice points are studied") and "\\" not in note.abstract
+    assert note.notes_markdown == "See *Figure 2*."
+    assert [n.key for n in notes(Workspace(lab_root))] == ["1605.08386"]
+
+
+def test_note_that_cannot_be_edited_in_place_is_refused_before_fetching(lab, lab_root, server):
+    path = lab_root / "papers" / "1605.08386.md"
+    path.write_text("---\n{arxiv_id: '1605.08386', mine: 1}\n---\nmine\n")
+    proc = lab("note", "1605.08386", check=2)
+    assert "1605.08386.md" in proc.stderr and "in place" in proc.stderr and server.requests == []
+    assert path.read_text() == "---\n{arxiv_id: '1605.08386', mine: 1}\n---\nmine\n"
+
+
+# ---- issue 16: ids with non-ASCII digits, arXiv's own identifier tests ------------------------------------
+
+
+def _id_fixture():
+    import json
+
+    from conftest import FIXTURES
+
+    return json.loads((FIXTURES / "arxiv-ids" / "ids.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("text, canonical, source", _id_fixture()["good"])
+def test_real_good_ids(text, canonical, source):
+    assert parse_id(text).id == canonical
+
+
+@pytest.mark.parametrize("text, why", _id_fixture()["good_elsewhere_refused_here"] + _id_fixture()["bad"])
+def test_real_bad_ids_are_refused_in_one_line(text, why):
+    with pytest.raises(BadInput) as e:
+        parse_id(text)
+    assert "malformed arXiv id" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_full_width_digits_are_read_as_ascii_and_said_so(lab, lab_root, server):
+    proc = lab("note", "１６０５.０８３８６", check=0)
+    assert server.api_requests() == ["1605.08386"]
+    assert "read '１６０５.０８３８６' as '1605.08386'" in proc.stderr
+    assert papers(lab_root) == ["1605.08386.md"]
+
+
+def test_other_non_ascii_digits_are_refused_locally(lab, lab_root, server):
+    proc = lab("note", "1605.08386", "gr-qc/۹۷۰۶123", check=2)
+    assert proc.stderr.count("\n") == 1 and "gr-qc/۹۷۰۶123" in proc.stderr and "not an ASCII digit" in proc.stderr
+    assert server.requests == [] and papers(lab_root) == []
+
+
+def test_abs_url_with_arxiv_prefix_is_accepted():
+    aid = parse_id("https://arxiv.org/abs/arXiv:physics/9707012")
+    assert (aid.id, aid.version) == ("physics/9707012", None)
+
+
+def test_timeout_is_a_deadline_for_the_whole_request(lab, lab_root, server):
+    """A server that trickles one byte every 0.5 s never lets a socket read time out; the deadline still holds."""
+    import time
+
+    server.trickle = 0.5
+    start = time.monotonic()
+    proc = lab("note", "1605.08386", env={"LAB_ARXIV_TIMEOUT": "2"}, check=1)
+    elapsed = time.monotonic() - start
+    assert proc.stderr.count("\n") == 1 and "did not answer within 2 s" in proc.stderr
+    assert papers(lab_root) == []
+    # The whole answer would take minutes at this pace; lab gives up at about the timeout (plus its start-up).
+    assert elapsed < 10, elapsed
+
+
+# ---- issue 16: BibTeX that LaTeX can read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "title, expected",
+    [
+        ("Costs below $5 per GPU-hour", "Costs below \\$5 per GPU-hour"),
+        ("Costs below $5 per GPU-hour and $10 a day", "Costs below \\$5 per GPU-hour and \\$10 a day"),
+        ("Improved bounds for $k<n$ and $n>2$", "Improved bounds for $k<n$ and $n>2$"),
+        ("$\\alpha_1$-stable laws", "$\\alpha_1$-stable laws"),
+        ("snake_case names, 100% of #1 & more", "snake\\_case names, 100\\% of \\#1 \\& more"),
+        ("A trailing backslash \\", "A trailing backslash \\textbackslash{}"),
+        ("{Unbalanced brace", "\\textbraceleft{}Unbalanced brace"),
+        ("x^2 in text", "x\\^{}2 in text"),
+        ("{\\em Emphasis} and \\\"Ubersetzung", "{\\em Emphasis} and \\\"Ubersetzung"),
+    ],
+)
+def test_bib_escapes_what_latex_needs_outside_math(lab_root, title, expected):
+    from lab.core.workspace import Workspace
+    from lab.papers.client import Paper
+    from lab.papers.notes import bibtex, write_note
+
+    paper = Paper("2301.12345", 1, title, ["Ana_B. Author"], "2023-01-01T00:00:00+00:00", None, "cs.LG", ["cs.LG"],
+                  None, None, None, "https://arxiv.org/abs/2301.12345", "https://arxiv.org/pdf/2301.12345v1", abstract="x")
+    write_note(Workspace(lab_root), paper)
+    out = bibtex(Workspace(lab_root))
+    assert f"  title = {{{{{expected}}}}},\n" in out
+    assert "author = {Ana\\_B. Author}" in out
+    # What BibTeX needs whatever the title: balanced braces in every entry.
+    depth = 0
+    for ch in out:
+        depth += (ch == "{") - (ch == "}")
+        assert depth >= 0
+    assert depth == 0
+
+
+@pytest.mark.parametrize(
+    "source, values, expected",
+    [
+        # An unchanged value keeps its text (flow style, quoting, comment); a changed one keeps its line comment.
+        ("tags: [a]  # mine\nexperiments: []\n", {"tags": ["a"], "experiments": ["e"]}, "tags: [a]  # mine\nexperiments:\n- e\n"),
+        ("tags: [] # c\r\nroom: 0123\r\n", {"tags": ["t"]}, "tags:\r\n- t # c\r\nroom: 0123\r\n"),
+        # Comments and blank lines after a block list stay where they are.
+        ("tags:\n- a\n\n# about the room\nroom: 0123\n", {"tags": ["a", "b"]}, "tags:\n- a\n- b\n\n# about the room\nroom: 0123\n"),
+        # A missing key goes after its neighbour in LAB_KEYS; a missing first key goes on top.
+        ("# top\ntitle: T\n", {"arxiv_id": "1", "version": 2, "title": "T"}, "arxiv_id: '1'\nversion: 2\n# top\ntitle: T\n"),
+        ("", {"arxiv_id": "1"}, "arxiv_id: '1'\n"),
+    ],
+)
+def test_update_front_matter_in_place(source, values, expected):
+    from lab.papers.notes import update_front_matter
+
+    assert update_front_matter(source, values) == expected

@@ -167,7 +167,7 @@ def test_settings_run_as_slurm_jobs_in_order_with_records_logs_and_metrics(clust
 
     final = slurmqueue.wait(ws, [s for s, _ in chosen], poll_s=0.3)
     assert [r["state"] for r in final] == ["succeeded", "failed", "succeeded"]
-    assert final[1]["exit_code"] == 3 and final[1]["reason"] == "exit code 3"
+    assert final[1]["exit_code"] == 3 and final[1]["reason"].startswith("exit code 3: ")
     for rec, job_id in zip(final, ids):
         assert rec["executor"] == "slurm" and rec["slurm_job_id"] == job_id
         assert rec["metrics"] == {"step": 2, "loss": pytest.approx(1 / 3)}

@@ -1,8 +1,9 @@
 """The lab book's pages, as Markdown, generated from `experiments/` and `papers/` (no mkdocs import here).
 
 The pages mirror the lab's layout, so the relative links users write in reports and notes keep working:
-`index.md` (home), `experiments/index.md`, `experiments/EXP/report.md` (+ `curves/METRIC.svg` and the
-experiment's own files), `papers/index.md`, `papers/KEY.md`, `tags/index.md`, `tags/SLUG.md`.
+`index.md` (home), `experiments/index.md`, `experiments/EXP/report.md` (+ `curves/PANEL.svg`, the settings files
+and figures, and what `book: publish:` in lab.yaml adds), `papers/index.md`, `papers/KEY.md`, `reading-list/index.md`
+(the newest feed items), `tags/index.md`, `tags/SLUG.md`.
 
 Text that came from arXiv or feeds (titles, authors, abstracts, comments, tags) is untrusted: it is escaped
 everywhere (`md_escape` in Markdown, `html.escape` in raw HTML) and its URLs are linked only when http(s).
@@ -20,18 +21,23 @@ from urllib.parse import quote, urlsplit
 
 from lab.book import table as book
 from lab.core import frontmatter
-from lab.errors import LabError
+from lab.errors import BadInput, LabError
 from lab.core.fsutil import natural_key
 from lab.core.workspace import NAME_RE
+from lab.papers import notes as paper_notes
 
 HOME_LATEST_RUNS = 10
 HOME_EXPERIMENTS = 20
 HOME_PAPERS = 10
-# An experiment's own files published beside its page (settings, figures), but never these.
+READING_PER_FEED = 15
+# An experiment's own files published beside its page by default: its settings files and figures, never what lies
+# in these directories; `book: publish: [glob, ...]` in lab.yaml adds more.
 SKIP_DIRS = {"models", "logs", "runs"}
+SETTINGS_SUFFIXES = {".json", ".jsonnet", ".libsonnet"}
+FIGURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".avif"}
 MAX_STATIC_BYTES = 10_000_000
 ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(v\d+)?", re.I)
-_NOTES = re.compile(r"^## Notes[ \t]*$", re.M)
+_NOTES = re.compile(r"^## Notes[ \t]*\n?", re.M)
 
 
 @dataclass
@@ -141,9 +147,14 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     """A raw HTML table of cells that are already safe HTML (one line: Markdown leaves it alone)."""
     if not rows:
         return ""
-    head = "".join(f"<th>{c}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>\n"
+    # Spaces between cells: the search index takes the text of raw HTML as it is, and would run words together.
+    head = " ".join(f"<th>{c}</th>" for c in header)
+    body = " ".join("<tr> " + " ".join(f"<td>{c}</td>" for c in r) + " </tr>" for r in rows)
+    return f"<table><thead><tr> {head} </tr></thead><tbody> {body} </tbody></table>\n"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def date(iso) -> str:
@@ -158,39 +169,26 @@ def when(iso) -> str:
 # --- reading the lab ------------------------------------------------------------------------------------------
 
 
-def _read_front(path: Path) -> tuple[dict, str]:
-    """Like frontmatter.read, with libyaml when present: 10,000 notes take seconds, not minutes."""
-    import yaml
+def note_abstract(body: str) -> str | None:
+    """The abstract of a paper note's body as plain text, None when the note has no abstract block.
 
-    text = path.read_text(encoding="utf-8")
-    source, body = frontmatter.split(text)
-    loader = getattr(yaml, "CSafeLoader", None)
-    if source is not None and loader is not None:
-        try:
-            meta = yaml.load(source, Loader=loader) or {}
-        except yaml.YAMLError:
-            meta = None
-        if isinstance(meta, dict):
-            return meta, body
-    return frontmatter.parse(text, where=str(path))  # the slow path names what is wrong, and where
+    The book's one reader of the abstract: lab.papers.notes owns the note's format (`abstract_of`)."""
+    return paper_notes.abstract_of(body)
 
 
 def read_paper(path: Path) -> Paper | None:
-    """A paper note, or None when the file is some other Markdown file (no title or arxiv_id)."""
-    meta, body = _read_front(path)
+    """A paper note, or None when the file is some other Markdown file (no title or arxiv_id). Its abstract is
+    the abstract block's text; everything else in the body (the `## Notes` heading aside) is the user's Markdown."""
+    meta, body = frontmatter.read(path)
     if not (meta.get("title") or meta.get("arxiv_id")):
         return None
-    matches = list(_NOTES.finditer(body))
-    if matches:
-        # The last heading: an abstract can never push the user's notes out of their section.
-        last = matches[-1]
-        abstract, notes = body[: last.start()], body[last.end():]
-    else:
-        abstract, notes = body, ""
-    lines = abstract.strip().splitlines()
-    while lines and (lines[0].startswith("#") or not lines[0].strip()):
-        lines.pop(0)
-    return Paper(path.stem, meta, "\n".join(lines), notes.strip("\n"))
+    abstract = note_abstract(body)
+    own = body
+    if abstract is not None and paper_notes.ABSTRACT_END in body:
+        before = body.split("<!-- lab:abstract", 1)[0]
+        own = before + body.split(paper_notes.ABSTRACT_END, 1)[1]
+    own = _NOTES.sub("", own, count=1)
+    return Paper(path.stem, meta, abstract or "", own.strip("\n"))
 
 
 def load_papers(ws, warn) -> list[Paper]:
@@ -218,10 +216,15 @@ def load_experiment(exp, warn) -> ExperimentInfo:
     meta, body = {}, ""
     if exp.report_path.is_file():
         try:
-            meta, body = _read_front(exp.report_path)
+            meta, body = frontmatter.read(exp.report_path)
         except (LabError, OSError, UnicodeDecodeError) as e:
-            warn(f"lab: {exp.report_path}: {e}")
+            warn(f"lab: {e}" if str(e).startswith(str(exp.report_path)) else f"lab: {exp.report_path}: {e}")
     command = meta.get("command")
+    try:
+        configured = book.configured_metrics(exp, meta)
+    except LabError as e:
+        warn(f"lab: {e}; the default columns are shown")
+        configured = []
     return ExperimentInfo(
         exp=exp,
         name=exp.name,
@@ -229,7 +232,7 @@ def load_experiment(exp, warn) -> ExperimentInfo:
         tags=_str_list(meta.get("tags")),
         command=command if isinstance(command, str) and command.strip() else None,
         body=body,
-        table=book.runs_table(exp, runs=book.load_runs(exp, resolve_missing=False)),
+        table=book.runs_table(exp, runs=book.load_runs(exp, resolve_missing=False), configured=configured),
     )
 
 
@@ -260,6 +263,7 @@ class Book:
         self.directory_urls = directory_urls
         self.site_name = site_name
         self.warn = warn
+        self.publish = publish_patterns(ws)
         self.experiments = [load_experiment(exp, warn) for exp in ws.experiments()]
         self.by_name = {e.name: e for e in self.experiments}
         self.papers = load_papers(ws, warn)
@@ -268,7 +272,7 @@ class Book:
             for name in dict.fromkeys(paper.experiments()):
                 if name in self.by_name:
                     self.papers_of.setdefault(name, []).append(paper)
-        # (series, cache_dir, key) of the experiments whose figures are not in the cache yet: see _curves.
+        # (series, cache_dir, key, best) of the experiments whose figures are not in the cache yet: see _curves.
         self.to_draw: list[tuple[dict, Path, str]] = []
         self.slugs = tag_slugs([t for e in self.experiments for t in e.tags] + [t for p in self.papers for t in p.tags()])
         if plots:
@@ -281,7 +285,7 @@ class Book:
             runs = e.table.runs
             if not any(r.metrics_file for r in runs):
                 continue
-            key = plots.cache_key(runs)  # before the rows are read: a file growing meanwhile is redrawn next time
+            key = plots.cache_key(runs, e.table.best)  # before the rows are read: a file growing meanwhile is redrawn next time
             found = plots.cached_curves(cache_dir / e.name, key)
             if found is not None:
                 e.curves = found
@@ -289,7 +293,7 @@ class Book:
             # Not drawn here: the caller draws `to_draw` (plots.Drawing) while the pages are rendered.
             series = plots.curve_series(runs)
             e.curves = plots.figure_paths(series, cache_dir / e.name)
-            self.to_draw.append((series, cache_dir / e.name, key))
+            self.to_draw.append((series, cache_dir / e.name, key, e.table.best))
         if self.to_draw:
             progress(f"lab: drawing the metric curves of {len(self.to_draw)} experiment(s) (cached in {cache_dir})")
 
@@ -302,16 +306,18 @@ class Book:
         yield Page("papers/index.md", self.papers_index(), True)
         for p in self.papers:
             yield Page(f"papers/{p.key}.md", self.paper_page(p))
+        yield Page("reading-list/index.md", self.reading_list(), True)
         yield Page("tags/index.md", self.tags_index(), True)
         for tag, slug in self.slugs.items():
             yield Page(f"tags/{slug}.md", self.tag_page(tag))
 
     def static_files(self):
-        """(src_uri, file) for the curves and the experiments' own small files (settings, figures)."""
+        """(src_uri, file) for the curves and the experiments' own files: settings files and figures, and what
+        `book: publish:` in lab.yaml adds."""
         for e in self.experiments:
-            for metric, path in e.curves.items():
+            for path in e.curves.values():
                 yield f"experiments/{e.name}/curves/{path.name}", path
-            yield from _own_files(e.exp.dir, f"experiments/{e.name}")
+            yield from _own_files(e.exp.dir, f"experiments/{e.name}", self.publish)
 
     # --- links ---
 
@@ -341,13 +347,17 @@ class Book:
         runs = [(e, r) for e in self.experiments for r in e.table.runs if r.started_at]
         runs.sort(key=lambda er: er[1].started_at or "", reverse=True)
         n_runs = sum(1 for e in self.experiments for r in e.table.runs if r.state != "not run")
+        exps, papers = plural(len(self.experiments), "experiment").split(" ", 1), plural(len(self.papers), "paper").split(" ", 1)
         out = [front(self.site_name), f"# {md(self.site_name)}\n",
-               f"{len(self.experiments)} [experiments](experiments/index.md) · {n_runs} runs · "
-               f"{len(self.papers)} [papers](papers/index.md) · [tags](tags/index.md)\n",
+               f"{exps[0]} [{exps[1]}](experiments/index.md) · {plural(n_runs, 'run')} · "
+               f"{papers[0]} [{papers[1]}](papers/index.md) · [reading list](reading-list/index.md) · [tags](tags/index.md)\n",
                "## Latest runs\n"]
-        rows = [[self.exp_link(e.name, ""), md(r.setting), md(r.state), md(when(r.started_at)),
-                 md(book.format_duration(r.duration_s)), self._headline(e, r)] for e, r in runs[:HOME_LATEST_RUNS]]
+        rows = [[self.exp_link(e.name, ""), md(r.setting) + (" ★" if r.setting == e.table.best else ""), md(r.state),
+                 md(when(r.started_at)), md(book.format_duration(r.duration_s)), self._headline(e, r)]
+                for e, r in runs[:HOME_LATEST_RUNS]]
         out.append(table(["experiment", "setting", "state", "started", "duration", "result"], rows) or "_No runs yet._\n")
+        if rows and any(e.table.best for e, _ in runs[:HOME_LATEST_RUNS]):
+            out.append("★ the best run of its experiment\n")
         out.append("\n## Experiments\n")
         recent = sorted(self.experiments, key=lambda e: self._last_activity(e), reverse=True)[:HOME_EXPERIMENTS]
         out.append(self._experiment_table(recent, "index.md") or "_No experiments yet: make one with `lab new exp1`._\n")
@@ -403,7 +413,7 @@ class Book:
                  ", ".join(self.a(here, f"experiments/{n}/report.md", n) for n in dict.fromkeys(p.experiments()) if n in self.by_name),
                  h(date(p.added_at()))] for p in papers]
         body = html_table(["paper", "authors", "published", "experiments", "added"], rows) or "_No papers yet: add one with `lab note ARXIV_ID`._\n"
-        return front("Papers") + f"# Papers\n\n{len(papers)} paper notes, the most recently added first.\n\n" + body
+        return front("Papers") + f"# Papers\n\n{plural(len(papers), 'paper note')}, the most recently added first.\n\n" + body
 
     def tags_index(self) -> str:
         exp_count: dict[str, int] = {}
@@ -487,11 +497,13 @@ class Book:
         return front(e.title) + body
 
     def _results(self, e: ExperimentInfo) -> str:
-        out = [e.table.markdown()]
+        out = [results_html(e.table)]
         if e.curves:
-            out.append("\n### Curves\n")
-            for metric, path in sorted(e.curves.items()):
-                out.append(f"![{md(metric)}](curves/{path.name})\n")
+            # <object>, not <img>: a browser shows the points' hover titles only in an embedded SVG document.
+            up = "../" if self.directory_urls else ""
+            figures = " ".join(f'<object type="image/svg+xml" data="{up}curves/{quote(path.name)}" aria-label="{h(panel)}"></object>'
+                               for panel, path in e.curves.items())
+            out += ["\n### Curves\n", f'<div class="lab-curves"> {figures} </div>\n']
         return "\n".join(out)
 
     def _papers_list(self, e: ExperimentInfo) -> str:
@@ -500,6 +512,72 @@ class Book:
             return "_No linked papers: link one with `lab note ARXIV_ID --exp " + e.name + "`._"
         return "\n".join(f"- {self.paper_link(p, '../../')}: {self.short_authors(p)} ({md(date(p.meta.get('published'))[:4])})"
                          for p in papers)
+
+    # --- the reading list ---
+
+    def reading_list(self) -> str:
+        """The newest items of each feed, each marked when it has a paper note, else with the `lab note` that keeps
+        it. Feed text is fetched text: escaped, and linked only when the link is http(s)."""
+        from lab.papers.feeds import Feeds
+
+        here = "reading-list/index.md"
+        out = [front("Reading list"), "# Reading list\n"]
+        feeds_ = Feeds(self.ws)
+        try:
+            feeds = feeds_.load()
+        except LabError as e:
+            self.warn(f"lab: the reading list is empty: {e}")
+            return "\n".join(out + [f"_The feeds could not be read: {md(e)}_\n"])
+        if not feeds:
+            return "\n".join(out + ["_No feeds yet: add one with `lab feed add cs.CL`, then `lab feed pull`._\n"])
+        keys = {p.key for p in self.papers}
+        out.append(f"The newest items of each feed ({READING_PER_FEED} at most; `lab feed pull` brings new ones). "
+                   "✓ marks an item that has a paper note; `lab note ID` keeps one.\n")
+        for feed in feeds:
+            name = str(feed.get("name"))
+            try:
+                items = [i for i in feeds_.items(name) if isinstance(i, dict)] if NAME_RE.fullmatch(name) else []
+            except (LabError, OSError, UnicodeDecodeError) as e:
+                self.warn(f"lab: feed {name}: {e}")
+                items = []
+            items.sort(key=lambda i: (str(i.get("published") or i.get("added_at") or ""), str(i.get("added_at") or "")), reverse=True)
+            pulled = f", last pulled {h(when(feed.get('last_pull')))}" if feed.get("last_pull") else ""
+            out.append(f"## {md(name)}\n")
+            out.append(f'<p class="lab-feed-info">{plural(len(items), "item")}{pulled}'
+                       + (f' · <a href="{h(safe_url(feed.get("url")))}">feed</a>' if safe_url(feed.get("url")) else "") + "</p>\n")
+            if not items:
+                out.append("_No items yet: `lab feed pull`._\n")
+                continue
+            lis = [self._reading_item(item, keys, here) for item in items[:READING_PER_FEED]]
+            out.append('<ul class="lab-reading"> ' + " ".join(lis) + " </ul>\n")
+        return "\n".join(out) + "\n"
+
+    def _reading_item(self, item: dict, keys: set[str], here: str) -> str:
+        title = " ".join(str(item.get("title") or item.get("id") or "untitled").split())
+        link = safe_url(item.get("link"))
+        head = ext_link(link, title) if link else h(title)
+        aid = item.get("arxiv_id")
+        aid = aid.strip() if isinstance(aid, str) and ARXIV_ID.fullmatch(aid.strip()) else None
+        mark = ""
+        if aid:
+            key = aid.replace("/", "_")
+            if key in keys:
+                mark = f' <span class="lab-kept" title="has a paper note">✓ {self.a(here, f"papers/{key}.md", "note")}</span>'
+            else:
+                mark = f" <code>lab note {h(aid)}</code>"
+        authors = _str_list(item.get("authors"))
+        meta = [h(", ".join(authors[:3]) + (" et al." if len(authors) > 3 else ""))] if authors else []
+        if date(item.get("published")):
+            meta.append(h(date(item.get("published"))))
+        summary = " ".join(str(item.get("summary") or "").split())
+        if len(summary) > 280:
+            summary = summary[:277].rsplit(" ", 1)[0] + " …"
+        parts = [f"<li>{head}{mark}"]
+        if meta:
+            parts.append(f'<br><span class="lab-meta">{" · ".join(meta)}</span>')
+        if summary:
+            parts.append(f'<br><span class="lab-summary">{h(summary)}</span>')
+        return " ".join(parts) + "</li>"
 
     # --- a paper ---
 
@@ -533,10 +611,11 @@ class Book:
             rows.append(("added", h(when(p.added_at()))))
         out = [front(p.title()), f"# {md(p.title())}\n"]
         if rows:
-            out.append('<table><tbody>' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</tbody></table>\n")
+            out.append('<table><tbody> ' + " ".join(f"<tr> <th>{k}</th> <td>{v}</td> </tr>" for k, v in rows) + " </tbody></table>\n")
         if p.tags():
             out.append("Tags: " + self.tag_links(p.tags(), "../") + "\n")
         if p.abstract.strip():
+            # Plain text from the note's abstract block, escaped once, as one raw HTML paragraph: Markdown never reads it.
             out += ["## Abstract\n", f'<p class="lab-abstract">{h(p.abstract)}</p>\n']
         out += ["## Notes\n", (p.notes.strip() or "_No notes yet._") + "\n"]
         out.append("## Experiments\n")
@@ -546,22 +625,105 @@ class Book:
         return "\n".join(out) + "\n"
 
 
-def _own_files(exp_dir: Path, prefix: str):
-    """The experiment's own files to publish beside its page (settings, figures), skipping runs, logs, models."""
+def publish_patterns(ws) -> list[str]:
+    """`book: publish: [glob, ...]` of lab.yaml: more of an experiment's files to publish, relative to its directory."""
+    where = f"{ws.root / 'lab.yaml'}: book"
+    config = ws.config.get("book")
+    if config is None:
+        return []
+    if not isinstance(config, dict):
+        raise BadInput(f"{where}: must be a mapping, e.g. book: {{publish: ['data/*.csv']}}")
+    patterns = config.get("publish") or []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(g, str) and g.strip() for g in patterns):
+        raise BadInput(f"{where}.publish: must be a list of glob patterns relative to an experiment, e.g. ['data/*.csv']")
+    for glob in patterns:
+        if glob.startswith(("/", "~")) or ".." in Path(glob).parts:
+            raise BadInput(f"{where}.publish: {glob!r} must stay inside the experiment (no leading '/', no '..')")
+    return [g.strip() for g in patterns]
+
+
+def _publishable(path: Path) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_STATIC_BYTES
+    except OSError:
+        return False
+
+
+def _own_files(exp_dir: Path, prefix: str, patterns: list[str] = ()):
+    """The experiment's own files to publish beside its page: the settings files in `settings/` and figures
+    anywhere outside runs, logs and models, then the files `patterns` (book: publish:) match; nothing hidden."""
     import os
 
+    chosen: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(exp_dir):
         rel_dir = Path(dirpath).relative_to(exp_dir)
         if rel_dir == Path("."):
             dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and d != "curves"]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        in_settings = rel_dir.parts[:1] == ("settings",)
         for name in sorted(filenames):
-            if name.startswith(".") or name.endswith(".md"):
+            suffix = Path(name).suffix.lower()
+            if name.startswith(".") or not (suffix in FIGURE_SUFFIXES or in_settings and suffix in SETTINGS_SUFFIXES):
                 continue
             path = Path(dirpath) / name
-            try:
-                if not path.is_file() or path.stat().st_size > MAX_STATIC_BYTES:
-                    continue
-            except OSError:
+            if _publishable(path):
+                chosen[(rel_dir / name).as_posix()] = path
+    root = exp_dir.resolve()
+    for glob in patterns:
+        for path in sorted(exp_dir.glob(glob)):
+            rel = path.relative_to(exp_dir)
+            if any(part.startswith(".") for part in rel.parts) or rel.suffix == ".md" or rel.parts[:1] == ("curves",):
                 continue
-            yield f"{prefix}/{(rel_dir / name).as_posix()}", path
+            if path.resolve().is_relative_to(root) and _publishable(path):
+                chosen.setdefault(rel.as_posix(), path)
+    for rel, path in chosen.items():
+        yield f"{prefix}/{rel}", path
+
+
+def results_html(t: book.RunsTable) -> str:
+    """The runs table of an experiment page: a header row of groups (settings, eval, test ...) over the columns,
+    settings tinted apart from metrics, numbers right-aligned, the best run marked ★; inside a box that scrolls
+    sideways when the table is wider than the page. The state column is left out when every run succeeded."""
+    if not t.runs:
+        return "_No runs yet._"
+    groups = t.groups()
+    rows = t.rows()
+    show_state = any(r.state != "succeeded" for r in t.runs)
+    if not show_state:
+        groups[0] = ("run", ["setting", "duration"])
+        rows = [[r[0], *r[2:]] for r in rows]
+    head1, head2, classes = [], [], []
+    for g, (name, columns) in enumerate(groups):
+        kind = "run" if g == 0 else "set" if name == "settings" else "met"
+        label = "" if name == "run" else (name or "metrics")
+        head1.append(f'<th colspan="{len(columns)}" class="lab-{kind} lab-g">{h(label)}</th>')
+        for c, column in enumerate(columns):
+            cls = f"lab-{kind}" + (" lab-g" if c == 0 else "") + (" lab-num" if kind == "met" or column == "duration" else "")
+            classes.append(cls)
+            head2.append(f'<th class="{cls}">{h(column)}</th>')
+    body = []
+    for run, cells in zip(t.runs, rows):
+        tds = []
+        for c, (cell, cls) in enumerate(zip(cells, classes)):
+            text = h(cell)
+            if c == 0 and run.setting == t.best:
+                text = f"<strong>{text}</strong> ★"
+            tds.append(f'<td class="{cls}">{text}</td>')
+        body.append("<tr> " + " ".join(tds) + " </tr>")
+    html_out = (f'<div class="lab-table"><table><thead><tr class="lab-groups"> {" ".join(head1)} </tr> '
+                f'<tr> {" ".join(head2)} </tr></thead><tbody> {" ".join(body)} </tbody></table></div>\n')
+    notes = []
+    if t.best:
+        notes.append(f"★ {h(t.best_note())}")
+    elif t.metric:
+        notes.append(f"<em>{h(t.best_note())}</em>")
+    if not show_state:
+        notes.append(f"{'both' if len(t.runs) == 2 else 'all ' + str(len(t.runs)) if len(t.runs) > 1 else 'the'} "
+                     f"run{'s' if len(t.runs) > 1 else ''} succeeded")
+    if t.hidden_metrics:
+        notes.append(h(t.hidden_note()) + " (choose with <code>metrics:</code> in the front matter)")
+    if notes:
+        html_out += f'<p class="lab-table-note">{" · ".join(notes)}</p>\n'
+    return html_out

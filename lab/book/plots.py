@@ -1,28 +1,45 @@
-"""Metric curves: one SVG per metric, an experiment's runs overlaid, drawn with matplotlib from metrics files.
+"""Metric curves as small multiples: one small SVG panel per metric, an experiment's runs overlaid, written directly
+as SVG text from the metrics files (no plotting library: a panel takes about a millisecond, so a first build of a
+large lab is not spent drawing, and the figures are byte-for-byte the same for the same data).
 
-SVG with its text left as text (`svg.fonttype: none`): a third cheaper to make than a PNG (no glyphs rasterised,
-no PNG encoding), a quarter of the size, and sharp at any zoom. The layout is measured with Agg's font metrics.
+A panel has a title, a y label, integer step ticks, a legend that names every run and marks the best one with ★,
+and a `<title>` on each point (run, step, value) that a browser shows on hover when the page embeds the SVG as an
+`<object>`. Training and evaluation of one quantity (`loss` or `train_loss` and `eval_loss`) share a panel, solid
+and dashed. Runs differ by colour, marker shape and line width (the first run's line is the widest and lies below
+the others), so runs with identical values stay visible, and a point's hover names every run that has it.
 
-Drawing is the slow part of a book build, so each experiment's figures are cached under `.lab/book/curves/EXP/`
-with a key made of its metrics files' names, sizes and modification times: unchanged experiments are not redrawn.
+Each experiment's panels are cached under `.lab/book/curves/EXP/` with a key made of its metrics files' names,
+sizes and modification times and the best run: unchanged experiments are not redrawn.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+from html import escape
 from pathlib import Path
 
-from lab.book.table import is_metric, is_number
-from lab.core.fsutil import atomic_write_json
+from lab.book.table import CURVE_ONLY, GROUP_ORDER, is_metric, is_number, metric_group
+from lab.core.fsutil import atomic_write_json, atomic_write_text
 
-VERSION = 5  # bump when the drawing changes, so cached figures are redrawn
+VERSION = 7  # bump when the drawing changes, so cached figures are redrawn
 SUFFIX = ".svg"
-# Text as <text> (not glyph outlines); fixed ids and no date, so that the same curves give the same bytes.
-_SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "lab"}
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
+
+# Colour-blind-safe colours (Okabe-Ito, then Tableau), hollow marker shapes, and the dash of each split.
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8c564b", "#7f7f7f", "#bcbd22")
+MARKERS = ("circle", "square", "triangle", "diamond", "down", "cross")
+DASH = {"train": "", "eval": "6 3"}
+MAX_HOVER = 50  # points with a hover title per line (spread evenly over long curves)
+MAX_MARKERS = 12  # visible markers per line on long curves
+W = 380  # panel width in SVG units (the page scales it to its column)
+RIGHT, TOP = 12, 28
+PLOT_H = 150
+FONT_SIZE = 11.5
+FONT = "font-family=\"-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif\""
 
 
 def curve_series(runs) -> dict[str, dict[str, tuple[list, list]]]:
@@ -43,8 +60,32 @@ def curve_series(runs) -> dict[str, dict[str, tuple[list, list]]]:
     return {k: v for k, v in series.items() if any(len(xs) > 1 for xs, _ in v.values())}
 
 
-def cache_key(runs) -> str:
-    parts = [VERSION]
+def panels(metrics) -> dict[str, list[tuple[str, str | None]]]:
+    """panel name -> [(metric, split)]: `eval_X` shares a panel with `X` or `train_X` (split 'train'/'eval'),
+    every other metric has its own. Order: paired panels, then evaluation, test, other, training metrics, then
+    the learning rate and gradient norm."""
+    metrics = set(metrics)
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    paired = set()
+    for m in sorted(metrics):
+        if metric_group(m) in ("eval", "val", "validation", "dev"):
+            base = m.split("_", 1)[1]
+            train = next((t for t in (base, f"train_{base}") if t in metrics and t not in paired), None)
+            if train is not None:
+                out[base] = [(train, "train"), (m, "eval")]
+                paired.update((train, m))
+
+    def order(m):
+        return (m in CURVE_ONLY, GROUP_ORDER[metric_group(m)], m)
+
+    for m in sorted(metrics - paired, key=order):
+        name = m if m not in out else f"{m} "
+        out[name] = [(m, None)]
+    return out
+
+
+def cache_key(runs, best: str | None = None) -> str:
+    parts = [VERSION, best]
     for run in runs:
         if run.metrics_file is not None:
             st = run.metrics_file.stat()
@@ -52,21 +93,21 @@ def cache_key(runs) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
 
 
-def file_names(metrics) -> dict[str, str]:
-    """metric -> a safe, unique SVG file name."""
-    names, used = {}, set()
-    for metric in sorted(metrics):
-        base = _SLUG.sub("_", metric).strip("._") or "metric"
+def file_names(names) -> dict[str, str]:
+    """panel -> a safe, unique SVG file name."""
+    out, used = {}, set()
+    for panel in names:
+        base = _SLUG.sub("_", panel.strip()).strip("._") or "metric"
         name, n = base, 2
         while name.lower() in used:
             name, n = f"{base}-{n}", n + 1
         used.add(name.lower())
-        names[metric] = f"{name}{SUFFIX}"
-    return names
+        out[panel] = f"{name}{SUFFIX}"
+    return out
 
 
 def cached_curves(cache_dir: Path, key: str) -> dict[str, Path] | None:
-    """The experiment's figures if the cache holds them under `key` (cache_key of its runs), else None."""
+    """The experiment's panels if the cache holds them under `key` (cache_key of its runs), else None."""
     manifest = cache_dir / "manifest.json"
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -79,24 +120,26 @@ def cached_curves(cache_dir: Path, key: str) -> dict[str, Path] | None:
 
 
 def figure_paths(series: dict, cache_dir: Path) -> dict[str, Path]:
-    """metric -> the path its figure has (or will have) in `cache_dir`."""
-    names = file_names(series)
-    return {metric: cache_dir / names[metric] for metric in sorted(series)}
+    """panel -> the path its figure has (or will have) in `cache_dir`, in page order."""
+    names = file_names(panels(series))
+    return {panel: cache_dir / name for panel, name in names.items()}
 
 
-def draw_curves(runs, cache_dir: Path) -> dict[str, Path]:
-    """Draw one SVG per metric into `cache_dir` (replacing what was there) and return metric -> path."""
+def draw_curves(runs, cache_dir: Path, best: str | None = None) -> dict[str, Path]:
+    """Draw the panels of `runs` into `cache_dir` (replacing what was there) and return panel -> path."""
     # The key first: if a metrics file grows while it is read, the next build sees a new key and redraws.
-    key = cache_key(runs)
-    return draw_series(curve_series(runs), cache_dir, key)
+    key = cache_key(runs, best)
+    return draw_series(curve_series(runs), cache_dir, key, best)
 
 
-def draw_series(series: dict, cache_dir: Path, key: str) -> dict[str, Path]:
+def draw_series(series: dict, cache_dir: Path, key: str, best: str | None = None) -> dict[str, Path]:
     """Draw `series` (from curve_series) into `cache_dir` and record them under the cache key `key`."""
     files = figure_paths(series, cache_dir)
+    layout = panels(series)
+    settings = list(dict.fromkeys(s for runs in series.values() for s in runs))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for metric, path in files.items():
-        _draw(metric, series[metric], path)
+    for panel, path in files.items():
+        atomic_write_text(path, panel_svg(panel.strip(), [(m, split, series[m]) for m, split in layout[panel]], settings, best))
     keep = {p.name for p in files.values()} | {"manifest.json"}
     for old in cache_dir.iterdir():
         if old.name not in keep and old.suffix in (SUFFIX, ".png"):  # .png: what earlier versions drew
@@ -105,19 +148,227 @@ def draw_series(series: dict, cache_dir: Path, key: str) -> dict[str, Path]:
     return files
 
 
+# --- the drawing ---------------------------------------------------------------------------------------------
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """About `count` round tick values covering [lo, hi]; whole numbers only when `integer`."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return []
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.999)
+    if integer:
+        step = max(1, round(step)) if step >= 1 else 1
+        if step not in (1, 2, 5) and step % 5:  # 2.5 * 10^k rounds to a whole number only from k = 1
+            step = int(math.ceil(step / 5) * 5)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks, i = [], 0
+    while first + i * step <= hi + step * 1e-9:
+        ticks.append(round(first + i * step, 12))
+        i += 1
+    return ticks
+
+
+def tick_label(value: float, step: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e5 or step < 1e-3:
+        return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{value:.3g}")  # 7.5e-05 -> 7.5e-5
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    if round(step * 10 ** decimals, 6) % 1:
+        decimals += 1
+    return f"{value:.{decimals}f}"
+
+
+def value_label(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1e5 or abs(value) < 1e-3:
+        return f"{value:.4g}"
+    return f"{value:.5g}"
+
+
+def _marker(shape: str, x: float, y: float, r: float) -> str:
+    if shape == "circle":
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}"/>'
+    if shape == "square":
+        return f'<rect x="{x - r * 0.9:.1f}" y="{y - r * 0.9:.1f}" width="{r * 1.8:.1f}" height="{r * 1.8:.1f}"/>'
+    if shape == "triangle":
+        return f'<path d="M{x:.1f} {y - r * 1.1:.1f}L{x + r:.1f} {y + r * 0.8:.1f}H{x - r:.1f}Z"/>'
+    if shape == "down":
+        return f'<path d="M{x:.1f} {y + r * 1.1:.1f}L{x + r:.1f} {y - r * 0.8:.1f}H{x - r:.1f}Z"/>'
+    if shape == "diamond":
+        return f'<path d="M{x:.1f} {y - r * 1.2:.1f}L{x + r:.1f} {y:.1f}L{x:.1f} {y + r * 1.2:.1f}L{x - r:.1f} {y:.1f}Z"/>'
+    return f'<path d="M{x - r:.1f} {y - r:.1f}L{x + r:.1f} {y + r:.1f}M{x - r:.1f} {y + r:.1f}L{x + r:.1f} {y - r:.1f}"/>'
+
+
+def _spread(n: int, most: int) -> list[int]:
+    """At most `most` indexes out of range(n), evenly spread, the last one always in."""
+    if n <= most:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+
+
+def _text_width(text: str, size: float) -> float:
+    return len(text) * size * 0.58
+
+
+def panel_svg(title: str, lines: list[tuple[str, str | None, dict]], settings: list[str], best: str | None) -> str:
+    """One panel: `lines` are (metric, split, {setting: (xs, ys)}); `settings` fixes each run's style."""
+    style = {s: i for i, s in enumerate(settings)}
+    n = len(settings)
+    xs_all = [x for _, _, runs in lines for xs, _ in runs.values() for x in xs]
+    ys_all = [y for _, _, runs in lines for _, ys in runs.values() for y in ys]
+    x_lo, x_hi = min(xs_all), max(xs_all)
+    y_lo, y_hi = min(ys_all), max(ys_all)
+    if y_hi == y_lo:
+        pad = abs(y_lo) * 0.05 or 1.0
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+    else:
+        pad = (y_hi - y_lo) * 0.06
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+    integer_x = all(float(x).is_integer() for x in xs_all)
+    if x_hi == x_lo:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    x_ticks = nice_ticks(x_lo, x_hi, 5, integer=integer_x)
+    y_ticks = nice_ticks(y_lo, y_hi, 5)
+    step_y = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else abs(y_ticks[0]) or 1
+    y_labels = [tick_label(t, step_y) for t in y_ticks]
+    left = round(30 + max(_text_width(t, FONT_SIZE) for t in y_labels))  # the y label, then the widest tick label
+    plot_w = W - left - RIGHT
+
+    def px(x):
+        return left + (x - x_lo) / (x_hi - x_lo) * plot_w
+
+    def py(y):
+        return TOP + PLOT_H - (y - y_lo) / (y_hi - y_lo) * PLOT_H
+
+    # The legend: one entry per run (★ for the best), then the splits when training and evaluation share the panel.
+    present = [s for s in settings if any(s in runs for _, _, runs in lines)]
+    # A run whose lines here are the same as an earlier run's is drawn dashed over it, so that both colours show,
+    # and the legend says so ("b = a").
+    same_as: dict[str, str] = {}
+    copies: dict[str, list[str]] = {}
+    for k, s in enumerate(present):
+        for earlier in present[:k]:
+            if earlier not in same_as and all(runs.get(s) == runs.get(earlier) for _, _, runs in lines):
+                same_as[s] = earlier
+                copies.setdefault(earlier, []).append(s)
+                break
+    entries = [(s, (f"{s} = {same_as[s]}" if s in same_as else s) + (" ★" if s == best else "")) for s in present]
+    splits = [split for _, split, _ in lines if split]
+    legend_rows, row, x = [], [], left
+    for setting, label in entries:
+        w = 26 + _text_width(label, FONT_SIZE) + 12
+        if row and x + w > W - RIGHT:
+            legend_rows.append(row)
+            row, x = [], left
+        row.append((setting, label, x))
+        x += w
+    if row:
+        legend_rows.append(row)
+    height = TOP + PLOT_H + 36 + 16 * len(legend_rows) + (16 if splits else 0)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" '
+           f'{FONT} font-size="{FONT_SIZE}" role="img" aria-label="{escape(title)}">',
+           f'<title>{escape(title)}</title>',
+           '<style>.p:hover{stroke-width:3;fill:rgba(0,0,0,.12)}</style>',
+           f'<rect width="{W}" height="{height}" fill="#fff"/>',
+           f'<text x="{left}" y="16" font-size="14" font-weight="600" fill="#222">{escape(title)}</text>']
+    # Grid, ticks and their labels.
+    grid = []
+    step_x = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1
+    for t in x_ticks:
+        grid.append(f'<path d="M{px(t):.1f} {TOP}V{TOP + PLOT_H}"/>')
+        out.append(f'<text x="{px(t):.1f}" y="{TOP + PLOT_H + 14}" text-anchor="middle" fill="#555">'
+                   f'{escape(tick_label(t, step_x) if not integer_x else str(int(t)))}</text>')
+    for t, label in zip(y_ticks, y_labels):
+        grid.append(f'<path d="M{left} {py(t):.1f}H{left + plot_w}"/>')
+        out.append(f'<text x="{left - 4}" y="{py(t) + 3.5:.1f}" text-anchor="end" fill="#555">{escape(label)}</text>')
+    out.insert(5, f'<g stroke="#e4e4e4" stroke-width="1">{"".join(grid)}</g>')
+    out.append(f'<rect x="{left}" y="{TOP}" width="{plot_w}" height="{PLOT_H}" fill="none" stroke="#999" stroke-width="1"/>')
+    out.append(f'<text x="{left + plot_w}" y="{TOP + PLOT_H + 28}" text-anchor="end" fill="#555">step</text>')
+    out.append(f'<text transform="translate(13 {TOP + PLOT_H / 2:.1f}) rotate(-90)" text-anchor="middle" fill="#555">{escape(title)}</text>')
+    # The lines: the first run widest and underneath, so that identical runs show as nested stripes.
+    hover: dict[tuple, list] = {}
+    body = ['<g clip-path="url(#plot)" fill="none">']
+    for metric, split, runs in lines:
+        for setting in present:
+            if setting not in runs:
+                continue
+            xs, ys = runs[setting]
+            i = style[setting]
+            color = COLORS[i % len(COLORS)]
+            width = 1.5 + 1.5 * (n - 1 - i) / max(1, n - 1) if n > 1 else 1.8
+            dash, offset = DASH.get(split or "", ""), 0
+            if setting in same_as:
+                group = copies[same_as[setting]]
+                dash, offset = f"5 {5 * len(group)}", 5 * group.index(setting)
+            pts = [(px(x), py(y)) for x, y in zip(xs, ys)]
+            if len(pts) > 1:
+                d = "M" + "L".join(f"{a:.1f} {b:.1f}" for a, b in pts)
+                body.append(f'<path d="{d}" stroke="{color}" stroke-width="{width:.2f}"'
+                            + (f' stroke-dasharray="{dash}"' if dash else "") + (f' stroke-dashoffset="{-offset}"' if offset else "")
+                            + ' stroke-linejoin="round"/>')
+            marks = _spread(len(pts), MAX_MARKERS if len(pts) > 25 else len(pts))
+            r = 2.4 + 2.2 * (n - 1 - i) / max(1, n - 1) if n > 1 else 3
+            body.append(f'<g stroke="{color}" stroke-width="1.3" fill="#fff">'
+                        + "".join(_marker(MARKERS[i % len(MARKERS)], *pts[k], r) for k in marks) + "</g>")
+            for k in _spread(len(pts), MAX_HOVER):
+                at = (round(pts[k][0]), round(pts[k][1]), metric)
+                hover.setdefault(at, []).append((setting, xs[k], ys[k], metric))
+    body.append("</g>")
+    out.insert(6, f'<defs><clipPath id="plot"><rect x="{left - 6}" y="{TOP - 6}" width="{plot_w + 12}" height="{PLOT_H + 12}"/></clipPath></defs>')
+    out += body
+    # Hover targets: one per point, naming every run that has it (identical runs show together).
+    targets = []
+    for (hx, hy, _), who in hover.items():
+        _, x, y, metric = who[0]
+        if all((wx, wy) == (x, y) for _, wx, wy, _ in who):
+            names = ", ".join(dict.fromkeys(s for s, _, _, _ in who))
+            text = f"{names} · step {value_label(x)} · {metric} {value_label(y)}"
+        else:  # different points on the same pixel: each with its own value
+            text = f"{metric}: " + ", ".join(f"{s} step {value_label(wx)} {value_label(wy)}" for s, wx, wy, _ in who)
+        targets.append(f'<circle class="p" cx="{hx}" cy="{hy}" r="5"><title>{escape(text)}</title></circle>')
+    out.append('<g fill="transparent" stroke="none">' + "".join(targets) + "</g>")
+    # The legend.
+    y0 = TOP + PLOT_H + 46
+    for r_i, row in enumerate(legend_rows):
+        ly = y0 + 16 * r_i
+        for setting, label, lx in row:
+            i = style[setting]
+            color = COLORS[i % len(COLORS)]
+            weight = ' font-weight="600"' if setting == best else ""
+            out.append(f'<path d="M{lx:.1f} {ly - 3.5}h22" stroke="{color}" stroke-width="1.8"/>'
+                       f'<g stroke="{color}" stroke-width="1.3" fill="#fff">{_marker(MARKERS[i % len(MARKERS)], lx + 11, ly - 3.5, 3)}</g>'
+                       f'<text x="{lx + 26:.1f}" y="{ly}" fill="#222"{weight}>{escape(label)}</text>')
+    if splits:
+        ly = y0 + 16 * len(legend_rows)
+        out.append(f'<path d="M{left} {ly - 3.5}h22" stroke="#555" stroke-width="1.5"/>'
+                   f'<text x="{left + 26}" y="{ly}" fill="#555">{escape(lines[0][0])} (train)</text>')
+        lx = left + 26 + _text_width(f"{lines[0][0]} (train)", FONT_SIZE) + 16
+        out.append(f'<path d="M{lx:.1f} {ly - 3.5}h22" stroke="#555" stroke-width="1.5" stroke-dasharray="{DASH["eval"]}"/>'
+                   f'<text x="{lx + 26:.1f}" y="{ly}" fill="#555">{escape(lines[1][0])} (eval)</text>')
+    out.append("</svg>\n")
+    return "\n".join(out)
+
+
 class Drawing:
     """Figures drawn in background processes while the caller goes on: the book renders its pages meanwhile.
 
-    `jobs` are (series, cache_dir, key) of draw_series. Call `wait()` (or `cancel()`) before the caller ends: it
-    ends every worker, so no process outlives the build or keeps its stdout and stderr open.
+    `jobs` are the arguments of draw_series: (series, cache_dir, key[, best]). Call `wait()` (or `cancel()`) before
+    the caller ends: it ends every worker, so no process outlives the build or keeps its stdout and stderr open.
     """
 
-    def __init__(self, jobs: list[tuple[dict, Path, str]], workers: int | None = None):
+    def __init__(self, jobs: list[tuple], workers: int | None = None):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-        size = max(1, min(8, len(jobs) // (workers * 8)))
+        size = max(1, min(64, len(jobs) // (workers * 4)))
         chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
         self.count = len(jobs)
         self._pool = None
@@ -154,123 +405,5 @@ def _worker_start():
 
 
 def _draw_chunk(chunk):
-    for series, cache_dir, key in chunk:
-        draw_series(series, cache_dir, key)
-
-
-_AXES = None
-_LEGEND = None  # the _Legend of the last figure: an experiment's figures share their runs
-
-
-def _axes():
-    """One Axes per process, reused for every figure: making an Axes costs a quarter of a drawing."""
-    global _AXES
-    if _AXES is None:
-        os.environ.setdefault("MPLBACKEND", "Agg")
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-
-        # Fixed margins: a layout engine would draw every figure twice.
-        # 72 dpi, the SVG backend's own: the legend is laid out in display units, which must be SVG points.
-        fig = Figure(figsize=(6.4, 3.4), dpi=72)
-        FigureCanvasAgg(fig)
-        fig.subplots_adjust(left=0.11, right=0.97, top=0.9, bottom=0.15)
-        ax = fig.add_subplot()
-        ax.set_xlabel("step", fontsize=9)
-        # Fixed places for the axis labels (and the title, y= below): placing them from the tick labels' extents
-        # cost a quarter of every drawing.
-        ax.xaxis.set_label_coords(0.5, -0.12)
-        ax.yaxis.set_label_coords(-0.1, 0.5)
-        # Few ticks: tick labels are most of the drawing time.
-        ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.yaxis.set_major_locator(MaxNLocator(5))
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-        _AXES = ax
-    return _AXES
-
-
-def _draw(metric: str, runs: dict[str, tuple[list, list]], path: Path) -> None:
-    global _LEGEND
-    ax = _axes()
-    settings = list(runs)
-    if _LEGEND is None or _LEGEND.settings != settings:
-        # New runs: new lines (the same colours for the same runs in every figure) and their legend. The next
-        # figures of the experiment, with the same runs, only move the lines' points.
-        if _LEGEND is not None:
-            _LEGEND.remove()
-        ax.set_prop_cycle(None)
-        _LEGEND = _Legend(ax, settings, [ax.plot([], [], linewidth=1.5, markersize=3)[0] for _ in settings])
-    for line, (xs, ys) in zip(_LEGEND.lines, runs.values()):
-        line.set_data(xs, ys)
-        line.set_marker("o" if len(xs) < 12 else "")
-    ax.relim()
-    ax.autoscale_view()
-    ax.set_title(metric, fontsize=11, y=1.02)
-    _LEGEND.place(runs)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two builds may share the cache
-    import matplotlib
-
-    with matplotlib.rc_context(_SVG_RC):
-        ax.figure.savefig(tmp, format="svg", metadata={"Date": None})
-    os.replace(tmp, path)
-
-
-class _Legend:
-    """A legend made of plain artists, laid out once for an experiment's runs and moved to the corner its lines
-    leave freest. matplotlib's Legend lays itself out again on every drawing: a fifth of the time of a figure."""
-
-    PAD, HANDLE, GAP, ROW = 5, 18, 5, 13  # pixels
-
-    def __init__(self, ax, settings: list[str], lines):
-        from matplotlib.lines import Line2D
-        from matplotlib.patches import Rectangle
-
-        self.ax, self.settings, self.lines = ax, settings, lines
-        fig = ax.figure
-        self.texts = [ax.text(0, 0, s, fontsize=8, va="center", transform=fig.transFigure, zorder=6) for s in settings]
-        renderer = fig.canvas.get_renderer()
-        text_w = max(t.get_window_extent(renderer).width for t in self.texts)
-        self.size = (2 * self.PAD + self.HANDLE + self.GAP + text_w, 2 * self.PAD + self.ROW * len(settings))
-        self.frame = Rectangle((0, 0), *self.size, transform=None, facecolor="white", edgecolor="#cccccc",
-                               alpha=0.85, linewidth=0.8, zorder=5)
-        ax.add_artist(self.frame)
-        self.handles = []
-        for line in lines:
-            handle = Line2D([], [], color=line.get_color(), linewidth=1.5, markersize=3, transform=None, zorder=6)
-            ax.add_artist(handle)
-            self.handles.append(handle)
-
-    def remove(self) -> None:
-        for artist in [self.frame, *self.texts, *self.handles, *self.lines]:
-            artist.remove()
-
-    def place(self, runs) -> None:
-        """Move the legend to the corner its lines cross least (upper right, upper left, lower left, lower right)."""
-        import numpy as np
-
-        box, (w, h) = self.ax.bbox, self.size  # pixels
-        corners = [(box.x1 - 4 - w, box.y1 - 4 - h), (box.x0 + 4, box.y1 - 4 - h), (box.x0 + 4, box.y0 + 4),
-                   (box.x1 - 4 - w, box.y0 + 4)]
-        x, y = corners[0]
-        if sum(len(xs) for xs, _ in runs.values()) < 2000:  # on long curves, counting costs more than it gives
-            # Points along the segments, not only their ends: a 3-point curve crosses a corner between its points.
-            t = np.linspace(0, 1, 8, endpoint=False)[None, :, None]
-            parts = []
-            for xs, ys in runs.values():
-                p = self.ax.transData.transform(np.column_stack([xs, ys]))
-                parts += [(p[:-1, None] + (p[1:] - p[:-1])[:, None] * t).reshape(-1, 2), p[-1:]]
-            p = np.concatenate(parts)
-            hits = [np.count_nonzero((p[:, 0] >= cx) & (p[:, 0] <= cx + w) & (p[:, 1] >= cy) & (p[:, 1] <= cy + h))
-                    for cx, cy in corners]
-            x, y = corners[int(np.argmin(hits))]
-        self.frame.set_xy((x, y))
-        inv = self.ax.figure.transFigure.inverted()
-        for i, (text, handle, line) in enumerate(zip(self.texts, self.handles, self.lines)):
-            row = y + h - self.PAD - self.ROW * (i + 0.5)
-            hx = x + self.PAD
-            handle.set_data([hx, hx + self.HANDLE / 2, hx + self.HANDLE], [row, row, row])
-            handle.set_marker(line.get_marker())
-            handle.set_markevery([1])  # one marker, in the middle of the handle
-            text.set_position(inv.transform((hx + self.HANDLE + self.GAP, row)))
+    for job in chunk:
+        draw_series(*job)

@@ -2,18 +2,16 @@
 
 Commands live in small modules beside this one and are imported only when run (or when their own `--help` is
 asked for), so `lab --help` and `lab search` start fast and never import torch, transformers or mkdocs.
-Library errors (`LabError`) become one line on stderr here, in one place.
+Errors become one line on stderr in lab.cli.exits, the one mapping this CLI shares with the fast path.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
 
-from lab.errors import LabError, missing_extra
 
 # name -> (module, function, one-line help). Kept here so `lab --help` needs no command module.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -35,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
     "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
     "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
+    "reproduce": ("lab.cli.drift", "reproduce_cmd", "Run a recorded attempt again as recorded (its commit, settings, command)."),
+    "diff": ("lab.cli.drift", "diff_cmd", "Show why two runs differ: settings, command, code, inputs, packages, metrics."),
 }
 
 
@@ -106,35 +106,21 @@ def echo_json(data) -> None:
 
 
 def main(args=None, prog_name: str = "lab") -> None:
-    """Entry point: run the CLI, turning every error into one line on stderr and an exit status."""
+    """Entry point: run the CLI, turning every error into one line on stderr and an exit status (lab.cli.exits)."""
+    from lab.cli.exits import run
+
     args = sys.argv[1:] if args is None else list(args)
     debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
-    try:
-        code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
-    except LabError as e:
-        if debug:
-            raise
-        _fail(str(e), e.exit_code)
-    except click.exceptions.UsageError as e:
-        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-        _fail(f"{e.format_message()}{hint}", 2)
-    except click.exceptions.Abort:
-        _fail("aborted", 130)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except click.exceptions.ClickException as e:
-        _fail(e.format_message(), e.exit_code)
-    except BrokenPipeError:
-        # `lab search ... | head`: the reader left; that is not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except Exception as e:  # a bug in lab: still one line unless asked for more
-        if debug:
-            raise
-        _fail(missing_extra(e) or f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
-    sys.exit(code if isinstance(code, int) else 0)
+    run(lambda: cli.main(args=args, prog_name=prog_name, standalone_mode=False), debug, translate=click_error)
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"lab: error: {message.splitlines()[0] if message else 'failed'}", err=True)
-    sys.exit(code)
+def click_error(error: BaseException) -> tuple[str, int] | None:
+    """click's own errors as (line, exit status): usage errors (2) name the help to read; None for the rest."""
+    if isinstance(error, click.exceptions.UsageError):
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        return f"{error.format_message()}{hint}", 2
+    if isinstance(error, click.exceptions.Abort):
+        return "aborted", 130
+    if isinstance(error, click.exceptions.ClickException):
+        return error.format_message(), error.exit_code
+    return None

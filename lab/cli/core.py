@@ -56,23 +56,29 @@ def new_cmd(lab, name, source):
 def list_cmd(lab, as_json):
     """List the experiments with their titles, tags and settings.
 
+    An experiment whose report.md or settings cannot be read is still listed, its error is named on stderr,
+    and the exit status is 2.
+
     \b
     Example:
       lab list --json
     """
-    rows = [
-        {"name": exp.name, "title": exp.title(), "tags": exp.tags(), "settings": [s.name for s in exp.settings()], "path": str(exp.dir)}
-        for exp in lab.workspace.experiments()
-    ]
+    from lab.errors import BadInput
+
+    rows = lab.workspace.listing()
     if as_json:
         echo_json(rows)
-        return
-    if not rows:
+    elif not rows:
         click.echo("no experiments yet; make one with: lab new exp1", err=True)
-        return
-    for row in rows:
+    for row in rows if not as_json else []:
         tags = f"  [{', '.join(row['tags'])}]" if row["tags"] else ""
-        click.echo(f"{row['name']}\t{row['title']}\t{len(row['settings'])} settings{tags}")
+        state = "cannot be read" if row["error"] else f"{len(row['settings'])} settings"
+        click.echo(f"{row['name']}\t{row['title']}\t{state}{tags}")
+    bad = [row for row in rows if row["error"]]
+    for row in bad[:-1]:
+        click.echo(f"lab: error: {row['error']}", err=True)
+    if bad:
+        raise BadInput(bad[-1]["error"])
 
 
 @click.command("show")

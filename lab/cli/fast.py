@@ -4,8 +4,10 @@ Importing click alone takes longer than Python's whole start-up, and `lab search
 time of `python -c "import sqlite3"` (`lab status`, run again and again while jobs run, in well under 200 ms).
 So `main` recognises a plain `lab [--root DIR] [--debug] search ...` or `... status ...` invocation itself,
 parses its few options, and prints without importing click, rich, YAML or sqlite-utils. Anything else
-(`--help`, a bad option, every other command) goes to the click CLI in `lab.cli`, which registers both
+(`--help`, a bad option, every other command) goes to the click CLI in `lab.cli.app`, which registers both
 commands too (lab/cli/search.py, lab/cli/runs.py, calling the functions here) so help and errors look as usual.
+Both paths share the error mapping (lab.cli.exits), root discovery (lab.core.layout.find_root) and the name check
+(lab.core.names); tests/test_cli.py checks that this parser either declines a command line or agrees with click.
 """
 
 from __future__ import annotations
@@ -13,49 +15,40 @@ from __future__ import annotations
 import os
 import sys
 
-from lab.errors import BadInput, LabError, NotALab, missing_extra
+from lab.cli.exits import run
+from lab.core import layout
+from lab.core.layout import find_root
+from lab.errors import BadInput
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
+MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
 
 
 def main(argv=None) -> None:
-    """Run `lab`: the fast path for a plain `lab search`, the click CLI for everything else."""
+    """Run `lab`: the fast path for a plain `lab search` or `lab status`, the click CLI for everything else."""
     args = sys.argv[1:] if argv is None else list(argv)
-    parsed = _parse_search(args)
-    command = run_search
-    if parsed is None:
-        parsed = _parse_status(args)
-        command = _status_at_root
+    parsed = parse(args)
     if parsed is None:
         from lab.cli.app import main as click_main
 
         click_main(args, prog_name="lab")
         return
-    debug = parsed.pop("debug")
-    try:
-        root = find_root(parsed.pop("root"))
-        code = command(root, **parsed)
-    except LabError as e:
-        if debug:
-            raise
-        _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
-    except Exception as e:  # a bug in lab: still one line unless asked for more
-        if debug:
-            raise
-        _fail(missing_extra(e) or f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)
-    sys.exit(code)
+    name, options = parsed
+    command = run_search if name == "search" else _status_at_root
+    debug = options.pop("debug")
+    root = options.pop("root")
+    run(lambda: command(find_root(root), **options), debug)
 
 
-def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"lab: error: {message.splitlines()[0] if message else 'failed'}\n")
-    sys.exit(code)
+def parse(args: list[str]) -> tuple[str, dict] | None:
+    """("search" or "status", its options) for a command line the fast path answers; None leaves it to click."""
+    for name, parser in (("search", _parse_search), ("status", _parse_status)):
+        options = parser(args)
+        if options is not None:
+            return name, options
+    return None
 
 
 def _parse_global(args: list[str], command: str, out: dict) -> int | None:
@@ -162,30 +155,9 @@ def _parse_search(args: list[str]) -> dict | None:
         out["limit"] = int(out["limit"])
     except ValueError:
         return None
-    if out["limit"] < 1:
-        return None
+    if not 1 <= out["limit"] <= MAX_LIMIT:
+        return None  # click says what the range is
     return out
-
-
-def find_root(root: str | None) -> str:
-    """The lab root, as `lab.workspace.find_root` finds it (kept apart so the fast path needs no workspace import)."""
-    if root is None:
-        root = os.environ.get("LAB_ROOT") or None
-    if root is not None:
-        path = os.path.realpath(os.path.expanduser(root))
-        if not os.path.isdir(os.path.join(path, "experiments")):
-            raise NotALab(f"{path} is not a lab (no experiments/ directory); run 'lab init {path}' first")
-        return path
-    here = os.path.realpath(os.getcwd())
-    candidate = here
-    while True:
-        if os.path.isdir(os.path.join(candidate, "experiments")):
-            return candidate
-        parent = os.path.dirname(candidate)
-        if parent == candidate:
-            break
-        candidate = parent
-    raise NotALab(f"not inside a lab (no experiments/ here or above {here}); run 'lab init' or pass --root DIR")
 
 
 def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None) -> int:
@@ -194,21 +166,23 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     from lab.search import query
 
     query_text = " ".join(words)
+    for value in (query_text, tag, exp):
+        if value is not None and not _utf8(value):
+            raise BadInput(f"{value!r}: holds bytes that are not UTF-8; type the words in UTF-8")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadInput(f"--limit {limit}: give a number from 1 to {MAX_LIMIT}")
     if exp is not None:
         _check_exp(root, exp)
-    conn, stats = index.open_index(root)
-    try:
-        for message in stats.warnings:
-            sys.stderr.write(f"lab: warning: {message}\n")
-        if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
-            sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
-                             "'lab watch --detach' keeps the index fresh so searches skip that\n")
-        if color is None:
-            color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-        results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks)
-    finally:
-        conn.close()
+    if color is None:
+        color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
+    results, stats = index.read(
+        root, lambda conn: query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks))
+    for message in stats.warnings:
+        sys.stderr.write(f"lab: warning: {message}\n")
+    if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
+        sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
+                         "'lab watch --detach' keeps the index fresh so searches skip that\n")
     if as_json:
         import json
 
@@ -224,14 +198,20 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     return 0
 
 
-def _check_exp(root, exp: str) -> None:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-    if not exp or not set(exp) <= allowed or set(exp) == {"."}:
-        from lab.core.workspace import check_name
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        return False
+    return True
 
-        check_name(exp)
-    if not os.path.isdir(os.path.join(root, "experiments", exp)):
-        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, 'experiments')}")
+
+def _check_exp(root, exp: str) -> None:
+    from lab.core.names import check_name  # the CLI's one name check (only when --exp is given)
+
+    check_name(exp)
+    if not os.path.isdir(os.path.join(root, layout.EXPERIMENTS, exp)):
+        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, layout.EXPERIMENTS)}")
 
 
 def format_results(results: list[dict], color: bool = False) -> str:

@@ -56,8 +56,10 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
             click.echo(f"queued {r['id']} (job {r['job_id']}); log: {r['log']}", err=True)
         elif r["action"] == "skipped":
             click.echo(f"skipped {r['id']}: its last run succeeded with the same settings and command (--rerun runs it again)", err=True)
+        elif r.get("slurm_job_id"):
+            click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
         else:
-            click.echo(f"{r['id']} is {r['action']} (job {r['job_id']})", err=True)
+            click.echo(f"{r['id']} is {r['action']}" + (f" (job {r['job_id']})" if r.get("job_id") is not None else ""), err=True)
     if not targets:
         click.echo("queue resumed", err=True)
     queued = [r for r in results if r["action"] != "skipped"]
@@ -67,53 +69,16 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
         return
     if not queued:
         return
-    local = [r["job_id"] for r in queued if r.get("executor") != "slurm" and r["job_id"] is not None]
-    remote = [r for r in queued if r.get("executor") == "slurm"]
     try:
-        ok = _wait_with_progress(ws, local) if local else True
-        if remote:
-            ok = _wait_for_slurm(ws, remote) and ok
+        ok = _wait_with_progress(ws, queued)
     except KeyboardInterrupt:
         click.echo("stopped waiting; the jobs go on in the background (lab status, lab stop)", err=True)
         sys.exit(130)
     sys.exit(0 if ok else 1)
 
 
-def _wait_for_slurm(ws, entries: list[dict]) -> bool:
-    """--wait for Slurm jobs: poll their records (reconciled with Slurm) until they end; True if all succeeded."""
-    from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
-
-    from lab.runs.local.runner import job_setting
-    from lab.runs.slurm.executor import wait
-
-    settings = [job_setting(ws, e) for e in entries]
-    console = Console(stderr=True)
-    reported: set[str] = set()
-    with Live(Text("waiting for Slurm"), console=console, refresh_per_second=4, transient=True) as display:
-        def progress(recs):
-            for rec in recs:
-                key = f"{rec.get('experiment')}/{rec.get('setting')}"
-                if rec.get("state") not in ("queued", "running") and key not in reported:
-                    reported.add(key)
-                    style = "green" if rec.get("state") == "succeeded" else "red"
-                    why = f" ({rec['reason']})" if rec.get("reason") and rec.get("state") != "succeeded" else ""
-                    display.console.print(Text(f"{rec.get('state')} {key} (Slurm job {rec.get('slurm_job_id')}){why}", style=style))
-            running = [f"{r.get('experiment')}/{r.get('setting')}" for r in recs if r.get("state") == "running"]
-            queued = sum(1 for r in recs if r.get("state") == "queued")
-            text = Text(f"{len(reported)}/{len(recs)} done")
-            if running:
-                text.append(f"  running {', '.join(running)}", style="bold")
-            if queued:
-                text.append(f"  {queued} queued in Slurm")
-            display.update(text)
-
-        recs = wait(ws, settings, progress=progress)
-    return all(r.get("state") == "succeeded" for r in recs)
-
-
-def _wait_with_progress(ws, job_ids: list[int]) -> bool:
+def _wait_with_progress(ws, entries: list[dict]) -> bool:
+    """--wait: one live line while the runs go on (any executor), one line per run as it ends; True if all succeeded."""
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
@@ -122,40 +87,42 @@ def _wait_with_progress(ws, job_ids: list[int]) -> bool:
     from lab.runs.status import duration_text, metrics_text
 
     console = Console(stderr=True)
-    reported: set[int] = set()
+    reported: set[str] = set()
 
-    def line(jobs, live) -> Text:
-        done = sum(1 for j in jobs if j["state"] in ("done", "cancelled"))
-        running = next((j for j in jobs if j["state"] == "running"), None)
-        text = Text(f"{done}/{len(jobs)} done")
-        if running is not None:
-            text.append(f"  running {running['experiment']}/{running['setting']}", style="bold")
-            if running.get("started_at"):
-                elapsed = (datetime.now().astimezone() - datetime.fromisoformat(running["started_at"])).total_seconds()
+    def line(views) -> Text:
+        done = sum(1 for v in views if v["state"] not in ("queued", "running"))
+        text = Text(f"{done}/{len(views)} done")
+        for v in views:
+            if v["state"] != "running":
+                continue
+            text.append(f"  running {v['id']}", style="bold")
+            if v.get("started_at"):
+                elapsed = (datetime.now().astimezone() - datetime.fromisoformat(v["started_at"])).total_seconds()
                 text.append(f"  {duration_text(elapsed)}")
-            if live:
-                text.append("  " + metrics_text(live, with_step=True), style="cyan")
-        elif done < len(jobs):
-            text.append("  waiting for the runner")
+            if v.get("progress"):
+                text.append("  " + metrics_text(v["progress"], with_step=True), style="cyan")
+        waiting = sum(1 for v in views if v["state"] == "queued")
+        if waiting and not any(v["state"] == "running" for v in views):
+            text.append(f"  {waiting} waiting")
         return text
 
     with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
-        def progress(jobs, live):
-            for j in jobs:
-                if j["state"] in ("done", "cancelled") and j["id"] not in reported:
-                    reported.add(j["id"])
-                    result = j["result"] or j["state"]
-                    style = "green" if result == "succeeded" else "red"
-                    exit_text = f" (exit {j['exit_code']})" if j.get("exit_code") not in (None, 0) else ""
-                    display.console.print(Text(f"{result} {j['experiment']}/{j['setting']}{exit_text}", style=style))
-            display.update(line(jobs, live))
+        def progress(views):
+            for v in views:
+                if v["state"] not in ("queued", "running") and v["id"] not in reported:
+                    reported.add(v["id"])
+                    style = "green" if v["state"] == "succeeded" else "red"
+                    where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
+                    how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
+                    why = f": {v['reason']}" if v.get("reason") and v["state"] != "succeeded" else ""
+                    display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style))
+            display.update(line(views))
 
-        jobs = wait(ws, job_ids, on_progress=progress)
-    left = [j for j in jobs if j["state"] in ("queued", "running")]
+        views = wait(ws, entries, on_progress=progress)
+    left = [v for v in views if v["state"] in ("queued", "running")]
     if left:
         click.echo(f"the queue was stopped; {len(left)} job(s) still queued (resume with: lab run)", err=True)
-    failed = [j for j in jobs if j["state"] not in ("queued", "running") and j["result"] != "succeeded"]
-    return not failed and not left
+    return not left and all(v["state"] == "succeeded" for v in views)
 
 
 @click.command("status")
@@ -191,7 +158,6 @@ def logs_cmd(lab, target, follow):
     """
     from lab.runs import record as records
     from lab.errors import BadInput
-    from lab.runs.local.runner import job_setting
     from lab.runs.control import follow_state
     from lab.core.settings import parse_target
 
@@ -200,7 +166,7 @@ def logs_cmd(lab, target, follow):
     if not setting_name:
         raise BadInput(f"name one run as EXP/SETTING, not {target!r}")
     exp = ws.experiment(exp_name)
-    setting = job_setting(ws, {"experiment": exp.name, "setting": setting_name})
+    setting = records.setting_of(ws, exp.name, setting_name)
     path = records.log_path(setting)
     if not path.exists() and not (follow and follow_state(ws, setting)):
         raise BadInput(f"no log for {setting.id} yet ({path.relative_to(ws.root)}); run it with: lab run {setting.id}")

@@ -12,7 +12,7 @@ import time
 import click
 
 from lab.cli.app import echo_json, pass_lab
-from lab.cli.fast import TYPES
+from lab.cli.fast import MAX_LIMIT, TYPES
 
 
 @click.command("search")
@@ -20,7 +20,7 @@ from lab.cli.fast import TYPES
 @click.option("--type", "type_", type=click.Choice(TYPES), help="Only documents of this type.")
 @click.option("--exp", metavar="EXP", help="Only the experiment EXP: its report, settings, runs, and papers linked to it.")
 @click.option("--tag", metavar="TAG", help="Only experiments and papers tagged TAG.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most this many results.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=MAX_LIMIT), help="At most this many results.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {type, id, title, section, snippet, path, score}.")
 @pass_lab
 def search_cmd(lab, words, type_, exp, tag, limit, as_json):
@@ -125,7 +125,9 @@ def watch_cmd(lab, detach, stop, show_status, as_json):
     def ready(info):
         click.echo(f"watching {info['root']} ({info['directories']} directories); Ctrl-C stops", err=True)
 
+    from lab.search.watcher import serve
+
     try:
-        watch.serve(root, on_ready=ready)
+        serve(root, on_ready=ready)
     except KeyboardInterrupt:
         pass

@@ -27,7 +27,9 @@ def is_default_program(template: str) -> bool:
 def build_argv(setting: Setting, settings_path: os.PathLike | str, template: str | None = None) -> list[str]:
     """Split the template as a shell would, then fill each word's placeholders (no shell ever runs).
 
-    Filling after splitting keeps a path with spaces one argument.
+    Filling after splitting keeps a path with spaces one argument. Only the documented placeholders are
+    filled, and only as they are (`{settings}`, never `{settings.attr}`, `{0}` or `{name!r:>9}`): the template
+    comes from a file, and `str.format` would evaluate attribute and index lookups in it.
     """
     template = template or template_for(setting)
     where = f"{setting.experiment.report_path}: command"
@@ -37,21 +39,38 @@ def build_argv(setting: Setting, settings_path: os.PathLike | str, template: str
         raise BadInput(f"{where}: {e}") from None
     if not words:
         raise BadInput(f"{where} is empty")
+    if "\0" in template:
+        raise BadInput(f"{where}: holds a NUL byte (\\0), which no program argument can carry")
     values = {
         "settings": str(settings_path),
         "output_dir": str(output_dir(setting)),
         "name": setting.name,
         "python": sys.executable,
     }
-    argv = []
-    for word in words:
-        try:
-            argv.append(word.format_map(values))
-        except KeyError as e:
-            raise BadInput(f"{where}: unknown placeholder {{{e.args[0]}}} (known: {', '.join('{%s}' % p for p in PLACEHOLDERS)})") from None
-        except (ValueError, IndexError) as e:
-            raise BadInput(f"{where}: {e} in {word!r} (write {{{{ and }}}} for literal braces)") from None
-    return argv
+    return [_fill(word, values, where) for word in words]
+
+
+def _fill(word: str, values: dict, where: str) -> str:
+    """One word of the template with its placeholders filled; anything but a bare known placeholder is refused."""
+    import string
+
+    try:
+        parts = list(string.Formatter().parse(word))
+    except ValueError as e:
+        raise BadInput(f"{where}: {e} in {word!r} (write {{{{ and }}}} for literal braces)") from None
+    out = []
+    for literal, field, spec, conversion in parts:
+        out.append(literal)
+        if field is None:
+            continue
+        if field not in values or spec or conversion:
+            written = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            known = ", ".join("{%s}" % p for p in PLACEHOLDERS)
+            inside = f" in {word!r}" if word != written else ""
+            raise BadInput(f"{where}: unknown placeholder {written}{inside} (known: {known}; "
+                           "write {{ and }} for literal braces)")
+        out.append(values[field])
+    return "".join(out)
 
 
 def output_dir(setting: Setting):

@@ -34,6 +34,23 @@ def atomic_write_text(path: Path | str, text: str, fsync: bool = True) -> None:
         raise
 
 
+def read_text(path: Path | str, where: str | None = None, newline: str | None = None) -> str:
+    """A user's text file, decoded as UTF-8; a file that is not UTF-8 (a binary file, another encoding) raises
+    BadInput naming it and the first bad byte. FileNotFoundError passes through for callers that check."""
+    from lab.errors import BadInput
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{where or path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                       "save it as UTF-8") from None
+    if newline is None:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")  # what open() in text mode does
+    return text
+
+
 def atomic_write_json(path: Path | str, data, fsync: bool = True) -> None:
     """Write `data` as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", fsync=fsync)

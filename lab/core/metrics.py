@@ -36,8 +36,8 @@ def _plain(value):
     return value
 
 
-# -- which metric is best -----------------------------------------------------------------------------------
-# (the runs table of the book and the queue's summary in a notification decide alike)
+# -- which metric says which run is best --------------------------------------------------------------------
+# (the book's runs table and the queue's summary in a notification decide alike)
 
 # The default "best" metric: the first of these that some run has, else the first with a known direction.
 PREFERRED = (
@@ -51,7 +51,12 @@ LOWER = {"loss", "error", "err", "perplexity", "ppl", "wer", "cer", "mse", "mae"
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float: nothing lab can compare or draw
+        return False
 
 
 def direction(metric: str) -> str | None:
@@ -66,10 +71,6 @@ def direction(metric: str) -> str | None:
             if word in LOWER:
                 return "min"
     return None
-
-
-def metric_order(key: str):
-    return (0 if key.startswith("eval_") else 1 if key.startswith(("test_", "val_")) else 2, key)
 
 
 def best_metric(keys, order=None) -> str | None:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from lab.core import frontmatter
-from lab.errors import BadInput, NotALab
-from lab.core.fsutil import create_exclusive
+from lab.core import frontmatter, layout
+from lab.core.fsutil import create_exclusive, read_text
+from lab.core.names import MAX_NAME_BYTES, NAME_PATTERN, check_file_name, check_name, is_name, shown  # noqa: F401  (re-exported)
+from lab.errors import BadInput, os_error_message
 
-NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+NAME_RE = re.compile(NAME_PATTERN)  # kept for callers that match text; the rule itself is lab.core.names
 
 # What `lab init` adds to .gitignore: derived state, never the user's files.
-GITIGNORE_LINES = [".lab/", "site/", "experiments/*/models/"]
+GITIGNORE_LINES = layout.GITIGNORE
 
 MKDOCS_YML = """\
 # The lab book: `mkdocs build --strict` (or `lab book`) publishes experiments/ and papers/.
@@ -72,29 +73,9 @@ Data, model, and what the settings vary.
 """
 
 
-def check_name(name: str, what: str = "experiment") -> str:
-    """Refuse names that are not letters, digits, `-`, `_`, `.` (no `/`, no `..`, no spaces)."""
-    if not name or not NAME_RE.fullmatch(name) or set(name) == {"."}:
-        raise BadInput(
-            f"bad {what} name {name!r}: use letters, digits, '-', '_' and '.' (no '/', '..' or spaces)"
-        )
-    return name
-
-
 def find_root(root: str | os.PathLike | None = None, cwd: Path | None = None) -> Path:
     """The lab root: `root` if given, else `$LAB_ROOT`, else the nearest ancestor holding `experiments/`."""
-    if root is None:
-        root = os.environ.get("LAB_ROOT") or None
-    if root is not None:
-        path = Path(root).expanduser().resolve()
-        if not (path / "experiments").is_dir():
-            raise NotALab(f"{path} is not a lab (no experiments/ directory); run 'lab init {path}' first")
-        return path
-    here = (cwd or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "experiments").is_dir():
-            return candidate
-    raise NotALab(f"not inside a lab (no experiments/ here or above {here}); run 'lab init' or pass --root DIR")
+    return Path(layout.find_root(root, None if cwd is None else os.fspath(cwd)))
 
 
 @dataclass(frozen=True)
@@ -110,23 +91,23 @@ class Experiment:
 
     @property
     def settings_dir(self) -> Path:
-        return self.dir / "settings"
+        return self.dir / layout.SETTINGS
 
     @property
     def logs_dir(self) -> Path:
-        return self.dir / "logs"
+        return self.dir / layout.LOGS
 
     @property
     def models_dir(self) -> Path:
-        return self.dir / "models"
+        return self.dir / layout.MODELS
 
     @property
     def runs_dir(self) -> Path:
-        return self.dir / "runs"
+        return self.dir / layout.RUNS
 
     @property
     def report_path(self) -> Path:
-        return self.dir / "report.md"
+        return self.dir / layout.REPORT
 
     def meta(self) -> dict:
         """The report's front matter ({} when the report is missing or has none)."""
@@ -175,27 +156,27 @@ class Workspace:
 
     @property
     def experiments_dir(self) -> Path:
-        return self.root / "experiments"
+        return self.root / layout.EXPERIMENTS
 
     @property
     def papers_dir(self) -> Path:
-        return self.root / "papers"
+        return self.root / layout.PAPERS
 
     @property
     def state_dir(self) -> Path:
         """Lab's own derived and runtime state (index, queue, locks): `.lab/`, ignored by git."""
-        return self.root / ".lab"
+        return self.root / layout.STATE
 
     @cached_property
     def config(self) -> dict:
         """The optional workspace configuration `lab.yaml` at the root ({} when absent)."""
         import yaml
 
-        path = self.root / "lab.yaml"
+        path = self.root / layout.CONFIG
         if not path.exists():
             return {}
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_text(path)) or {}
         except yaml.YAMLError as e:
             raise BadInput(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -214,31 +195,47 @@ class Workspace:
 
         if not self.experiments_dir.is_dir():
             return []
-        names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)]
+        names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and is_name(p.name)]
         return [Experiment(self, n) for n in sorted(names, key=natural_key)]
+
+    def listing(self) -> list[dict]:
+        """Every experiment as `{name, title, tags, settings, path, error}`. One whose report or settings cannot be
+        read is listed all the same, with the reason in `error` (else None), so one bad file hides nothing else."""
+        rows = []
+        for exp in self.experiments():
+            row = {"name": exp.name, "title": exp.name, "tags": [], "settings": [], "path": str(exp.dir), "error": None}
+            try:
+                row["settings"] = [s.name for s in exp.settings()]
+                row["title"], row["tags"] = exp.title(), exp.tags()
+            except BadInput as e:
+                row["error"] = str(e)
+            except OSError as e:  # report.md is a directory, say
+                row["error"] = os_error_message(e)
+            rows.append(row)
+        return rows
 
     def new_experiment(self, name: str, source: str | None = None) -> Experiment:
         """Make `experiments/NAME/` with its directories and a report; `source` copies another's settings and command."""
         exp = self.experiment(name, must_exist=False)
         if exp.dir.exists():
             raise BadInput(f"experiment {name!r} already exists: {exp.dir}")
-        origin = self.experiment(source) if source else None
+        origin = self.experiment(source) if source is not None else None
         command = origin.command_template() if origin else None
         staging = self.experiments_dir / f".{name}.new"
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
         try:
-            for sub in ("settings", "logs", "models"):
+            for sub in (layout.SETTINGS, layout.LOGS, layout.MODELS):
                 (staging / sub).mkdir()
             if origin is not None:
                 for f in sorted(origin.settings_dir.iterdir()):
-                    if f.is_file() and f.suffix in (".json", ".jsonnet", ".libsonnet"):
-                        shutil.copy2(f, staging / "settings" / f.name)
+                    if f.is_file() and f.suffix in (*layout.SETTING_SUFFIXES, *layout.BASE_SUFFIXES):
+                        shutil.copy2(f, staging / layout.SETTINGS / f.name)
             report = REPORT_TEMPLATE.format(title=name, command=_yaml_scalar(command) if command else "")
             if origin is not None:
                 report = report.replace("## Setup\n", f"## Setup\n\nA variant of [{origin.name}](../{origin.name}/report.md).\n", 1)
-            (staging / "report.md").write_text(report, encoding="utf-8")
+            (staging / layout.REPORT).write_text(report, encoding="utf-8")
             # One rename makes the experiment appear whole, or not at all.
             os.rename(staging, exp.dir)
         except BaseException:
@@ -259,21 +256,22 @@ def init(directory: Path | str) -> list[Path]:
     if root.exists() and not root.is_dir():
         raise BadInput(f"{root} exists and is not a directory")
     created: list[Path] = []
-    for sub in ("experiments", "papers", "docs"):
+    for sub in (layout.EXPERIMENTS, layout.PAPERS, layout.DOCS):
         d = root / sub
         if not d.is_dir():
             d.mkdir(parents=True)
             created.append(d)
     # mkdocs needs docs_dir to exist, also in a fresh clone of the lab: git keeps no empty directory.
-    if create_exclusive(root / "docs" / ".gitkeep", ""):
-        created.append(root / "docs" / ".gitkeep")
-    if create_exclusive(root / "mkdocs.yml", MKDOCS_YML.format(name=root.name)):
-        created.append(root / "mkdocs.yml")
+    if create_exclusive(root / layout.DOCS / ".gitkeep", ""):
+        created.append(root / layout.DOCS / ".gitkeep")
+    if create_exclusive(root / layout.MKDOCS_YML, MKDOCS_YML.format(name=root.name)):
+        created.append(root / layout.MKDOCS_YML)
     gitignore = root / ".gitignore"
-    existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    old = read_text(gitignore) if gitignore.exists() else ""
+    existing = old.splitlines()
     missing = [line for line in GITIGNORE_LINES if line not in existing]
     if missing:
-        prefix = "" if not existing or gitignore.read_text(encoding="utf-8").endswith("\n") else "\n"
+        prefix = "" if not existing or old.endswith("\n") else "\n"
         with gitignore.open("a", encoding="utf-8") as f:
             f.write(prefix + "# lab: derived files\n" + "\n".join(missing) + "\n")
         created.append(gitignore)

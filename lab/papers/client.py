@@ -6,7 +6,8 @@ it keeps its pacing per process, sends requests without a timeout, and retries e
 once, without backoff. So lab keeps the package's client, URL building and parser, and gives the client a
 `requests.Session` of its own (`_PolicySession`) that adds what lab needs on every request:
 
-- a timeout (`LAB_ARXIV_TIMEOUT`, default 30 s);
+- a deadline (`LAB_ARXIV_TIMEOUT`, default 30 s) for each whole request, answer included: a server that
+  trickles bytes cannot keep lab waiting longer (a socket timeout alone bounds only each read);
 - pacing that holds across separate `lab` processes: a timestamp file under the user's cache directory, held
   under a file lock while a request is in flight (`LAB_ARXIV_MIN_INTERVAL`, default 3 s);
 - retries with exponential backoff (or the server's `Retry-After`) on 429 and 5xx only
@@ -166,6 +167,36 @@ def _retry_after(resp) -> float | None:
         return None
 
 
+def _within(seconds: float, work: Callable[[], object]):
+    """`work()`'s result, or requests' Timeout when it has not returned within `seconds`.
+
+    The request runs in a daemon thread; the caller stops waiting at the deadline. The abandoned thread ends
+    when the server closes the connection or a read times out (the socket timeout still applies), or with
+    the process (`lab note` reports and exits right away)."""
+    import threading
+
+    import requests
+
+    if not seconds:
+        return work()
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except BaseException as e:  # handed to the caller's thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, name="lab-arxiv-request", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise requests.exceptions.Timeout(f"no whole answer within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def _session(policy: _Policy):
     import requests
 
@@ -175,10 +206,11 @@ def _session(policy: _Policy):
         last_response = None
 
         def request(self, method, url, **kwargs):
-            kwargs.setdefault("timeout", policy.timeout)
+            kwargs.setdefault("timeout", policy.timeout or None)  # 0: no deadline
             attempt = 0
+            send = super(_PolicySession, self).request
             while True:
-                resp = policy.pacer.run(lambda: super(_PolicySession, self).request(method, url, **kwargs))
+                resp = policy.pacer.run(lambda: _within(policy.timeout, lambda: send(method, url, **kwargs)))
                 self.last_response = resp
                 transient = resp.status_code == 429 or resp.status_code >= 500
                 if not transient or attempt >= policy.retries:

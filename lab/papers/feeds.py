@@ -4,12 +4,17 @@
 feeds, else null), `etag`, `modified`, `added_at`, `last_pull`, `last_error` and `items` (the number of lines in
 its items file). `feeds/items/NAME.jsonl` holds one JSON object per line with the keys in ITEM_KEYS; pulls only
 append to it, and an entry already there (same `id`) is never added again. Item `id`s are `arXiv:ID` (unversioned)
-for arXiv papers, else the entry's own id, else its link, else its title.
+for arXiv papers, else the entry's own id, else its link, else its title, else (an RSS 2.0 item with only a
+description) `sha256:` and a hash of the description.
 
 Pulls send conditional requests (If-None-Match / If-Modified-Since from the last answer's ETag and
 Last-Modified); a 304 adds nothing. The HTTP request is lab's own (urllib, with a timeout, which feedparser's
-fetcher lacks); feedparser parses the bytes. Summaries are stored as plain text: HTML is stripped (style and
-script contents dropped), entities decoded, whitespace normalised.
+fetcher lacks); feedparser parses the bytes, decoding them by the HTTP charset, the XML declaration, or, for
+feeds that declare neither, the `chardet` detector, and resolving relative links against the feed's URL.
+
+Titles, summaries and authors are stored as plain text: what the feed marks as HTML has its tags stripped
+(style and script contents dropped) and entities decoded; what it marks as plain text is kept as it is
+(`History of the <blink> tag`). Only http(s) links are stored (`link` is null otherwise).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import Callable
 
 from lab.papers.ids import category_of, from_entry_id
 from lab.errors import BadInput, LabError
-from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl
+from lab.core import layout
+from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl, read_text
 from lab.search.index import refresh_paths
 from lab.core.workspace import check_name
 
@@ -91,9 +97,9 @@ class Feeds:
 
     def __init__(self, workspace):
         self.workspace = workspace
-        self.dir = workspace.root / "feeds"
+        self.dir = workspace.root / layout.FEEDS
         self.list_path = self.dir / "feeds.json"
-        self.items_dir = self.dir / "items"
+        self.items_dir = workspace.root / layout.FEED_ITEMS
 
     def _lock(self):
         from lab.core.flock import locked
@@ -104,11 +110,16 @@ class Feeds:
         if not self.list_path.exists():
             return []
         try:
-            data = json.loads(self.list_path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(self.list_path))
         except json.JSONDecodeError as e:
             raise BadInput(f"{self.list_path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, list) or not all(isinstance(f, dict) and f.get("name") for f in data):
             raise BadInput(f"{self.list_path}: must be a JSON list of feeds, each with a name")
+        for feed in data:  # a name is a file name under feeds/items/: never '../x'
+            try:
+                check_name(feed["name"] if isinstance(feed["name"], str) else repr(feed["name"]), "feed")
+            except BadInput as e:
+                raise BadInput(f"{self.list_path}: {e}") from None
         return data
 
     def _save(self, feeds: list[dict]) -> None:
@@ -134,6 +145,7 @@ class Feeds:
         category = None
         if re.match(r"https?://", source, re.I):
             url = source
+            _check_url(url)
         elif category_of(source):
             category = category_of(source)
             url = (os.environ.get("LAB_ARXIV_RSS_URL") or ARXIV_RSS_URL).rstrip("/") + "/" + category
@@ -141,7 +153,7 @@ class Feeds:
             raise BadInput(f"{source!r} is neither an http(s) URL nor an arXiv category such as cs.CL")
         if name is not None:
             check_name(name, "feed")
-        from lab.runs.record import now_iso
+        from lab.core.clock import now_iso
 
         with self._lock():
             feeds = self.load()
@@ -184,7 +196,7 @@ class Feeds:
 
     def pull(self, name: str | None = None, progress: Callable[[str], None] | None = None) -> list[PullResult]:
         """Pull one feed or all; a feed that fails is recorded (`last_error`) and the others go on."""
-        from lab.runs.record import now_iso
+        from lab.core.clock import now_iso
 
         progress = progress or (lambda message: None)
         with self._lock():
@@ -234,7 +246,7 @@ class Feeds:
         if new:
             path = self.items_path(feed["name"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            old = read_text(path) if path.exists() else ""
             if old and not old.endswith("\n"):
                 old += "\n"
             # Rewriting the whole file atomically keeps it whole even if lab is killed mid-pull.
@@ -246,6 +258,18 @@ class Feeds:
         feed["items"] = len(known) + len(new)
         result.added, result.total, result.new_items = len(new), len(known) + len(new), new
         return result
+
+
+def _check_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError as e:  # a bracket left open, a port that is no number
+        raise BadInput(f"{url!r} is not a valid URL: {e}") from None
+    if not host or not url.isprintable() or " " in url:
+        raise BadInput(f"{url!r} is not a valid URL: it needs a host, and no spaces or control characters")
 
 
 def _derive_name(url: str, category: str | None) -> str:
@@ -271,6 +295,7 @@ def _http_get(url: str, etag: str | None, modified: str | None) -> tuple[int, by
     import socket
     import urllib.error
     import urllib.request
+    from urllib.parse import urljoin
 
     headers = {"User-Agent": "lab feed reader", "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
     if etag:
@@ -283,7 +308,10 @@ def _http_get(url: str, etag: str | None, modified: str | None) -> tuple[int, by
         raise BadInput(f"$LAB_FEED_TIMEOUT={os.environ['LAB_FEED_TIMEOUT']!r} is not a number") from None
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-            return resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
+            got = {k.lower(): v for k, v in resp.headers.items()}
+            # Where the feed came from (after redirects): relative links in it resolve against this.
+            got["content-location"] = urljoin(resp.geturl() or url, got.get("content-location", ""))
+            return resp.status, resp.read(), got
     except urllib.error.HTTPError as e:
         if e.code == 304:
             return 304, b"", {k.lower(): v for k, v in e.headers.items()}
@@ -298,9 +326,14 @@ def _http_get(url: str, etag: str | None, modified: str | None) -> tuple[int, by
 
 
 def _parse(body: bytes, headers: dict) -> list:
+    """The entries of a feed's bytes. feedparser decodes them (the HTTP charset, the XML declaration, else the
+    `chardet` detector for feeds that declare nothing) and resolves relative links against `content-location`
+    (the feed's own URL). The bytes go in as a stream: feedparser reads a string as a URL or a file name."""
+    import io
+
     import feedparser
 
-    parsed = feedparser.parse(body, response_headers={k: v for k, v in headers.items() if k != "content-encoding"})
+    parsed = feedparser.parse(io.BytesIO(body), response_headers={k: v for k, v in headers.items() if k != "content-encoding"})
     if parsed.bozo and not parsed.entries and not parsed.feed.get("title"):
         problem = str(getattr(parsed, "bozo_exception", "") or "not a feed").splitlines()[0]
         raise LabError(f"not an RSS or Atom feed: {problem[:200]}")
@@ -318,24 +351,57 @@ def _iso_from_struct(st) -> str | None:
         return None
 
 
+def _text(entry, key: str) -> str:
+    """An entry's title or summary as plain text: HTML is stripped only when the feed marks it as HTML
+    (feedparser's `*_detail.type`), so a plain-text `History of the <blink> tag` or `$k<n$` stays whole."""
+    value = entry.get(key) or ""
+    kind = (entry.get(f"{key}_detail") or {}).get("type") or "text/html"
+    if "html" in kind or "xml" in kind:
+        return plain_text(value)
+    return re.sub(r"\s+", " ", value).strip()
+
+
+def _http_link(entry) -> str | None:
+    """The entry's first http(s) link (feedparser has resolved relative ones); `javascript:` and the like are
+    never stored."""
+    candidates = [entry.get("link")] + [
+        link.get("href") for link in entry.get("links", []) if link.get("rel", "alternate") == "alternate"
+    ]
+    for candidate in candidates:
+        if candidate and re.match(r"https?://[^\s/]", candidate.strip(), re.I):
+            return candidate.strip()
+    return None
+
+
+def _author(name: str) -> str:
+    """An author as plain text (a name carrying markup has it stripped)."""
+    return plain_text(name) if re.search(r"<[A-Za-z/!]", name) else re.sub(r"\s+", " ", name).strip()
+
+
 def _item(entry, feed: dict, now: str) -> dict | None:
-    title = re.sub(r"\s+", " ", plain_text(entry.get("title"))).strip()
-    link = entry.get("link") or None
-    summary = plain_text(entry.get("summary") or entry.get("description") or "")
+    title = _text(entry, "title")
+    link = _http_link(entry)
+    summary = _text(entry, "summary") if entry.get("summary") else plain_text(entry.get("description") or "")
     aid = None
     for candidate in (entry.get("id"), link):
         if candidate and ("arxiv" in candidate.lower()):
             aid = from_entry_id(candidate.rsplit("/abs/", 1)[-1]) if "/abs/" in candidate else from_entry_id(candidate)
             if aid:
                 break
-    authors = [a.get("name", "") for a in entry.get("authors", []) if a.get("name")]
+    authors = [_author(a.get("name", "")) for a in entry.get("authors", []) if a.get("name")]
+    authors = [a for a in authors if a]
     if aid is not None:
         # arXiv's RSS puts all authors in one dc:creator and prefixes the abstract with its announcement.
         authors = [a.strip() for one in authors for a in re.split(r",|\band\b", one) if a.strip()]
         summary = re.sub(r"^arXiv:\S+\s+Announce Type:\s*\S+\s*(Abstract:\s*)?", "", summary)
     key = f"arXiv:{aid.id}" if aid else (entry.get("id") or link or title)
     if not key:
-        return None
+        if not summary:
+            return None
+        # RSS 2.0 allows an item with only a description: it is known by a hash of its content.
+        import hashlib
+
+        key = "sha256:" + hashlib.sha256(summary.encode("utf-8")).hexdigest()[:32]
     return {
         "id": key,
         "title": title,

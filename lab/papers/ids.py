@@ -4,6 +4,12 @@ New style (April 2007 on): `YYMM.NNNN` up to 1412 and `YYMM.NNNNN` from 1501, mo
 zeros, optional `vN`. Old style (1991 to March 2007): `archive[.SUBJECT]/YYMMNNN`, with a known archive,
 month 01-12 and number not zero. Both may come as `arXiv:ID`, as abs/pdf/html URLs, with a `.pdf` suffix.
 
+Only ASCII digits make an id. Full-width forms (`１６０５.０８３８６`, typed with a CJK input method) are
+normalised to ASCII first, and `parse_ids` says so through its `progress` callback; any other non-ASCII digit
+(`gr-qc/۹۷۰۶123`) is refused by name, so nothing arXiv would not recognise is ever sent. A leading `/`, a
+doubled `/`, a trailing `/` and an upper-case archive (`HEP-TH//9901001`, accepted by arXiv's own parser) are tolerated;
+`arXiv:` may also follow the URL's path (`https://arxiv.org/abs/arXiv:physics/9707012`, which arXiv redirects).
+
 The canonical id is unversioned; for old-style ids it drops the subject class (`math.GT/0309136` is the paper
 `math/0309136`), so one paper is one note whatever form was given. The note key replaces `/` with `_`.
 """
@@ -11,7 +17,9 @@ The canonical id is unversioned; for old-style ids it drops the subject class (`
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
+from typing import Callable
 
 from lab.errors import BadInput
 
@@ -25,10 +33,12 @@ OLD_ARCHIVES = frozenset(
 # Archives that exist today (for category names such as `cs.CL` or `hep-th` in `lab feed add`).
 ARCHIVES = OLD_ARCHIVES | {"econ", "eess", "q-fin", "stat"}
 
-_NEW = re.compile(r"(?P<yymm>\d{4})\.(?P<num>\d{4,5})(?:v(?P<v>[1-9]\d*))?")
+# re.ASCII: `\d` is 0-9 only (in str patterns it would match any Unicode digit, such as Arabic-Indic ones).
+_NEW = re.compile(r"(?P<yymm>\d{4})\.(?P<num>\d{4,5})(?:v(?P<v>[1-9]\d*))?", re.ASCII)
 _OLD = re.compile(
-    r"(?P<archive>[a-z]+(?:-[a-z]+)?)(?:\.(?P<subject>[A-Za-z]+(?:-[A-Za-z]+)?))?/(?P<yymm>\d{4})(?P<num>\d{3})"
-    r"(?:v(?P<v>[1-9]\d*))?"
+    r"(?P<archive>[a-z]+(?:-[a-z]+)?)(?:\.(?P<subject>[A-Za-z]+(?:-[A-Za-z]+)?))?/+(?P<yymm>\d{4})(?P<num>\d{3})"
+    r"(?:v(?P<v>[1-9]\d*))?",
+    re.ASCII,
 )
 _URL = re.compile(
     r"(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html|format)/(?P<rest>[^?#]+?)/?(?:[?#].*)?",
@@ -86,17 +96,37 @@ def _check_old(m: re.Match, text: str) -> ArxivId:
     return ArxivId(f"{archive}/{yymm}{num}", int(m["v"]) if m["v"] else None)
 
 
+# Full-width ASCII forms (U+FF01-U+FF5E) and the ideographic space: what a CJK input method types.
+_FULL_WIDTH = re.compile("[\uff01-\uff5e\u3000]")
+
+
+def ascii_form(text: str) -> str:
+    """`text` with full-width characters replaced by their ASCII forms (`１６０５．０８３８６` -> `1605.08386`);
+    raise BadInput naming any other non-ASCII digit, which no arXiv id has."""
+    text = _FULL_WIDTH.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), str(text))
+    for ch in text:
+        if not ch.isascii() and (ch.isdigit() or unicodedata.category(ch) == "Nd"):
+            name = unicodedata.name(ch, f"U+{ord(ch):04X}")
+            raise BadInput(
+                f"malformed arXiv id {text.strip()!r}: {ch!r} ({name}) is not an ASCII digit; arXiv ids use 0-9"
+            )
+    return text
+
+
 def parse_id(text: str) -> ArxivId:
     """Check one pasted arXiv id (any form) and return it; raise BadInput (exit 2) when it is malformed."""
     raw = str(text).strip()
-    s = raw
+    s = ascii_form(raw).strip()
     url = _URL.fullmatch(s)
     if url:
         s = url["rest"]
-    else:
-        s = _PREFIX.sub("", s, count=1) if _PREFIX.match(s) else s
+    s = _PREFIX.sub("", s, count=1) if _PREFIX.match(s) else s
     if s.lower().endswith(".pdf"):
         s = s[:-4]
+    s = s.strip("/")
+    if "/" in s:
+        archive, _, rest = s.partition("/")
+        s = f"{archive.lower() if archive.isupper() else archive}/{rest}"
     m = _NEW.fullmatch(s)
     if m:
         return _check_new(m, raw)
@@ -109,11 +139,14 @@ def parse_id(text: str) -> ArxivId:
     )
 
 
-def parse_ids(texts) -> list[ArxivId]:
-    """Check every id before anything is sent; the same paper given twice counts once (the last version wins)."""
+def parse_ids(texts, progress: Callable[[str], None] | None = None) -> list[ArxivId]:
+    """Check every id before anything is sent; the same paper given twice counts once (the last version wins).
+    An id given with full-width characters is read as its ASCII form, and `progress` is told so."""
     seen: dict[str, ArxivId] = {}
     for text in texts:
         aid = parse_id(text)
+        if progress is not None and not str(text).strip().isascii():
+            progress(f"read {str(text).strip()!r} as {ascii_form(str(text)).strip()!r} (full-width characters written in ASCII)")
         seen[aid.id] = aid
     return list(seen.values())
 

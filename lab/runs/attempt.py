@@ -1,8 +1,8 @@
 """One attempt of one setting: prepare its files, start its process, and record how it ended.
 
-Shared by every executor: the local runner starts attempts from its background process; on a Slurm cluster a
-small entry point (`python -m lab.job EXP/SETTING`) runs the attempt on the compute node, so the record is written
-next to the experiment whoever submitted it.
+Shared by every executor: the local runner's per-job supervisor runs one; on a Slurm cluster the node entry point
+(`python -m lab.runs.slurm.node SPEC`) runs it on the compute node, so the record is written next to the experiment
+whoever submitted it. The records themselves are built by `lab.runs.record`.
 """
 
 from __future__ import annotations
@@ -29,28 +29,37 @@ KEY_PACKAGES = ("lab", "torch", "transformers", "accelerate", "datasets", "numpy
 
 @dataclass
 class Attempt:
-    """One attempt of a setting, from its resolved settings to its record."""
+    """One attempt of a setting, from its resolved settings to its record (written through `lab.runs.record`)."""
 
     setting: Setting
     resolved: dict
     attempt: int = 1
     executor: str = "local"
     base_env: dict | None = None
-    extra: dict = field(default_factory=dict)  # executor fields kept in the record (e.g. slurm_job_id)
-    on_spawn: object = None  # called with the Popen as soon as the program runs (the runner notes its pid)
+    extra: dict = field(default_factory=dict)  # executor fields kept in the record (job_id, slurm_job_id)
+    own_group: bool = True  # the program leads its own process group (False: it joins its supervisor's)
     argv: list[str] = field(init=False)
     record: dict = field(init=False)
+    log_offset: int = field(init=False, default=0)
     _started: float = field(init=False, default=0.0)
 
     def __post_init__(self):
         self.settings_path = records.resolved_settings_path(self.setting)
         self.argv = build_argv(self.setting, self.settings_path)
+        _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
 
     def start(self) -> subprocess.Popen | None:
-        """Write the resolved settings and the log header, start the program in its own process group.
+        """Write the resolved settings and the log header, start the program, write the `running` record.
 
         Returns None when the program could not be started at all (the attempt is then recorded as failed).
         """
+        self.prepare()
+        return self.spawn()
+
+    def prepare(self) -> None:
+        """Everything before the program starts: directories, the resolved settings, the metrics file of the
+        previous attempt moved aside, the log header, the environment (the local runner does this before it forks
+        the job's supervisor, so the supervisor only has to start the program)."""
         setting = self.setting
         exp = setting.experiment
         for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
@@ -65,7 +74,14 @@ class Attempt:
         header = f"===== lab: attempt {self.attempt} of {setting.id} at {started_at}: {subprocess.list2cmdline(self.argv)}\n"
         with open(log, "a", encoding="utf-8") as f:
             f.write(header)
-        env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
+            self.log_offset = f.tell()
+        self.env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
+        self.started_at = started_at
+
+    def spawn(self) -> subprocess.Popen | None:
+        """Start the prepared program and write the `running` record."""
+        setting, exp, env, started_at = self.setting, self.setting.experiment, self.env, self.started_at
+        log = records.log_path(setting)
         self._started = time.monotonic()
         out = open(log, "ab")
         try:
@@ -76,89 +92,62 @@ class Attempt:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop --now signals the whole tree
+                start_new_session=self.own_group,
             )
-        except OSError as e:
-            out.write(f"lab: could not start {self.argv[0]!r}: {e.strerror}\n".encode())
+        except (OSError, ValueError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            out.write(f"lab: could not start {self.argv[0]!r}: {why}\n".encode())
             out.close()
-            self.record = new_record(self, started_at)
-            self.finish(127, reason=f"could not start {self.argv[0]!r}: {e.strerror}")
+            self.record = self._running(started_at)
+            self.finish(127, reason=f"could not start {self.argv[0]!r}: {why}")
             return None
         out.close()
         # The record (provenance includes git calls) is written once the program runs, so that collecting it
         # never delays the program's start.
         try:
-            if self.on_spawn is not None:
-                self.on_spawn(proc)
-            self.record = new_record(self, started_at)
-            self.record.update(pid=proc.pid, pgid=proc.pid)
+            self.record = self._running(started_at)
+            self.record.update(pid=proc.pid, pgid=proc.pid if self.own_group else os.getpgid(0))
             records.write_record(setting, self.record)
         except BaseException:
             # No record, no supervision: the program must not run on (a full disk, a broken record file).
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL) if self.own_group else proc.kill()
             except ProcessLookupError:
                 pass
             proc.wait()
             raise
         return proc
 
+    def _running(self, started_at: str) -> dict:
+        return records.running(self.setting, attempt=self.attempt, executor=self.executor, resolved=self.resolved,
+                               hash_=settings_hash(self.resolved), template=template_for(self.setting), argv=self.argv,
+                               started_at=started_at, provenance=provenance(self.setting.experiment.workspace.root),
+                               extra=self.extra, drift=_drift_fields(self))
+
+    def duration(self) -> float | None:
+        return round(time.monotonic() - self._started, 3) if self._started else None
+
     def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:
         """Record the end of the attempt: state, exit code or signal, duration, final metrics."""
-        rec = self.record
-        rec["ended_at"] = records.now_iso()
-        rec["duration_s"] = round(time.monotonic() - self._started, 3) if self._started else None
-        if returncode is not None and returncode < 0:
-            rec["signal"] = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else -returncode
-            rec["exit_code"] = None
-        else:
-            rec["exit_code"] = returncode
-        rec["state"] = state or ("succeeded" if returncode == 0 else "failed")
-        if reason:
-            rec["reason"] = reason
-        rec["metrics"] = records.final_metrics(records.read_metrics(records.metrics_path(self.setting)))
-        rec.pop("pid", None)
-        rec.pop("pgid", None)
-        records.write_record(self.setting, rec)
-        return rec
+        self.record = records.ended(self.setting, self.record, returncode, duration_s=self.duration(), state=state,
+                                    reason=reason, log_offset=self.log_offset)
+        records.write_record(self.setting, self.record)
+        return self.record
 
 
-def new_record(attempt: Attempt, started_at: str) -> dict:
-    """The record of a starting attempt; earlier attempts of the setting move into its history."""
-    setting = attempt.setting
-    history = records.history_after(records.read_record(setting))
-    return {
-        "experiment": setting.experiment.name,
-        "setting": setting.name,
-        "state": "running",
-        "attempt": attempt.attempt,
-        "executor": attempt.executor,
-        **attempt.extra,
-        "exit_code": None,
-        "signal": None,
-        "started_at": started_at,
-        "ended_at": None,
-        "duration_s": None,
-        "command": template_for(setting),
-        "argv": attempt.argv,
-        "settings": attempt.resolved,
-        "settings_hash": settings_hash(attempt.resolved),
-        **record_paths(setting),
-        **provenance(setting.experiment.workspace.root),
-        "metrics": {},
-        "history": history,
-    }
+def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
+    from lab.runs.environment import current
+
+    try:
+        current(attempt.argv, attempt.base_env)
+    except OSError:
+        pass
 
 
-def record_paths(setting: Setting) -> dict:
-    """Where the run's files are, relative to the experiment directory (every executor's records carry them)."""
-    exp_dir = setting.experiment.dir
-    return {
-        "settings_file": str(setting.path.relative_to(exp_dir)),
-        "log_path": str(records.log_path(setting).relative_to(exp_dir)),
-        "metrics_path": str(records.metrics_path(setting).relative_to(exp_dir)),
-        "output_dir": str(output_dir(setting).relative_to(exp_dir)),
-    }
+def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook
+    from lab.runs.environment import record_fields
+
+    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env)
 
 
 def provenance(root: Path) -> dict:
@@ -199,15 +188,22 @@ def package_versions() -> dict:
     return dict(packages)
 
 
+# The whole repository except lab's own bookkeeping (records and logs, which lab rewrites as jobs are queued and
+# run): a run is "dirty" when the code or data differ from the commit, not because its own record was written.
+# Issue 18: `lab reproduce` applies this diff.
+CODE_PATHSPEC = (":(top)", ":(exclude,glob)experiments/*/runs/**", ":(exclude,glob)experiments/*/logs/**")
+
+
 def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
-    """The lab root's commit, dirty flag and diff, or None when it is not a git repository."""
+    """The lab root's commit, dirty flag and diff (lab's records and logs left out), or None when it is not a git
+    repository."""
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
 
     try:
         # One call gives both the commit and whether tracked files changed.
-        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no")
+        status = git("status", "--porcelain=v2", "--branch", "--untracked-files=no", "--", *CODE_PATHSPEC)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if status.returncode != 0:
@@ -221,7 +217,7 @@ def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
     if commit is None or commit == "(initial)":
         return None
     try:
-        diff = git("diff", "HEAD").stdout if dirty else ""
+        diff = git("diff", "HEAD", "--", *CODE_PATHSPEC).stdout if dirty else ""
     except (OSError, subprocess.TimeoutExpired):
         diff = ""
     if len(diff) > max_diff:

@@ -10,8 +10,9 @@ marks the job done, so concurrent `lab run`s can never run a setting twice.
 A queued setting gets a record in state `queued` (the previous record moves into its history), so the files
 alone tell what is waiting; `lab cancel` turns it into `cancelled`.
 
-Executors: `submit(..., executor="local")` hands the jobs to the local runner (`start_executor`); another
-executor plugs in there.
+Executors (`lab.runs.executor`): each setting goes to its executor by name (`local` or `slurm`), imported only
+when a setting or a run of the lab needs it; `stop`, `cancel` and `wait` go through the same interface, so no
+executor is special-cased here.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 
 from lab.runs import record as records
 from lab.core.command import build_argv, is_default_program, template_for
-from lab.errors import BadInput, LabError
-from lab.runs.local.queue import Queue
+from lab.errors import BadInput, BadInputs, LabError
 from lab.core.settings import Setting, select, settings_hash
 
 
@@ -44,7 +43,8 @@ class Planned:
 
 
 def check(workspace, targets: list[str], env: dict | None = None) -> list[Planned]:
-    """Resolve and check every setting of the targets; raise BadInput naming the first bad one (and how many)."""
+    """Resolve and check every setting of the targets; raise BadInput naming the bad one, or BadInputs naming
+    every bad one, one line each."""
     settings = select(workspace, targets)
     planned, errors = [], []
     for setting in settings:
@@ -52,9 +52,10 @@ def check(workspace, targets: list[str], env: dict | None = None) -> list[Planne
             planned.append(check_setting(setting, env))
         except BadInput as e:
             errors.append(str(e))
-    if errors:
-        more = f" (and {len(errors) - 1} more bad setting{'s' if len(errors) > 2 else ''}; nothing was queued)" if len(errors) > 1 else " (nothing was queued)"
-        raise BadInput(errors[0] + more)
+    if len(errors) == 1:
+        raise BadInput(errors[0] + " (nothing was queued)")
+    if errors:  # every bad setting, one line each
+        raise BadInputs([*errors, f"{len(errors)} of {len(settings)} settings are bad; nothing was queued"])
     return planned
 
 
@@ -74,7 +75,7 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
         validate = _train_validator()
         if validate is not None:
             try:
-                validate(resolved, setting.where())
+                validate(resolved, setting.where(), experiment_dir=setting.experiment.dir)  # paths checked too
             except (ValueError, TypeError, KeyError) as e:  # BadInput passes through as it is
                 raise BadInput(f"{setting.where()}: {e}") from None
     return Planned(setting, resolved, template, argv)
@@ -101,310 +102,119 @@ def _train_validator():
     return getattr(train, "validate_settings", None)
 
 
-def last_started(record: dict | None) -> dict | None:
-    """The latest attempt that actually started (a job cancelled while queued is not a run)."""
-    if not record:
-        return None
-    for rec in [record, *reversed(record.get("history", []))]:
-        if rec.get("started_at"):
-            return rec
-    return None
-
-
 def is_done(plan: Planned) -> bool:
-    """Whether the setting's last run succeeded with the same resolved settings and command.
-
-    The command is compared as the report's template, not as the argv: the argv holds absolute paths, and a lab
-    root that was moved or cloned elsewhere has not changed what its settings ran.
-    """
-    last = last_started(records.read_record(plan.setting))
-    return bool(last and last.get("state") == "succeeded" and last.get("settings_hash") == plan.hash and last.get("command") == plan.template)
+    """Whether the setting's last run succeeded with the same resolved settings and command (`record.should_run`)."""
+    return records.should_run(plan.setting, plan.hash, plan.template)[0] == "skipped"
 
 
 def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failure: bool = False,
            env: dict | None = None, executor: str | None = None, parallel: bool = False) -> list[dict]:
     """Check and queue the targets' settings, then make sure they run. Returns one entry per setting:
-    `{"id", "experiment", "setting", "action" (queued | skipped | already queued | already running), "job_id", "log"}`.
-    With no targets, resumes the queue (after `lab stop`) and returns [].
+    `{"id", "experiment", "setting", "action" (queued | skipped | already queued | already running), "executor",
+    "job_id", "log"}` (Slurm entries add `slurm_job_id`). With no targets, resumes the queue (after `lab stop`).
 
-    `executor` (`local` or `slurm`; None: each experiment's configured one, see `lab.slurm.executor_for`) picks
-    who runs them; Slurm jobs are submitted by `lab.slurmqueue` (their entries add `executor` and `slurm_job_id`).
+    `executor` (`local` or `slurm`; None: each experiment's configured one) picks who runs them.
     """
+    from lab.runs.executor import executor_name, get
+
     env = dict(os.environ if env is None else env)
     planned = check(workspace, targets, env) if targets else []
-    # -- Slurm executor: settings that run on the cluster leave here (lab.slurmqueue); the rest queue locally.
-    on_slurm: list[dict] = []
-    if planned:
-        from lab.runs.slurm.cluster import executor_for
-
-        remote = [p for p in planned if executor_for(p.setting, executor) == "slurm"]
-        if remote:
-            from lab.runs.slurm.executor import submit_planned
-
-            on_slurm = submit_planned(workspace, remote, rerun=rerun, stop_on_failure=stop_on_failure, parallel=parallel, env=env)
-            planned = [p for p in planned if p not in remote]
-            if not planned:
-                return on_slurm
-    executor = "local"
-    from lab.runs.local.runner import recover_if_needed
-
-    recover_if_needed(workspace)
-    queue = Queue(workspace.state_dir)
-    batch = uuid.uuid4().hex[:12]
-    results = []
-    try:
-        with queue.transaction():
-            for plan in planned:
-                results.append(_enqueue(queue, plan, rerun, stop_on_failure, env, executor, batch))
-            queue.set_flag("stop", None)  # `lab run` means: run (it lifts `lab stop` and --stop-on-failure)
-    finally:
-        queue.close()
-    start_executor(workspace, executor, env)
-    return results + on_slurm
-
-
-def _enqueue(queue: Queue, plan: Planned, rerun: bool, stop_on_failure: bool, env: dict, executor: str, batch: str) -> dict:
-    setting = plan.setting
-    entry = {
-        "id": setting.id, "experiment": setting.experiment.name, "setting": setting.name,
-        "log": str(records.log_path(setting).relative_to(setting.experiment.workspace.root)),
-    }
-    active = queue.active(setting.experiment.name, setting.name)
-    if active is not None:
-        return {**entry, "action": f"already {active['state']}", "job_id": active["id"]}
-    from lab.runs.slurm.executor import active_on_slurm  # queued or running as a Slurm job: not queued here too
-
-    remote = active_on_slurm(setting)
-    if remote is not None:
-        return {**entry, "action": f"already {remote['state']}", "job_id": None, "executor": "slurm", "slurm_job_id": remote["slurm_job_id"]}
-    if not rerun and is_done(plan):
-        return {**entry, "action": "skipped", "job_id": None}
-    job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
-                          executor=executor, stop_on_failure=stop_on_failure, batch=batch)
-    _write_waiting_record(setting, plan, job_id, "queued", executor=executor)
-    return {**entry, "action": "queued", "job_id": job_id}
-
-
-def _write_waiting_record(setting: Setting, plan_or_job, job_id: int, state: str, reason: str | None = None,
-                          executor: str | None = None) -> None:
-    """A record for a job that has not started: `queued`, or `cancelled` before it started."""
-    previous = records.read_record(setting)
-    attempt = records.next_attempt(previous)
-    history = records.history_after(previous)
-    rec = {
-        "experiment": setting.experiment.name, "setting": setting.name, "state": state,
-        "attempt": attempt,
-        "executor": executor or (plan_or_job.get("executor") if isinstance(plan_or_job, dict) else None) or "local",
-        "job_id": job_id, "exit_code": None, "signal": None,
-        "queued_at": records.now_iso(), "started_at": None, "ended_at": None, "duration_s": None,
-        "metrics": {}, "history": history,
-    }
-    if isinstance(plan_or_job, Planned):
-        rec.update(command=plan_or_job.template, argv=plan_or_job.argv, settings=plan_or_job.resolved, settings_hash=plan_or_job.hash)
-    else:
-        import json
-
-        rec.update(settings=json.loads(plan_or_job["settings"]), settings_hash=plan_or_job["settings_hash"], queued_at=plan_or_job["queued_at"])
-    if reason:
-        rec["reason"] = reason
-    records.write_record(setting, rec)
-
-
-def start_executor(workspace, executor: str, env: dict) -> None:
-    """Make sure someone runs the queued jobs of `executor`."""
-    if executor == "local":
-        from lab.runs.local.runner import ensure_runner
-
-        ensure_runner(workspace, env)
-    else:
-        raise BadInput(f"unknown executor {executor!r}")
+    groups: dict[str, list[Planned]] = {}
+    for plan in planned:
+        groups.setdefault(executor_name(plan.setting, executor), []).append(plan)
+    if not planned:
+        groups["local"] = []  # resume the local queue
+    results: list[dict] = []
+    for name, plans in groups.items():
+        results += get(name).submit(workspace, plans, rerun=rerun, stop_on_failure=stop_on_failure, env=env, parallel=parallel)
+    order = {p.setting.id: i for i, p in enumerate(planned)}
+    results.sort(key=lambda r: order.get(r["id"], 0))
+    return results
 
 
 # -- waiting ---------------------------------------------------------------------------------------------
 
 
-def wait(workspace, job_ids: list[int], on_progress=None, poll: float = 0.2) -> list[dict]:
-    """Block until the jobs end; return their queue rows. `on_progress(jobs, live)` is called after each poll
-    (`live`: the latest metrics row of the running job, or None).
+def wait(workspace, entries: list[dict], on_progress=None, poll: float = 0.2) -> list[dict]:
+    """Block until the runs of `submit`'s entries end, on whatever executors; return their views (see
+    `lab.runs.executor.Executor.wait`). `on_progress(views)` is called after each poll. Waiting ends early, with
+    jobs still queued, when the local queue was stopped (`lab stop`, `--stop-on-failure`)."""
+    from lab.runs.executor import get
 
-    If the runner dies meanwhile, it is recovered and restarted, unless the queue was stopped (`lab stop`,
-    `--stop-on-failure`): then waiting ends with the remaining jobs still queued.
-    """
-    from lab.runs.local.runner import ensure_runner, job_setting, runner_alive
-
-    queue = Queue(workspace.state_dir)
-    last_check = time.monotonic()
-    misses = 0
-    try:
-        while True:
-            jobs = [queue.job(i) for i in job_ids]
-            jobs = [j for j in jobs if j is not None]
-            running = next((j for j in jobs if j["state"] == "running"), None)
-            live = None
-            if running is not None:
-                live = latest_metrics(records.metrics_path(job_setting(workspace, running)))
-            if on_progress is not None:
-                on_progress(jobs, live)
-            pending = [j for j in jobs if j["state"] in ("queued", "running")]
-            if not pending:
-                return jobs
-            if time.monotonic() - last_check > 1.0:
-                last_check = time.monotonic()
-                if runner_alive(workspace.state_dir):
-                    misses = 0
-                elif queue.get_flag("stop"):
-                    return jobs
-                else:
-                    # Twice in a row, so that a runner still starting up is not taken for a dead one.
-                    misses += 1
-                    if misses >= 2:
-                        ensure_runner(workspace)  # recovers a crashed runner's job and starts a new runner
-                        misses = 0
-            time.sleep(poll)
-    finally:
-        queue.close()
+    by_executor: dict[str, list[dict]] = {}
+    for e in entries:
+        by_executor.setdefault(e.get("executor") or "local", []).append(e)
+    while True:
+        views = []
+        for name, mine in by_executor.items():
+            views += get(name).wait(workspace, mine)
+        if on_progress is not None:
+            on_progress(views)
+        if all(v["state"] not in records.ACTIVE or v.get("held") for v in views):
+            return views
+        time.sleep(poll)
 
 
-def latest_metrics(path) -> dict | None:
-    """The last metrics values of a running job (read from the end of its metrics file), or None."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    from lab.core.fsutil import json_objects
-
-    lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
-    return records.final_metrics(list(json_objects(lines))) or None
+latest_metrics = records.latest_metrics
 
 
 # -- stop and cancel -------------------------------------------------------------------------------------
 
 
 def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
-    """Stop the queue: the runner starts no other job. With `now`, also end the running job (SIGTERM to its
-    process group, SIGKILL after `grace` seconds) and record it `cancelled`.
+    """Stop the queue: no other job starts. With `now`, also end the running jobs (SIGTERM to their process
+    group, SIGKILL after `grace` seconds; Slurm: scancel) and record them `cancelled`.
     Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "queued": n}`.
-
-    Slurm jobs (`lab.slurmqueue`): the ones not started yet are cancelled (scancel), and with `now` the running
-    ones too; they are listed in `cancelled` and in `slurm_cancelled`.
     """
-    result = _stop_local(workspace, now=now, grace=grace)
-    from lab.runs.slurm.executor import cancel as slurm_cancel
+    import math
 
-    gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, running=now) if r.get("state") == "cancelled"]
-    result["cancelled"] = result["cancelled"] + gone
-    result["slurm_cancelled"] = gone
-    return result
-
-
-def _stop_local(workspace, now: bool = False, grace: float = 10.0) -> dict:
-    from lab.core import process
-    from lab.runs.local.runner import job_setting, recover_if_needed, runner_pid
-
-    queue = Queue.open_existing(workspace.state_dir)
-    if queue is None:
-        return {"runner": None, "running": [], "cancelled": [], "queued": 0}
     try:
-        with queue.transaction():
-            queue.set_flag("stop", f"lab stop at {records.now_iso()}")
-        running = queue.jobs(("running",), executor="local")
-        cancelled = []
-        if now:
-            for job in running:
-                with queue.transaction():
-                    queue.request_cancel(job["id"])
-                # The runner records the job as cancelled once it has reaped it: wait for that, signalling the
-                # group as soon as it is known (or recovering the job ourselves if no runner is left).
-                signalled = False
-                deadline = time.monotonic() + grace + 30
-                while time.monotonic() < deadline:
-                    row = queue.job(job["id"])
-                    if row is None or row["state"] != "running":
-                        break
-                    if not signalled and row["pgid"] and process.is_our_group(row["pgid"], row["proc_start"], row["boot_id"]):
-                        process.terminate_group(row["pgid"], grace)
-                        signalled = True
-                    if not runner_pid(workspace.state_dir):
-                        recover_if_needed(workspace)
-                    time.sleep(0.02)
-                cancelled.append(job_setting(workspace, job).id)
-        queued = len(queue.jobs(("queued",), executor="local"))
-        return {
-            "runner": runner_pid(workspace.state_dir),
-            "running": [job_setting(workspace, j).id for j in running],
-            "cancelled": cancelled,
-            "queued": queued,
-        }
-    finally:
-        queue.close()
+        grace = float(grace)
+    except (TypeError, ValueError):
+        raise BadInput(f"--grace must be a number of seconds, not {grace!r}") from None
+    if not math.isfinite(grace) or grace < 0:
+        raise BadInput(f"--grace must be a finite number of seconds, 0 or more, not {grace}")
+    from lab.runs.executor import get, in_use
+
+    result = {"runner": None, "running": [], "cancelled": [], "queued": 0}
+    for name in in_use(workspace):
+        got = get(name).stop(workspace, now=now, grace=grace)
+        result["runner"] = result["runner"] or got.get("runner")
+        for key in ("running", "cancelled"):
+            result[key] += got.get(key, [])
+        result["queued"] += got.get("queued", 0)
+        if name != "local":
+            result[f"{name}_cancelled"] = got.get("cancelled", [])
+    return result
 
 
 def cancel(workspace, targets: list[str]) -> dict:
     """Remove the queued jobs of the targets (`EXP` or `EXP/SETTING`); their records say `cancelled`.
-    Running jobs are left alone (`lab stop --now` ends them).
+    Running local jobs are left alone (`lab stop --now` ends them); Slurm jobs are cancelled, queued or running.
     Returns `{"cancelled": [EXP/SETTING...], "running": [EXP/SETTING...]}`.
-
-    Slurm jobs of the targets are cancelled through scancel, queued or running (`lab.slurmqueue`); they are
-    listed in `cancelled` (and in `slurm_cancelled`).
     """
-    result = _cancel_local(workspace, targets)
-    from lab.runs.slurm.executor import cancel as slurm_cancel
-
-    gone = [f"{r['experiment']}/{r['setting']}" for r in slurm_cancel(workspace, targets=targets) if r.get("state") == "cancelled"]
-    result["cancelled"] = result["cancelled"] + gone
-    result["slurm_cancelled"] = gone
-    return result
-
-
-def _cancel_local(workspace, targets: list[str]) -> dict:
     from lab.core.settings import parse_target
+    from lab.runs.executor import get, in_use
 
-    wanted = [parse_target(target) for target in targets]
-
-    def matches(job):
-        return any(job["experiment"] == e and (s is None or job["setting"] == s) for e, s in wanted)
-
-    queue = Queue.open_existing(workspace.state_dir)
-    jobs = [j for j in queue.jobs(("queued", "running")) if matches(j)] if queue is not None else []
-    for exp_name, _ in wanted:
-        if not any(j["experiment"] == exp_name for j in jobs) and not (workspace.experiments_dir / exp_name).is_dir():
-            if queue is not None:
-                queue.close()
+    for target in targets:
+        exp_name, _ = parse_target(target)
+        if not (workspace.experiments_dir / exp_name).is_dir():
             raise BadInput(f"no experiment {exp_name!r} in {workspace.experiments_dir}")
-    result = {"cancelled": [], "running": [f"{j['experiment']}/{j['setting']}" for j in jobs if j["state"] == "running"]}
-    if queue is None:
-        return result
-    from lab.runs.local.runner import job_setting
-
-    try:
-        with queue.transaction():
-            for job in jobs:
-                if job["state"] == "queued" and queue.cancel_queued(job["id"]):
-                    setting = job_setting(workspace, job)
-                    _write_waiting_record(setting, job, job["id"], "cancelled", reason="cancelled by lab cancel before it started")
-                    result["cancelled"].append(setting.id)
-    finally:
-        queue.close()
+    result = {"cancelled": [], "running": []}
+    for name in in_use(workspace):
+        got = get(name).cancel(workspace, targets)
+        result["cancelled"] += got.get("cancelled", [])
+        result["running"] += got.get("running", [])
+        if name != "local":
+            result[f"{name}_cancelled"] = got.get("cancelled", [])
     return result
 
 
 def follow_state(workspace, setting: Setting) -> bool:
     """Whether the setting still has a queued or running job (so `lab logs -f` keeps following)."""
-    from lab.runs.slurm.executor import active_on_slurm
+    from lab.runs.executor import get, in_use
 
-    if active_on_slurm(setting) is not None:
-        return True
-    queue = Queue.open_existing(workspace.state_dir)
-    if queue is None:
-        return False
-    try:
-        return queue.active(setting.experiment.name, setting.name) is not None
-    finally:
-        queue.close()
+    return any(get(name).active(workspace, [setting]) for name in in_use(workspace))
 
 
 __all__ = ["Planned", "check", "submit", "wait", "stop", "cancel", "latest_metrics", "LabError"]

@@ -1,33 +1,73 @@
-"""Run records and metrics: the files a run leaves in its experiment directory.
+"""Run records: the files a run leaves in its experiment directory, and the one owner of their life.
+
+Only this module creates or changes a run record. Every executor (the local runner's per-job supervisor, the
+Slurm node entry point, crash recovery, `lab run`/`lab cancel`) asks it for the record of a moment:
+`queued` (waiting), `running` (started), `ended` (exit status or signal, final metrics, the reason of a
+failure), `settled` (ended by someone else: interrupted or cancelled), and `should_run` is the one decision
+"run it, or skip it because it already succeeded" for every executor.
 
 For setting S of experiment E:
 - `experiments/E/runs/S.json`: the run record (latest run, earlier attempts in `history`), written atomically.
+  A record that is not JSON is never overwritten: it is kept beside the new one as `S.json.corrupt-TIME`.
 - `experiments/E/runs/S.settings.json`: the resolved settings the program received (`{settings}`).
 - `experiments/E/logs/S.log`: stdout and stderr, each attempt appended under a header line.
 - `experiments/E/logs/S.metrics.jsonl`: metrics of the latest attempt, one JSON object per line (`LAB_METRICS`).
 
 A record is a JSON object with at least: `experiment`, `setting`, `state` (one of STATES), `attempt`,
-`exit_code`, `signal`, `started_at`, `ended_at` (UTC ISO 8601), `duration_s`, `argv`, `settings`,
-`settings_hash`, `metrics` (final value of each key), `metrics_path` and `log_path` (relative to the experiment
-directory), `executor` (`local` or `slurm`) and `history` (earlier attempts, each a record without `history`).
+`exit_code`, `signal`, `queued_at`, `started_at`, `ended_at` (UTC ISO 8601), `duration_s`, `command` (the
+report's template), `argv`, `settings`, `settings_hash`, `metrics` (final value of each key; NaN and
+infinities as the strings "NaN", "Infinity", "-Infinity", so the record stays strict JSON), the paths of its
+files (relative to the experiment directory), `executor` (`local` or `slurm`), `job_id` (local) or
+`slurm_job_id`, and `history` (earlier attempts, each a record without `history`). A failed run has a
+`reason`: the program's last error line from its log.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lab.core.clock import now_iso  # noqa: F401  (re-exported: the clock lives in lab.core.clock)
 from lab.core.fsutil import atomic_write_json, read_jsonl
 from lab.core.settings import Setting
+from lab.errors import BadInput
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
 
 
-def now_iso() -> str:
-    """The current time, timezone-aware UTC, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def seconds_since(iso: str | None) -> float | None:
+    if not iso or not isinstance(iso, str):
+        return None
+    try:
+        return round((datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds(), 3)
+    except (ValueError, TypeError):
+        return None
+
+
+# -- where a run's files are ---------------------------------------------------------------------------------
+
+
+def setting_of(workspace, experiment: str, name: str) -> Setting:
+    """The Setting `experiment/name` of a job or record, even when its file was renamed or removed since (the
+    resolved settings were kept)."""
+    from lab.core.settings import SUFFIXES
+
+    exp = workspace.experiment(experiment, must_exist=False)
+    if "[" in name:  # an element of a sweep file (lab.core.settings)
+        from lab.core.settings import sweep_member
+
+        return sweep_member(exp, name)
+    for suffix in SUFFIXES:
+        path = exp.settings_dir / f"{name}{suffix}"
+        if path.exists():
+            return Setting(exp, name, path)
+    return Setting(exp, name, exp.settings_dir / f"{name}.json")
 
 
 def record_path(setting: Setting) -> Path:
@@ -46,45 +86,125 @@ def metrics_path(setting: Setting) -> Path:
     return setting.experiment.logs_dir / f"{setting.name}.metrics.jsonl"
 
 
-def read_record(setting: Setting) -> dict | None:
-    return read_record_file(record_path(setting))
+def record_paths(setting: Setting) -> dict:
+    """Where the run's files are, relative to the experiment directory (every executor's records carry them)."""
+    from lab.core.command import output_dir
+
+    exp_dir = setting.experiment.dir
+    return {
+        "settings_file": str(setting.path.relative_to(exp_dir)),
+        "log_path": str(log_path(setting).relative_to(exp_dir)),
+        "metrics_path": str(metrics_path(setting).relative_to(exp_dir)),
+        "output_dir": str(output_dir(setting).relative_to(exp_dir)),
+    }
+
+
+# -- reading and writing -------------------------------------------------------------------------------------
+
+
+def read_record(setting: Setting, strict: bool = True) -> dict | None:
+    """The setting's record, or None when there is none or it is not a JSON object (see `write_record`).
+
+    `strict`: a record whose `history` or `attempt` has the wrong type is bad input (BadInput, one line naming
+    the file), since deciding what to run from it would be a guess; otherwise those fields are dropped.
+    """
+    path = record_path(setting)
+    rec = read_record_file(path)
+    if rec is None:
+        return None
+    problem = shape_problem(rec)
+    if problem:
+        if strict:
+            root = setting.experiment.workspace.root
+            raise BadInput(f"{_shown(path, root)}: {problem}; fix the file or move it away")
+        rec = dict(rec)
+        if not isinstance(rec.get("history"), list) or not all(isinstance(h, dict) for h in rec["history"]):
+            rec["history"] = []
+        if not _is_int(rec.get("attempt")):
+            rec["attempt"] = None
+    return rec
 
 
 def read_record_file(path: Path) -> dict | None:
     """A record, or None when there is none (or it cannot be read: records are rewritten whole, atomically)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
         return None
     return data if isinstance(data, dict) else None
 
 
+def shape_problem(rec: dict) -> str | None:
+    """What is wrong with the types of a record's `history` or `attempt`, or None."""
+    history = rec.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        return f"'history' must be a list of records, not {_kind(history)}"
+    if rec.get("attempt") is not None and not _is_int(rec.get("attempt")):
+        return f"'attempt' must be a whole number, not {_kind(rec.get('attempt'))}"
+    for h in history:
+        if h.get("attempt") is not None and not _is_int(h.get("attempt")):
+            return f"'attempt' of an earlier run in 'history' must be a whole number, not {_kind(h.get('attempt'))}"
+    return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value) -> str:
+    return "a list with other things than records" if isinstance(value, list) else f"{type(value).__name__} {json.dumps(value)[:40]}"
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def write_record(setting: Setting, record: dict) -> None:
-    """Write the record atomically and bring the search index up to date with it (when the lab has one)."""
+    """Write the record atomically and bring the search index up to date with it (when the lab has one).
+
+    A file in the record's place that is not a JSON object (damaged by hand, by a tool) is kept beside it as
+    `S.json.corrupt-TIME`, never overwritten.
+    """
     from lab.search.index import refresh_paths
 
     path = record_path(setting)
-    atomic_write_json(path, record)
+    keep_corrupt(path)
+    atomic_write_json(path, finite(record))
     refresh_paths(setting.experiment.workspace.root, [path])
 
 
-def next_attempt(record: dict | None) -> int:
-    """1 + the highest attempt of the setting that started (queued or cancelled-before-start ones do not count)."""
-    if not record:
-        return 1
-    started = [r.get("attempt") or 0 for r in [record, *record.get("history", [])] if r.get("started_at")]
-    return max(started, default=0) + 1
+def keep_corrupt(path: Path) -> Path | None:
+    """Move a record file that cannot be read as a JSON object aside (`NAME.corrupt-TIME`); return where."""
+    try:
+        raw = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    try:
+        if isinstance(json.loads(raw.decode("utf-8")), dict):
+            return None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = Path(path).with_name(f"{Path(path).name}.corrupt-{stamp}")
+    os.replace(path, aside)
+    return aside
 
 
-def history_after(previous: dict | None) -> list[dict]:
-    """The history of the record that replaces `previous`: its history, plus `previous` itself unless it was only
-    a queued placeholder (a job that never started is no attempt)."""
-    if previous is None:
-        return []
-    history = list(previous.get("history", []))
-    if previous.get("state") not in (None, "queued"):
-        history.append({k: v for k, v in previous.items() if k != "history"})
-    return history
+def finite(value):
+    """`value` with every NaN or infinite float replaced by the string "NaN", "Infinity" or "-Infinity"
+    (strict JSON has no such numbers; a program's metrics line may)."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -93,8 +213,234 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def final_metrics(rows: list[dict]) -> dict:
-    """The last value of each key."""
+    """The last value of each key (non-finite numbers as strings, see `finite`)."""
     final: dict = {}
     for row in rows:
         final.update(row)
-    return final
+    return finite(final)
+
+
+def latest_metrics(path) -> dict | None:
+    """The last metrics values of a running job (read from the end of its metrics file), or None."""
+    from lab.core.fsutil import json_objects
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
+    return final_metrics(list(json_objects(lines))) or None
+
+
+# -- attempts and history ------------------------------------------------------------------------------------
+
+
+def next_attempt(record: dict | None) -> int:
+    """1 + the highest attempt of the setting that started (queued or cancelled-before-start ones do not count)."""
+    if not record:
+        return 1
+    started = [r.get("attempt") or 0 for r in [record, *_history(record)] if r.get("started_at") and _is_int(r.get("attempt") or 0)]
+    return max(started, default=0) + 1
+
+
+def _history(record: dict) -> list[dict]:
+    history = record.get("history", [])
+    return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+
+
+def history_after(previous: dict | None) -> list[dict]:
+    """The history of the record that replaces `previous`: its history, plus `previous` itself unless it was only
+    a queued placeholder (a job that never started is no attempt)."""
+    if previous is None:
+        return []
+    history = _history(previous)
+    if previous.get("state") not in (None, "queued"):
+        history.append({k: v for k, v in previous.items() if k != "history"})
+    return history
+
+
+def last_started(record: dict | None) -> dict | None:
+    """The latest attempt that actually started (a job cancelled while queued is not a run)."""
+    if not record:
+        return None
+    for rec in [record, *reversed(_history(record))]:
+        if rec.get("started_at"):
+            return rec
+    return None
+
+
+# -- the one decision ----------------------------------------------------------------------------------------
+
+
+def should_run(setting: Setting, hash_: str, template: str, rerun: bool = False) -> tuple[str, str]:
+    """("run", "") or ("skipped" | "already", why) for a setting about to be queued, on any executor.
+
+    Skipped: its last run succeeded with the same resolved settings (`hash_`) and the same command, and the files it
+    read (its `inputs`, lab.runs.inputs) are unchanged since; otherwise the run is stale and runs again. The command
+    is compared as the report's template, never as the argv: the argv holds absolute paths, and a lab root that
+    was moved or cloned has not changed what its settings ran. "already": the record says a job is queued or
+    running (the executor that runs it confirms; see `lab.runs.control`).
+    """
+    rec = read_record(setting)
+    if rec is None:
+        return "run", ""
+    if rec.get("state") in ACTIVE:
+        where = f" as Slurm job {rec['slurm_job_id']}" if rec.get("slurm_job_id") else ""
+        return "already", f"already {rec['state']}{where}"
+    last = last_started(rec)
+    if not rerun and last and last.get("state") == "succeeded" and last.get("settings_hash") == hash_ and last.get("command") == template:
+        from lab.runs.inputs import changed_inputs, describe_changes
+
+        changed = changed_inputs(setting.experiment.workspace.root, last)
+        if changed:
+            return "run", f"stale: {describe_changes(changed, setting.experiment.name)} since its last run"
+        return "skipped", "its last run succeeded with the same settings and command (--rerun runs it again)"
+    return "run", ""
+
+
+# -- the records of a run's moments --------------------------------------------------------------------------
+
+
+def queued(setting: Setting, *, executor: str, resolved: dict, hash_: str, template: str | None,
+           argv: list[str] | None, extra: dict | None = None, previous: dict | None = ..., queued_at: str | None = None) -> dict:
+    """The record of a job that waits (the same keys on every executor); the previous run moves into history.
+    `extra`: the executor's job id (`job_id` or `slurm_job_id`)."""
+    if previous is ...:
+        previous = read_record(setting, strict=False)
+    return {
+        "experiment": setting.experiment.name,
+        "setting": setting.name,
+        "state": "queued",
+        "attempt": next_attempt(previous),
+        "executor": executor,
+        **(extra or {}),
+        "exit_code": None,
+        "signal": None,
+        "queued_at": queued_at or now_iso(),
+        "started_at": None,
+        "ended_at": None,
+        "duration_s": None,
+        "command": template,
+        "argv": argv,
+        "settings": resolved,
+        "settings_hash": hash_,
+        **record_paths(setting),
+        "metrics": {},
+        "history": history_after(previous),
+    }
+
+
+def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, hash_: str, template: str, argv: list[str],
+            started_at: str, provenance: dict, extra: dict | None = None, drift: dict | None = None) -> dict:
+    """The record of an attempt that started; earlier attempts of the setting move into its history. `drift`: its
+    `inputs` and `environment` (lab.runs.environment.record_fields)."""
+    previous = read_record(setting, strict=False)
+    return {
+        "experiment": setting.experiment.name,
+        "setting": setting.name,
+        "state": "running",
+        "attempt": attempt,
+        "executor": executor,
+        **(extra or {}),
+        "exit_code": None,
+        "signal": None,
+        "queued_at": (previous or {}).get("queued_at") if (previous or {}).get("state") == "queued" else None,
+        "started_at": started_at,
+        "ended_at": None,
+        "duration_s": None,
+        "command": template,
+        "argv": argv,
+        "settings": resolved,
+        "settings_hash": hash_,
+        **record_paths(setting),
+        **provenance,
+        **(drift or {}),
+        "metrics": {},
+        "history": history_after(previous),
+    }
+
+
+def ended(setting: Setting, rec: dict, returncode: int | None, *, duration_s: float | None, state: str | None = None,
+          reason: str | None = None, log_offset: int | None = None) -> dict:
+    """The record of an attempt whose program ended: state, exit code or signal, duration, final metrics.
+    A failed run's `reason` is the program's last error line from its log (from `log_offset`, where this
+    attempt's part of the log begins), unless one is given."""
+    rec = dict(rec)
+    rec["ended_at"] = now_iso()
+    rec["duration_s"] = duration_s
+    if returncode is not None and returncode < 0:
+        rec["signal"] = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else -returncode
+        rec["exit_code"] = None
+    else:
+        rec["exit_code"] = returncode
+    rec["state"] = state or ("succeeded" if returncode == 0 else "failed")
+    if reason is None and rec["state"] == "failed":
+        what = f"exit code {returncode}" if returncode is not None and returncode >= 0 else f"killed by {rec['signal']}"
+        line = last_error_line(log_path(setting), log_offset)
+        reason = f"{what}: {line}" if line else what
+    if reason:
+        rec["reason"] = reason
+    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    return _without_process(rec)
+
+
+def settled(setting: Setting, rec: dict, state: str, reason: str, exit_code: int | None = None) -> dict:
+    """The record of an attempt ended by someone else than its supervisor (recovery, Slurm): `interrupted`,
+    `cancelled`, or as Slurm says, with the metrics it had written."""
+    rec = dict(rec)
+    rec.update(state=state, ended_at=now_iso(), duration_s=seconds_since(rec.get("started_at")) if rec.get("started_at") else None,
+               exit_code=exit_code if exit_code is not None else rec.get("exit_code"),
+               reason=reason, metrics=final_metrics(read_metrics(metrics_path(setting))))
+    return _without_process(rec)
+
+
+def _without_process(rec: dict) -> dict:
+    """An ended attempt has no process: its `pid` and `pgid` go (the one place they are dropped)."""
+    rec.pop("pid", None)
+    rec.pop("pgid", None)
+    return rec
+
+
+def cancelled_before_start(rec: dict, reason: str) -> dict:
+    """The record of a job removed from a queue before it started."""
+    return dict(rec, state="cancelled", ended_at=now_iso(), reason=reason)
+
+
+def failed_to_start(setting: Setting, *, attempt: int, executor: str, resolved: dict, hash_: str, reason: str,
+                    extra: dict | None = None) -> dict:
+    """A failed record for a job whose program could not be started."""
+    previous = read_record(setting, strict=False)
+    now = now_iso()
+    return {
+        "experiment": setting.experiment.name, "setting": setting.name, "state": "failed", "attempt": attempt,
+        "executor": executor, **(extra or {}), "exit_code": None, "signal": None, "started_at": now,
+        "ended_at": now, "duration_s": 0.0, "reason": reason, "settings": resolved,
+        "settings_hash": hash_, **record_paths(setting), "metrics": {}, "history": history_after(previous),
+    }
+
+
+ERROR_WORDS = ("error", "exception", "fatal", "killed", "abort", "traceback", "panic", "failed")
+
+
+def last_error_line(path: Path, offset: int | None = None, max_len: int = 300) -> str | None:
+    """The program's last error line in its log (from `offset`): the last line that names an error, else the
+    last non-empty line; None when the attempt wrote nothing."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            start = max(offset or 0, size - 65536)
+            f.seek(start)
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("===== lab: ")]
+    if not lines:
+        return None
+    chosen = next((line for line in reversed(lines) if any(w in line.lower() for w in ERROR_WORDS)), lines[-1])
+    chosen = "".join(c if c.isprintable() else " " for c in chosen)
+    return chosen if len(chosen) <= max_len else chosen[: max_len - 3] + "..."

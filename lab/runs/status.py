@@ -2,11 +2,16 @@
 
 Speed: a lab with 10,000 past runs has 10,000 record files, and parsing them all on every `lab status` takes
 too long (records carry settings, argv and git diffs). So a summary of each record is cached in
-`.lab/status-cache.tsv` (derived: delete it and it is rebuilt), one block per experiment:
+`.lab/status-cache` (derived: delete it and it is rebuilt). Its fields are separated by NUL and its entries by
+NUL + newline: a file name may hold a tab or a newline but never a NUL, and JSON text never holds a raw NUL,
+so no legal experiment or setting name can break it. One block per experiment:
 
-    #<TAB>EXP<TAB>RUNS-DIR-MTIME:INODE<TAB>SETTLED<TAB>N
-    SETTING<TAB>MTIME:SIZE:INODE<TAB>TABLE-CELLS         (N lines, in natural setting order)
-    SUMMARY-JSON                                         (N lines, the same order)
+    #<NUL>EXP<NUL>RUNS-DIR-MTIME:INODE<NUL>SETTLED<NUL>N
+    SETTING<NUL>MTIME:SIZE:INODE<NUL>ACTIVE<NUL>TABLE-CELLS<NUL>INPUTS<NUL>SUMMARY-JSON   (N entries, natural order)
+
+ACTIVE is the executor of a run the record says is queued or running (empty otherwise): that field, never the
+shown text, tells `lab status`, `lab stop` and `lab cancel` which runs an executor must be asked about.
+INPUTS: the recorded inputs of a succeeded run (JSON, lab.runs.inputs), or empty.
 
 A record is re-read only when its (mtime_ns, size, inode) changed. Records are always replaced atomically (a
 rename into `runs/`), which also changes the directory's mtime; so when `runs/` still has the mtime it had
@@ -16,7 +21,9 @@ of its records changed and not even their stats are needed. Loading the cache is
 decoding or encoding. (A record
 edited in place by hand, without a rename, shows once anything else in its `runs/` changes; delete the cache
 to see it at once.) The queue then overrides what it knows better: a job waiting in the queue shows as
-`queued`; the running job shows its live progress.
+`queued`; the running job shows its live progress. Last, a succeeded run whose recorded inputs changed since it
+ran shows as `stale`, with `changed_inputs` (lab.runs.inputs: each input path is hashed once per call, through
+the hash cache).
 
 This module must stay light: `lab status --json` imports neither rich nor anything heavy.
 """
@@ -30,9 +37,12 @@ from pathlib import Path
 
 from lab.runs import record as records
 from lab.core.fsutil import atomic_write_text, natural_key
+from lab.runs.inputs import staleness_token
 
-CACHE_NAME = "status-cache.tsv"
-CACHE_VERSION = "lab status cache 3 slurm"
+CACHE_NAME = "status-cache"
+CACHE_VERSION = "lab status cache 5"
+SEP = "\0"
+END = "\0\n"
 # A runs/ directory whose mtime is older than this is "settled": an unchanged mtime then proves that no record
 # in it was added, replaced or removed (file times have a coarse clock, so a recent mtime proves nothing).
 TRUST_AFTER_NS = 2_000_000_000
@@ -41,10 +51,10 @@ SUMMARY_KEYS = ("state", "attempt", "exit_code", "signal", "queued_at", "started
 
 
 def summarize(record: dict, experiment: str, setting: str) -> dict:
-    """The part of a record that status shows."""
-    out = {"experiment": record.get("experiment") or experiment, "setting": record.get("setting") or setting}
+    """The part of a record that status shows (NaN and infinities as strings: the output is strict JSON)."""
+    out = {"experiment": experiment, "setting": setting}
     for key in SUMMARY_KEYS:
-        out[key] = record.get(key)
+        out[key] = records.finite(record.get(key))
     if not isinstance(out["metrics"], dict):
         out["metrics"] = {}
     return out
@@ -85,7 +95,7 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
             jobs = active_jobs(workspace)
     blocks = _records(workspace, parsed)  # [(experiment, metas, jsons)], in natural order (see _records)
     slurm_live: dict = {}
-    if recover and _slurm_active(blocks):
+    if recover and _active_in(blocks, "slurm"):
         slurm_live = _refresh_slurm(workspace, blocks)
         blocks = _records(workspace, parsed)  # again: the reconciliation may have rewritten records
     by_exp: dict = {}
@@ -104,7 +114,7 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
         if not exp_jobs and not exp_slurm and not filtered:
             out.extend(zip(metas, jsons))  # the fast path: nothing is split or decoded
             continue
-        items = {meta.partition("\t")[0]: (meta, text) for meta, text in zip(metas, jsons)}
+        items = {meta.partition(SEP)[0]: (meta, text) for meta, text in zip(metas, jsons)}
         if filtered:
             items = {name: item for name, item in items.items() if _wanted(parsed, exp, name)}
         for name, job in (exp_jobs or {}).items():
@@ -114,13 +124,40 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
             if _wanted(parsed, exp, name):
                 items[name] = _slurm_entry(workspace, rec)
         out.extend(items[name] for name in sorted(items, key=natural_key))
+    out = _mark_stale(workspace, out)  # issue 18: succeeded runs whose inputs changed
     if form == "json":
         if not out:
             return "[]"
         return "[\n" + ",\n".join(e[1] if isinstance(e, tuple) else json.dumps(e, ensure_ascii=False) for e in out) + "\n]"
     if form == "cells":
-        return [e[0].split("\t", 2)[2].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
+        return [e[0].split(SEP, 4)[3].split("\x1f") if isinstance(e, tuple) else table_cells(e) for e in out]
     return [json.loads(e[1]) if isinstance(e, tuple) else e for e in out]
+
+
+def _mark_stale(workspace, out: list) -> list:
+    """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries (issue 18)."""
+    checker = None
+    answers: dict[str, list] = {}  # runs of one experiment mostly share their inputs: one check per distinct set
+    for i, e in enumerate(out):
+        if not isinstance(e, tuple):
+            continue
+        token = e[0].split(SEP, 4)[4] if e[0].count(SEP) >= 4 else ""
+        if not token:
+            continue
+        if checker is None:
+            from lab.runs.inputs import Checker
+
+            checker = Checker(workspace.root)
+        changed = answers.get(token)
+        if changed is None:
+            changed = answers[token] = checker.changed(json.loads(token))
+        if changed:
+            summary = json.loads(e[1])
+            summary.update(state="stale", changed_inputs=changed)
+            out[i] = summary
+    if checker is not None:
+        checker.close()
+    return out
 
 
 def _merge_job(workspace, entry: dict, job: dict) -> dict:
@@ -131,36 +168,39 @@ def _merge_job(workspace, entry: dict, job: dict) -> dict:
         return entry
     if entry.get("state") != "running":
         entry.update(state="running", job_id=job["id"], started_at=job["started_at"])
-    from lab.runs.local.runner import _seconds_since
-    from lab.runs.control import latest_metrics
-
     exp_dir = workspace.experiments_dir / entry["experiment"]
-    entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
+    entry["progress"] = records.latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
     if entry.get("started_at"):
-        entry["duration_s"] = _seconds_since(entry["started_at"])
+        entry["duration_s"] = records.seconds_since(entry["started_at"])
     return entry
 
 
-def _slurm_active(blocks) -> list[tuple[str, str]]:
-    """(experiment, setting) of the records that say a Slurm job is queued or running (from the cached cells)."""
+def _active_in(blocks, executor: str) -> list[tuple[str, str]]:
+    """(experiment, setting) of the records that say a job of `executor` is queued or running (the ACTIVE field)."""
     found = []
     for exp, metas, _ in blocks:
         for meta in metas:
-            if "\x1fqueued (slurm " in meta or "\x1frunning (slurm " in meta:
-                found.append((exp, meta.partition("\t")[0]))
+            name, _, rest = meta.partition(SEP)
+            if rest.split(SEP, 2)[1] == executor:
+                found.append((exp, name))
     return found
 
 
+def active_runs(workspace, executor: str, targets: list[str] | None = None) -> list[tuple[str, str]]:
+    """(experiment, setting) of the runs whose record says `executor` has them queued or running."""
+    parsed = _parse_targets(targets)
+    return [(e, n) for e, n in _active_in(_records(workspace, parsed), executor) if _wanted(parsed, e, n)]
+
+
 def _refresh_slurm(workspace, blocks) -> dict:
-    """Reconcile active Slurm runs with Slurm (`lab.slurmqueue.refresh`): {exp: {setting: record as Slurm sees it}}."""
-    active = _slurm_active(blocks)
+    """Reconcile active Slurm runs with Slurm: {exp: {setting: record as Slurm sees it}}."""
+    active = _active_in(blocks, "slurm")
     if not active:
         return {}
-    from lab.runs.local.runner import job_setting
-    from lab.runs.slurm.executor import refresh
+    from lab.runs.executor import get
 
     live: dict = {}
-    for rec in refresh(workspace, [job_setting(workspace, {"experiment": e, "setting": n}) for e, n in active]):
+    for rec in get("slurm").reconcile(workspace, [records.setting_of(workspace, e, n) for e, n in active]):
         if rec.get("state") in ("queued", "running"):
             live.setdefault(rec["experiment"], {})[rec["setting"]] = rec
     return live
@@ -171,19 +211,16 @@ def _slurm_entry(workspace, rec: dict) -> dict:
     if rec.get("slurm_state"):
         entry["slurm_state"] = rec["slurm_state"]
     if entry["state"] == "running":
-        from lab.runs.local.runner import _seconds_since
-        from lab.runs.control import latest_metrics
-
         exp_dir = workspace.experiments_dir / entry["experiment"]
-        entry["progress"] = latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
+        entry["progress"] = records.latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
         if entry.get("started_at"):
-            entry["duration_s"] = _seconds_since(entry["started_at"])
+            entry["duration_s"] = records.seconds_since(entry["started_at"])
     return entry
 
 
 def _records(workspace, parsed) -> list:
     """The cached summaries of the records, re-reading only what changed: [(exp, metas, jsons)] where
-    metas[i] is "SETTING<TAB>STAMP<TAB>CELLS" and jsons[i] the summary's JSON, in natural setting order."""
+    metas[i] is "SETTING<NUL>STAMP<NUL>ACTIVE<NUL>CELLS" and jsons[i] the summary's JSON, in natural setting order."""
     cache_path = workspace.state_dir / CACHE_NAME
     cache = _load_cache(cache_path)  # exp -> (dir stamp, settled, metas, jsons)
     fresh: dict = {}
@@ -210,7 +247,7 @@ def _records(workspace, parsed) -> list:
             if block is not None and block[0] == dir_stamp and block[1]:
                 fresh[ename] = block  # no record was added, replaced or removed since a settled look
                 continue
-            old = {meta.partition("\t")[0]: (meta, text) for meta, text in zip(block[2], block[3])} if block else {}
+            old = {meta.partition(SEP)[0]: (meta, text) for meta, text in zip(block[2], block[3])} if block else {}
             lines = []
             with os.scandir(runs_path) as runs:
                 for f in runs:
@@ -222,7 +259,7 @@ def _records(workspace, parsed) -> list:
                         st = f.stat()
                     except FileNotFoundError:
                         continue
-                    stamp = f"{setting}\t{st.st_mtime_ns}:{st.st_size}:{st.st_ino}\t"
+                    stamp = f"{setting}{SEP}{st.st_mtime_ns}:{st.st_size}:{st.st_ino}{SEP}"
                     hit = old.get(setting)
                     if hit is not None and hit[0].startswith(stamp):
                         lines.append((setting, *hit))
@@ -231,19 +268,20 @@ def _records(workspace, parsed) -> list:
                     if record is None:
                         continue  # unreadable: not cached, so it is read again next time
                     summary = summarize(record, ename, setting)
-                    cells = "\x1f".join(c.replace("\t", " ").replace("\n", " ") for c in table_cells(summary))
-                    lines.append((setting, stamp + cells, json.dumps(summary, ensure_ascii=False)))
+                    cells = "\x1f".join(_printable(c) for c in table_cells(summary))
+                    active = str(summary.get("executor") or "local") if summary.get("state") in records.ACTIVE else ""
+                    inputs = staleness_token(record)
+                    lines.append((setting, f"{stamp}{_printable(active)}{SEP}{cells}{SEP}{inputs}", json.dumps(summary, ensure_ascii=False)))
             lines.sort(key=lambda line: natural_key(line[0]))
             fresh[ename] = (dir_stamp, dir_st.st_mtime_ns < recent, [m for _, m, _ in lines], [j for _, _, j in lines])
             changed = changed or fresh[ename] != block
     if set(fresh) != set(cache):
         changed = True
     if changed:
-        parts = [_cache_header() + "\n"]
+        parts = [_cache_header() + END]
         for ename, (dir_stamp, settled, metas, jsons) in fresh.items():
-            parts.append(f"#\t{ename}\t{dir_stamp}\t{int(settled)}\t{len(metas)}\n")
-            parts.extend(m + "\n" for m in metas)
-            parts.extend(j + "\n" for j in jsons)
+            parts.append(f"#{SEP}{ename}{SEP}{dir_stamp}{SEP}{int(settled)}{SEP}{len(metas)}{END}")
+            parts.extend(f"{m}{SEP}{j}{END}" for m, j in zip(metas, jsons))
         try:
             atomic_write_text(cache_path, "".join(parts), fsync=False)  # derived: rebuilt if ever lost
         except OSError:
@@ -251,6 +289,11 @@ def _records(workspace, parsed) -> list:
     blocks = [(e, fresh[e][2], fresh[e][3]) for e in fresh if parsed is None or _wanted(parsed, e)]
     blocks.sort(key=lambda b: natural_key(b[0]))
     return blocks
+
+
+def _printable(text: str) -> str:
+    """A table cell with control characters (a tab or newline in a name, a NUL in a value) shown as '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _cache_header() -> str:
@@ -263,17 +306,26 @@ def _load_cache(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
-    lines = text.split("\n")
-    if not lines or lines[0] != _cache_header():
+    entries = text.split(END)
+    if not entries or entries[0] != _cache_header():
         return {}
     cache = {}
     i = 1
     try:
-        while i < len(lines) and lines[i].startswith("#\t"):
-            _, ename, dir_stamp, settled, count = lines[i].split("\t")
+        while i < len(entries) and entries[i].startswith("#" + SEP):
+            _, ename, dir_stamp, settled, count = entries[i].split(SEP)
             n = int(count)
-            cache[ename] = (dir_stamp, settled == "1", lines[i + 1:i + 1 + n], lines[i + 1 + n:i + 1 + 2 * n])
-            i += 1 + 2 * n
+            metas, jsons = [], []
+            for item in entries[i + 1:i + 1 + n]:
+                meta, _, text = item.rpartition(SEP)
+                if meta.count(SEP) != 3:
+                    return {}
+                metas.append(meta)
+                jsons.append(text)
+            if len(metas) != n:
+                return {}
+            cache[ename] = (dir_stamp, settled == "1", metas, jsons)
+            i += 1 + n
     except ValueError:
         return {}
     return cache
@@ -322,15 +374,25 @@ def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
 
 
 def table_cells(r: dict) -> list[str]:
-    """One row of the `lab status` table: run, state, started (local time), duration, exit, key metrics."""
+    """One row of the `lab status` table: run, state, started (local time), duration, exit, key metrics (and why a
+    failed or interrupted run ended: the program's last error line)."""
     exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])
     if r.get("signal"):
         exit_text = str(r["signal"])
     running = r.get("state") == "running"
     metrics = (r.get("progress") if running else r.get("metrics")) or {}
     state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+    last = metrics_text(metrics, with_step=running)
+    if r.get("state") in ("failed", "interrupted") and isinstance(r.get("reason"), str) and r["reason"]:
+        why = r["reason"].split(": ", 1)[1] if r["reason"].startswith(("exit code ", "killed by ")) and ": " in r["reason"] else r["reason"]
+        if why != f"exit code {r.get('exit_code')}":
+            last = f"{last}  ({why})" if last else why
+    if r.get("changed_inputs"):
+        from lab.runs.inputs import describe_changes
+
+        state += f" ({describe_changes(r['changed_inputs'], r.get('experiment'))})"
     return [f"{r['experiment']}/{r['setting']}", state, local_time(r.get("started_at")),
-            duration_text(r.get("duration_s")), exit_text, metrics_text(metrics, with_step=running)]
+            duration_text(r.get("duration_s")), exit_text, last]
 
 
 def local_time(iso: str | None) -> str:

@@ -1,9 +1,10 @@
 """What the search index holds for each kind of file: experiments' reports, settings, runs, paper notes, feeds.
 
 `documents(root, rel)` reads one file and returns its documents (dicts with type, key, title, section, path,
-exp, tags, exps, info and the searched fields title/heading/meta/body). Files are read as their owners write
-them (lab.workspace, lab.settings, lab.records, `lab note`, the feed puller); a malformed file is indexed as
-its raw text, with a warning, and never stops indexing. Imported only when files changed.
+exp, tags, exps, info and the searched fields title/heading/meta/body); which files are indexed, and of which
+kind, is lab.core.layout's. Files are read as their owners write them (lab.core.workspace, lab.core.settings,
+lab.runs.record, `lab note`, the feed puller); a malformed file is indexed as its raw text, with a warning, and
+never stops indexing. Imported only when files changed.
 """
 
 from __future__ import annotations
@@ -13,34 +14,11 @@ import re
 from pathlib import Path
 
 from lab.core import frontmatter
+from lab.core.layout import kind_of
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 _md = None
-
-
-def kind_of(rel: str) -> str | None:
-    """Which kind of indexed file `rel` (a POSIX path relative to the lab root) is, or None."""
-    parts = rel.split("/")
-    name = parts[-1]
-    if name.startswith("."):
-        return None
-    if parts[0] == "experiments" and len(parts) >= 3:
-        if len(parts) == 3 and name == "report.md":
-            return "report"
-        if len(parts) == 4 and parts[2] == "settings":
-            if name.endswith((".json", ".jsonnet")):
-                return "setting"
-            if name.endswith(".libsonnet"):
-                return "base"
-        if len(parts) == 4 and parts[2] == "runs" and name.endswith(".json") and not name.endswith(".settings.json"):
-            return "run"
-        return None
-    if parts[0] == "papers" and len(parts) >= 2 and name.lower().endswith(".md"):
-        return "paper"
-    if parts[:2] == ["feeds", "items"] and len(parts) == 3 and name.endswith(".jsonl"):
-        return "feed"
-    return None
 
 
 def documents(root: Path, rel: str, warn=None) -> list[dict]:
@@ -75,19 +53,9 @@ def _doc(type, key, title, path, *, exp=None, section=None, tags=(), exps=(), in
 
 def _front(rel: str, text: str, warn) -> tuple[dict, str]:
     """Front matter and body; invalid front matter is a warning, and the whole text is then the body."""
-    source, body = frontmatter.split(text)
-    if source is None:
-        return {}, text
-    import yaml
-
-    try:
-        meta = yaml.load(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    except yaml.YAMLError as e:
-        warn(f"{rel}: front matter is not valid YAML ({str(e).splitlines()[0]}); indexed as plain text")
-        return {}, text
-    if not isinstance(meta, dict):
-        warn(f"{rel}: front matter is not a mapping; indexed as plain text")
-        return {}, text
+    meta, body, problem = frontmatter.parse_lenient(text, where=rel)
+    if problem:
+        warn(f"{problem}; indexed as plain text")
     return meta, body
 
 
@@ -133,7 +101,7 @@ def _report(rel: str, text: str, warn) -> list[dict]:
     ]
     trail: list[tuple[int, str]] = []
     seen: dict = {}
-    for n, (start, level, heading, body_start) in enumerate(heads):
+    for n, (_start, level, heading, body_start) in enumerate(heads):
         end = heads[n + 1][0] if n + 1 < len(heads) else len(lines)
         while trail and trail[-1][0] >= level:
             trail.pop()
@@ -200,9 +168,10 @@ def _setting(root: Path, rel: str, text: str, warn) -> list[dict]:
     body, info = "", {}
     try:
         if name.endswith(".jsonnet"):
-            from lab.core.settings import resolve_file
+            from lab.core.settings import resolve_sweep_or_setting
 
-            body = flatten(resolve_file(root / rel, where=rel)) + "\n" + text  # the source keeps the user's spelling
+            value = resolve_sweep_or_setting(root / rel, where=rel)  # a sweep: each of its settings
+            body = "\n".join(flatten(v) for v in (value if isinstance(value, list) else [value])) + "\n" + text
         else:
             value = json.loads(text, parse_float=_Literal)
             if not isinstance(value, dict):

@@ -1,7 +1,7 @@
 """The search index `.lab/index.db`: derived from the lab's files and kept fresh by size and mtime.
 
 Every reader calls `open_index(root)`, which first syncs: by asking the lab's watcher when one runs (`lab watch`,
-lab/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
+lab/search/watch.py: it keeps the index fresh from inotify events, so nothing is scanned), else by a scan. The `dirs`
 table (one row per scanned directory: its mtime, the names indexed in it, a signature of their sizes and mtimes)
 is loaded in one query; the scan stats every indexed file (an in-place edit changes only the file), but lists a
 directory only when its mtime changed, and skips `runs/` entirely when its mtime is unchanged (lab replaces run
@@ -11,7 +11,9 @@ imported unless something changed.
 
 Writers (the runner, `lab note`, feed pulls) call `refresh_paths(root, paths)` after writing files; it is a
 no-op when there is no index yet and never fails the writer (the next reader syncs anyway).
-Deleting the index loses nothing: `lab reindex`, or the next search, rebuilds it from the files.
+Deleting the index loses nothing: `lab reindex`, or the next search, rebuilds it from the files. A damaged
+index (not a database, damaged pages: SQLite's "malformed") is the same as a missing one: `read` deletes it and
+builds it again from the files, once, with a warning saying so.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import sqlite3
 import time
 import zlib
 
+from lab.core.layout import INDEX, PLACES
 from lab.errors import LabError
 
 TYPE_CHECKING = False  # not typing's: importing typing (and re) costs more than the search itself
 if TYPE_CHECKING:  # pathlib is not imported at run time on the search path
     from pathlib import Path
 
-INDEX_PATH = ".lab/index.db"
+INDEX_PATH = INDEX
 
 
 class SyncStats:
@@ -54,15 +57,30 @@ def _db_file(root) -> str:
     return os.path.join(os.fspath(root), INDEX_PATH)
 
 
-def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
+# SQLite's primary result codes for a file that is damaged rather than busy, locked or full.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def damaged(error: BaseException) -> bool:
+    """Whether `error` says the index file is damaged (not a database, malformed pages), so rebuilding it helps."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.DatabaseError) and code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
+def _rebuilt_note(root, error: BaseException) -> str:
+    return f"the search index {_db_file(root)} was damaged ({error}); rebuilt it from the files"
+
+
+def connect(root: Path | str, create: bool = True, notes: list | None = None) -> sqlite3.Connection | None:
     """An open connection to the lab's index with the current schema (created or migrated as needed).
 
-    With `create=False`, None when there is no index (or it needs a migration first).
+    With `create=False`, None when there is no index (or it needs a migration first). A file that is not a
+    database is deleted and made again, with a line saying so appended to `notes`.
     """
     from lab.search.migrations import SCHEMA_VERSION
 
     path = _db_file(root)
-    for attempt in range(3):
+    for _ in range(3):
         if not os.path.exists(path):
             if not create:
                 return None
@@ -71,16 +89,23 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
                 _migrate(path)
             except OSError as e:
                 raise LabError(f"cannot create the search index {path}: {e.strerror or e}") from None
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:  # a directory in its place, no permission
+            raise LabError(f"cannot open the search index {path}: {e}") from None
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, and it is derived anyway
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as e:
             conn.close()
             if not create:
                 return None
+            if not damaged(e):  # busy, locked, disk I/O: deleting would not help
+                raise LabError(f"cannot open the search index {path}: {e}") from None
             remove_index(root)  # not a database any more: it is derived, so start again
+            if notes is not None:
+                notes.append(_rebuilt_note(root, e))
             continue
         if version == SCHEMA_VERSION:
             return conn
@@ -91,16 +116,19 @@ def connect(root: Path | str, create: bool = True) -> sqlite3.Connection | None:
             remove_index(root)  # written by a newer lab: rebuild rather than guess
         else:
             _migrate(path)
-    raise LabError(f"cannot open the search index {path}; delete it and run 'lab reindex'")
+    raise LabError(f"cannot open the search index {path}; it is derived from the files: delete it")
 
 
 def _migrate(path: str) -> None:
     from lab.search.migrations import migrate
 
     try:
-        migrate(path)
-    except sqlite3.OperationalError:
-        migrate(path)  # another process created the same tables at the same moment: the retry sees them
+        try:
+            migrate(path)
+        except sqlite3.OperationalError:
+            migrate(path)  # another process created the same tables at the same moment: the retry sees them
+    except sqlite3.Error as e:  # a full disk, a read-only directory
+        raise LabError(f"cannot create the search index {path}: {e}") from None
 
 
 def remove_index(root: Path | str) -> None:
@@ -114,38 +142,51 @@ def remove_index(root: Path | str) -> None:
 
 
 RACY_NS = 2_000_000_000  # a time stamp this recent may yet be shared by a later change in the same clock tick
-SETTINGS_SUFFIXES = (".json", ".jsonnet", ".libsonnet")
 
 
 def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple]:
-    """Every indexed file under `root`, by directory: {dir: (dir mtime_ns, [name, ...], [size, mtime_ns, ...],
-    the names as recorded in the index when they came from there, else None)}.
+    """Every indexed file under `root` (where `lab.core.layout.INDEXED` says), by directory: {dir: (dir mtime_ns,
+    [name, ...], [size, mtime_ns, ...], the names as recorded in the index when they came from there, else None)}.
 
     `known` (the `dirs` table) lets a directory whose mtime is unchanged skip its listing: its names are
     those recorded. Files are still stat'ed one by one, since an in-place edit changes only the file; the
-    exception is `runs/`, whose records lab always replaces whole (a new directory entry), so an unchanged
-    directory there means unchanged records and its sizes come back as None. Written for speed (this runs
-    before every search): plain strings, `os.scandir`, no per-file objects.
+    exception is a directory of files that lab always replaces whole (`runs/`: a new directory entry), so an
+    unchanged directory there means unchanged files and its sizes come back as None. Files known by name (an
+    experiment's report) are stat'ed without listing their directory (its mtime is then recorded as 0). Written
+    for speed (this runs before every search): plain strings, `os.scandir`, no per-file objects.
     """
     root = str(root)
     known = known or {}
     units: dict = {}
     stat = os.stat
-    try:
-        experiments = [e.name for e in os.scandir(f"{root}/experiments") if e.name[0] != "." and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
-        experiments = []
-    for name in experiments:
-        rel = f"experiments/{name}"
-        try:
-            st = stat(f"{root}/{rel}/report.md")
-            units[rel] = (0, ["report.md"], [st.st_size, st.st_mtime_ns], "report.md")
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        _scan_dir(root, f"{rel}/settings", SETTINGS_SUFFIXES, None, False, known, units)
-        _scan_dir(root, f"{rel}/runs", (".json",), ".settings.json", True, known, units)
-    _scan_dir(root, "papers", (".md", ".MD", ".Md", ".mD"), None, False, known, units, tree=True)
-    _scan_dir(root, "feeds/items", (".jsonl",), None, False, known, units)
+    listed: dict[str, list[str]] = {}
+    for place, names, suffixes, exclude, tree, whole in PLACES:
+        head, star, tail = place.partition("*")
+        if star:
+            if head not in listed:
+                try:
+                    listed[head] = [e.name for e in os.scandir(f"{root}/{head}")
+                                    if e.name[0] != "." and (e.name.isascii() or _utf8(e.name)) and e.is_dir()]
+                except (FileNotFoundError, NotADirectoryError):
+                    listed[head] = []
+            dirs = [f"{head}{name}{tail}" for name in listed[head]]
+        else:
+            dirs = [place]
+        if names:
+            for rel in dirs:
+                present, ints = [], []
+                for name in names:
+                    try:
+                        st = stat(f"{root}/{rel}/{name}")
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    present.append(name)
+                    ints += (st.st_size, st.st_mtime_ns)
+                if present:
+                    units[rel] = (0, present, ints, "\n".join(present))
+        else:
+            for rel in dirs:
+                _scan_dir(root, rel, suffixes, exclude, whole, known, units, tree)
     return units
 
 
@@ -187,8 +228,8 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
     with entries:
         for e in entries:
             n = e.name
-            if n[0] == ".":
-                continue
+            if n[0] == "." or not n.isascii() and not _utf8(n):
+                continue  # a name with bytes that are not UTF-8 cannot be a path in the index; lab never writes one
             if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
                 try:
                     if tree and not e.is_file():
@@ -204,6 +245,14 @@ def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) ->
     units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints, None)
     for d in subdirs:
         _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir gives undecodable bytes as lone surrogates
+        return False
+    return True
 
 
 def _signature(joined_names: str, ints: list[int]) -> str:
@@ -270,7 +319,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     if bases:
         seen = set(changed)
         for base in bases:
-            for path, size, mtime in conn.execute("SELECT path, size, mtime_ns FROM files WHERE dir = ?", (base,)):
+            for (path,) in conn.execute("SELECT path FROM files WHERE dir = ?", (base,)):
                 if path.endswith(".jsonnet") and path not in seen and path in current:
                     changed.append(path)
     import json
@@ -331,7 +380,8 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                 conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite has already rolled back after some errors (a damaged page)
+                conn.execute("ROLLBACK")
             raise
     if progress is not None and total:
         progress(total, total)
@@ -343,20 +393,61 @@ def open_index(root: Path | str, progress=None, scan: bool = False) -> tuple[sql
 
     When a watcher runs for the lab (`lab watch`), it has the index up to date as soon as it answers, and the
     scan is skipped; otherwise (or with `scan=True`) this process scans (`stats.scanned`: how long it took).
+    A damaged index is rebuilt from the files (a warning in `stats` says so).
     """
+    conn, stats = _try_open(root, progress, scan, [])
+    if conn is None:  # damaged: it is derived, so start again from the files
+        remove_index(root)
+        conn, again = _try_open(root, progress, True, [])
+        if conn is None:
+            raise LabError(f"the search index {_db_file(root)} could not be rebuilt ({again})")
+        again.warnings[:0] = [_rebuilt_note(root, stats)]
+        stats = again
+    return conn, stats
+
+
+def _try_open(root, progress, scan: bool, notes: list):
+    """(conn, stats), or (None, the error) when the index turns out to be damaged."""
     from lab.search import watch
 
-    conn = connect(root)
+    conn = connect(root, notes=notes)
     if not scan and watch.synced(root):
-        return conn, SyncStats()
-    start = time.monotonic()
-    try:
-        stats = sync(conn, root, progress)
+        stats = SyncStats()
+    else:
+        start = time.monotonic()
+        try:
+            stats = sync(conn, root, progress)
+        except sqlite3.Error as e:
+            conn.close()
+            if damaged(e):
+                return None, e
+            raise LabError(f"the search index {_db_file(root)} could not be updated: {e}") from None
         stats.scanned = time.monotonic() - start
-    except sqlite3.Error as e:
-        conn.close()
-        raise LabError(f"the search index {_db_file(root)} could not be updated ({e}); run 'lab reindex'") from None
+    stats.warnings[:0] = notes
     return conn, stats
+
+
+def read(root: Path | str, reader, progress=None):
+    """`reader(conn)` on the synced index: `(its result, the SyncStats)`. When the index turns out to be damaged
+    while `reader` reads it, it is rebuilt from the files and `reader` runs once more (a warning says so)."""
+    conn, stats = open_index(root, progress)
+    try:
+        return reader(conn), stats
+    except sqlite3.DatabaseError as e:
+        if not damaged(e):
+            raise
+        error = e
+    finally:
+        conn.close()
+    remove_index(root)
+    conn, stats = open_index(root, progress, scan=True)
+    try:
+        stats.warnings.insert(0, _rebuilt_note(root, error))
+        return reader(conn), stats
+    except sqlite3.DatabaseError as e:
+        raise LabError(f"the search index {_db_file(root)} could not be read: {e}") from None
+    finally:
+        conn.close()
 
 
 def reindex(root: Path | str, progress=None) -> SyncStats:
@@ -395,7 +486,7 @@ def refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:
     an event says a file changed even when its size and mtime did not)."""
     from pathlib import Path
 
-    from lab.search.documents import kind_of
+    from lab.core.layout import kind_of
 
     current: dict[str, tuple[int, int]] = {}
     known: dict[str, tuple[int, int]] = {}

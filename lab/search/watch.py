@@ -4,7 +4,8 @@ Without it, every reader of the index first stats each indexed file (`lab.search
 on a lab of 17,000 files those stats alone take 50-100 ms here, most of a `lab search`. The watcher keeps an
 inotify watch on every directory the index covers, re-reads exactly the files the kernel reports changed,
 and answers readers over an abstract Unix socket named after the lab root: a reader sends `sync ROOT` and
-the watcher replies `ok` once every change reported before the request is in the index. The kernel queues an
+the watcher replies `ok` once every change reported before the request is in the index (lab.search.watcher
+is the watcher itself: `serve` there is the body of `lab watch`). The kernel queues an
 event inside the writing call itself, so an edit that finished before the search started is in the queue when
 the request is read: a watched lab is as fresh as a scanned one, without the scan.
 
@@ -20,6 +21,7 @@ import os
 import sys
 import zlib
 
+from lab.core.layout import WATCH_LOG
 from lab.errors import LabError
 
 TIMEOUT = 5.0  # how long a reader waits for the watcher before scanning itself
@@ -111,9 +113,8 @@ def start(root: str, timeout: float = 120.0) -> dict:
         return info
     if not sys.platform.startswith("linux"):
         raise LabError("lab watch needs Linux (inotify); on this system every search scans the files instead")
-    state = os.path.join(root, ".lab")
-    os.makedirs(state, exist_ok=True)
-    log = os.path.join(state, "watch.log")
+    log = os.path.join(root, WATCH_LOG)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
     start_at = os.path.getsize(log) if os.path.exists(log) else 0
     # Not in the lab: it may be deleted while the watcher runs (and the watcher then exits).
     proc = spawn_detached([sys.executable, "-m", "lab", "--root", root, "watch"], log, cwd="/")
@@ -132,10 +133,3 @@ def start(root: str, timeout: float = 120.0) -> dict:
             raise LabError(lines[-1].removeprefix("lab: error: ") if lines else f"the watcher exited ({proc.returncode}); see {log}")
         time.sleep(0.05)
     raise LabError(f"the watcher did not answer within {timeout:.0f} s; see {log}")
-
-
-def serve(root: str, on_ready=None) -> None:
-    """Watch `root` until asked to stop or the lab is deleted: the body of `lab watch` (foreground)."""
-    from lab.search.watcher import Watcher
-
-    Watcher(os.path.realpath(root)).serve(on_ready)

@@ -68,7 +68,8 @@ class DataTrainingArguments:
         default=None,
         metadata={
             "help": "The text column, or two columns (a list or 'a,b') fed to the model as a pair; more than two "
-            "are joined with text_column_delimiter. Default: 'sentence', else 'text'."
+            "are joined with text_column_delimiter. Default, as run_glue.py finds them: the pair sentence1/sentence2 "
+            "(or GLUE's question1/question2, premise/hypothesis, question/sentence), else 'sentence', else 'text'."
         },
     )
     text_column_delimiter: str = field(default=" ", metadata={"help": "Joins more than two text columns."})
@@ -144,6 +145,40 @@ RENAMED = {
     },
 }
 
+# Keys of the transformers example scripts' own argument groups (run_glue.py, run_classification.py; `evaluate_during
+# _training` is transformers 3's), with what lab's program does instead.
+_FILES = "lab reads local files: set train_file, validation_file, test_file (.csv, .json or .jsonl)"
+_SPLITS = "lab reads each split from its own file: train_file, validation_file, test_file"
+EXAMPLE_SCRIPT_KEYS = {
+    "task_name": "run_glue.py's GLUE task: lab reads local files (train_file, validation_file, test_file) and finds "
+    "GLUE's column pairs (sentence1/sentence2, question1/question2, premise/hypothesis, question/sentence) by itself",
+    "dataset_name": f"a hub dataset: {_FILES}, e.g. saved with load_dataset(NAME)[SPLIT].to_json(FILE)",
+    "dataset_config_name": f"a hub dataset's configuration: {_FILES}",
+    "data_dir": f"a GLUE data directory: {_FILES}",
+    "train_split_name": f"a hub dataset's split: {_SPLITS}",
+    "validation_split_name": f"a hub dataset's split: {_SPLITS}",
+    "test_split_name": f"a hub dataset's split: {_SPLITS}",
+    "validation_split_percentage": "lab does not split the training data: set validation_file",
+    "overwrite_cache": "lab keeps no tokenized cache between runs: remove the key",
+    "metric_name": "lab always reports accuracy and macro F1 (eval_accuracy, eval_f1): metric_for_best_model picks one",
+    "use_fast_tokenizer": "lab always loads the fast tokenizer: remove the key",
+    "use_slow_tokenizer": "lab always loads the fast tokenizer: remove the key",
+    "do_regression": "lab's program classifies (labels are strings or integers): regression is not supported",
+    "remove_columns": "lab feeds the model only the text and label columns: remove the key",
+    "text_column_name": "lab calls it 'text_column_names' (a column, or two for a pair)",
+    "max_val_samples": "lab calls it 'max_eval_samples'",
+    "max_test_samples": "lab calls it 'max_predict_samples'",
+    "evaluate_during_training": "transformers 3's key: set \"eval_strategy\": \"steps\" (or \"epoch\")",
+    "model_type": "transformers 3's key: model_name_or_path names the model and its config says the type",
+    "do_lower_case": "the model's tokenizer decides the case: remove the key",
+}
+
+# What a setting of lab's program cannot say: lab chooses where each setting's model goes.
+OWN_OUTPUT_DIR = (
+    "'output_dir' {value}: under lab each setting writes its model to its experiment's models/SETTING/ "
+    "(git-ignored, never published by the book): remove the key"
+)
+
 # TrainingArguments' names in transformers 5.24, for machines where transformers is not installed (a login node
 # that only queues): the installed version's own source is preferred whenever it can be found.
 _BUNDLED_TRAINING_ARGUMENTS = frozenset("""
@@ -214,48 +249,177 @@ def program_keys() -> set[str]:
     return {f.name for group in PROGRAM_GROUPS for f in fields(group)}
 
 
-def validate_settings(resolved: dict, where: str) -> None:
-    """Refuse a setting this program cannot run, with one line naming the file and the key.
+def validate_settings(resolved: dict, where: str, experiment_dir: Path | str | None = None,
+                      allow_output_dir: bool | None = None) -> None:
+    """Refuse a setting this program cannot run, with one line naming the file and every problem at once.
 
     Checks that every key belongs to one of the three argument groups (naming the transformers 5 spelling of a
-    removed or renamed key, or a close match of a typo), that the values of simply-typed keys have the right
-    JSON type, and the program's own groups' rules (a model, data files with known suffixes). Cheap: it imports
-    neither torch nor transformers.
+    removed or renamed key, what lab does instead of an example script's own key, or a close match of a
+    typo), that the values of simply-typed keys have the right JSON type, and the program's own groups' rules
+    (a model, data files with known suffixes). With `experiment_dir` (what `lab run` passes when it queues the
+    setting) it also checks, cheaply, that the data files and a local model directory exist, that the data
+    has the text and label columns, and that the setting leaves `output_dir` to lab (`allow_output_dir`,
+    default: only outside lab). Imports neither torch nor transformers.
     """
+    problems = setting_problems(resolved, experiment_dir, allow_output_dir)
+    if problems:
+        raise BadInput(f"{where}: " + "; ".join(problems))
+
+
+def setting_problems(resolved: dict, experiment_dir: Path | str | None = None,
+                     allow_output_dir: bool | None = None) -> list[str]:
+    """Every problem `validate_settings` finds, one short phrase each (empty when the setting is good)."""
     if not isinstance(resolved, dict):
-        raise BadInput(f"{where}: a setting must be a JSON object")
+        return ["a setting must be a JSON object"]
     training = training_arguments()
     known = program_keys() | set(training)
-    unknown = [key for key in resolved if key not in known]
-    if unknown:
-        raise BadInput(f"{where}: " + "; ".join(_unknown_key_message(key, known) for key in unknown))
+    problems = [_unknown_key_message(key, known) for key in resolved if key not in known]
     for key, annotation in training.items():
         if key in resolved:
             problem = _type_problem(resolved[key], annotation)
             if problem:
-                raise BadInput(f"{where}: {key!r} must be {problem}, not {_json_repr(resolved[key])}")
-    program_arguments(resolved, where)
+                problems.append(f"{key!r} must be {problem}, not {_json_repr(resolved[key])}")
+    groups, group_problems = _program_groups(resolved)
+    problems += group_problems
+    if experiment_dir is not None:
+        problems += _file_problems(resolved, Path(experiment_dir), groups)
+    if allow_output_dir is None:
+        allow_output_dir = experiment_dir is None
+    if not allow_output_dir and resolved.get("output_dir") is not None:
+        problems.append(OWN_OUTPUT_DIR.format(value=_json_repr(resolved["output_dir"])))
+    return problems
 
 
 def program_arguments(resolved: dict, where: str) -> tuple[ModelArguments, DataTrainingArguments]:
-    """The program's own argument groups from a setting; their checks fail as one BadInput line."""
-    groups = []
+    """The program's own argument groups from a setting; their problems fail as one BadInput line."""
+    groups, problems = _program_groups(resolved)
+    if problems:
+        raise BadInput(f"{where}: " + "; ".join(problems))
+    return groups[0], groups[1]
+
+
+def _program_groups(resolved: dict) -> tuple[list | None, list[str]]:
+    """(the program's groups, or None when one cannot be made; every problem found)."""
+    groups, problems = [], []
     for group in PROGRAM_GROUPS:
         names = {f.name for f in fields(group)}
         values = {k: v for k, v in resolved.items() if k in names}
         missing = [f.name for f in fields(group) if f.default is MISSING and f.default_factory is MISSING and f.name not in values]
-        if missing:
-            raise BadInput(f"{where}: missing key {missing[0]!r} ({_help(group, missing[0])})")
+        problems += [f"missing key {name!r} ({_help(group, name)})" for name in missing]
+        wrong = _type_problems(group, values)
+        problems += wrong
+        if missing or wrong:
+            groups.append(None)
+            continue
         try:
             groups.append(group(**values))
         except (TypeError, ValueError) as e:
-            raise BadInput(f"{where}: {e}") from None
-    return groups[0], groups[1]
+            problems.append(str(e))
+            groups.append(None)
+    return (groups if None not in groups else None), problems
+
+
+# ---- cheap checks of the files a setting names (at queue time) ---------------------------------------------
+
+# Column pairs of GLUE's sentence-pair tasks, as run_glue.py's task_to_keys names them, in the order they are tried.
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"), ("question", "sentence"))
+SINGLE_COLUMNS = ("sentence", "text")
+
+
+def default_text_columns(columns) -> list[str] | None:
+    """The text columns lab uses when a setting names none: a GLUE pair (sentence1/sentence2 first, as
+    run_glue.py does), else `sentence`, else `text`; None when the data has none of them."""
+    columns = set(columns)
+    for first, second in PAIR_COLUMNS:
+        if first in columns and second in columns:
+            return [first, second]
+    for name in SINGLE_COLUMNS:
+        if name in columns:
+            return [name]
+    return None
+
+
+NO_TEXT_COLUMN = (
+    "no text column: lab looks for the pair sentence1/sentence2 (or question1/question2, premise/hypothesis, "
+    "question/sentence), else 'sentence', else 'text'; set text_column_names"
+)
+
+
+def peek_columns(path: Path) -> list[str] | None:
+    """The column names of a data file, read from its first line or row only (None when that cannot be told
+    cheaply: a JSON file that is not JSON Lines, an unreadable file)."""
+    import csv
+    import json
+
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            if path.suffix.lower() == ".csv":
+                row = next(csv.reader(f), None)
+                return [c.strip() for c in row] if row else None
+            for line in f:
+                if line.strip():
+                    first = json.loads(line)
+                    return list(first) if isinstance(first, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error):
+        return None
+    return None
+
+
+def _file_problems(resolved: dict, exp_dir: Path, groups) -> list[str]:
+    problems = []
+    existing = {}
+    for key in ("train_file", "validation_file", "test_file"):
+        value = resolved.get(key)
+        if isinstance(value, str) and value:
+            path = _under(exp_dir, value)
+            if path.is_file():
+                existing[key] = path
+            else:
+                problems.append(f"{key}: no such file {path}")
+    for key in ("model_name_or_path", "config_name", "tokenizer_name"):
+        value = resolved.get(key)
+        if isinstance(value, str) and value.strip() and _local_model_missing(value, exp_dir):
+            problems.append(f"{key}: no model directory {_under(exp_dir, value)}")
+    if groups is not None:
+        data_args = groups[1]
+        for key, path in existing.items():
+            columns = peek_columns(path)
+            if columns is None:
+                continue
+            wanted = data_args.text_column_names or default_text_columns(columns)
+            if wanted is None:
+                problems.append(f"{key} {path.name}: {NO_TEXT_COLUMN} (columns: {', '.join(columns)})")
+                continue
+            missing = [c for c in wanted if c not in columns]
+            if missing:
+                problems.append(f"{key} {path.name}: no text column {missing[0]!r} (columns: {', '.join(columns)})")
+            if key == "train_file" and resolved.get("do_train", True) and data_args.label_column_name not in columns:
+                problems.append(
+                    f"train_file {path.name}: no label column {data_args.label_column_name!r} "
+                    f"(columns: {', '.join(columns)}); set label_column_name"
+                )
+    return problems
+
+
+def _local_model_missing(name: str, base: Path) -> bool:
+    """Whether `name` can only be a local directory (by lab.train.models' rule) and none is there."""
+    from lab.train.models import looks_like_path
+
+    path = Path(name).expanduser()
+    candidate = path if path.is_absolute() else base / path
+    return not candidate.exists() and (looks_like_path(name) or name.count("/") > 1)
+
+
+def _under(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
 
 
 def _unknown_key_message(key: str, known: set[str]) -> str:
     if key in RENAMED:
         return f"unknown key {key!r} ({RENAMED[key]})"
+    if key in EXAMPLE_SCRIPT_KEYS:
+        return f"unknown key {key!r} ({EXAMPLE_SCRIPT_KEYS[key]})"
     close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key {key!r} (not a key of the model, data or TrainingArguments groups{hint})"
@@ -297,16 +461,28 @@ def _json_repr(value) -> str:
     return json.dumps(value, ensure_ascii=False)[:60]
 
 
-def _check_types(obj) -> None:
-    """The JSON types of a program group's values (HfArgumentParser passes JSON values through unconverted)."""
-    for f in fields(obj):
-        value = getattr(obj, f.name)
+def _type_problems(group, values: dict) -> list[str]:
+    """The JSON type problems of a program group's values, all of them."""
+    problems = []
+    for f in fields(group):
+        if f.name not in values:
+            continue
+        value = values[f.name]
         # The source annotation: HfArgumentParser replaces `f.type` with the evaluated type.
-        annotation = type(obj).__annotations__[f.name]
+        annotation = group.__annotations__[f.name]
         if annotation == "list[str] | None":
             if value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 continue
-            raise TypeError(f"{f.name!r} must be a string or a list of strings, not {_json_repr(value)}")
+            problems.append(f"{f.name!r} must be a string or a list of strings, not {_json_repr(value)}")
+            continue
         problem = _type_problem(value, annotation)
         if problem:
-            raise TypeError(f"{f.name!r} must be {problem}, not {_json_repr(value)}")
+            problems.append(f"{f.name!r} must be {problem}, not {_json_repr(value)}")
+    return problems
+
+
+def _check_types(obj) -> None:
+    """The JSON types of a program group's values (HfArgumentParser passes JSON values through unconverted)."""
+    problems = _type_problems(type(obj), {f.name: getattr(obj, f.name) for f in fields(obj)})
+    if problems:
+        raise TypeError("; ".join(problems))

@@ -42,7 +42,8 @@ class ModelSource:
         return f"{self.name} (hub or its cache)"
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
+    """Whether a model name is written as a path (`./m`, `/abs`, `~/m`) rather than a hub id."""
     return name.startswith(("/", "./", "../", "~")) or name in (".", "..") or "\\" in name
 
 
@@ -52,7 +53,7 @@ def resolve_model(name: str, base: Path, use_packaged: bool = True, key: str = "
     candidate = path if path.is_absolute() else base / path
     if candidate.exists():
         return ModelSource(name, str(candidate.resolve()), "local")
-    if _looks_like_path(name) or name.count("/") > 1:
+    if looks_like_path(name) or name.count("/") > 1:
         raise BadInput(f"{key}: no model directory {candidate}")
     if use_packaged:
         found = packaged_model_dir(name)

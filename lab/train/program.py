@@ -26,7 +26,10 @@ The settings hold the keys of ModelArguments and DataTrainingArguments (below) a
 TrainingArguments (learning_rate, num_train_epochs, per_device_train_batch_size, eval_strategy, seed, bf16, ...).
 Unknown keys are refused by name. Relative paths are relative to the experiment directory ($LAB_EXPERIMENT_DIR
 under lab; otherwise EXP when the file is in EXP/settings/ or EXP/runs/, else the file's own directory).
-output_dir defaults to $LAB_OUTPUT_DIR (experiments/EXP/models/SETTING/).
+Under lab the model goes to experiments/EXP/models/SETTING/ ($LAB_OUTPUT_DIR) and a setting may not name its
+own output_dir; run by hand, output_dir is where the setting says (default: EXP/models/SETTING/ for a file in
+EXP/settings/). Text columns: text_column_names, else a GLUE pair (sentence1/sentence2, question1/question2,
+premise/hypothesis, question/sentence) as run_glue.py finds it, else 'sentence', else 'text'.
 
 Example settings:
   {"model_name_or_path": "sentence-transformers/all-MiniLM-L6-v2", "train_file": "data/train.jsonl",
@@ -52,7 +55,11 @@ class Plan:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in ("-h", "--help"):
-        print(help_text())
+        try:
+            print(help_text(), flush=True)
+        except BrokenPipeError:
+            # `python -m lab.train --help | head`: the reader left; that is not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if len(argv) != 1:
         print(f"lab.train: error: {USAGE}", file=sys.stderr)
@@ -90,7 +97,8 @@ def make_plan(settings_path: Path) -> Plan:
     """Read and check the settings and find every file the run needs; raises BadInput naming the file and key."""
     resolved = resolve_file(settings_path)
     exp_dir, where, default_output = locate(settings_path)
-    validate_settings(resolved, where)
+    # Under lab the output directory is lab's (models/SETTING/); run by hand, a setting may name its own.
+    validate_settings(resolved, where, exp_dir, allow_output_dir=not os.environ.get("LAB_EXPERIMENT_DIR"))
     model_args, data_args = program_arguments(resolved, where)
     settings = dict(resolved)
 

@@ -30,7 +30,7 @@ from transformers import (
 
 from lab.errors import BadInput, LabError
 from lab.core.metrics import log_metrics
-from lab.train.args import DATA_SUFFIXES, DataTrainingArguments, ModelArguments
+from lab.train.args import DATA_SUFFIXES, NO_TEXT_COLUMN, DataTrainingArguments, ModelArguments, default_text_columns
 
 logger = logging.getLogger("lab.train")
 
@@ -189,9 +189,9 @@ def load_data(files: dict[str, Path], data_args, cache_dir, where: str) -> datas
 
 def _text_columns(raw, data_args, where: str) -> list[str]:
     first = next(iter(raw.values()))
-    columns = data_args.text_column_names
+    columns = data_args.text_column_names or default_text_columns(first.column_names)
     if columns is None:
-        columns = [next((c for c in ("sentence", "text") if c in first.column_names), "sentence")]
+        raise BadInput(f"{where}: {NO_TEXT_COLUMN} (columns: {', '.join(first.column_names)})")
     for split, ds in raw.items():
         missing = [c for c in columns if c not in ds.column_names]
         if missing:

@@ -6,8 +6,8 @@ turn, so each sees what the others queued and no setting is queued twice. A part
 (`jobs_active`) makes "at most one queued or running job per setting" a property of the database itself.
 
 A job row (`jobs`) goes `queued` -> `running` -> `done` (its `result`: succeeded, failed or cancelled), or
-`queued` -> `cancelled` (`lab cancel`). A running job whose runner died goes back to `queued` (crash recovery,
-in `lab.runner`). The row keeps what the job needs to run exactly as it was asked for: the resolved settings
+`queued` -> `cancelled` (`lab cancel`). Claiming a job gives it a fresh `token`; its supervisor writes its
+identity to `.lab/jobs/ID.json` before the program starts (see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings
 and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
 record in the experiment directory stays the truth about runs; the queue only says what is still to do.
 
@@ -18,6 +18,11 @@ its own rows here with an `external_id`.
 job; cleared by the next `lab run`).
 
 Schema changes are migrations: append a function to MIGRATIONS, never edit one that has run.
+
+Damage: a `queue.db` that is not a database, is half-written, or is empty although it existed is moved aside
+(`queue.db.damaged-TIME`, kept for inspection) and the queue is rebuilt from the run records that say `queued`
+(`executor: local`), with one line on stderr saying so. A rebuilt job gets the environment of the command that
+rebuilt it (the queued one's environment was in the damaged file).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
+import time
 from pathlib import Path
 
 from lab.runs.record import now_iso
@@ -75,7 +82,24 @@ def _script(db: sqlite3.Connection, sql: str) -> None:
             db.execute("\n".join(lines))
 
 
-MIGRATIONS = [_m001_jobs]
+def _m002_token(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN token TEXT")  # the claim of one start of the job (see claim_next)
+    db.execute("ALTER TABLE jobs ADD COLUMN cancel_grace REAL")  # lab stop --now --grace
+
+
+MIGRATIONS = [_m001_jobs, _m002_token]
+
+
+class QueueDamaged(Exception):
+    pass
+
+
+def damaged(error: Exception) -> bool:
+    """Whether an error opening the queue means the file is damaged (not merely busy)."""
+    if isinstance(error, QueueDamaged):
+        return True
+    text = str(error).lower()
+    return any(w in text for w in ("not a database", "malformed", "corrupt", "no such table"))
 
 
 class Queue:
@@ -84,22 +108,134 @@ class Queue:
     def __init__(self, state_dir: Path | str, durable: bool = True):
         self.path = Path(state_dir) / "queue.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not self.path.exists()
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        if fresh:
+        self.healed: str | None = None
+        if not self.path.exists():
+            self._create()
+        try:
+            self._open(durable, check=True)
+        except (sqlite3.DatabaseError, QueueDamaged) as e:
+            if not damaged(e):
+                raise  # "database is locked" and the like are not damage
+            self._heal(durable, e)
+
+    def _create(self) -> None:
+        """Make the database whole under another name, then link it into place: a `queue.db` that exists is
+        complete (so an empty or schema-less one is damage, never a queue being made)."""
+        tmp = self.path.with_name(f".queue.db.new-{os.getpid()}")
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
             try:
-                os.chmod(self.path, 0o600)
-            except OSError:
+                db.execute("PRAGMA journal_mode = WAL")
+                self.db = db
+                self._migrate()
+            finally:
+                db.close()
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another command made it first
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.unlink(f"{tmp}{suffix}")
+                except FileNotFoundError:
+                    pass
+
+    def _open(self, durable: bool, check: bool) -> None:
+        fresh = not self.path.exists()
+        if check and self.path.stat().st_size == 0:
+            raise QueueDamaged("it is empty")
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            if fresh:
+                try:
+                    os.chmod(self.path, 0o600)
+                except OSError:
+                    pass
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            if check:
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    raise QueueDamaged("it holds no queue")
+                problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise QueueDamaged(problems[0])
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode = WAL")
+            # FULL: every commit is on disk when it returns (what lab run queues survives power loss). The runner
+            # uses NORMAL: its commits survive kill -9 and never corrupt the queue, but a power loss may undo the
+            # last ones, which crash recovery reconciles with the run records (fsynced files, the truth).
+            self.db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _heal(self, durable: bool, error: Exception) -> None:
+        """Move the damaged file aside and rebuild the queue from the run records that say `queued` (one command
+        at a time: another may have healed it meanwhile)."""
+        import fcntl
+
+        with open(self.path.with_name("queue.heal.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._open(durable, check=True)
+                return  # healed by another command meanwhile
+            except (sqlite3.DatabaseError, QueueDamaged) as e:
+                if not damaged(e):
+                    raise
+            self._heal_locked(durable, error)
+
+    def _heal_locked(self, durable: bool, error: Exception) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"queue.db.damaged-{stamp}-{os.getpid()}")
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
                 pass
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA busy_timeout = 60000")
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode = WAL")
-        # FULL: every commit is on disk when it returns (what lab run queues survives power loss). The runner
-        # uses NORMAL: its commits survive kill -9 and never corrupt the queue, but a power loss may undo the
-        # last ones, which crash recovery reconciles with the run records (fsynced files, the truth).
-        self.db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        self._migrate()
+        self._create()
+        self._open(durable, check=True)
+        n = self.rebuild(self.path.parent.parent)
+        self.healed = (f"lab: {self.path} was damaged ({error}); kept as {aside.name}, and the queue was rebuilt "
+                       f"from the run records: {n} queued job(s)")
+        print(self.healed, file=sys.stderr, flush=True)
+
+    def rebuild(self, root: Path) -> int:
+        """Queue again every local job whose run record says `queued` (in the order they were queued)."""
+        found = []
+        experiments = Path(root) / "experiments"
+        try:
+            exps = sorted(p for p in experiments.iterdir() if p.is_dir())
+        except OSError:
+            exps = []
+        from lab.runs.record import read_record_file
+
+        for exp in exps:
+            for path in sorted((exp / "runs").glob("*.json")):
+                if path.name.endswith(".settings.json"):
+                    continue
+                rec = read_record_file(path)
+                if not rec or rec.get("state") != "queued" or rec.get("executor", "local") != "local":
+                    continue
+                if not isinstance(rec.get("settings"), dict):
+                    continue
+                found.append((str(rec.get("queued_at") or ""), exp.name, path.name[:-5], rec))
+        found.sort(key=lambda f: f[0])
+        env = dict(os.environ)
+        with self.transaction():
+            for queued_at, exp, setting, rec in found:
+                if self.active(exp, setting) is None:
+                    self.db.execute(
+                        "INSERT INTO jobs (id, experiment, setting, state, executor, settings, settings_hash, env, queued_at)"
+                        " VALUES (?, ?, ?, 'queued', 'local', ?, ?, ?, ?)",
+                        (rec["job_id"] if isinstance(rec.get("job_id"), int) and self.job(rec["job_id"]) is None else None,
+                         exp, setting, json.dumps(rec["settings"]), str(rec.get("settings_hash") or ""), json.dumps(env),
+                         queued_at or now_iso()),
+                    )
+        return len(found)
 
     @classmethod
     def open_existing(cls, state_dir: Path | str) -> "Queue | None":
@@ -164,24 +300,18 @@ class Queue:
         )
         return cur.lastrowid
 
-    def claim_next(self, executor: str = "local") -> dict | None:
-        """Take the first queued job and mark it running, in one transaction."""
+    def claim_next(self, token: str, executor: str = "local") -> dict | None:
+        """Take the first queued job and mark it running with `token` (this start's claim), in one transaction."""
         with self.transaction():
             row = self.db.execute(
                 "SELECT * FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1", (executor,)
             ).fetchone()
             if row is None:
                 return None
-            self.db.execute("UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL WHERE id = ?", (now_iso(), row["id"]))
-        job = dict(row)
-        job["state"] = "running"
-        return job
-
-    def set_process(self, job_id: int, attempt: int, ident: dict) -> None:
-        self.db.execute(
-            "UPDATE jobs SET attempt = ?, pid = ?, pgid = ?, proc_start = ?, boot_id = ? WHERE id = ?",
-            (attempt, ident.get("pid"), ident.get("pgid"), ident.get("proc_start"), ident.get("boot_id"), job_id),
-        )
+            self.db.execute("UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?,"
+                            " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
+                            (now_iso(), token, row["id"]))
+        return self.job(row["id"])
 
     def finish(self, job_id: int, result: str, exit_code: int | None = None) -> None:
         self.db.execute(
@@ -192,16 +322,22 @@ class Queue:
     def requeue(self, job_id: int) -> None:
         """Put a job whose attempt was interrupted back in the queue, at its old place."""
         self.db.execute(
-            "UPDATE jobs SET state = 'queued', started_at = NULL, pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
+            "UPDATE jobs SET state = 'queued', started_at = NULL, token = NULL, pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
             (job_id,),
         )
+
+    def unchanged(self, job: dict) -> bool:
+        """Whether the row of a running `job` is still as it was read (same start, same supervisor): recovery
+        acts only then, inside the transaction that changes the row (a compare-and-set)."""
+        row = self.db.execute("SELECT state, token, pid FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+        return row is not None and row["state"] == "running" and row["token"] == job["token"] and row["pid"] == job["pid"]
 
     def cancel_queued(self, job_id: int) -> bool:
         cur = self.db.execute("UPDATE jobs SET state = 'cancelled', result = 'cancelled', ended_at = ? WHERE id = ? AND state = 'queued'", (now_iso(), job_id))
         return cur.rowcount == 1
 
-    def request_cancel(self, job_id: int) -> None:
-        self.db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+    def request_cancel(self, job_id: int, grace: float | None = None) -> None:
+        self.db.execute("UPDATE jobs SET cancel_requested = 1, cancel_grace = ? WHERE id = ?", (grace, job_id))
 
     # -- control flags ------------------------------------------------------------------------------------
 

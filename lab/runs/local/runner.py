@@ -11,25 +11,49 @@ is a new session (no terminal, so closing the shell does not end it, as with `no
 then looks once more: a job queued while it was leaving saw the lock held, so this last look is what picks it
 up (and a job queued after the release starts its own runner).
 
-Crash recovery (`recover`, run under the lock by the runner at start-up and by `lab run` / `lab status` when
-no runner holds it): a job still marked running has lost its runner. Its exit status cannot be learned (it
-was the dead runner's child), so it is not reattached: its process group is ended (SIGTERM, then SIGKILL),
-its record becomes `interrupted` (kept in the history once the next attempt starts) and it is queued again
-at its old place, so exactly one copy of it runs to completion. A job whose record already says it finished
-is only marked done: finished jobs never run again.
+Exactly once, with no unsafe instant. A job starts in four steps:
+1. the runner claims it: one queue transaction marks it `running` with a fresh token;
+2. the runner forks a per-job supervisor, which makes itself a new session (its pid is the job's process group)
+   and writes that identity (token, pid, start time, boot id, attempt) to `.lab/jobs/ID.json`, still holding
+   the runner's lock (inherited with the fork) so that no recovery can look in between;
+3. only then the supervisor lets the lock go and starts the program in its process group; it writes the
+   `running` record;
+4. when the program ends, the supervisor writes its exit status to `.lab/jobs/ID.exit` (a file made before the
+   program started, so this write needs no new disk space), then the final record, and exits; whoever settles
+   the job next (the runner at once, or crash recovery) marks its row done from the record.
+At every moment either the program has not started, or a file names the process group that runs it. The
+supervisor does not depend on the runner: a job that ends while the runner is dead is recorded
+`succeeded`/`failed` by its supervisor and never run again. The supervisor uses no SQLite: it inherits the
+runner's connection with the fork, and a connection opened in a forked child may write unlocked.
+
+Crash recovery (`recover`, run under the lock by the runner at start-up and by `lab run` / `lab status` /
+`lab stop` when no runner holds it), for each job marked running:
+- its supervisor still lives: it is left alone and the new runner *reattaches* (waits for it to end before
+  starting the next job); `lab status` shows it running;
+- its supervisor is gone and its record or exit file says how it ended: that end is recorded, the job is done;
+- its supervisor was killed while the program ran (only a kill of the supervisor itself does this): what is left
+  of the process group is stopped (SIGTERM, SIGKILL after a grace period), the record becomes `interrupted`
+  (kept in the history) and the job is queued again at its place;
+- the program never started: the job is queued again at its place.
+`LAB_TEST_KILL=POINT` (or `runner@POINT`) makes the runner or the supervisor kill itself (or the runner) with
+SIGKILL at one named point of starting or finishing a job, once per lab (`KILL_POINTS`; for tests).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import gc
 import json
 import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from lab.core import process
+from lab.core.fsutil import atomic_write_json
 from lab.runs import record as records
 from lab.runs.local.queue import Queue
 
@@ -151,41 +175,206 @@ def spawn(workspace, env: dict | None = None) -> int:
 # -- crash recovery -------------------------------------------------------------------------------------
 
 
+KILL_POINTS = ("runner-claimed", "runner-forked", "supervisor-identity", "supervisor-started", "supervisor-exited",
+               "supervisor-recorded", "supervisor-done", "runner-reaped")
+
+
+def kill_point(name: str, state_dir: Path, runner: int | None = None) -> None:
+    """The test hook: SIGKILL at point `name` when LAB_TEST_KILL says so (once per lab)."""
+    wanted = os.environ.get("LAB_TEST_KILL")
+    if not wanted or wanted.rpartition("@")[2] != name:
+        return
+    try:
+        os.close(os.open(Path(state_dir) / "test-kill-fired", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    victim = runner if wanted.startswith("runner@") and runner else os.getpid()
+    os.kill(victim, signal.SIGKILL)
+    if victim == os.getpid():
+        time.sleep(60)
+
+
+def exit_file(state_dir: Path, job_id: int) -> Path:
+    return Path(state_dir) / "jobs" / f"{job_id}.exit"
+
+
+EXIT_FILE_SIZE = 128
+
+
+def identity_file(state_dir: Path, job_id: int) -> Path:
+    return Path(state_dir) / "jobs" / f"{job_id}.json"
+
+
+def stop_file(state_dir: Path, job_id: int) -> Path:
+    return Path(state_dir) / "jobs" / f"{job_id}.stop"
+
+
+def identity(state_dir: Path, job: dict) -> dict | None:
+    """Who supervises this start of `job` (`.lab/jobs/ID.json`, written before its program starts): pid (its
+    process group), start time, boot id, attempt; None when no supervisor said so."""
+    try:
+        data = json.loads(identity_file(state_dir, job["id"]).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and job.get("token") and data.get("token") == job["token"] else None
+
+
+def request_stop(state_dir: Path, job: dict, grace: float) -> None:
+    """`lab stop --now`: tell the job's supervisor to end it, SIGKILL after `grace` seconds, and record it cancelled."""
+    path = stop_file(state_dir, job["id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"token": job.get("token"), "grace": grace}, fsync=False)
+
+
+def stop_request(state_dir: Path, job: dict) -> dict | None:
+    try:
+        data = json.loads(stop_file(state_dir, job["id"]).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("grace"), (int, float)):
+        return None
+    return data if data.get("token") in (None, job.get("token")) else None
+
+
+def read_exit(state_dir: Path, job: dict) -> dict | None:
+    """What a supervisor wrote when the program of `job` (this start of it) ended, or None."""
+    try:
+        text = exit_file(state_dir, job["id"]).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    parts = text.split()
+    if len(parts) != 3 or parts[0] != job.get("token"):
+        return None
+    try:
+        return {"returncode": int(parts[1]), "duration_s": float(parts[2])}
+    except ValueError:
+        return None
+
+
 def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
-    """Settle jobs marked running whose runner is gone (call with the runner lock held); return their ids."""
+    """Settle the jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
+
+    The runner calls it after each job's supervisor exits (that is how a finished job is marked done), and at
+    start-up; `lab run`, `lab status` and `lab stop` call it when no runner lives. Jobs whose supervisor still
+    runs are left to it (see `attached`). A row is changed only if it is still as it was read."""
     settled = []
+    state_dir = workspace.state_dir
     for job in queue.jobs(("running",), executor="local"):
+        ident = identity(state_dir, job)
+        if supervisor_alive(ident):
+            continue
         setting = job_setting(workspace, job)
-        rec = records.read_record(setting)
-        mine = rec is not None and rec.get("job_id") == job["id"]
-        if mine and rec.get("state") in records.FINISHED:
-            queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+        rec = records.read_record(setting, strict=False)
+        ours = rec is not None and rec.get("job_id") == job["id"]
+        mine = ours and ident is not None and rec.get("attempt") == ident.get("attempt") and rec.get("started_at")
+        if mine and rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted") or (
+                ours and ident is not None and rec.get("state") == "cancelled" and not rec.get("started_at")):
+            # The supervisor recorded the end (or the cancel before the start) and exited: mark the job so.
+            with queue.transaction():
+                if not queue.unchanged(job):
+                    continue
+                if rec["state"] == "interrupted":
+                    queue.requeue(job["id"])  # the runner was stopped (SIGTERM) while it ran
+                else:
+                    queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+                    if rec["state"] == "failed" and job["stop_on_failure"]:
+                        queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+            _forget(state_dir, job)
             settled.append(setting.id)
             continue
-        pgid = job["pgid"] or (rec.get("pgid") if mine and rec.get("state") == "running" else None)
-        if pgid and process.is_our_group(pgid, job["proc_start"], job["boot_id"]):
-            process.terminate_group(pgid, grace)
         cancelled = bool(job["cancel_requested"])
+        if ident is None:
+            # No supervisor ever said it runs this start: the program never started.
+            with queue.transaction():
+                if not queue.unchanged(job):
+                    continue
+                if cancelled:
+                    queue.finish(job["id"], "cancelled")
+                else:
+                    queue.requeue(job["id"])
+            _forget(state_dir, job)
+            _diary(state_dir, f"{setting.id} had not started when its runner died; " + ("cancelled" if cancelled else "queued again"))
+            settled.append(setting.id)
+            continue
+        if process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
+            process.terminate_group(ident["pgid"], grace)  # what is left of it, unsupervised
+        ended = read_exit(state_dir, job)
+        if mine and rec.get("state") == "running" and ended is not None:  # it ended; its record was not written
+            rec = records.ended(setting, rec, ended["returncode"], duration_s=ended["duration_s"],
+                                state="cancelled" if cancelled and ended["returncode"] != 0 else None)
+            records.write_record(setting, rec)
+            with queue.transaction():
+                if not queue.unchanged(job):
+                    continue
+                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
+                if rec["state"] == "failed" and job["stop_on_failure"]:
+                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+            _forget(state_dir, job)
+            _diary(state_dir, f"{rec['state']} {setting.id} (exit {rec.get('exit_code')}; recorded after its supervisor died)")
+            settled.append(setting.id)
+            continue
         state = "cancelled" if cancelled else "interrupted"
         if mine and rec.get("state") == "running":
-            rec.update(
-                state=state,
-                ended_at=records.now_iso(),
-                duration_s=_seconds_since(rec.get("started_at")),
-                exit_code=None,
-                reason="cancelled by lab stop --now" if cancelled else "the runner died while the job ran; it was stopped and queued again",
-                metrics=records.final_metrics(records.read_metrics(records.metrics_path(setting))),
-            )
-            rec.pop("pid", None)
-            rec.pop("pgid", None)
-            records.write_record(setting, rec)
+            reason = "cancelled by lab stop --now" if cancelled else "its supervisor died while the job ran; it was stopped and queued again"
+            records.write_record(setting, records.settled(setting, rec, state, reason))
         with queue.transaction():
+            if not queue.unchanged(job):
+                continue
             if cancelled:
                 queue.finish(job["id"], "cancelled")
             else:
                 queue.requeue(job["id"])
+        _forget(state_dir, job)
+        _diary(state_dir, f"{setting.id}: its supervisor died; what was left of it was stopped and "
+                          + ("recorded cancelled" if cancelled else "queued again"))
         settled.append(setting.id)
+    running = {str(j["id"]) for j in queue.jobs(("running",), executor="local")}
+    try:
+        left = [p for p in (Path(state_dir) / "jobs").iterdir() if p.name.split(".")[0] not in running]
+    except OSError:
+        left = []
+    for path in left:  # a supervisor killed after it marked its job done
+        path.unlink(missing_ok=True)
     return settled
+
+
+def _diary(state_dir: Path, message: str) -> None:
+    """A line in the runner's diary (.lab/runner.log), from whichever lab process did something there."""
+    try:
+        with open(Path(state_dir) / LOG_NAME, "a", encoding="utf-8") as f:
+            f.write(f"{records.now_iso()} {message}\n")
+    except OSError:
+        pass
+
+
+def attached(queue: Queue, state_dir: Path) -> dict | None:
+    """The running local job whose supervisor still lives (its runner died, it did not), with its identity."""
+    for job in queue.jobs(("running",), executor="local"):
+        ident = identity(state_dir, job)
+        if ident is not None and supervisor_alive(ident):
+            return {**job, "pid": ident["pid"], "pgid": ident["pgid"], "proc_start": ident["proc_start"], "boot_id": ident["boot_id"]}
+    return None
+
+
+def supervisor_alive(job: dict | None) -> bool:
+    """Whether the supervisor `job` names (pid, start time, boot id) still runs."""
+    if not job:
+        return False
+    pid = job.get("pid")
+    if not pid or not process.pid_alive(pid):
+        return False
+    boot = process.boot_id()
+    if job.get("boot_id") and boot and job["boot_id"] != boot:
+        return False
+    return job.get("proc_start") is None or process.start_time(pid) == job["proc_start"]
+
+
+def _forget(state_dir: Path, job: dict) -> None:
+    for path in (exit_file(state_dir, job["id"]), identity_file(state_dir, job["id"]), stop_file(state_dir, job["id"])):
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def recover_if_needed(workspace) -> list[str]:
@@ -194,7 +383,8 @@ def recover_if_needed(workspace) -> list[str]:
     if queue is None:
         return []
     try:
-        if not queue.jobs(("running",), executor="local"):
+        jobs = queue.jobs(("running",), executor="local")
+        if not jobs or all(supervisor_alive(identity(workspace.state_dir, j)) for j in jobs):
             return []
         lock = RunnerLock(workspace.state_dir)
         if not lock.try_acquire():
@@ -207,67 +397,67 @@ def recover_if_needed(workspace) -> list[str]:
         queue.close()
 
 
-def _seconds_since(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    from datetime import datetime, timezone
-
-    try:
-        return round((datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds(), 3)
-    except ValueError:
-        return None
-
-
 # -- the runner process -----------------------------------------------------------------------------------
 
 
 def job_setting(workspace, job: dict):
     """The Setting of a queued job, even when its file was renamed since (the resolved settings were kept)."""
-    from lab.core.settings import SUFFIXES, Setting
-
-    exp = workspace.experiment(job["experiment"], must_exist=False)
-    for suffix in SUFFIXES:
-        path = exp.settings_dir / f"{job['setting']}{suffix}"
-        if path.exists():
-            return Setting(exp, job["setting"], path)
-    return Setting(exp, job["setting"], exp.settings_dir / f"{job['setting']}.json")
+    return records.setting_of(workspace, job["experiment"], job["setting"])
 
 
-class _Terminated(Exception):
+class DiskFull(Exception):
+    pass
+
+
+class _Stop(Exception):
     pass
 
 
 class Runner:
-    """The loop of the background process: take the next job, run it, record it, until the queue is empty."""
+    """The loop of the background process: take the next job, hand it to its supervisor, until the queue is empty."""
 
     def __init__(self, workspace):
         self.workspace = workspace
         self.queue: Queue | None = None
-        self._waiting = False
+        self.lock: RunnerLock | None = None
         self._terminating = False
+        self._current: int | None = None  # the process group of the job being supervised
 
     def _on_sigterm(self, signum, frame):
         self._terminating = True
-        if self._waiting:
-            raise _Terminated()
+        if self._current:
+            process.signal_group(self._current, signal.SIGTERM)  # its supervisor records it interrupted
 
     def serve(self) -> int:
-        lock = RunnerLock(self.workspace.state_dir)
+        state_dir = self.workspace.state_dir
+        lock = self.lock = RunnerLock(state_dir)
         if not lock.acquire(WAIT_FOR_LOCK_S):
             return 0  # another runner is alive
         lock.write_pid()
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.queue = Queue(self.workspace.state_dir, durable=False)
+        self.queue = Queue(state_dir, durable=False)
+        _load_prctl()
         self.log(f"runner {os.getpid()} started")
         try:
             while True:
-                for job_id in recover(self.workspace, self.queue):
-                    self.log(f"recovered {job_id} after a crash; queued again")
-                while not self._terminating and not self.queue.get_flag("stop"):
-                    job = self.queue.claim_next()
+                while not self._terminating:
+                    recover(self.workspace, self.queue)
+                    job = attached(self.queue, state_dir)
+                    if job is not None:
+                        self.log(f"reattached to {job['experiment']}/{job['setting']} (job {job['id']}, supervisor {job['pid']})")
+                        self.watch(job)
+                        continue
+                    if self.queue.get_flag("stop"):
+                        break
+                    from lab.runs.attempt import package_versions
+
+                    package_versions()  # warm the cache the supervisors inherit
+                    token = uuid.uuid4().hex
+                    job = self.queue.claim_next(token)
                     if job is None:
                         break
+                    kill_point("runner-claimed", state_dir)
                     self.run_job(job)
                 lock.release(clear_pid=True)
                 if self._terminating or self.queue.get_flag("stop") or not self.queue.has_queued():
@@ -276,78 +466,275 @@ class Runner:
                 if not lock.acquire(WAIT_FOR_LOCK_S):
                     break
                 lock.write_pid()
-        except _Terminated:
+        except (DiskFull, OSError) as e:
+            self.log(f"runner {os.getpid()} stops: {e}; nothing finished will run again (lab run resumes)")
             lock.release(clear_pid=True)
+            return 1
         self.log(f"runner {os.getpid()} exits" + (" (stopped)" if self.queue.get_flag("stop") else ""))
         return 0
 
     def run_job(self, job: dict) -> None:
-        from lab.runs.attempt import Attempt
+        """Prepare the attempt, fork the job's supervisor and wait for it to end."""
+        import gc
 
-        ws, queue = self.workspace, self.queue
-        setting = job_setting(ws, job)
-        attempt = records.next_attempt(records.read_record(setting))
-        try:
-            att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                          base_env=json.loads(job["env"]), extra={"job_id": job["id"], "queued_at": job["queued_at"]},
-                          # The queue knows the process group before anything else happens, for crash recovery.
-                          on_spawn=lambda p: queue.set_process(job["id"], attempt, process.identity(p.pid)))
-            proc = att.start()
-        except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
-            self.log(f"could not start {setting.id}: {e}")
-            _record_unstarted(setting, job, attempt, f"could not start: {e}")
-            with queue.transaction():
-                queue.finish(job["id"], "failed")
-            return
-        if proc is None:
-            with queue.transaction():
-                queue.finish(job["id"], "failed", 127)
-                if job["stop_on_failure"]:
-                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
-            return
-        self.log(f"started {setting.id} (job {job['id']}, attempt {attempt}, pid {proc.pid})")
-        if (queue.job(job["id"]) or {}).get("cancel_requested"):
-            # `lab stop --now` came while the job was starting, before its process group was known.
-            process.signal_group(proc.pid, signal.SIGTERM)
-        try:
-            self._waiting = True
+        state_dir = self.workspace.state_dir
+        prepared = prepare(self.workspace, job)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        gc.freeze()  # the supervisor shares this process's memory: no collection may copy all of it
+        pid = os.fork()
+        if pid == 0:
+            supervise(self.workspace, job, self.lock.fd, os.getppid(), prepared)  # never returns (no SQLite)
+        gc.unfreeze()
+        self._current = pid
+        if self._terminating:
+            process.signal_group(pid, signal.SIGTERM)
+        kill_point("runner-forked", state_dir)
+        _, status = os.waitpid(pid, 0)
+        self._current = None
+        kill_point("runner-reaped", state_dir)
+        code = os.waitstatus_to_exitcode(status)
+        if code == SUPERVISOR_DISK_FULL:
+            raise DiskFull(f"the disk is full ({job['experiment']}/{job['setting']} could not be recorded)")
+
+    def watch(self, job: dict) -> None:
+        """Wait for a job whose supervisor outlived an earlier runner."""
+        while supervisor_alive(job):
             if self._terminating:
-                raise _Terminated()
-            returncode = proc.wait()
-            self._waiting = False
-        except _Terminated:
-            self._waiting = False
-            process.terminate_group(proc.pid, STRAGGLER_GRACE_S, is_gone=lambda: proc.poll() is not None and process.group_gone(proc.pid))
-            att.finish(proc.returncode, state="interrupted", reason="the runner was stopped (SIGTERM); queued again")
-            with queue.transaction():
-                queue.requeue(job["id"])
-            self.log(f"interrupted {setting.id}; queued again")
-            raise
-        # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
-        process.terminate_group(proc.pid, STRAGGLER_GRACE_S)
-        cancelled = bool((queue.job(job["id"]) or {}).get("cancel_requested"))
-        rec = att.finish(returncode, state="cancelled" if cancelled else None, reason="cancelled by lab stop --now" if cancelled else None)
-        with queue.transaction():
-            queue.finish(job["id"], rec["state"], rec.get("exit_code"))
-            if rec["state"] == "failed" and job["stop_on_failure"]:
-                queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
-        self.log(f"{rec['state']} {setting.id} (exit {rec.get('exit_code')}, {rec.get('duration_s')} s)")
+                process.signal_group(job["pgid"], signal.SIGTERM)
+                self._terminating = True
+            time.sleep(0.05)
 
     def log(self, message: str) -> None:
         # The runner's own diary (.lab/runner.log); the jobs' output goes to their logs/SETTING.log.
+        try:
+            print(f"{records.now_iso()} {message}", flush=True)
+        except OSError:
+            pass
+
+
+SUPERVISOR_DISK_FULL = 75
+
+
+def prepare(workspace, job: dict):
+    """The attempt of a claimed job, prepared up to its program's start (`Attempt.prepare`), or the reason it
+    cannot be: (attempt, None) or (None, why). Done by the runner before it forks the supervisor."""
+    from lab.runs.attempt import Attempt
+
+    setting = job_setting(workspace, job)
+    attempt = records.next_attempt(records.read_record(setting, strict=False))
+    try:
+        att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
+                      base_env=json.loads(job["env"]), extra={"job_id": job["id"]}, own_group=False)
+        att.prepare()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"the disk is full ({setting.id} could not be prepared)") from None
+        return None, f"could not start: {e}"
+    except Exception as e:  # the report's command became invalid, a directory cannot be made, ...
+        return None, f"could not start: {e}"
+    return att, None
+
+
+def supervise(workspace, job: dict, lock_fd: int | None, runner: int, prepared=None) -> None:
+    """The per-job supervisor (a fork of the runner): start the program, record its end. Never returns."""
+    gc.disable()  # short of memory it never is; a collection would copy the runner's pages it shares
+    code = 0
+    state_dir = workspace.state_dir
+    setting = None
+    try:
+        os.setsid()  # a new session: this process's pid is the job's process group from now on
+        _become_subreaper()  # the job's orphans become this process's children (see _descendants_left)
+        stop = {"at": None, "waiting": False}
+
+        def on_stop(signum, frame):
+            if stop["at"] is None:
+                stop["at"] = time.monotonic()
+                if stop["waiting"]:
+                    raise _Stop()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # No SQLite here: the runner's connection was inherited with the fork, and SQLite's bookkeeping of its
+        # file locks with it (POSIX locks are not inherited), so a connection opened here could write unlocked.
+        att, failure = prepared if prepared is not None else prepare(workspace, job)
+        setting = job_setting(workspace, job) if att is None else att.setting
+        attempt = records.next_attempt(records.read_record(setting, strict=False)) if att is None else att.attempt
+        ending = exit_file(state_dir, job["id"])
+        ending.parent.mkdir(parents=True, exist_ok=True)
+        # Room for the exit status, made before anything runs (so writing it later needs no new disk space). No
+        # fsync: what it guards against is a process killed, after which the page cache still holds it; a power
+        # loss ends the program too.
+        with open(ending, "w") as f:
+            f.write(" " * EXIT_FILE_SIZE)
+        atomic_write_json(identity_file(state_dir, job["id"]),
+                          {"token": job["token"], "attempt": attempt, **process.identity(os.getpid())}, fsync=False)
+        kill_point("supervisor-identity", state_dir, runner)
+        if lock_fd is not None:
+            os.close(lock_fd)  # from here on .lab/jobs/ID.json names this process group; recovery may look
+        if stop_request(state_dir, job) is not None:  # lab stop --now came before the program started
+            rec = records.read_record(setting, strict=False)
+            if rec and rec.get("state") == "queued":
+                records.write_record(setting, records.cancelled_before_start(rec, "cancelled by lab stop --now before it started"))
+            os._exit(0)
+        proc = None
+        if att is not None:
+            try:
+                proc = att.spawn()
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                proc, att, failure = None, None, f"could not start: {e}"
+            except Exception as e:
+                proc, att, failure = None, None, f"could not start: {e}"
+        if proc is None:
+            if att is None:
+                _log(f"could not start {setting.id}: {failure}")
+                records.write_record(setting, records.failed_to_start(
+                    setting, attempt=attempt, executor="local", resolved=json.loads(job["settings"]),
+                    hash_=job["settings_hash"], reason=failure, extra={"job_id": job["id"]}))
+            os._exit(0)
+        _log(f"started {setting.id} (job {job['id']}, attempt {attempt}, process group {os.getpid()})")
+        kill_point("supervisor-started", state_dir, runner)
+        grace = None
+        returncode = None
+        while returncode is None:
+            if stop["at"] is None:
+                # Wait for the program's end without reaping it (WNOWAIT), so that a stop signal arriving at any
+                # moment (its handler interrupts this wait) can never lose the exit status.
+                try:
+                    try:
+                        stop["waiting"] = True
+                        if stop["at"] is None:
+                            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+                    finally:
+                        stop["waiting"] = False
+                except (_Stop, ChildProcessError, InterruptedError):
+                    pass
+                if stop["at"] is None:
+                    returncode = proc.wait()
+                    break
+            # Stopping: the program got SIGTERM with its group; SIGKILL what is left after the grace period.
+            if grace is None:
+                request = stop_request(state_dir, job)
+                grace = request["grace"] if request is not None else STRAGGLER_GRACE_S
+                _kill_others(signal.SIGTERM)  # the stop may have come before the program started
+            returncode = proc.poll()
+            if returncode is None:
+                if time.monotonic() - stop["at"] > grace:
+                    _kill_others(signal.SIGKILL)
+                time.sleep(0.02)
+        duration = att.duration()
+        try:
+            f = open(ending, "r+")  # in place: no new disk space needed
+        except FileNotFoundError:
+            f = open(ending, "w")
+        with f:
+            f.write(f"{job['token']} {returncode} {duration}".ljust(EXIT_FILE_SIZE))
+        kill_point("supervisor-exited", state_dir, runner)
+        # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
+        _end_others(STRAGGLER_GRACE_S if stop["at"] is None else 0.5)
+        cancelled = stop["at"] is not None and stop_request(state_dir, job) is not None
+        if cancelled:
+            rec = att.finish(returncode, state="cancelled", reason="cancelled by lab stop --now")
+        elif stop["at"] is not None:
+            rec = att.finish(returncode, state="interrupted", reason="the runner was stopped (SIGTERM); queued again")
+        else:
+            rec = att.finish(returncode)
+        kill_point("supervisor-recorded", state_dir, runner)
+        # The job's row is marked done by whoever settles it next: the runner as soon as this process exits, or
+        # crash recovery (the record says how it ended).
+        _log(f"{rec['state']} {setting.id} (exit {rec.get('exit_code') if rec.get('signal') is None else rec['signal']}, {rec.get('duration_s')} s)")
+        kill_point("supervisor-done", state_dir, runner)
+    except OSError as e:
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        _log(f"could not {'record' if full else 'supervise'} {setting.id if setting else job['id']}: {e}")
+        code = SUPERVISOR_DISK_FULL if full else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass
+        os._exit(code)
+
+
+def _log(message: str) -> None:
+    try:
         print(f"{records.now_iso()} {message}", flush=True)
+    except OSError:
+        pass
 
 
-def _record_unstarted(setting, job: dict, attempt: int, reason: str) -> None:
-    """A failed record for a job whose program never started."""
-    history = records.history_after(records.read_record(setting))
-    now = records.now_iso()
-    records.write_record(setting, {
-        "experiment": setting.experiment.name, "setting": setting.name, "state": "failed", "attempt": attempt,
-        "executor": "local", "job_id": job["id"], "exit_code": None, "signal": None, "started_at": now,
-        "ended_at": now, "duration_s": 0.0, "reason": reason, "settings": json.loads(job["settings"]),
-        "settings_hash": job["settings_hash"], "metrics": {}, "history": history,
-    })
+_prctl = None
+
+
+def _load_prctl() -> None:
+    """Load prctl once in the runner (its supervisors inherit it: no ctypes import per job)."""
+    global _prctl
+    if _prctl is None:
+        try:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _prctl = False
+
+
+def _become_subreaper() -> None:
+    """Linux: orphaned descendants of the program are re-parented to this process, not to init, so that "is
+    anything of the job left?" is one read of this process's children instead of a scan of /proc."""
+    _load_prctl()
+    if _prctl:
+        _prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _descendants_left() -> bool:
+    """Whether any process of the job may be left (exited children are reaped here)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False  # no children at all: as a subreaper, no descendants either
+        if pid == 0:
+            break
+    me = os.getpid()
+    try:
+        return bool(Path(f"/proc/{me}/task/{me}/children").read_text().split())
+    except OSError:
+        return bool(_others())
+
+
+def _others() -> list[int]:
+    me = os.getpid()
+    return [pid for pid in process.live_members(me) if pid != me]
+
+
+def _kill_others(sig: int) -> None:
+    for pid in _others():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _end_others(grace: float) -> None:
+    """SIGTERM what is left of the job's process group (the supervisor excepted), SIGKILL after `grace`."""
+    if not _descendants_left() or not _others():
+        return
+    _kill_others(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _others() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    while _others():
+        _kill_others(signal.SIGKILL)
+        time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> int:

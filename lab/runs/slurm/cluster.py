@@ -86,19 +86,10 @@ def lab_state(slurm_state: str) -> tuple[str, str | None]:
 
 
 def executor_for(setting: Setting, on: str | None = None) -> str:
-    """Where a setting runs: `on` if given, else `executor` in the report's front matter, else in lab.yaml, else local."""
-    if on is not None:
-        value, where = on, "--on"
-    else:
-        exp = setting.experiment
-        meta = exp.meta()
-        if "executor" in meta:
-            value, where = meta["executor"], f"{exp.report_path}: executor"
-        else:
-            value, where = exp.workspace.config.get("executor", "local"), f"{exp.workspace.root / 'lab.yaml'}: executor"
-    if value not in EXECUTORS:
-        raise BadInput(f"{where}: unknown executor {value!r} (use one of: {', '.join(EXECUTORS)})")
-    return value
+    """Where a setting runs (`lab.runs.executor.executor_name`)."""
+    from lab.runs.executor import executor_name
+
+    return executor_name(setting, on)
 
 
 def options_for(exp) -> dict:
@@ -177,7 +168,7 @@ def available() -> str | None:
     return None
 
 
-def _tool(args: list[str], check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def tool(args: list[str], check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=TOOLS_TIMEOUT, stdin=subprocess.DEVNULL, env=env)
     except FileNotFoundError:
@@ -192,7 +183,7 @@ def _tool(args: list[str], check: bool = True, env: dict | None = None) -> subpr
 
 def scancel(job_ids: list[str]) -> None:
     if job_ids:
-        _tool(["scancel", *job_ids], check=False)
+        tool(["scancel", *job_ids], check=False)
 
 
 _ARRAY_RANGE = re.compile(r"^(\d+)_\[([^\]]+)\]$")
@@ -226,7 +217,7 @@ def query(job_ids: list[str]) -> dict[str, dict]:
         return found  # not on a Slurm host (a laptop reading the shared lab): the records are all there is
     bases = sorted({j.split("_")[0] for j in wanted})
     try:
-        proc = _tool(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(bases), "-o", "%i|%T|%r"], check=False)
+        proc = tool(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(bases), "-o", "%i|%T|%r"], check=False)
     except LabError:
         return found  # the controller does not answer: show the records as they are
     if proc.returncode == 0:
@@ -240,7 +231,7 @@ def query(job_ids: list[str]) -> dict[str, dict]:
     if missing and shutil.which("sacct"):
         ids = sorted(missing | {j.split("_")[0] for j in missing if "_" in j})
         try:
-            proc = _tool(["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", "JobID,State,Reason,ExitCode,End"], check=False)
+            proc = tool(["sacct", "-X", "-n", "-P", "-j", ",".join(ids), "-o", "JobID,State,Reason,ExitCode,End"], check=False)
         except LabError:
             return found
         if proc.returncode == 0:
@@ -277,7 +268,7 @@ def locked(workspace):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _setting_of(exp, name: str, rec: dict | None) -> Setting:
+def setting_of(exp, name: str, rec: dict | None) -> Setting:
     rel = (rec or {}).get("settings_file") or f"settings/{name}.json"
     return Setting(exp, name, exp.dir / rel)
 

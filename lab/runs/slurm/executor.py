@@ -15,7 +15,7 @@ from lab.runs.slurm import cluster as slurm
 from lab.core.command import build_argv, template_for
 from lab.errors import LabError
 from lab.core.fsutil import atomic_write_json, atomic_write_text
-from lab.runs.attempt import record_paths
+from lab.runs.executor import decide, entry
 from lab.core.settings import Setting, settings_hash
 
 POLL_S = 1.0
@@ -31,27 +31,12 @@ class Submitted:
     reason: str = ""
 
 
-def decide(setting: Setting, resolved: dict, rerun: bool) -> tuple[str, str]:
-    """('run', '') or ('skipped'|'already', why) for one setting, as the local runner decides (`lab.runs`)."""
-    rec = records.read_record(setting)
-    if rec is None:
-        return "run", ""
-    if rec.get("state") in ("queued", "running"):
-        where = f" as Slurm job {rec['slurm_job_id']}" if rec.get("slurm_job_id") else " by the local runner"
-        return "already", f"already {rec['state']}{where}"
-    last = _last_started(rec)
-    if (not rerun and last and last.get("state") == "succeeded" and last.get("settings_hash") == settings_hash(resolved)
-            and last.get("argv") == build_argv(setting, records.resolved_settings_path(setting))):
-        return "skipped", "succeeded before with the same settings and command (--rerun runs it again)"
-    return "run", ""
+def _plan(setting: Setting, resolved: dict):
+    """A checked setting in the shape `lab.runs.executor.decide` takes."""
+    from types import SimpleNamespace
 
-
-def _last_started(record: dict) -> dict | None:
-    """The latest attempt that actually started (a job cancelled while queued is not a run)."""
-    for rec in [record, *reversed(record.get("history", []))]:
-        if rec.get("started_at"):
-            return rec
-    return None
+    return SimpleNamespace(setting=setting, resolved=resolved, hash=settings_hash(resolved), template=template_for(setting),
+                           argv=build_argv(setting, records.resolved_settings_path(setting)))
 
 
 def active_on_slurm(setting: Setting) -> dict | None:
@@ -62,60 +47,13 @@ def active_on_slurm(setting: Setting) -> dict | None:
     return None
 
 
-def _local_active(workspace, setting: Setting) -> dict | None:
-    """The local runner's queued or running job for the setting, if it has one."""
-    try:
-        from lab.runs.local.queue import Queue
-    except ImportError:
-        return None
-    queue = Queue.open_existing(workspace.state_dir)
-    if queue is None:
-        return None
-    try:
-        return queue.active(setting.experiment.name, setting.name)
-    finally:
-        queue.close()
-
-
-def submit_planned(workspace, plans, rerun: bool = False, stop_on_failure: bool = False, parallel: bool = False,
-                   env: dict | None = None) -> list[dict]:
-    """`lab.runs.submit`'s Slurm branch: submit checked plans, answer in the local runner's result format."""
-    done = submit(workspace, [(p.setting, p.resolved) for p in plans], parallel=parallel, rerun=rerun,
-                  stop_on_failure=stop_on_failure, env=env)
-    out = []
-    for d in done:
-        s = d.setting
-        action = d.action if d.action != "already" else d.reason.split(" as ")[0].split(" by ")[0]
-        out.append({"id": s.id, "experiment": s.experiment.name, "setting": s.name, "action": action, "job_id": None,
-                    "executor": "slurm", "slurm_job_id": d.slurm_job_id, "reason": d.reason,
-                    "log": str(records.log_path(s).relative_to(workspace.root))})
-    return out
-
-
 def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: dict | None) -> dict:
-    """The record of a submitted job that has not started; the previous run moves into its history."""
-    history = records.history_after(previous)
-    return {
-        "experiment": setting.experiment.name,
-        "setting": setting.name,
-        "state": "queued",
-        "attempt": attempt,
-        "executor": "slurm",
-        "slurm_job_id": job_id,
-        "queued_at": records.now_iso(),
-        "exit_code": None,
-        "signal": None,
-        "started_at": None,
-        "ended_at": None,
-        "duration_s": None,
-        "command": template_for(setting),
-        "argv": build_argv(setting, records.resolved_settings_path(setting)),
-        "settings": resolved,
-        "settings_hash": settings_hash(resolved),
-        **record_paths(setting),
-        "metrics": {},
-        "history": history,
-    }
+    """The record of a submitted job that has not started (`record.queued`, the keys of every executor)."""
+    rec = records.queued(setting, executor="slurm", resolved=resolved, hash_=settings_hash(resolved),
+                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting)),
+                         extra={"slurm_job_id": job_id}, previous=previous)
+    rec["attempt"] = attempt
+    return rec
 
 
 def _job_id(stdout: str) -> str:
@@ -152,7 +90,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
         limit = f"%{options['max_parallel']}" if options.get("max_parallel") else ""
         args.append(f"--array=0-{len(tasks) - 1}{limit}")
     args.append(str(script_path))
-    job_id = _job_id(slurm._tool(args, env=env).stdout)  # the job gets this environment (--export=ALL)
+    job_id = _job_id(slurm.tool(args, env=env).stdout)  # the job gets this environment (--export=ALL)
     return [f"{job_id}_{i}" for i in range(len(tasks))] if array else [job_id]
 
 
@@ -182,13 +120,13 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
         results: list[Submitted] = []
         todo: list[tuple[Setting, dict, int, dict | None]] = []
         for setting, resolved in chosen:
-            action, why = decide(setting, resolved, rerun)
-            local = _local_active(workspace, setting) if action == "run" else None
-            if local is not None:
-                action, why = "already", f"already {local['state']} by the local runner"
+            rec = records.read_record(setting) or {}
+            if rec.get("executor") == "slurm" and rec.get("state") in records.ACTIVE and rec.get("slurm_job_id"):
+                results.append(Submitted(setting, "already", rec["slurm_job_id"], f"already {rec['state']} as Slurm job {rec['slurm_job_id']}"))
+                continue
+            action, why, _ = decide(workspace, _plan(setting, resolved), rerun, "slurm")
             if action != "run":
-                rec = records.read_record(setting) or {}
-                results.append(Submitted(setting, action, rec.get("slurm_job_id"), why))
+                results.append(Submitted(setting, "already" if action.startswith("already") else action, rec.get("slurm_job_id"), why or action))
                 continue
             previous = records.read_record(setting)
             todo.append((setting, resolved, records.next_attempt(previous), previous))
@@ -225,7 +163,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
                 by_setting[setting.id] = job_id
             if not parallel:
                 atomic_write_text(slurm.state_dir(workspace) / "chain", ids[-1] + "\n")
-            slurm._tool(["scontrol", "release", ",".join(sorted({j.split("_")[0] for j in ids}))])
+            slurm.tool(["scontrol", "release", ",".join(sorted({j.split("_")[0] for j in ids}))])
         except BaseException:
             slurm.scancel(sorted({j.split("_")[0] for j in ids}))
             for setting, previous in written:  # put the records back as they were
@@ -281,13 +219,14 @@ def _refresh_locked(workspace, settings) -> list[dict]:
 
 def _ended(setting: Setting, rec: dict, got: dict, state: str, reason: str | None) -> dict:
     """Record the end of a job that could not record it itself."""
-    rec = dict(rec)
-    rec["state"] = state
-    rec["ended_at"] = records.now_iso()
-    if rec.get("exit_code") is None and got.get("exit_code") is not None and state != "cancelled":
-        rec["exit_code"] = got["exit_code"]
-    if state == "failed" and rec.get("exit_code") not in (None, 0) and got["state"].startswith("FAILED"):
-        reason = f"exit code {rec['exit_code']}"
+    exit_code = rec.get("exit_code")
+    if exit_code is None and got.get("exit_code") is not None and state != "cancelled":
+        exit_code = got["exit_code"]
+    if state == "failed" and exit_code not in (None, 0) and got["state"].startswith("FAILED"):
+        reason = f"exit code {exit_code}"
+        line = records.last_error_line(records.log_path(setting))
+        if line and rec.get("started_at"):
+            reason += f": {line}"
     out = f".lab/slurm/out/{rec['slurm_job_id']}.out"
     if "DependencyNeverSatisfied" in (got.get("reason") or ""):
         reason = "not started: the job before it did not succeed (--stop-on-failure)"
@@ -295,10 +234,7 @@ def _ended(setting: Setting, rec: dict, got: dict, state: str, reason: str | Non
         reason = "cancelled before it started"
     elif state == "failed" and not rec.get("started_at"):
         reason = f"{reason}; lab did not start on the node (see {out})"
-    rec["reason"] = f"{reason} (Slurm state {got['state']})"
-    rec["metrics"] = records.final_metrics(records.read_metrics(records.metrics_path(setting)))
-    rec.pop("pid", None)
-    rec.pop("pgid", None)
+    rec = records.settled(setting, rec, state, f"{reason} (Slurm state {got['state']})", exit_code=exit_code)
     records.write_record(setting, rec)
     if state == "interrupted":
         return _resubmit(setting, rec)
@@ -307,9 +243,7 @@ def _ended(setting: Setting, rec: dict, got: dict, state: str, reason: str | Non
 
 def _requeued(setting: Setting, rec: dict, reason: str) -> dict:
     """The running attempt died and Slurm queued the same job again: keep it as interrupted, show it queued."""
-    rec = dict(rec, state="interrupted", ended_at=records.now_iso(), reason=reason)
-    rec.pop("pid", None)
-    rec.pop("pgid", None)
+    rec = records.settled(setting, rec, "interrupted", reason)
     new = queued_record(setting, rec["settings"], records.next_attempt(rec), rec["slurm_job_id"], rec)
     records.write_record(setting, new)
     return new
@@ -322,18 +256,15 @@ def _resubmit(setting: Setting, rec: dict) -> dict:
                        array=False, kill_on_invalid_dep=False)
     new = queued_record(setting, rec["settings"], records.next_attempt(rec), job_id, rec)
     records.write_record(setting, new)
-    slurm._tool(["scontrol", "release", job_id])
+    slurm.tool(["scontrol", "release", job_id])
     return new
 
 
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
     """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
-    from lab.runs.local.runner import job_setting
-    from lab.runs.status import _parse_targets, _records, _slurm_active, _wanted
+    from lab.runs.status import active_runs
 
-    parsed = _parse_targets(targets)
-    return [job_setting(workspace, {"experiment": exp, "setting": name})
-            for exp, name in _slurm_active(_records(workspace, parsed)) if _wanted(parsed, exp, name)]
+    return [records.setting_of(workspace, exp, name) for exp, name in active_runs(workspace, "slurm", targets)]
 
 
 def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
@@ -353,12 +284,11 @@ def cancel(workspace, settings: list[Setting] | None = None, running: bool = Tru
         slurm.scancel(sorted({rec["slurm_job_id"] for rec in chosen}))
         by_id = {}
         for rec in chosen:
-            setting = slurm._setting_of(workspace.experiment(rec["experiment"]), rec["setting"], rec)
+            setting = slurm.setting_of(workspace.experiment(rec["experiment"]), rec["setting"], rec)
             by_id[rec["slurm_job_id"]] = setting
             current = records.read_record(setting)
             if current and current.get("state") == "queued" and current.get("slurm_job_id") == rec["slurm_job_id"] and rec["state"] == "queued":
-                current.update(state="cancelled", ended_at=records.now_iso(), reason="cancelled before it started")
-                records.write_record(setting, current)
+                records.write_record(setting, records.cancelled_before_start(current, "cancelled before it started"))
     settings_of = list(by_id.values())
     deadline = time.monotonic() + grace_s
     while settings_of and time.monotonic() < deadline:
@@ -377,3 +307,58 @@ def wait(workspace, settings: list[Setting], progress=None, poll_s: float = POLL
         if not active:
             return [records.read_record(s) or {} for s in settings]
         time.sleep(poll_s)
+
+
+class SlurmExecutor:
+    """The executor interface (`lab.runs.executor`) over this module."""
+
+    name = "slurm"
+
+    def submit(self, workspace, plans, *, rerun: bool = False, stop_on_failure: bool = False, env: dict | None = None,
+               parallel: bool = False) -> list[dict]:
+        done = submit(workspace, [(p.setting, p.resolved) for p in plans], parallel=parallel, rerun=rerun,
+                      stop_on_failure=stop_on_failure, env=env)
+        out = []
+        for d in done:
+            action = d.action if d.action != "already" else d.reason.split(" as ")[0].split(" by ")[0]
+            out.append(entry(d.setting, action, "slurm", slurm_job_id=d.slurm_job_id, reason=d.reason))
+        return out
+
+    def active(self, workspace, settings=None) -> list[dict]:
+        if settings is None:
+            settings = active_settings(workspace)
+        out = []
+        for setting in settings:
+            rec = active_on_slurm(setting)
+            if rec is not None:
+                out.append(dict(rec, why=f"already {rec['state']} as Slurm job {rec['slurm_job_id']}"))
+        return out
+
+    def reconcile(self, workspace, settings=None) -> list[dict]:
+        return refresh(workspace, settings)
+
+    def stop(self, workspace, now: bool = False, grace: float = 10.0) -> dict:
+        gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, running=now) if r.get("state") == "cancelled"]
+        return {"runner": None, "running": [], "cancelled": gone, "queued": 0}
+
+    def cancel(self, workspace, targets: list[str]) -> dict:
+        gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, targets=targets) if r.get("state") == "cancelled"]
+        return {"cancelled": gone, "running": []}
+
+    def wait(self, workspace, entries: list[dict]) -> list[dict]:
+        settings = [records.setting_of(workspace, e["experiment"], e["setting"]) for e in entries]
+        refresh(workspace, settings)
+        views = []
+        for e, setting in zip(entries, settings):
+            rec = records.read_record(setting, strict=False) or {}
+            progress = None
+            if rec.get("state") == "running":
+                progress = records.latest_metrics(records.metrics_path(setting))
+            views.append({"id": e["id"], "experiment": e["experiment"], "setting": e["setting"], "executor": "slurm",
+                          "slurm_job_id": rec.get("slurm_job_id") or e.get("slurm_job_id"), "job_id": None,
+                          "state": rec.get("state") or "queued", "exit_code": rec.get("exit_code"), "signal": rec.get("signal"),
+                          "reason": rec.get("reason"), "progress": progress, "started_at": rec.get("started_at"), "held": False})
+        return views
+
+
+EXECUTOR = SlurmExecutor()

@@ -1,4 +1,4 @@
-"""The Slurm job's entry point on the compute node: `python -m lab.slurmjob SPEC.json`.
+"""The Slurm job's entry point on the compute node: `python -m lab.runs.slurm.node SPEC.json` (or the old `python -m lab.slurmjob`).
 
 It runs one attempt of one setting (the array task's, in a job array) through `lab.job.Attempt`, which writes
 the log, the metrics and the run record into the experiment directory on the shared filesystem, so the record
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         # This very job ran before (Slurm requeued it after a node failure, preemption or `scontrol requeue`):
         # the earlier run stays in the history and this one counts as the next attempt.
         if previous.get("state") == "running":
-            previous.update(state="interrupted", ended_at=records.now_iso(), reason="Slurm requeued the job")
-            previous.pop("pid", None)
-            previous.pop("pgid", None)
+            previous = records.settled(setting, previous, "interrupted", "Slurm requeued the job")
             records.write_record(setting, previous)
         prior = int(previous.get("attempt") or 0)
         attempt = max(attempt, prior if previous.get("state") == "queued" else prior + 1)
@@ -135,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
             records.write_record(setting, queued_record(setting, task["resolved"], attempt + 1, job_id, rec))
     else:
-        att.finish(returncode, reason=None if returncode == 0 else f"exit code {returncode}" if returncode and returncode > 0 else None)
+        att.finish(returncode)  # a failure's reason: the program's last error line
     if returncode is not None and returncode < 0:
         return 128 - returncode
     return returncode or 0

@@ -1,0 +1,197 @@
+"""The local executor: jobs in the lab's queue (`.lab/queue.db`), run one at a time by the background runner."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+from lab.core import process
+from lab.runs import record as records
+from lab.runs.executor import decide, entry
+from lab.runs.local.queue import Queue
+from lab.runs.local.runner import (ensure_runner, identity, job_setting, recover_if_needed, request_stop, runner_alive,
+                                   runner_pid)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self):
+        self._checks: dict = {}  # lab root -> (last liveness check, misses) for wait
+
+    def submit(self, workspace, plans, *, rerun: bool = False, stop_on_failure: bool = False, env: dict | None = None,
+               parallel: bool = False) -> list[dict]:
+        recover_if_needed(workspace)
+        queue = Queue(workspace.state_dir)
+        batch = uuid.uuid4().hex[:12]
+        results = []
+        try:
+            with queue.transaction():
+                for plan in plans:
+                    results.append(self._enqueue(workspace, queue, plan, rerun, stop_on_failure, env, batch))
+                queue.set_flag("stop", None)  # `lab run` means: run (it lifts `lab stop` and --stop-on-failure)
+        finally:
+            queue.close()
+        ensure_runner(workspace, env)
+        return results
+
+    def _enqueue(self, workspace, queue: Queue, plan, rerun, stop_on_failure, env, batch) -> dict:
+        setting = plan.setting
+        active = queue.active(setting.experiment.name, setting.name)
+        if active is not None:
+            return entry(setting, f"already {active['state']}", "local", job_id=active["id"])
+        action, why, busy = decide(workspace, plan, rerun, "local")
+        if busy is not None:  # queued or running on another executor
+            ids = {k: busy[k] for k in ("slurm_job_id",) if busy.get(k)}
+            return entry(setting, action, busy.get("executor") or "local", reason=why, **ids)
+        if action != "run":
+            return entry(setting, action, "local", reason=why)
+        job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
+                              executor="local", stop_on_failure=stop_on_failure, batch=batch)
+        records.write_record(setting, records.queued(setting, executor="local", resolved=plan.resolved, hash_=plan.hash,
+                                                     template=plan.template, argv=plan.argv, extra={"job_id": job_id}))
+        return entry(setting, "queued", "local", job_id=job_id)
+
+    def active(self, workspace, settings=None) -> list[dict]:
+        queue = Queue.open_existing(workspace.state_dir)
+        if queue is None:
+            return []
+        try:
+            jobs = queue.jobs(("queued", "running"), executor="local")
+        finally:
+            queue.close()
+        if settings is not None:
+            wanted = {(s.experiment.name, s.name) for s in settings}
+            jobs = [j for j in jobs if (j["experiment"], j["setting"]) in wanted]
+        return [{"experiment": j["experiment"], "setting": j["setting"], "state": j["state"], "executor": "local",
+                 "job_id": j["id"], "why": f"already {j['state']} by the local runner"} for j in jobs]
+
+    def reconcile(self, workspace, settings=None) -> list[dict]:
+        return [{"id": run_id} for run_id in recover_if_needed(workspace)]
+
+    def stop(self, workspace, now: bool = False, grace: float = 10.0) -> dict:
+        queue = Queue.open_existing(workspace.state_dir)
+        if queue is None:
+            return {"runner": None, "running": [], "cancelled": [], "queued": 0}
+        try:
+            with queue.transaction():
+                queue.set_flag("stop", f"lab stop at {records.now_iso()}")
+            running = queue.jobs(("running",), executor="local")
+            cancelled = []
+            if now:
+                for job in running:
+                    request_stop(workspace.state_dir, job, grace)
+                    with queue.transaction():
+                        queue.request_cancel(job["id"], grace)
+                    # The job's supervisor ends it (SIGKILL after `grace`) and records it cancelled: wait for that,
+                    # signalling its process group as soon as it is known (or recovering the job if nobody is left).
+                    signalled = False
+                    deadline = time.monotonic() + grace + 30
+                    while time.monotonic() < deadline:
+                        row = queue.job(job["id"])
+                        if row is None or row["state"] != "running":
+                            break
+                        ident = identity(workspace.state_dir, row)
+                        if not signalled and ident and process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
+                            process.signal_group(ident["pgid"], signal.SIGTERM)
+                            signalled = True
+                        recover_if_needed(workspace)
+                        time.sleep(0.02)
+                    cancelled.append(job_setting(workspace, job).id)
+            queued = len(queue.jobs(("queued",), executor="local"))
+            return {"runner": runner_pid(workspace.state_dir), "running": [job_setting(workspace, j).id for j in running],
+                    "cancelled": cancelled, "queued": queued}
+        finally:
+            queue.close()
+
+    def cancel(self, workspace, targets: list[str]) -> dict:
+        from lab.core.settings import parse_target
+
+        wanted = [parse_target(target) for target in targets]
+
+        def matches(job):
+            return any(job["experiment"] == e and (s is None or job["setting"] == s) for e, s in wanted)
+
+        queue = Queue.open_existing(workspace.state_dir)
+        if queue is None:
+            return {"cancelled": [], "running": []}
+        try:
+            jobs = [j for j in queue.jobs(("queued", "running"), executor="local") if matches(j)]
+            result = {"cancelled": [], "running": [f"{j['experiment']}/{j['setting']}" for j in jobs if j["state"] == "running"]}
+            with queue.transaction():
+                for job in jobs:
+                    if job["state"] == "queued" and queue.cancel_queued(job["id"]):
+                        setting = job_setting(workspace, job)
+                        rec = records.read_record(setting, strict=False)
+                        if not rec or rec.get("state") != "queued":
+                            import json
+
+                            rec = records.queued(setting, executor="local", resolved=json.loads(job["settings"]),
+                                                 hash_=job["settings_hash"], template=None, argv=None,
+                                                 extra={"job_id": job["id"]}, queued_at=job["queued_at"], previous=rec)
+                        records.write_record(setting, records.cancelled_before_start(rec, "cancelled by lab cancel before it started"))
+                        result["cancelled"].append(setting.id)
+        finally:
+            queue.close()
+        return result
+
+    def wait(self, workspace, entries: list[dict]) -> list[dict]:
+        queue = Queue(workspace.state_dir)
+        try:
+            views = []
+            stopped = queue.get_flag("stop")
+            for e in entries:
+                job = queue.job(e["job_id"]) if e.get("job_id") is not None else None
+                views.append(self._view(workspace, e, job))
+            if any(v["state"] in records.ACTIVE for v in views):
+                alive = self._runner_ok(workspace, stopped)
+                if not alive and stopped:
+                    for v in views:
+                        if v["state"] == "queued":
+                            v["held"] = True
+            return views
+        finally:
+            queue.close()
+
+    def _runner_ok(self, workspace, stopped) -> bool:
+        """Whether someone runs the queue; a runner that died is recovered and started again (unless stopped)."""
+        key = str(workspace.root)
+        last, misses = self._checks.get(key, (time.monotonic(), 0))
+        if time.monotonic() - last < 1.0:
+            self._checks.setdefault(key, (last, misses))
+            return True
+        if runner_alive(workspace.state_dir):
+            self._checks[key] = (time.monotonic(), 0)
+            return True
+        if stopped:
+            recover_if_needed(workspace)
+            self._checks[key] = (time.monotonic(), 0)
+            return False
+        misses += 1  # twice in a row, so that a runner still starting up is not taken for a dead one
+        if misses >= 2:
+            ensure_runner(workspace)
+            misses = 0
+        self._checks[key] = (time.monotonic(), misses)
+        return True
+
+    def _view(self, workspace, e: dict, job: dict | None) -> dict:
+        view = {"id": e["id"], "experiment": e["experiment"], "setting": e["setting"], "executor": "local",
+                "job_id": e.get("job_id"), "state": "cancelled", "exit_code": None, "signal": None, "reason": None,
+                "progress": None, "started_at": None, "held": False}
+        if job is None:
+            return view
+        if job["state"] in records.ACTIVE:
+            view.update(state=job["state"], started_at=job["started_at"])
+            if job["state"] == "running":
+                view["progress"] = records.latest_metrics(records.metrics_path(job_setting(workspace, job)))
+            return view
+        view["state"] = job["result"] or job["state"]
+        view["exit_code"] = job["exit_code"]
+        rec = records.read_record(job_setting(workspace, job), strict=False) or {}
+        if rec.get("job_id") == job["id"]:
+            view.update(exit_code=rec.get("exit_code"), signal=rec.get("signal"), reason=rec.get("reason"))
+        return view
+
+
+EXECUTOR = LocalExecutor()

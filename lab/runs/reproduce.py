@@ -1,0 +1,279 @@
+"""`lab reproduce EXP/SETTING [--attempt N]`: run a recorded attempt again, as it was recorded.
+
+The recorded resolved settings and command run, in the foreground, on the code of the recorded commit with the
+recorded uncommitted diff applied, in a temporary `git worktree` (the user's working tree, index and branches are
+never touched; the worktree is removed afterwards). The program's working directory, `LAB_ROOT` and
+`LAB_EXPERIMENT_DIR` are in that worktree, so relative paths read the files as committed; inputs the commit does
+not hold (untracked or git-ignored data, another experiment's models) are linked in from the lab. Its log,
+metrics, record and output directory are the setting's own, as for any attempt: the result is the setting's next
+attempt, marked `reproduces: N`. Before it starts, each input whose content differs from the recorded hash and
+each package whose version differs from the recorded environment is named in a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab.core.command import build_argv, lab_env, output_dir
+from lab.core.fsutil import atomic_write_json
+from lab.errors import LabError
+from lab.runs import record as records
+from lab.runs import environment
+from lab.runs.diff import load_run, parse_ref
+from lab.runs.inputs import setting_inputs
+
+DIFF_CUT = "... (diff cut at"
+
+
+def _git(args: list[str], cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=input, timeout=600)
+    except FileNotFoundError:
+        raise LabError("lab reproduce needs git, and git is not installed") from None
+
+
+def _setting_for(workspace, exp_name: str, name: str, rec: dict):
+    from lab.core.settings import Setting, sweep_member
+
+    exp = workspace.experiment(exp_name)
+    if "[" in name:
+        return sweep_member(exp, name)
+    rel = rec.get("settings_file") if isinstance(rec.get("settings_file"), str) else f"settings/{name}.json"
+    return Setting(exp, name, exp.dir / rel)
+
+
+def _refuse_if_active(workspace, setting) -> None:
+    from lab.runs.local.queue import Queue
+
+    queue = Queue.open_existing(workspace.state_dir)
+    if queue is None:
+        return
+    try:
+        active = queue.active(setting.experiment.name, setting.name)
+    finally:
+        queue.close()
+    if active is not None:
+        raise LabError(f"{setting.id} is {active['state']} (job {active['id']}); reproduce it once that job ended (or lab cancel {setting.id})")
+
+
+def plan(workspace, ref: str, attempt: int | None = None) -> tuple:
+    """Check that `ref` can be reproduced: (setting, the recorded attempt, git top level). Raises LabError (exit 1)
+    without git, without a recorded commit, or when the commit is gone."""
+    exp_name, name, at = parse_ref(ref)
+    if attempt is not None and at is not None and attempt != at:
+        raise LabError(f"{ref!r} and --attempt {attempt} name different attempts")
+    chosen = attempt if attempt is not None else at
+    _, rec = load_run(workspace, f"{exp_name}/{name}" + (f"@{chosen}" if chosen is not None else ""))
+    run_id = f"{exp_name}/{name}@{rec.get('attempt')}"
+    if not rec.get("command") or not isinstance(rec.get("settings"), dict):
+        raise LabError(f"{run_id}: the record holds no command or settings to run again")
+    git = rec.get("git") or {}
+    if not git.get("commit"):
+        raise LabError(f"{run_id} was not run in a git repository (its record has no commit), so its code cannot be restored; lab reproduce needs one")
+    top = _git(["rev-parse", "--show-toplevel"], workspace.root)
+    if top.returncode != 0:
+        raise LabError(f"{workspace.root} is not in a git repository, so commit {git['commit'][:12]} of {run_id} cannot be checked out")
+    if _git(["cat-file", "-e", f"{git['commit']}^{{commit}}"], workspace.root).returncode != 0:
+        raise LabError(f"commit {git['commit'][:12]} of {run_id} is not in this repository (gone after a rebase, or never pushed here); it cannot be reproduced")
+    if DIFF_CUT in (git.get("diff") or ""):
+        raise LabError(f"{run_id}: its recorded uncommitted diff was too large and was cut, so its code cannot be restored exactly")
+    setting = _setting_for(workspace, exp_name, name, rec)
+    return setting, rec, Path(top.stdout.strip())
+
+
+def _apply_diff(diff: str, worktree: Path) -> None:
+    if not diff.strip():
+        return
+    proc = _git(["apply", "--whitespace=nowarn", "-"], worktree, input=diff)
+    if proc.returncode != 0:
+        # Changes to lab's own files (records, logs) do not matter to the program; binary ones cannot be applied.
+        proc = _git(["apply", "--whitespace=nowarn", "--exclude=experiments/*/runs/*", "--exclude=experiments/*/logs/*", "-"], worktree, input=diff)
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["git apply failed"])[0]
+        raise LabError(f"the recorded uncommitted diff does not apply to its commit: {first}")
+
+
+def _warnings(setting, rec: dict, wt_root: Path, argv: list[str], env: dict) -> tuple[list[str], dict, str]:
+    """Warnings about inputs and packages that differ from the record; also (the inputs now, environment hash)."""
+    warnings = []
+    now = setting_inputs(setting, rec["settings"], root=wt_root)
+    recorded = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else None
+    if recorded is None:
+        warnings.append("the record has no input hashes (recorded before lab kept them): inputs cannot be checked")
+    else:
+        own = f"experiments/{rec.get('experiment')}/{rec.get('settings_file')}"
+        for key in sorted(set(recorded) | set(now)):
+            if key == own:
+                continue
+            if key not in now:
+                warnings.append(f"input {key} is missing now")
+            elif key not in recorded:
+                warnings.append(f"input {key} was not an input of the recorded run")
+            elif recorded[key] != now[key]:
+                warnings.append(f"input {key} differs from the recorded one (content hash {recorded[key][:12]} then, {now[key][:12]} now)")
+    digest, text = environment.current(argv, env)
+    then = environment.read_environment(setting.experiment.dir, rec.get("environment"))
+    pkgs_now = environment.parse_freeze(text)
+    if then is None:
+        then = rec.get("packages") if isinstance(rec.get("packages"), dict) else {}
+        pkgs_now = {k: v for k, v in pkgs_now.items() if environment.canonical(k) in {environment.canonical(n) for n in then}}
+        if not rec.get("environment"):
+            warnings.append("the record has no package set (recorded before lab kept them): only key packages are checked")
+    a = {environment.canonical(k): (k, v) for k, v in then.items()}
+    b = {environment.canonical(k): (k, v) for k, v in pkgs_now.items()}
+    for key in sorted(set(a) | set(b)):
+        old, new = a.get(key, (None, None))[1], b.get(key, (None, None))[1]
+        if old != new:
+            label = (a.get(key) or b.get(key))[0]
+            warnings.append(f"package {label}: {old or 'not installed'} then, {new or 'not installed'} now")
+    if rec.get("python") and rec["python"] != sys.version.split()[0] and argv and _is_our_python(argv[0]):
+        warnings.append(f"Python {rec['python']} then, {sys.version.split()[0]} now")
+    return warnings, now, environment.record_environment(setting.experiment.dir, argv, env)
+
+
+def _is_our_python(program: str) -> bool:
+    return os.path.abspath(program) == os.path.abspath(sys.executable)
+
+
+def reproduce(workspace, ref: str, attempt: int | None = None, on_event=None, poll: float = 0.5) -> dict:
+    """Run the recorded attempt `ref` (`EXP/SETTING[@N]`, or `attempt`) again as recorded and return the new
+    attempt's record. `on_event(kind, payload)` reports progress: ("start", text), ("warning", text),
+    ("progress", latest metrics), ("done", record)."""
+    emit = on_event or (lambda kind, payload: None)
+    setting, rec, top = plan(workspace, ref, attempt)
+    _refuse_if_active(workspace, setting)
+    root = workspace.root
+    git = rec["git"]
+    tmp = Path(tempfile.mkdtemp(prefix="lab-reproduce-"))
+    worktree = tmp / "code"
+    added = _git(["worktree", "add", "--detach", "--quiet", str(worktree), git["commit"]], root)
+    if added.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LabError(f"git worktree add failed: {(added.stderr.strip().splitlines() or ['?'])[0]}")
+    try:
+        _apply_diff(git.get("diff") or "", worktree)
+        wt_root = worktree / root.relative_to(top)
+        # Inputs the commit does not hold (untracked or ignored data, other experiments' outputs): the lab's own.
+        for key in (rec.get("inputs") or {}):
+            there, here = wt_root / key, root / key
+            if not os.path.lexists(there) and os.path.exists(here):
+                there.parent.mkdir(parents=True, exist_ok=True)
+                there.symlink_to(here, target_is_directory=here.is_dir())
+        wt_exp = wt_root / setting.experiment.dir.relative_to(root)
+        settings_path = records.resolved_settings_path(setting)
+        argv = build_argv(setting, settings_path, rec["command"])
+        metrics = records.metrics_path(setting)
+        env = lab_env(setting, settings_path, metrics)
+        env.update(LAB_ROOT=str(wt_root), LAB_EXPERIMENT_DIR=str(wt_exp))
+        emit("start", f"reproducing {setting.id}@{rec.get('attempt')} at commit {git['commit'][:12]}"
+                      f"{' with its uncommitted changes' if git.get('dirty') else ''} (worktree {worktree})")
+        warnings, inputs, env_digest = _warnings(setting, rec, wt_root, argv, env)
+        for w in warnings:
+            emit("warning", w)
+        return _run(setting, rec, argv, env, wt_root, inputs, env_digest, warnings, emit, poll)
+    finally:
+        _git(["worktree", "remove", "--force", str(worktree)], root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _git(["worktree", "prune"], root)
+
+
+def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll) -> dict:
+    from lab.runs.attempt import provenance, record_paths
+
+    exp = setting.experiment
+    for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
+        d.mkdir(parents=True, exist_ok=True)
+    previous = records.read_record(setting)
+    number = records.next_attempt(previous)
+    settings_path = records.resolved_settings_path(setting)
+    atomic_write_json(settings_path, rec["settings"], fsync=False)
+    metrics = records.metrics_path(setting)
+    if metrics.exists() and metrics.stat().st_size > 0 and number > 1:  # as every attempt: keep the previous one's
+        os.replace(metrics, metrics.with_name(f"{setting.name}.attempt{number - 1}.metrics.jsonl"))
+    started_at = records.now_iso()
+    log = records.log_path(setting)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"===== lab: attempt {number} of {setting.id} at {started_at}, reproducing attempt {rec.get('attempt')} "
+                f"at commit {rec['git']['commit'][:12]}: {subprocess.list2cmdline(argv)}\n")
+    info = provenance(exp.workspace.root)
+    info["git"] = {**rec["git"], "worktree": True}  # the code that ran: the recorded commit and diff
+    record = {
+        "experiment": exp.name, "setting": setting.name, "state": "running", "attempt": number,
+        "executor": "local", "reproduces": rec.get("attempt"), "exit_code": None, "signal": None,
+        "started_at": started_at, "ended_at": None, "duration_s": None,
+        "command": rec["command"], "argv": argv, "settings": rec["settings"], "settings_hash": rec.get("settings_hash"),
+        **record_paths(setting), **info, "inputs": inputs, "environment": env_digest,
+        "reproduce_warnings": warnings, "metrics": {}, "history": records.history_after(previous),
+    }
+    if "settings_file" in rec:
+        record["settings_file"] = rec["settings_file"]
+    started = time.monotonic()
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as e:
+            raise LabError(f"could not start {argv[0]!r}: {e.strerror}") from None
+    records.write_record(setting, record)
+    state = None
+    try:
+        while proc.poll() is None:
+            from lab.runs.control import latest_metrics
+
+            live = latest_metrics(metrics)
+            if live:
+                emit("progress", live)
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        _end(proc)
+        state = "cancelled"
+    code = proc.wait()
+    record["ended_at"] = records.now_iso()
+    record["duration_s"] = round(time.monotonic() - started, 3)
+    if code < 0:
+        record["signal"] = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+    else:
+        record["exit_code"] = code
+    record["state"] = state or ("succeeded" if code == 0 else "failed")
+    if state == "cancelled":
+        record["reason"] = "lab reproduce was interrupted"
+    record["metrics"] = records.final_metrics(records.read_metrics(metrics))
+    records.write_record(setting, record)
+    emit("done", record)
+    if state == "cancelled":
+        raise KeyboardInterrupt
+    return record
+
+
+def _end(proc, grace: float = 10.0) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def compare_metrics(original: dict, new: dict) -> dict:
+    """{metric: {"recorded", "reproduced", "delta"}} over the numeric final metrics of either."""
+    a, b = original.get("metrics") or {}, new.get("metrics") or {}
+    out = {}
+    for key in dict.fromkeys([*a, *b]):
+        va, vb = a.get(key), b.get(key)
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        if key in ("step", "epoch") or not (num(va) or num(vb)):
+            continue
+        out[key] = {"recorded": va, "reproduced": vb, "delta": vb - va if num(va) and num(vb) else None}
+    return out
