@@ -150,6 +150,73 @@ def test_status_without_slurm_tools_shows_the_records(lab, lab_root):
 # ---------------------------------------------------------------- on the cluster
 
 
+def test_gpus_per_run_becomes_the_gres_of_each_setting(lab_root):
+    (lab_root / "lab.yaml").write_text("slurm: {partition: gpu, gpus: 'a100:1'}\n")
+    exp = write_settings(lab_root, "e1", {"small.json": {}, "big.json": {}})
+    write_settings(lab_root, "cpu", {"s.json": {}})
+    report = exp / "report.md"
+    report.write_text(report.read_text().replace("tags: []\n", "tags: []\ngpus_per_run: {big: 2}\n", 1))
+    report = lab_root / "experiments" / "cpu" / "report.md"
+    report.write_text(report.read_text().replace("tags: []\n", "tags: []\ngpus: none\n", 1))
+    ws = Workspace(lab_root)
+    big, small = ws.experiment("e1").setting("big"), ws.experiment("e1").setting("small")
+    assert "#SBATCH --gres=gpu:a100:2" in slurm.sbatch_lines(slurm.options_for_setting(big))
+    assert "#SBATCH --gres=gpu:a100:1" in slurm.sbatch_lines(slurm.options_for_setting(small))
+    assert not any("--gres" in line for line in slurm.sbatch_lines(slurm.options_for_setting(ws.experiment("cpu").setting("s"))))
+
+
+def test_the_drained_word_goes_out_once_when_every_slurm_job_has_ended(lab_root):
+    write_settings(lab_root, "e1", {"a.json": {}, "b.json": {}})
+    ws = Workspace(lab_root)
+    a, b = ws.experiment("e1").setting("a"), ws.experiment("e1").setting("b")
+
+    def put(setting, state, ended, metrics=None):
+        records.write_record(setting, {"experiment": "e1", "setting": setting.name, "state": state, "executor": "slurm",
+                                       "slurm_job_id": "7", "attempt": 1, "ended_at": ended, "metrics": metrics or {}})
+
+    put(a, "succeeded", "2026-01-01T00:00:01+00:00", {"eval_accuracy": 0.8})
+    put(b, "running", None)
+    assert slurmqueue.drained_event(ws) is None  # b still runs
+    put(b, "failed", "2026-01-01T00:00:02+00:00")
+    event = slurmqueue.drained_event(ws)
+    assert event["message"] == "1 succeeded, 1 failed; best eval_accuracy 0.8 (e1/a)"
+    assert slurmqueue.drained_event(ws) is None  # the other array task that ends at the same moment sends nothing
+
+
+@pytest.mark.slurm
+def test_a_failing_slurm_job_and_the_drained_queue_each_send_one_message(cluster, lab_root):
+    import http.server
+    import threading
+
+    posts = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (lab_root / "lab.yaml").write_text(f"notify: ['json://127.0.0.1:{server.server_address[1]}/hook']\n")
+        _experiment(lab_root, "e1", {"s1": {}, "s2": {"code": 3}})
+        ws = Workspace(lab_root)
+        chosen = [(s, s.resolve()) for s in ws.experiment("e1").settings()]
+        slurmqueue.submit(ws, chosen)
+        slurmqueue.wait(ws, [s for s, _ in chosen], poll_s=0.3)
+        wait_for(lambda: len(posts) >= 2, timeout=60, what="two messages")
+        assert sorted(p["title"] for p in posts) == [f"lab {lab_root.name}: e1/s2 failed",
+                                                     f"lab {lab_root.name}: queue done with failures"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.slurm
 def test_settings_run_as_slurm_jobs_in_order_with_records_logs_and_metrics(cluster, lab_root):
     _experiment(lab_root, "e1", {"s1": {}, "s2": {"code": 3}, "s10": {}})

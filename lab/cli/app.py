@@ -22,11 +22,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "note": ("lab.cli.papers", "note_cmd", "Keep arXiv papers as notes in papers/, linked to experiments."),
     "feed": ("lab.cli.papers", "feed_cmd", "Follow RSS/Atom feeds and arXiv categories: add, list, pull, remove."),
     "bib": ("lab.cli.papers", "bib_cmd", "Print BibTeX for the paper notes."),
-    "run": ("lab.cli.runs", "run_cmd", "Queue settings and run them one after another in the background."),
+    "run": ("lab.cli.runs", "run_cmd", "Queue settings and run them in the background (one at a time, or on GPU lanes)."),
     "status": ("lab.cli.runs", "status_cmd", "Show the queue and the runs (state, times, exit code, metrics)."),
     "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
     "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
+    "notify": ("lab.cli.runs", "notify_cmd", "Show where lab sends word of failures and a drained queue; --test sends one."),
     "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
     "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
     "watch": ("lab.cli.search", "watch_cmd", "Keep the search index fresh from file events (faster searches)."),
@@ -85,7 +86,7 @@ def cli(ctx, root, debug):
     """lab: a lab notebook for ML research.
 
     Experiments are directories (settings/, logs/, models/, report.md); `lab run` queues their settings and
-    runs them one after another in the background; `lab note` keeps arXiv papers as Markdown notes;
+    runs them in the background (one after another, or several at once on GPU lanes); `lab note` keeps arXiv papers as Markdown notes;
     `lab search` finds all of it.
 
     \b

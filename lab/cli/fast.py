@@ -93,7 +93,7 @@ def _status_at_root(root: str, targets: list[str], as_json: bool) -> int:
 
 def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
     """Print the runs (a table, or JSON on stdout) and the runner's state (stderr); return the exit status."""
-    from lab.runs.status import collect, queue_info
+    from lab.runs.status import collect, lanes_text, queue_info
 
     if as_json:
         text = collect(workspace, list(targets), form="json")
@@ -108,7 +108,7 @@ def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
     if empty:
         sys.stderr.write("no runs yet; start some with: lab run EXP\n")
     if info["runner_pid"]:
-        sys.stderr.write(f"runner: running (pid {info['runner_pid']}); {info['queued']} queued\n")
+        sys.stderr.write(f"runner: running (pid {info['runner_pid']}); {info['queued']} queued{lanes_text(info['lanes'])}\n")
     elif info["queued"]:
         why = f" ({info['stopped']})" if info["stopped"] else ""
         sys.stderr.write(f"runner: not running{why}; {info['queued']} queued; resume with: lab run\n")

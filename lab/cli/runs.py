@@ -1,4 +1,4 @@
-"""`lab run`, `lab status`, `lab logs`, `lab stop`, `lab cancel`."""
+"""`lab run`, `lab status`, `lab logs`, `lab stop`, `lab cancel`, `lab notify`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     """Queue the settings of TARGETS (EXP for all its settings, or EXP/SETTING) and run them in the background.
 
     Every setting is checked first; if one is bad nothing is queued. One runner per lab takes the jobs one at
-    a time, detached from the terminal. A setting whose last run succeeded with the same settings and command
+    a time, detached from the terminal, or several at once on GPU lanes (gpus, jobs_per_gpu, max_parallel in
+    lab.yaml; LAB_GPUS=0,1,2,3 overrides; see README: Several jobs at once). A setting whose last run succeeded with the same settings and command
     is skipped (--rerun runs it again). With no TARGETS, resumes the queue after `lab stop`.
 
     With --on slurm (or `executor: slurm` in lab.yaml or the report), each setting is a Slurm job instead,
@@ -43,7 +44,8 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     if parallel and on == "local":
         from lab.errors import BadInput
 
-        raise BadInput("--parallel runs Slurm jobs at once; the local runner runs one job at a time (use --on slurm)")
+        raise BadInput("--parallel runs Slurm jobs at once (use --on slurm); the local runner's lanes come from lab.yaml "
+                       "(gpus, jobs_per_gpu, max_parallel)")
     results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure, executor=on, parallel=parallel)
     if as_json:
         echo_json(results)
@@ -253,3 +255,45 @@ def cancel_cmd(lab, targets, as_json):
         click.echo(f"nothing queued for {' '.join(targets)}", err=True)
     for run_id in result["running"]:
         click.echo(f"{run_id} is running; end it with: lab stop --now", err=True)
+
+
+@click.command("notify")
+@click.option("--test", "send_test", is_flag=True, help="Send a test message to every target now and say how each went.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (targets, events, timeout; with --test: results).")
+@pass_lab
+def notify_cmd(lab, send_test, as_json):
+    """Show where lab sends word (notify: in lab.yaml): a job failed, a run was interrupted, the queue drained.
+    --test sends a test message to every target and exits 1 if one failed.
+
+    \b
+    Examples:
+      lab notify
+      lab notify --test
+    """
+    from lab.cli.app import echo_json
+    from lab.errors import BadInput, LabError
+    from lab.runs import notify
+
+    ws = lab.workspace
+    config = notify.config_for(ws)
+    if config is None:
+        raise BadInput(f"{ws.root / 'lab.yaml'} has no notify: settings (see the README: A word when the queue needs you)")
+    targets = [notify.redact(u) for u in config.urls] + ([f"on_event {config.on_event[0]}"] if config.on_event else [])
+    info = {"targets": targets, "events": sorted(config.events), "timeout": config.timeout}
+    results = None
+    if send_test:
+        click.echo(f"sending a test message to {len(targets)} target(s)...", err=True)
+        results = notify.deliver(config, notify.probe_event(ws.root), lambda message: None, cwd=ws.root)
+        info["results"] = [{"target": t, "ok": ok, "error": why or None} for t, ok, why in results]
+    if as_json:
+        echo_json(info)
+    else:
+        if results is None:
+            for target in targets:
+                click.echo(target)
+            click.echo(f"events: {', '.join(sorted(config.events))}; timeout {config.timeout:g} s", err=True)
+        else:
+            for target, ok, why in results:
+                click.echo(f"{target}: {'sent' if ok else 'failed: ' + why}")
+    if results is not None and not all(ok for _, ok, _ in results):
+        raise LabError(f"{sum(not ok for _, ok, _ in results)} of {len(results)} target(s) failed")

@@ -124,12 +124,25 @@ def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failur
         groups.setdefault(executor_name(plan.setting, executor), []).append(plan)
     if not planned:
         groups["local"] = []  # resume the local queue
+    _check_lanes_and_notify(workspace, groups.get("local") or [], env)
     results: list[dict] = []
     for name, plans in groups.items():
         results += get(name).submit(workspace, plans, rerun=rerun, stop_on_failure=stop_on_failure, env=env, parallel=parallel)
     order = {p.setting.id: i for i, p in enumerate(planned)}
     results.sort(key=lambda r: order.get(r["id"], 0))
     return results
+
+
+def _check_lanes_and_notify(workspace, local: list[Planned], env: dict) -> None:
+    """Before anything is queued: lab.yaml's lanes and `notify:` are well formed, and every local setting fits on
+    the lanes a runner started from this environment would have (one BadInput line otherwise)."""
+    from lab.runs import notify
+    from lab.runs import gpus
+
+    notify.config_for(workspace)
+    lanes = gpus.lanes_for(workspace, env)
+    for plan in local:
+        gpus.check_fits(plan.setting, lanes)
 
 
 # -- waiting ---------------------------------------------------------------------------------------------

@@ -40,14 +40,14 @@ from lab.core.fsutil import atomic_write_text, natural_key
 from lab.runs.inputs import staleness_token
 
 CACHE_NAME = "status-cache"
-CACHE_VERSION = "lab status cache 5"
+CACHE_VERSION = "lab status cache 6 gpus"
 SEP = "\0"
 END = "\0\n"
 # A runs/ directory whose mtime is older than this is "settled": an unchanged mtime then proves that no record
 # in it was added, replaced or removed (file times have a coarse clock, so a recent mtime proves nothing).
 TRUST_AFTER_NS = 2_000_000_000
 SUMMARY_KEYS = ("state", "attempt", "exit_code", "signal", "queued_at", "started_at", "ended_at", "duration_s",
-                "metrics", "executor", "job_id", "reason", "slurm_job_id")
+                "metrics", "executor", "job_id", "reason", "slurm_job_id", "gpus")
 
 
 def summarize(record: dict, experiment: str, setting: str) -> dict:
@@ -168,6 +168,12 @@ def _merge_job(workspace, entry: dict, job: dict) -> dict:
         return entry
     if entry.get("state") != "running":
         entry.update(state="running", job_id=job["id"], started_at=job["started_at"])
+    if entry.get("gpus") is None and job.get("lane"):  # started, its running record not written yet
+        from lab.runs.gpus import lane_of
+
+        lane = lane_of(job["lane"])
+        if lane.get("env"):
+            entry["gpus"] = lane.get("gpus") or []
     exp_dir = workspace.experiments_dir / entry["experiment"]
     entry["progress"] = records.latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
     if entry.get("started_at"):
@@ -339,15 +345,16 @@ def active_jobs(workspace) -> list[dict]:
     if queue is None:
         return []
     try:
-        return [{k: j[k] for k in ("id", "experiment", "setting", "state", "executor", "queued_at", "started_at")}
+        return [{k: j[k] for k in ("id", "experiment", "setting", "state", "executor", "queued_at", "started_at", "lane")}
                 for j in queue.jobs(("queued", "running"))]
     finally:
         queue.close()
 
 
 def queue_info(workspace) -> dict:
-    """The runner and the queue: `{"runner_pid", "queued", "running", "stopped"}` (stopped: the reason, or None)."""
-    info = {"runner_pid": None, "queued": 0, "running": 0, "stopped": None}
+    """The runner and the queue: `{"runner_pid", "queued", "running", "stopped", "lanes"}` (stopped: the reason, or
+    None; lanes: the live runner's lanes and how many are busy, or None)."""
+    info = {"runner_pid": None, "queued": 0, "running": 0, "stopped": None, "lanes": None}
     if not (workspace.state_dir / "runner.lock").exists() and not (workspace.state_dir / "queue.db").exists():
         return info  # this lab never ran anything
     from lab.runs.local.queue import Queue
@@ -358,12 +365,49 @@ def queue_info(workspace) -> dict:
     if queue is None:
         return info
     try:
+        running = []
         for job in queue.jobs(("queued", "running"), executor="local"):
             info[job["state"]] += 1
+            if job["state"] == "running":
+                running.append(job)
         info["stopped"] = queue.get_flag("stop")
+        if info["runner_pid"]:
+            info["lanes"] = _lanes_busy(workspace, info["runner_pid"], running)
     finally:
         queue.close()
     return info
+
+
+def _lanes_busy(workspace, pid: int, running: list[dict]) -> dict | None:
+    """The live runner's lanes (`.lab/lanes.json`, written when it started) and what its running jobs hold."""
+    try:
+        lanes = json.loads((workspace.state_dir / "lanes.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(lanes, dict) or lanes.get("pid") != pid:
+        return None
+    from lab.runs.gpus import held_from
+    from lab.runs.slots import Pool, busy
+
+    pool = Pool(gpus=tuple(lanes.get("gpus") or ()), cpu=int(lanes.get("max_parallel") or 1))
+    used = busy(pool, [held_from(job.get("lane")) for job in running])
+    per_gpu = int(lanes.get("jobs_per_gpu") or 1)
+    return {"gpus": list(pool.gpus), "jobs_per_gpu": per_gpu, "max_parallel": pool.cpu,
+            "gpu_slots": len(pool.gpus) * per_gpu, "gpu_slots_busy": round(sum(used["gpus"].values()) * per_gpu),
+            "busy_gpus": [g for g, share in used["gpus"].items() if share > 0],
+            "cpu_busy": used["cpu_busy"]}
+
+
+def lanes_text(lanes: dict | None) -> str:
+    """`; 3 of 4 GPU slots busy (GPUs 0,1,2), 0 of 1 CPU lane` for the runner's line ('' for one plain lane)."""
+    if not lanes or (not lanes["gpus"] and lanes["max_parallel"] == 1):
+        return ""
+    parts = []
+    if lanes["gpus"]:
+        which = f" (GPU{'s' if len(lanes['busy_gpus']) != 1 else ''} {','.join(lanes['busy_gpus'])})" if lanes["busy_gpus"] else ""
+        parts.append(f"{lanes['gpu_slots_busy']} of {lanes['gpu_slots']} GPU slots busy{which}")
+    parts.append(f"{lanes['cpu_busy']} of {lanes['max_parallel']} CPU lane{'s' if lanes['max_parallel'] != 1 else ''} busy")
+    return "; " + ", ".join(parts)
 
 
 def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
@@ -382,6 +426,8 @@ def table_cells(r: dict) -> list[str]:
     running = r.get("state") == "running"
     metrics = (r.get("progress") if running else r.get("metrics")) or {}
     state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
+    if running and r.get("gpus"):
+        state += f" (GPU {','.join(map(str, r['gpus']))})"
     last = metrics_text(metrics, with_step=running)
     if r.get("state") in ("failed", "interrupted") and isinstance(r.get("reason"), str) and r["reason"]:
         why = r["reason"].split(": ", 1)[1] if r["reason"].startswith(("exit code ", "killed by ")) and ": " in r["reason"] else r["reason"]

@@ -1,4 +1,5 @@
-"""The local executor: jobs in the lab's queue (`.lab/queue.db`), run one at a time by the background runner."""
+"""The local executor: jobs in the lab's queue (`.lab/queue.db`), run by the background runner (one at a time, or
+on lanes)."""
 
 from __future__ import annotations
 
@@ -80,25 +81,30 @@ class LocalExecutor:
             running = queue.jobs(("running",), executor="local")
             cancelled = []
             if now:
-                for job in running:
-                    request_stop(workspace.state_dir, job, grace)
-                    with queue.transaction():
+                with queue.transaction():
+                    for job in running:
+                        request_stop(workspace.state_dir, job, grace)
                         queue.request_cancel(job["id"], grace)
-                    # The job's supervisor ends it (SIGKILL after `grace`) and records it cancelled: wait for that,
-                    # signalling its process group as soon as it is known (or recovering the job if nobody is left).
-                    signalled = False
-                    deadline = time.monotonic() + grace + 30
-                    while time.monotonic() < deadline:
-                        row = queue.job(job["id"])
+                # Each job's supervisor ends it (SIGKILL after `grace`) and records it cancelled: wait for all of
+                # them at once (every lane), signalling each process group as soon as it is known (or recovering a
+                # job if nobody is left to do it).
+                signalled: set[int] = set()
+                waiting = {job["id"] for job in running}
+                deadline = time.monotonic() + grace + 30
+                while waiting and time.monotonic() < deadline:
+                    for job_id in list(waiting):
+                        row = queue.job(job_id)
                         if row is None or row["state"] != "running":
-                            break
+                            waiting.discard(job_id)
+                            continue
                         ident = identity(workspace.state_dir, row)
-                        if not signalled and ident and process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
+                        if job_id not in signalled and ident and process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
                             process.signal_group(ident["pgid"], signal.SIGTERM)
-                            signalled = True
+                            signalled.add(job_id)
+                    if waiting:
                         recover_if_needed(workspace)
                         time.sleep(0.02)
-                    cancelled.append(job_setting(workspace, job).id)
+                cancelled = [job_setting(workspace, job).id for job in running]
             queued = len(queue.jobs(("queued",), executor="local"))
             return {"runner": runner_pid(workspace.state_dir), "running": [job_setting(workspace, j).id for j in running],
                     "cancelled": cancelled, "queued": queued}

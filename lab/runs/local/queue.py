@@ -87,7 +87,11 @@ def _m002_token(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN cancel_grace REAL")  # lab stop --now --grace
 
 
-MIGRATIONS = [_m001_jobs, _m002_token]
+def _m003_lane(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN lane TEXT")  # what a running job holds: GPUs, share (lab.runs.gpus)
+
+
+MIGRATIONS = [_m001_jobs, _m002_token, _m003_lane]
 
 
 class QueueDamaged(Exception):
@@ -313,6 +317,16 @@ class Queue:
                             (now_iso(), token, row["id"]))
         return self.job(row["id"])
 
+    def claim(self, job_id: int, token: str, lane: str | None = None) -> dict | None:
+        """Mark the queued job `job_id` running with `token` and the lanes it holds (`lane`), in one transaction;
+        None when it is no longer queued (cancelled meanwhile)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?, lane = ?,"
+                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'",
+                (now_iso(), token, lane, job_id))
+        return self.job(job_id) if cur.rowcount == 1 else None
+
     def finish(self, job_id: int, result: str, exit_code: int | None = None) -> None:
         self.db.execute(
             "UPDATE jobs SET state = 'done', result = ?, exit_code = ?, ended_at = ?, pid = NULL, pgid = NULL WHERE id = ?",
@@ -322,7 +336,7 @@ class Queue:
     def requeue(self, job_id: int) -> None:
         """Put a job whose attempt was interrupted back in the queue, at its old place."""
         self.db.execute(
-            "UPDATE jobs SET state = 'queued', started_at = NULL, token = NULL, pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
+            "UPDATE jobs SET state = 'queued', started_at = NULL, token = NULL, lane = NULL, pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
             (job_id,),
         )
 

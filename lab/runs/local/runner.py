@@ -1,4 +1,13 @@
-"""The background runner: one process per lab root takes queued jobs one at a time (`python -m lab.runner`).
+"""The background runner: one process per lab root takes queued jobs one at a time, or several at once on lanes
+(`python -m lab.runner`).
+
+Lanes: the runner reads its lanes when it starts (`lab.runs.gpus.lanes_for`: GPUs to hand out, jobs per GPU, CPU
+lanes) and writes them to `.lab/lanes.json` for `lab status`. Each round it asks `lab.runs.gpus.plan` which queued
+jobs fit now and on which GPUs (`lab.runs.slots`: queue order, and no job is delayed by a later one), claims each
+with what it holds (the row's `lane`: its GPUs, its share, the environment its supervisor gives the program), forks
+its supervisor, and then waits for a supervisor to end or the queue to change. With no GPUs and `max_parallel: 1`
+(the default) that is one job at a time, as before. Word of failed and interrupted jobs and of the drained queue
+goes out through `lab.runs.notify`.
 
 Exactly one runner: the runner holds an exclusive `flock` on `.lab/runner.lock` for its whole life and writes
 its pid there. The kernel drops the lock when the process dies in any way (kill -9, out of memory, reboot), so
@@ -54,11 +63,14 @@ from pathlib import Path
 
 from lab.core import process
 from lab.core.fsutil import atomic_write_json
+from lab.errors import BadInput
+from lab.runs import gpus, notify
 from lab.runs import record as records
 from lab.runs.local.queue import Queue
 
 LOCK_NAME = "runner.lock"
 LOG_NAME = "runner.log"
+LANES_NAME = "lanes.json"  # the live runner's lanes, for lab status
 WAIT_FOR_LOCK_S = 30.0  # how long a new runner waits while another lab command holds the lock for a moment
 STRAGGLER_GRACE_S = 5.0  # children left behind by a finished job get this long after SIGTERM
 
@@ -251,15 +263,18 @@ def read_exit(state_dir: Path, job: dict) -> dict | None:
         return None
 
 
-def recover(workspace, queue: Queue, grace: float = 5.0) -> list[str]:
+def recover(workspace, queue: Queue, grace: float = 5.0, busy=()) -> list[str]:
     """Settle the jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
 
     The runner calls it after each job's supervisor exits (that is how a finished job is marked done), and at
     start-up; `lab run`, `lab status` and `lab stop` call it when no runner lives. Jobs whose supervisor still
-    runs are left to it (see `attached`). A row is changed only if it is still as it was read."""
+    runs are left to it (the runner reattaches to them), and so are `busy` ones (the live runner's own supervisors, which may not
+    have said who they are yet). A row is changed only if it is still as it was read."""
     settled = []
     state_dir = workspace.state_dir
     for job in queue.jobs(("running",), executor="local"):
+        if job["id"] in busy:
+            continue
         ident = identity(state_dir, job)
         if supervisor_alive(ident):
             continue
@@ -347,15 +362,6 @@ def _diary(state_dir: Path, message: str) -> None:
         pass
 
 
-def attached(queue: Queue, state_dir: Path) -> dict | None:
-    """The running local job whose supervisor still lives (its runner died, it did not), with its identity."""
-    for job in queue.jobs(("running",), executor="local"):
-        ident = identity(state_dir, job)
-        if ident is not None and supervisor_alive(ident):
-            return {**job, "pid": ident["pid"], "pgid": ident["pgid"], "proc_start": ident["proc_start"], "boot_id": ident["boot_id"]}
-    return None
-
-
 def supervisor_alive(job: dict | None) -> bool:
     """Whether the supervisor `job` names (pid, start time, boot id) still runs."""
     if not job:
@@ -390,11 +396,30 @@ def recover_if_needed(workspace) -> list[str]:
         if not lock.try_acquire():
             return []  # a live runner (which recovers at start-up) or another command doing it now
         try:
-            return recover(workspace, queue)
+            settled = recover(workspace, queue)
         finally:
             lock.release()
     finally:
         queue.close()
+    _tell(workspace, settled)
+    return settled
+
+
+def _tell(workspace, settled: list[str]) -> None:
+    """Send word of the jobs that recovery found failed or interrupted (from a short-lived command: detached)."""
+    if not settled:
+        return
+    try:
+        config = notify.config_for(workspace)
+    except BadInput:
+        return
+    if config is None:
+        return
+    for setting_id in settled:
+        exp, _, name = setting_id.partition("/")
+        rec = records.read_record(records.setting_of(workspace, exp, name), strict=False) or {}
+        if rec.get("state") in ("interrupted", "failed"):
+            notify.send_detached(workspace, notify.job_event(rec["state"], rec, workspace.root), config=config)
 
 
 # -- the runner process -----------------------------------------------------------------------------------
@@ -414,19 +439,29 @@ class _Stop(Exception):
 
 
 class Runner:
-    """The loop of the background process: take the next job, hand it to its supervisor, until the queue is empty."""
+    """The loop of the background process: start what fits on the lanes, each job under its own supervisor, until
+    the queue is empty; with no GPUs and `max_parallel: 1` (the default), one job at a time."""
+
+    POLL_S = 0.01  # how often a runner with jobs running looks for an ended supervisor or a changed queue
+    RESCAN_S = 1.0  # and how often it looks at the queue at the latest
 
     def __init__(self, workspace):
         self.workspace = workspace
         self.queue: Queue | None = None
         self.lock: RunnerLock | None = None
         self._terminating = False
-        self._current: int | None = None  # the process group of the job being supervised
+        self.children: dict[int, dict] = {}  # supervisor pid -> its job (this runner's forks)
+        self.watched: dict[int, dict] = {}  # job id -> identity, for supervisors that outlived an earlier runner
+        self.lanes = gpus.Lanes()
+        self.notifier = None
+        self.summary = notify.Summary()
 
     def _on_sigterm(self, signum, frame):
         self._terminating = True
-        if self._current:
-            process.signal_group(self._current, signal.SIGTERM)  # its supervisor records it interrupted
+        for pid in list(self.children):  # their supervisors record them interrupted and queue them again
+            process.signal_group(pid, signal.SIGTERM)
+        for ident in list(self.watched.values()):
+            process.signal_group(ident["pgid"], signal.SIGTERM)
 
     def serve(self) -> int:
         state_dir = self.workspace.state_dir
@@ -438,27 +473,13 @@ class Runner:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         self.queue = Queue(state_dir, durable=False)
         _load_prctl()
-        self.log(f"runner {os.getpid()} started")
+        self.lanes = self._lanes()
+        self.notifier = notify.Sender(self.workspace, self.log)
+        self.log(f"runner {os.getpid()} started: {self.lanes.describe()}")
+        code = 0
         try:
             while True:
-                while not self._terminating:
-                    recover(self.workspace, self.queue)
-                    job = attached(self.queue, state_dir)
-                    if job is not None:
-                        self.log(f"reattached to {job['experiment']}/{job['setting']} (job {job['id']}, supervisor {job['pid']})")
-                        self.watch(job)
-                        continue
-                    if self.queue.get_flag("stop"):
-                        break
-                    from lab.runs.attempt import package_versions
-
-                    package_versions()  # warm the cache the supervisors inherit
-                    token = uuid.uuid4().hex
-                    job = self.queue.claim_next(token)
-                    if job is None:
-                        break
-                    kill_point("runner-claimed", state_dir)
-                    self.run_job(job)
+                self.loop()
                 lock.release(clear_pid=True)
                 if self._terminating or self.queue.get_flag("stop") or not self.queue.has_queued():
                     break
@@ -469,15 +490,92 @@ class Runner:
         except (DiskFull, OSError) as e:
             self.log(f"runner {os.getpid()} stops: {e}; nothing finished will run again (lab run resumes)")
             lock.release(clear_pid=True)
-            return 1
-        self.log(f"runner {os.getpid()} exits" + (" (stopped)" if self.queue.get_flag("stop") else ""))
-        return 0
+            code = 1
+        stopped = self.queue.get_flag("stop")
+        if not self._terminating and not stopped and code == 0 and self.summary:
+            self.notifier.send(self.summary.event(self.workspace.root))
+        if code == 0:
+            self.log(f"runner {os.getpid()} exits" + (" (stopped)" if stopped else ""))
+        return code
 
-    def run_job(self, job: dict) -> None:
-        """Prepare the attempt, fork the job's supervisor and wait for it to end."""
-        import gc
+    def _lanes(self):
+        try:
+            lanes = gpus.lanes_for(self.workspace)
+        except BadInput as e:  # lab.yaml changed since lab run checked it: one job at a time, no GPU handed out
+            self.log(f"{e}; running one job at a time")
+            lanes = gpus.Lanes()
+        try:
+            atomic_write_json(self.workspace.state_dir / LANES_NAME, {"pid": os.getpid(), **lanes.to_json()}, fsync=False)
+        except OSError:
+            pass
+        return lanes
 
+    def loop(self) -> None:
+        """Start what fits, wait for a change, until nothing runs and nothing more can start."""
         state_dir = self.workspace.state_dir
+        while not self._terminating:
+            busy = {job["id"] for job in self.children.values()}
+            # Recovery also marks done the jobs whose supervisor has exited (it recorded their end).
+            for setting_id in recover(self.workspace, self.queue, busy=busy):
+                self._ended(*setting_id.split("/", 1))
+            running = self.queue.jobs(("running",), executor="local")
+            for job in running:
+                if job["id"] in busy or job["id"] in self.watched:
+                    continue
+                ident = identity(state_dir, job)
+                if supervisor_alive(ident):
+                    self.log(f"reattached to {job['experiment']}/{job['setting']} (job {job['id']}, supervisor {ident['pid']})")
+                    self.watched[job["id"]] = ident
+            started = 0
+            if not self.queue.get_flag("stop"):
+                started = self.start_what_fits(running)
+            if not running and not started and not self.children:
+                return
+            self.wait_for_change()
+
+    def start_what_fits(self, running: list[dict]) -> int:
+        queued = self.queue.jobs(("queued",), executor="local")
+        if not queued:
+            return 0
+        plan = gpus.plan(self.workspace, self.lanes, running, queued)
+        rows = {job["id"]: job for job in queued}
+        for job_id, reason in plan.impossible:
+            self.refuse(rows[job_id], reason)
+        if not plan.start:
+            return len(plan.impossible)
+        from lab.runs.attempt import package_versions
+
+        package_versions()  # warm the cache the supervisors inherit
+        started = 0
+        for job_id, gpu_ids in plan.start:
+            lane = gpus.lane_json(plan.needs[job_id], gpu_ids, gpus.job_env(self.lanes, gpu_ids))
+            job = self.queue.claim(job_id, uuid.uuid4().hex, lane)
+            if job is None:
+                continue  # cancelled meanwhile
+            kill_point("runner-claimed", self.workspace.state_dir)
+            self.fork(job)
+            started += 1
+        return started + len(plan.impossible)
+
+    def refuse(self, job: dict, reason: str) -> None:
+        """A queued job that can never run on these lanes fails at once, with the reason (it holds no lane)."""
+        setting = job_setting(self.workspace, job)
+        self.log(f"could not start {setting.id}: {reason}")
+        with self.queue.transaction():
+            if (self.queue.job(job["id"]) or {}).get("state") != "queued":
+                return  # cancelled meanwhile
+            records.write_record(setting, records.failed_to_start(
+                setting, attempt=records.next_attempt(records.read_record(setting, strict=False)), executor="local",
+                resolved=json.loads(job["settings"]), hash_=job["settings_hash"], reason=f"could not start: {reason}",
+                extra={"job_id": job["id"]}))
+            self.queue.finish(job["id"], "failed")
+            if job["stop_on_failure"]:
+                self.queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+        self._ended(job["experiment"], job["setting"], job["id"])
+
+    def fork(self, job: dict) -> None:
+        """Prepare the attempt and fork the job's supervisor (it starts the program and records its end); the
+        runner does not wait here (see `wait_for_change`)."""
         prepared = prepare(self.workspace, job)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -486,24 +584,60 @@ class Runner:
         if pid == 0:
             supervise(self.workspace, job, self.lock.fd, os.getppid(), prepared)  # never returns (no SQLite)
         gc.unfreeze()
-        self._current = pid
+        self.children[pid] = job
         if self._terminating:
             process.signal_group(pid, signal.SIGTERM)
-        kill_point("runner-forked", state_dir)
-        _, status = os.waitpid(pid, 0)
-        self._current = None
-        kill_point("runner-reaped", state_dir)
-        code = os.waitstatus_to_exitcode(status)
-        if code == SUPERVISOR_DISK_FULL:
-            raise DiskFull(f"the disk is full ({job['experiment']}/{job['setting']} could not be recorded)")
+        kill_point("runner-forked", self.workspace.state_dir)
 
-    def watch(self, job: dict) -> None:
-        """Wait for a job whose supervisor outlived an earlier runner."""
-        while supervisor_alive(job):
-            if self._terminating:
-                process.signal_group(job["pgid"], signal.SIGTERM)
-                self._terminating = True
-            time.sleep(0.05)
+    def wait_for_change(self) -> None:
+        """Sleep until a supervisor ends, another process changes the queue (a job queued or cancelled,
+        `lab stop`) or RESCAN_S passed; then the runner looks at the queue again."""
+        version = self._queue_version()
+        deadline = time.monotonic() + self.RESCAN_S
+        while not self._terminating:
+            if self._reap() or self._queue_version() != version or time.monotonic() >= deadline:
+                return
+            time.sleep(self.POLL_S)
+
+    def _queue_version(self) -> int:
+        # SQLite's data_version changes whenever another connection commits: a cheap "did anything happen?".
+        return self.queue.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _reap(self) -> bool:
+        """Whether a supervisor ended (this runner's, or one it reattached to); recovery then marks its job."""
+        changed = False
+        for pid, job in list(self.children.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if not done:
+                continue
+            del self.children[pid]
+            changed = True
+            kill_point("runner-reaped", self.workspace.state_dir)
+            if os.waitstatus_to_exitcode(status) == SUPERVISOR_DISK_FULL:
+                raise DiskFull(f"the disk is full ({job['experiment']}/{job['setting']} could not be recorded)")
+        for job_id, ident in list(self.watched.items()):
+            if not supervisor_alive(ident):
+                del self.watched[job_id]
+                changed = True
+        return changed
+
+    def _ended(self, experiment: str, setting: str, job_id: int | None = None) -> None:
+        """Count a job that ended in the summary, and send word if it failed or was interrupted."""
+        try:
+            rec = records.read_record(records.setting_of(self.workspace, experiment, setting), strict=False)
+        except Exception:  # an unreadable record is the status's business, not the notifier's
+            return
+        if not rec or (job_id is not None and rec.get("job_id") != job_id):
+            return
+        state = rec.get("state")
+        if state not in records.FINISHED and state != "interrupted":
+            return
+        self.summary.add(rec)
+        if state in ("failed", "interrupted"):
+            self.notifier.send(notify.job_event(state, rec, self.workspace.root))
 
     def log(self, message: str) -> None:
         # The runner's own diary (.lab/runner.log); the jobs' output goes to their logs/SETTING.log.
@@ -524,8 +658,12 @@ def prepare(workspace, job: dict):
     setting = job_setting(workspace, job)
     attempt = records.next_attempt(records.read_record(setting, strict=False))
     try:
+        lane = gpus.lane_of(job.get("lane"))
+        extra = {"job_id": job["id"]}
+        if lane.get("env"):  # lab hands out GPUs: the record says which this job got
+            extra["gpus"] = lane.get("gpus") or []
         att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                      base_env=json.loads(job["env"]), extra={"job_id": job["id"]}, own_group=False)
+                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False)
         att.prepare()
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -119,6 +119,24 @@ def options_for(exp) -> dict:
     return merged
 
 
+def options_for_setting(setting) -> dict:
+    """The Slurm options of one setting: its experiment's, with `gpus_per_run` (lab.yaml or the report, per
+    setting by pattern; see lab.runs.gpus) as the GPU count of `--gres` (a type in `slurm.gpus`, such as
+    `a100:1`, is kept: `a100:2`). With no `gpus_per_run` the experiment's `slurm.gpus` stands."""
+    from lab.runs import gpus
+
+    options = dict(options_for(setting.experiment))
+    count = gpus.gpus_per_run(setting.experiment, setting.name)
+    if count is None:
+        return options
+    if count == 0:
+        options.pop("gpus", None)
+        return options
+    kind = str(options.get("gpus") or "")
+    options["gpus"] = f"{kind.rsplit(':', 1)[0]}:{count}" if ":" in kind else count
+    return options
+
+
 def sbatch_lines(options: dict) -> list[str]:
     """The `#SBATCH` lines of a job's options (user's extra lines last, so they win)."""
     lines = []

@@ -111,7 +111,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
 
     `chosen` is (setting, resolved settings), all checked already. Nothing is written if a submission fails.
     """
-    options = {s.experiment.name: slurm.options_for(s.experiment) for s, _ in chosen}
+    options = {s.id: slurm.options_for_setting(s) for s, _ in chosen}  # gpus_per_run may differ per setting
     reason = slurm.available()
     if reason:
         raise LabError(f"cannot submit to Slurm: {reason}")
@@ -140,10 +140,10 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
             if parallel:
                 groups: dict[str, list] = {}
                 for item in todo:  # one array per distinct set of options
-                    key = repr(sorted(options[item[0].experiment.name].items()))
+                    key = repr(sorted(options[item[0].id].items()))
                     groups.setdefault(key, []).append(item)
                 for group in groups.values():
-                    opts = options[group[0][0].experiment.name]
+                    opts = options[group[0][0].id]
                     ids += _sbatch(workspace, [(s, r, a) for s, r, a, _ in group], opts, None, array=True,
                                    kill_on_invalid_dep=False, env=env)
                 order = [item for group in groups.values() for item in group]
@@ -152,7 +152,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
                 kind = "afterok" if stop_on_failure else "afterany"
                 for setting, resolved, attempt, _ in todo:
                     dep = f"{kind}:{prev}" if prev else None
-                    [job] = _sbatch(workspace, [(setting, resolved, attempt)], options[setting.experiment.name], dep,
+                    [job] = _sbatch(workspace, [(setting, resolved, attempt)], options[setting.id], dep,
                                     array=False, kill_on_invalid_dep=stop_on_failure, env=env)
                     ids.append(job)
                     prev = job
@@ -252,12 +252,38 @@ def _requeued(setting: Setting, rec: dict, reason: str) -> dict:
 def _resubmit(setting: Setting, rec: dict) -> dict:
     """Queue an interrupted run again as a new Slurm job (Slurm did not requeue it)."""
     ws = setting.experiment.workspace
-    [job_id] = _sbatch(ws, [(setting, rec["settings"], records.next_attempt(rec))], slurm.options_for(setting.experiment), None,
+    [job_id] = _sbatch(ws, [(setting, rec["settings"], records.next_attempt(rec))], slurm.options_for_setting(setting), None,
                        array=False, kill_on_invalid_dep=False)
     new = queued_record(setting, rec["settings"], records.next_attempt(rec), job_id, rec)
     records.write_record(setting, new)
     slurm.tool(["scontrol", "release", job_id])
     return new
+
+
+def drained_event(workspace) -> dict | None:
+    """The `drained` notification once the lab's Slurm jobs have all ended: a summary of the runs that ended since
+    the last one (`.lab/slurm/drained` keeps when that was), or None while any is queued or running. Called by each
+    job's entry point as it ends, under the Slurm lock, so two array tasks that end together send it once."""
+    from lab.runs import notify
+    from lab.runs.status import collect
+
+    with slurm.locked(workspace):
+        runs = [r for r in collect(workspace, recover=False) if r.get("executor") == "slurm"]
+        if any(r.get("state") in records.ACTIVE for r in runs):
+            return None
+        stamp = slurm.state_dir(workspace) / "drained"
+        try:
+            since = stamp.read_text().strip()
+        except OSError:
+            since = ""
+        ended = [r for r in runs if r.get("ended_at") and r["ended_at"] > since]
+        if not ended:
+            return None
+        atomic_write_text(stamp, max(r["ended_at"] for r in ended) + "\n")
+    summary = notify.Summary()
+    for r in ended:
+        summary.add(r)
+    return summary.event(workspace.root)
 
 
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:

@@ -50,6 +50,30 @@ def why_stopped(job_id: str, restarts_before: int) -> tuple[str, str]:
     return "cancelled", "cancelled (scancel)"
 
 
+def tell(ws, rec: dict) -> None:
+    """Notifications from the node, as the local runner sends them: the job failed or was interrupted, and the
+    lab's Slurm jobs have all ended. Sent from here (the job's allocation ends with this process), each target
+    within `notify.timeout`; what fails goes to the job's Slurm output, and never changes the job's exit status."""
+    from lab.runs import notify
+
+    def log(message: str) -> None:
+        print(f"lab: {message}", file=sys.stderr, flush=True)
+
+    try:
+        config = notify.config_for(ws)
+        if config is None:
+            return
+        if rec.get("state") in ("failed", "interrupted"):
+            notify.deliver(config, notify.job_event(rec["state"], rec, ws.root), log, cwd=ws.root)
+        from lab.runs.slurm.executor import drained_event
+
+        event = drained_event(ws)
+        if event is not None:
+            notify.deliver(config, event, log, cwd=ws.root)
+    except Exception as e:  # a word that cannot be sent is no reason to fail the job
+        log(f"notify: {type(e).__name__}: {e}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -133,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
             records.write_record(setting, queued_record(setting, task["resolved"], attempt + 1, job_id, rec))
     else:
-        att.finish(returncode)  # a failure's reason: the program's last error line
+        rec = att.finish(returncode)  # a failure's reason: the program's last error line
+    tell(ws, rec)
     if returncode is not None and returncode < 0:
         return 128 - returncode
     return returncode or 0
