@@ -318,7 +318,7 @@ def _load_cache(path: Path) -> dict:
             metas, jsons = [], []
             for item in entries[i + 1:i + 1 + n]:
                 meta, _, text = item.rpartition(SEP)
-                if meta.count(SEP) != 3:
+                if meta.count(SEP) != 4:
                     return {}
                 metas.append(meta)
                 jsons.append(text)
