@@ -166,7 +166,7 @@ def test_environment_is_read_from_metadata_like_pip_freeze():
 def test_a_record_with_100_inputs_and_300_packages_stays_small(tmp_path):
     from lab.core.settings import find_setting
     from lab.core.workspace import Workspace, init
-    from lab.runs.attempt import Attempt, new_record
+    from lab.runs.attempt import Attempt
 
     root = tmp_path / "lab"
     init(root)
@@ -190,7 +190,7 @@ def test_a_record_with_100_inputs_and_300_packages_stays_small(tmp_path):
     setting = find_setting(Workspace(root).experiment("e"), "s")
     att = Attempt(setting, setting.resolve(), base_env={"PATH": os.defpath})
     att.argv = [str(venv / "bin" / "python"), "train.py", "{settings}"]
-    rec = new_record(att, "2026-01-01T00:00:00+00:00")
+    rec = att._running("2026-01-01T00:00:00+00:00")  # the record of the attempt as it starts
     assert len(rec["inputs"]) == 101  # 100 shards and the setting's own file
     from lab.runs.environment import flush
 

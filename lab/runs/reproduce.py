@@ -185,7 +185,7 @@ def reproduce(workspace, ref: str, attempt: int | None = None, on_event=None, po
 
 
 def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll) -> dict:
-    from lab.runs.attempt import provenance, record_paths
+    from lab.runs.attempt import provenance
 
     exp = setting.experiment
     for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
@@ -204,14 +204,10 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
                 f"at commit {rec['git']['commit'][:12]}: {subprocess.list2cmdline(argv)}\n")
     info = provenance(exp.workspace.root)
     info["git"] = {**rec["git"], "worktree": True}  # the code that ran: the recorded commit and diff
-    record = {
-        "experiment": exp.name, "setting": setting.name, "state": "running", "attempt": number,
-        "executor": "local", "reproduces": rec.get("attempt"), "exit_code": None, "signal": None,
-        "started_at": started_at, "ended_at": None, "duration_s": None,
-        "command": rec["command"], "argv": argv, "settings": rec["settings"], "settings_hash": rec.get("settings_hash"),
-        **record_paths(setting), **info, "inputs": inputs, "environment": env_digest,
-        "reproduce_warnings": warnings, "metrics": {}, "history": records.history_after(previous),
-    }
+    record = records.running(setting, attempt=number, executor="local", resolved=rec["settings"],
+                             hash_=rec.get("settings_hash"), template=rec["command"], argv=argv, started_at=started_at,
+                             provenance=info, extra={"reproduces": rec.get("attempt")},
+                             drift={"inputs": inputs, "environment": env_digest, "reproduce_warnings": warnings})
     if "settings_file" in rec:
         record["settings_file"] = rec["settings_file"]
     started = time.monotonic()
@@ -235,16 +231,8 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
         _end(proc)
         state = "cancelled"
     code = proc.wait()
-    record["ended_at"] = records.now_iso()
-    record["duration_s"] = round(time.monotonic() - started, 3)
-    if code < 0:
-        record["signal"] = signal.Signals(-code).name if -code in signal.valid_signals() else -code
-    else:
-        record["exit_code"] = code
-    record["state"] = state or ("succeeded" if code == 0 else "failed")
-    if state == "cancelled":
-        record["reason"] = "lab reproduce was interrupted"
-    record["metrics"] = records.final_metrics(records.read_metrics(metrics))
+    record = records.ended(setting, record, code, duration_s=round(time.monotonic() - started, 3), state=state,
+                           reason="lab reproduce was interrupted" if state == "cancelled" else None)
     records.write_record(setting, record)
     emit("done", record)
     if state == "cancelled":
