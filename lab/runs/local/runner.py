@@ -161,11 +161,12 @@ def ensure_runner(workspace, env: dict | None = None) -> int | None:
     try:
         queue = Queue(state_dir)
         try:
-            recover(workspace, queue)
+            settled = recover(workspace, queue)
         finally:
             queue.close()
     finally:
         lock.release()
+    _tell(workspace, settled)
     return spawn(workspace, env)
 
 
