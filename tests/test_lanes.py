@@ -470,3 +470,20 @@ def test_sigterm_to_the_runner_interrupts_every_lane_and_requeues_them(llab, lab
     llab("run", check=0, env={"LAB_GPUS": "0,1,2"})
     final = wait_for(finished(llab, [f"e/s{i}" for i in range(1, 6)]), what="all finished")
     assert set(final.values()) == {"succeeded"}
+
+
+def test_a_crash_that_interrupts_three_lanes_sends_one_word_each(llab, lab_root):
+    receiver = Receiver()
+    try:
+        (lab_root / "lab.yaml").write_text(f"notify: [{receiver.url}]\n")
+        pids = three_busy(llab, lab_root, extra=0)
+        os.kill(runner_pid(lab_root), signal.SIGKILL)
+        for pgid in {os.getpgid(p) for p in pids}:
+            os.kill(pgid, signal.SIGKILL)  # the supervisors die too, as in a crash
+        llab("status", check=0)  # recovery: what is left is stopped, recorded interrupted, queued again
+        wait_for(lambda: len(receiver.posts) >= 3, timeout=60, what="three messages")
+        time.sleep(0.5)
+        assert sorted(p["title"] for p in receiver.posts) == [f"lab {lab_root.name}: e/s{i} interrupted" for i in (1, 2, 3)]
+        assert all(p["type"] == "warning" for p in receiver.posts)
+    finally:
+        receiver.stop()
