@@ -17,7 +17,8 @@ from lab.errors import BadInput, LabError, NotALab, missing_extra
 
 TYPES = ("experiment", "setting", "run", "paper", "feed")
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
-_VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
+_VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit", "--mode": "mode"}
+MODES = ("hybrid", "keyword", "semantic")
 
 
 def main(argv=None) -> None:
@@ -134,7 +135,8 @@ def format_status(rows: list[list[str]]) -> str:
 
 def _parse_search(args: list[str]) -> dict | None:
     """The options of `lab [--root DIR] [--debug] search ...`, or None to let click handle the command line."""
-    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False}
+    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False,
+           "mode": None}
     i = _parse_global(args, "search", out)
     if i is None:
         return None
@@ -157,6 +159,8 @@ def _parse_search(args: list[str]) -> dict | None:
             return None  # --help, a typo: click explains
         i += 1
     if out["type"] is not None and out["type"] not in TYPES:
+        return None
+    if out["mode"] is not None and out["mode"] not in MODES:
         return None
     try:
         out["limit"] = int(out["limit"])
@@ -188,8 +192,11 @@ def find_root(root: str | None) -> str:
     raise NotALab(f"not inside a lab (no experiments/ here or above {here}); run 'lab init' or pass --root DIR")
 
 
-def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None) -> int:
-    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status."""
+def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None, mode=None) -> int:
+    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status.
+
+    `mode`: "keyword", "semantic" or "hybrid" (None: hybrid where semantic search can run, else keyword).
+    """
     from lab.search import index
     from lab.search import query
 
@@ -206,7 +213,13 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         if color is None:
             color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-        results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks)
+        semantic = None
+        if mode != "keyword" and not query.Query(query_text).empty():
+            semantic = _semantic(root, conn, query_text, mode)
+        if semantic is None and mode is None:
+            mode = "keyword"
+        results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks,
+                               mode=mode or "hybrid", semantic=semantic)
     finally:
         conn.close()
     if as_json:
@@ -222,6 +235,47 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         else:
             sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
     return 0
+
+
+def _semantic(root, conn, query_text: str, mode: str | None):
+    """The semantic ranking for this search, or None when there is none; says on stderr (one line) why not, or how
+    much of the lab it covers when that is not all of it. Documents without vectors: a few are embedded here,
+    more by the lab's background embedder (started here when none runs)."""
+    from lab.search import embed, model
+
+    why = model.available()
+    if why is not None:
+        if mode == "semantic":
+            raise LabError(f"semantic search is not available: {why}")
+        _say_once(root, f"lab: no semantic matches, keyword search only: {why}")
+        return None
+    model.single_thread()  # one query's small matrices: threads only wait for each other
+    covered, total = embed.coverage(conn)
+    if covered < total:
+        if total - covered <= embed.INLINE and not embed.running(root):
+            covered += embed.embed_missing(conn)
+        else:
+            embed.start(root)
+            sys.stderr.write(f"lab: semantic matches cover {covered:,} of {total:,} documents so far; the rest are "
+                             "being embedded in the background ('lab reindex' embeds them now)\n")
+    return embed.ranker(conn, query_text) if covered else None
+
+
+def _say_once(root, line: str) -> None:
+    """Write `line` to stderr unless this lab has said it before (a note in .lab/ remembers)."""
+    note = os.path.join(root, ".lab", "semantic-unavailable")
+    try:
+        with open(note, encoding="utf-8") as f:
+            if f.read() == line:
+                return
+    except OSError:
+        pass
+    sys.stderr.write(line + "\n")
+    try:
+        with open(note, "w", encoding="utf-8") as f:
+            f.write(line)
+    except OSError:
+        pass
 
 
 def _check_exp(root, exp: str) -> None:

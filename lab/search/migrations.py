@@ -55,7 +55,21 @@ def m002_docs_fts(db) -> None:
     db.execute(f"INSERT INTO docs_fts(docs_fts, rank) VALUES('rank', 'bm25({weights})')")
 
 
-MIGRATIONS = [m001_files_and_docs, m002_docs_fts]
+def m003_vectors_and_vocab(db) -> None:
+    """Semantic search: `doc_vectors` says which text (by hash) each document is embedded from, `embeddings`
+    holds one float32 vector per distinct text (so an unchanged section keeps its vector when its file is
+    re-read), and `docs_vocab` (fts5vocab) lists the indexed words, so a query word can be split where the
+    text has it as two (`warmup` -> `warm up`). Every file is read again to fill `doc_vectors`."""
+    db.execute("CREATE TABLE doc_vectors (id INTEGER PRIMARY KEY, hash TEXT NOT NULL)")
+    db.execute("CREATE INDEX doc_vectors_hash ON doc_vectors (hash)")
+    db.execute("CREATE TABLE embeddings (hash TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("CREATE TRIGGER docs_vectors_ad AFTER DELETE ON docs BEGIN DELETE FROM doc_vectors WHERE id = old.id; END")
+    db.execute("CREATE VIRTUAL TABLE docs_vocab USING fts5vocab(docs_fts, 'row')")
+    db.execute("DELETE FROM files")
+    db.execute("DELETE FROM dirs")
+
+
+MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

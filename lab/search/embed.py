@@ -1,0 +1,285 @@
+"""Semantic search: each document's embedding in the index, filled in incrementally, and ranking by meaning.
+
+What is embedded: a document's title (and section), an experiment's tags, and its text (report sections,
+experiment titles, settings, paper notes with their abstracts and notes, feed items; run records are not:
+their states and numbers carry no meaning a sentence could match). The index's `doc_vectors` table gives each
+document the hash of that text (written with the document, in lab.search.index), and `embeddings` holds one
+float32 vector per hash. So a file read again with a section unchanged keeps that section's vector, and only
+new text is embedded.
+
+Embedding never blocks a search: a search that finds documents without vectors embeds a handful itself (an
+edited note is found by meaning at once) and leaves more to one background process per lab
+(`python -m lab.search.embed ROOT`, started detached, holding `.lab/embed.lock`; it exits when nothing is left),
+or to `lab reindex`, which embeds in the foreground with progress. Until then a search ranks what is embedded
+and says on stderr how much that is.
+
+Only the standard library is imported here at module level; NumPy and the model load when there is something
+to embed or rank (lab.search.model: no torch).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+INLINE = 8  # a search embeds this many missing documents itself; more go to the background process
+MIN_SIMILARITY = 0.3  # below this cosine a document is no semantic match (MiniLM: unrelated text scores up to ~0.25)
+LOCK = ".lab/embed.lock"
+LOG = ".lab/embed.log"
+BATCH = 64  # documents a commit
+
+
+def embed_text(type: str, title: str | None, section: str | None, tags, body: str | None) -> str | None:
+    """The text a document is embedded from, or None for a document that is not embedded (run records)."""
+    if type == "run":
+        return None
+    head = title or ""
+    if section:
+        head = f"{head} › {section}" if head else section
+    parts = [head]
+    if type == "experiment" and not section and tags:
+        parts.append(", ".join(tags))
+    if body:
+        parts.append(body[:4000])  # the model reads 256 tokens at most; the rest only costs tokenizing
+    return "\n".join(p for p in parts if p)
+
+
+def text_hash(type, title, section, tags, body) -> str | None:
+    text = embed_text(type, title, section, tags, body)
+    if text is None:
+        return None
+    import hashlib
+
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+# -- what is covered -------------------------------------------------------------------------------------------
+
+
+def coverage(conn) -> tuple[int, int]:
+    """(documents with a vector, documents that get one)."""
+    total = conn.execute("SELECT count(*) FROM doc_vectors").fetchone()[0]
+    missing = conn.execute(
+        "SELECT count(*) FROM doc_vectors v WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.hash = v.hash)"
+    ).fetchone()[0]
+    return total - missing, total
+
+
+def _missing(conn, limit: int | None = None) -> list[tuple[str, str]]:
+    """(hash, text) of texts that have no vector yet, one per hash."""
+    from lab.search.query import decode_snippet
+
+    sql = (
+        "SELECT v.hash, d.type, d.title, d.section, d.tags, d.fts_body FROM doc_vectors v JOIN docs d ON d.id = v.id "
+        "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.hash = v.hash)"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    import json
+
+    out: dict[str, str] = {}
+    for digest, type_, title, section, tags, body in conn.execute(sql):
+        if digest not in out:
+            out[digest] = embed_text(type_, title, section, json.loads(tags or "[]"), decode_snippet(body or "", "", "")) or ""
+    return list(out.items())
+
+
+def embed_missing(conn, progress=None, limit: int | None = None, stop=None) -> int:
+    """Embed the documents that have no vector yet (at most `limit`), committing every BATCH; how many were embedded.
+
+    `progress(done, total)` is called after each batch; `stop()` (optional) ends the work early when true.
+    """
+    from lab.search.model import DOC_TOKENS, load
+
+    todo = _missing(conn, limit)
+    if not todo:
+        return 0
+    model = load()
+    todo.sort(key=lambda item: len(item[1]))  # similar lengths together: little padding
+    done = 0
+    for start in range(0, len(todo), BATCH):
+        chunk = todo[start : start + BATCH]
+        vectors = model.embed([text for _, text in chunk], DOC_TOKENS)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)",
+                             [(digest, vectors[i].tobytes()) for i, (digest, _) in enumerate(chunk)])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(todo))
+        if stop is not None and stop():
+            break
+    return done
+
+
+def forget_unused(conn) -> None:
+    """Drop vectors no document uses any more (texts edited away)."""
+    conn.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM doc_vectors)")
+
+
+# -- ranking -----------------------------------------------------------------------------------------------------
+
+
+def ranker(conn, text: str):
+    """A `semantic(allowed, depth)` callable for lab.search.query.search: documents by cosine similarity to `text`."""
+
+    def rank(allowed, depth):
+        import numpy as np
+
+        from lab.search.model import QUERY_TOKENS, load
+
+        if allowed is not None and not allowed:
+            return []
+        rows = conn.execute("SELECT v.id, e.vec FROM doc_vectors v JOIN embeddings e ON e.hash = v.hash").fetchall()
+        if allowed is not None:
+            keep = set(allowed)
+            rows = [r for r in rows if r[0] in keep]
+        if not rows:
+            return []
+        query = load().embed([text], QUERY_TOKENS)[0]
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        scores = matrix @ query
+        top = np.argsort(-scores)[:depth]
+        return [(rows[i][0], float(scores[i])) for i in top if scores[i] >= MIN_SIMILARITY]
+
+    return rank
+
+
+# -- the background process --------------------------------------------------------------------------------------
+
+
+def _lock_path(root) -> str:
+    return os.path.join(os.fspath(root), LOCK)
+
+
+def running(root) -> int | None:
+    """The pid of the lab's background embedder, or None when none runs."""
+    import fcntl
+
+    try:
+        fd = os.open(_lock_path(root), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return int(os.pread(fd, 32, 0).split()[0])
+            except (ValueError, IndexError, OSError):
+                return -1
+        return None
+    finally:
+        os.close(fd)
+
+
+def start(root) -> bool:
+    """Start the lab's background embedder unless one runs; True when one was started."""
+    if running(root):
+        return False
+    from lab.core.process import spawn_detached
+    from lab.search.model import child_environment
+
+    root = os.path.realpath(os.fspath(root))
+    os.makedirs(os.path.join(root, ".lab"), exist_ok=True)
+    spawn_detached([sys.executable, "-m", "lab.search.embed", root], os.path.join(root, LOG), cwd="/",
+                   env=child_environment())
+    return True
+
+
+def stop(root, timeout: float = 30.0) -> None:
+    """End the lab's background embedder (if one runs) and wait until it has."""
+    import signal
+    import time
+
+    pid = running(root)
+    if pid and pid > 0:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    wait(root, timeout)
+
+
+def wait(root, timeout: float = 300.0) -> bool:
+    """Wait until no background embedder runs for the lab; False on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while running(root):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _identity(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def serve(root: str) -> int:
+    """The background embedder: embed what is missing, batch by batch, and exit when nothing is left."""
+    import fcntl
+    import signal
+    import time
+
+    from lab.search import index
+
+    lock = _lock_path(root)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return 0  # the lab (or its .lab/) is gone
+    for attempt in range(5):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:  # another embedder runs, or a search is looking at the lock this instant
+            time.sleep(0.1)
+    else:
+        return 0
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        os.nice(10)  # searches and runs come first
+    except OSError:
+        pass
+    path = index.index_path(root)
+    started = time.monotonic()
+    total = 0
+    while os.path.isdir(os.path.join(root, "experiments")):
+        conn = index.connect(root, create=False)
+        if conn is None:
+            break
+        ident = _identity(path)
+        try:
+            def replaced():
+                return _identity(path) != ident  # `lab reindex` made a new index: start over on it
+
+            done = embed_missing(conn, stop=replaced)
+            total += done
+            if not replaced():
+                if done == 0:
+                    forget_unused(conn)
+                    break
+        finally:
+            conn.close()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    sys.stderr.write(f"{stamp} lab embed: embedded {total} documents in {time.monotonic() - started:.1f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m lab.search.embed ROOT\n")
+        sys.exit(2)
+    sys.exit(serve(sys.argv[1]))
