@@ -314,17 +314,19 @@ def _ranked(conn, match: str, where: list[str], params: list, limit: int) -> lis
 
 
 def keyword_ranking(conn, q: Query, where: list[str], params: list, depth: int) -> list[tuple[int, float, int]]:
-    """(doc id, bm25 with its sign flipped, 0 for all words or 1 for some) best first: documents with every
-    word, then those with some of the words, each by bm25 (which grows with every word a document holds)."""
-    expr = q.all_words()
-    if expr is None:
-        return []
-    rows = [(doc_id, -score, 0) for doc_id, score in _ranked(conn, expr, where, params, depth)]
-    some = q.some_words()
-    if len(rows) < depth and some is not None:
-        seen = {r[0] for r in rows}
-        more = _ranked(conn, some, where, params, depth)
-        rows += [(doc_id, -score, 1) for doc_id, score in more if doc_id not in seen][: depth - len(rows)]
+    """(doc id, bm25 with its sign flipped, phase) best first: documents with every word (phase 0), then those with
+    some of the words (1), each by bm25 (which grows with every word a document holds), then those with only
+    the quoted phrases and prefix* terms (2)."""
+    rows: list[tuple[int, float, int]] = []
+    seen: set[int] = set()
+    phases = [q.all_words(), q.some_words(), q.required_expr() if q.words else None]
+    for phase, expr in enumerate(phases):
+        if expr is None or len(rows) >= depth:
+            continue
+        for doc_id, score in _ranked(conn, expr, where, params, depth):
+            if doc_id not in seen and len(rows) < depth:
+                seen.add(doc_id)
+                rows.append((doc_id, -score, phase))
     return rows
 
 
