@@ -215,7 +215,9 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
         semantic = None
         if mode != "keyword" and not query.Query(query_text).empty():
-            semantic = _semantic(root, conn, query_text, mode)
+            from lab.search import embed
+
+            semantic = embed.prepare(root, conn, query_text, required=mode == "semantic")
         if semantic is None and mode is None:
             mode = "keyword"
         results = query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks,
@@ -235,47 +237,6 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         else:
             sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
     return 0
-
-
-def _semantic(root, conn, query_text: str, mode: str | None):
-    """The semantic ranking for this search, or None when there is none; says on stderr (one line) why not, or how
-    much of the lab it covers when that is not all of it. Documents without vectors: a few are embedded here,
-    more by the lab's background embedder (started here when none runs)."""
-    from lab.search import embed, model
-
-    why = model.available()
-    if why is not None:
-        if mode == "semantic":
-            raise LabError(f"semantic search is not available: {why}")
-        _say_once(root, f"lab: no semantic matches, keyword search only: {why}")
-        return None
-    model.single_thread()  # one query's small matrices: threads only wait for each other
-    covered, total = embed.coverage(conn)
-    if covered < total:
-        if total - covered <= embed.INLINE and not embed.running(root):
-            covered += embed.embed_missing(conn)
-        else:
-            embed.start(root)
-            sys.stderr.write(f"lab: semantic matches cover {covered:,} of {total:,} documents so far; the rest are "
-                             "being embedded in the background ('lab reindex' embeds them now)\n")
-    return embed.ranker(conn, query_text) if covered else None
-
-
-def _say_once(root, line: str) -> None:
-    """Write `line` to stderr unless this lab has said it before (a note in .lab/ remembers)."""
-    note = os.path.join(root, ".lab", "semantic-unavailable")
-    try:
-        with open(note, encoding="utf-8") as f:
-            if f.read() == line:
-                return
-    except OSError:
-        pass
-    sys.stderr.write(line + "\n")
-    try:
-        with open(note, "w", encoding="utf-8") as f:
-            f.write(line)
-    except OSError:
-        pass
 
 
 def _check_exp(root, exp: str) -> None:

@@ -53,6 +53,45 @@ def run_search_cmd(root, words, type_, exp, tag, limit, as_json, mode=None) -> i
     return run_search(root, words, type=type_, exp=exp, tag=tag, limit=limit, as_json=as_json, mode=mode)
 
 
+@click.command("related")
+@click.argument("exp", metavar="EXP")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@click.option("--mode", type=click.Choice(MODES), help="hybrid (default where semantic search can run), keyword or semantic.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {type, id, title, path, score, match, linked}.")
+@pass_lab
+def related_cmd(lab, exp, limit, mode, as_json):
+    """Papers, feed items and past experiments closest to experiment EXP (its title, tags, question, report and
+    settings), by words and by meaning. Papers already linked to EXP are marked.
+
+    \b
+    Examples:
+      lab related exp3
+      lab related exp3 --limit 5 --json
+    """
+    from lab.search.related import related
+
+    experiment = lab.workspace.experiment(exp)
+    found = related(lab.workspace.root, experiment.name, limit=limit, semantic=mode != "keyword",
+                    say=lambda line: click.echo(line, err=True))
+    if mode == "semantic":
+        found = [r for r in found if "semantic" in r["match"]]
+    if as_json:
+        echo_json(found)
+        return
+    click.echo(format_related(found), nl=False)
+    if not found:
+        click.echo(f"nothing related to {experiment.name} yet: describe it in {experiment.report_path}", err=True)
+
+
+def format_related(found: list[dict]) -> str:
+    """`[type id] title (linked)` and where it is, one pair of lines each."""
+    lines = []
+    for r in found:
+        linked = " (linked)" if r["linked"] else ""
+        lines.append(f"[{r['type']} {r['id']}] {r['title']}{linked}\n    {r['path']}\n")
+    return "".join(lines)
+
+
 @click.command("reindex")
 @click.option("--keyword-only", is_flag=True, help="Do not embed the documents now (searches embed them in the background).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was indexed as JSON.")

@@ -217,8 +217,9 @@ class Workspace:
         names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)]
         return [Experiment(self, n) for n in sorted(names, key=natural_key)]
 
-    def new_experiment(self, name: str, source: str | None = None) -> Experiment:
-        """Make `experiments/NAME/` with its directories and a report; `source` copies another's settings and command."""
+    def new_experiment(self, name: str, source: str | None = None, title: str | None = None) -> Experiment:
+        """Make `experiments/NAME/` with its directories and a report (titled `title`, default NAME); `source`
+        copies another's settings and command."""
         exp = self.experiment(name, must_exist=False)
         if exp.dir.exists():
             raise BadInput(f"experiment {name!r} already exists: {exp.dir}")
@@ -236,6 +237,10 @@ class Workspace:
                     if f.is_file() and f.suffix in (".json", ".jsonnet", ".libsonnet"):
                         shutil.copy2(f, staging / "settings" / f.name)
             report = REPORT_TEMPLATE.format(title=name, command=_yaml_scalar(command) if command else "")
+            if title and title.strip():
+                title = " ".join(title.split())
+                report = report.replace(f"title: {name}\n", f"title: {_yaml_scalar(title)}\n", 1)
+                report = report.replace(f"\n# {name}\n", f"\n# {title}\n", 1)
             if origin is not None:
                 report = report.replace("## Setup\n", f"## Setup\n\nA variant of [{origin.name}](../{origin.name}/report.md).\n", 1)
             (staging / "report.md").write_text(report, encoding="utf-8")

@@ -149,6 +149,50 @@ def ranker(conn, text: str):
     return rank
 
 
+def prepare(root, conn, text: str, required: bool = False, say=None, background: bool = True):
+    """The semantic ranking for `text` on this lab, or None when there is none yet (or semantic search cannot run
+    here: LabError when `required`, else said once per lab). Documents without vectors: a few are embedded
+    here, more by the lab's background embedder (started here when none runs), and `say` (default: stderr) gets
+    one line on how much of the lab is covered meanwhile. `background=False` embeds nothing and starts nothing."""
+    from lab.errors import LabError
+    from lab.search import model
+
+    say = say or (lambda line: sys.stderr.write(line + "\n"))
+    why = model.available()
+    if why is not None:
+        if required:
+            raise LabError(f"semantic search is not available: {why}")
+        _say_once(root, f"lab: no semantic matches, keyword search only: {why}", say)
+        return None
+    model.single_thread()  # one query's small matrices: threads only wait for each other
+    covered, total = coverage(conn)
+    if covered < total and background:
+        if total - covered <= INLINE and not running(root):
+            covered += embed_missing(conn)
+        else:
+            start(root)
+            say(f"lab: semantic matches cover {covered:,} of {total:,} documents so far; the rest are being "
+                "embedded in the background ('lab reindex' embeds them now)")
+    return ranker(conn, text) if covered else None
+
+
+def _say_once(root, line: str, say) -> None:
+    """Say `line` unless this lab has said it before (a note in .lab/ remembers)."""
+    note = os.path.join(os.fspath(root), ".lab", "semantic-unavailable")
+    try:
+        with open(note, encoding="utf-8") as f:
+            if f.read() == line:
+                return
+    except OSError:
+        pass
+    say(line)
+    try:
+        with open(note, "w", encoding="utf-8") as f:
+            f.write(line)
+    except OSError:
+        pass
+
+
 # -- the background process --------------------------------------------------------------------------------------
 
 
