@@ -90,16 +90,16 @@ def main() -> None:
     env.pop("LAB_ROOT", None)
     lab = [sys.executable, "-m", "lab", "--root", str(root)]
     try:
-        if not (root / ".lab" / "index.db").exists():
+        if not (root / "papers").exists():
             from lab.core.workspace import init
 
             init(root)
             for doc in corpus:
                 (root / "papers" / f"{doc['doc_id']}.md").write_text(doc["text"] + "\n", encoding="utf-8")
-            start = time.monotonic()
-            subprocess.run([*lab, "reindex"], check=True, env=env, stdout=subprocess.DEVNULL)
-            print(f"{len(corpus)} abstracts as paper notes, indexed and embedded in {time.monotonic() - start:.0f} s "
-                  f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+        start = time.monotonic()
+        subprocess.run([*lab, "reindex"], check=True, env=env, stdout=subprocess.DEVNULL)  # keeps vectors of a kept lab
+        print(f"{len(corpus)} abstracts as paper notes, indexed and embedded in {time.monotonic() - start:.0f} s "
+              f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
         scores: dict[str, list[float]] = {"lab hybrid": [], "lab keyword": [], "lab semantic": [], "BM25-OR": [], "dense": []}
         conn = sqlite3.connect(root / ".lab" / "index.db")
         claims = [q["text"] for q in queries]

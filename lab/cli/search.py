@@ -101,7 +101,7 @@ def reindex_cmd(lab, keyword_only, as_json):
 
     Never needed for correct results (every search syncs the index first, and embeds what is new, in the
     background when it is much); use it after deleting or damaging the index, or to have semantic matches for
-    the whole lab now. Progress goes to stderr.
+    the whole lab now. Vectors of text that did not change are kept. Progress goes to stderr.
 
     \b
     Example:
@@ -121,12 +121,20 @@ def reindex_cmd(lab, keyword_only, as_json):
             click.echo(f"\rindexing: {done}/{total} files", err=True, nl=done == total)
 
     embed.stop(root)  # one embedder per lab: this one, now
+    saved = {} if keyword_only else embed.saved_vectors(root)  # unchanged text keeps its vector
     stats = reindex(root, progress=progress)
+    if saved:
+        conn = connect(root)
+        try:
+            embed.restore(conn, saved)
+        finally:
+            conn.close()
     for message in stats.warnings:
         click.echo(f"lab: warning: {message}", err=True)
     seconds = time.monotonic() - start
     embedded, why = 0, None
     if not keyword_only:
+        model.single_thread(model.document_threads())
         why = model.available()
         if why is not None:
             click.echo(f"lab: no semantic search: {why}", err=True)

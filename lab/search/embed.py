@@ -116,6 +116,36 @@ def embed_missing(conn, progress=None, limit: int | None = None, stop=None) -> i
     return done
 
 
+def saved_vectors(root) -> dict[str, bytes]:
+    """Every vector in the lab's index, by text hash (before `lab reindex` deletes the index: see restore)."""
+    from lab.search import index
+
+    try:
+        conn = index.connect(root, create=False)
+    except Exception:  # a damaged index: nothing to keep
+        return {}
+    if conn is None:
+        return {}
+    try:
+        return dict(conn.execute("SELECT hash, vec FROM embeddings"))
+    except Exception:
+        return {}
+    finally:
+        conn.close()
+
+
+def restore(conn, saved: dict[str, bytes]) -> int:
+    """Put back the saved vectors whose text is still in the index (same text, same vector); how many."""
+    if not saved:
+        return 0
+    used = {r[0] for r in conn.execute("SELECT DISTINCT hash FROM doc_vectors")}
+    rows = [(h, v) for h, v in saved.items() if h in used]
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)", rows)
+    conn.execute("COMMIT")
+    return len(rows)
+
+
 def forget_unused(conn) -> None:
     """Drop vectors no document uses any more (texts edited away)."""
     conn.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM doc_vectors)")
@@ -293,6 +323,9 @@ def serve(root: str) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from lab.search.model import document_threads, single_thread
+
+    single_thread(document_threads())
     try:
         os.nice(10)  # searches and runs come first
     except OSError:

@@ -37,13 +37,19 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 _SET_HERE: list[str] = []
 
 
-def single_thread() -> None:
-    """Keep NumPy's BLAS to one thread in this process (call before NumPy is imported): a query's matrices are
-    small, and on a busy machine threads that wait for each other cost more than they save."""
+def single_thread(threads: int = 1) -> None:
+    """Limit NumPy's BLAS to `threads` in this process (call before NumPy is imported). A query's matrices are
+    small; and OpenBLAS threads spin while they wait for each other, so on a busy machine (more runnable
+    processes than cores) extra threads make a batch many times slower, not faster."""
     for name in THREAD_VARIABLES:
         if name not in os.environ:
-            os.environ[name] = "1"
+            os.environ[name] = str(threads)
             _SET_HERE.append(name)
+
+
+def document_threads() -> int:
+    """BLAS threads for embedding documents: half the cores (at least one), so training and searches keep the rest."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def child_environment() -> dict:
@@ -130,7 +136,9 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
         self.tokenizer.no_padding()
         w = read_safetensors(os.path.join(directory, "model.safetensors"))
-        w = {k.removeprefix("bert."): v for k, v in w.items()}
+        # The matrices in aligned memory: BLAS is used only for aligned arrays, and the file's data need not be.
+        w = {k.removeprefix("bert."): v if "word_embeddings" in k or v.ctypes.data % 16 == 0 else v.copy()
+             for k, v in w.items()}
         self.word = w["embeddings.word_embeddings.weight"]
         self.position = w["embeddings.position_embeddings.weight"]
         self.token_type = w["embeddings.token_type_embeddings.weight"][0]
@@ -184,10 +192,12 @@ class MiniLM:
         heads, size = 12, DIM // 12
         scale = np.float32(1.0 / np.sqrt(size))
         for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self.layers:
-            qkv = x @ qkv_w + qkv_b  # (n, L, 3*384)
-            qkv = qkv.reshape(n, length, 3, heads, size).transpose(2, 0, 3, 1, 4)  # (3, n, h, L, d)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = (q * scale) @ k.transpose(0, 1, 3, 2) + bias
+            qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, heads, size)
+            # Contiguous operands: NumPy's stacked matmul is many times slower on transposed views.
+            q = np.ascontiguousarray(qkv[:, :, 0].transpose(0, 2, 1, 3)) * scale  # (n, h, L, d)
+            k = np.ascontiguousarray(qkv[:, :, 1].transpose(0, 2, 3, 1))  # (n, h, d, L)
+            v = np.ascontiguousarray(qkv[:, :, 2].transpose(0, 2, 1, 3))  # (n, h, L, d)
+            scores = q @ k + bias
             scores -= scores.max(-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
