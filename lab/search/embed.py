@@ -154,27 +154,66 @@ def forget_unused(conn) -> None:
 # -- ranking -----------------------------------------------------------------------------------------------------
 
 
-def ranker(conn, text: str):
-    """A `semantic(allowed, depth)` callable for lab.search.query.search: documents by cosine similarity to `text`."""
+_MATRIX: dict = {}  # id(conn) -> (data_version, ids, matrix): one read of the vectors per connection and change
+
+
+def vectors(conn):
+    """(doc ids, float32 matrix of their unit vectors) of every embedded document, cached on the connection until
+    the index changes (`PRAGMA data_version`)."""
+    import numpy as np
+
+    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    cached = _MATRIX.get(id(conn))
+    if cached is not None and cached[0] == version and cached[3] is conn:
+        return cached[1], cached[2]
+    rows = conn.execute("SELECT v.id, e.vec FROM doc_vectors v JOIN embeddings e ON e.hash = v.hash").fetchall()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows else \
+        np.zeros((0, 384), dtype=np.float32)
+    _MATRIX.clear()
+    _MATRIX[id(conn)] = (version, ids, matrix, conn)
+    return ids, matrix
+
+
+def centroid(conn, exp: str):
+    """The mean vector of experiment `exp`'s own embedded documents (its title and sections), or None."""
+    import numpy as np
+
+    rows = conn.execute(
+        "SELECT e.vec FROM docs d JOIN doc_vectors v ON v.id = d.id JOIN embeddings e ON e.hash = v.hash "
+        "WHERE d.exp = ? AND d.type = 'experiment'", (exp,)).fetchall()
+    if not rows:
+        return None
+    mean = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), -1).mean(0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm else None
+
+
+def ranker(conn, text: str | None = None, vector=None):
+    """A `semantic(allowed, depth)` callable for lab.search.query.search: documents by cosine similarity to `text`
+    (embedded here) or to a given unit `vector`."""
 
     def rank(allowed, depth):
         import numpy as np
 
-        from lab.search.model import QUERY_TOKENS, load
-
         if allowed is not None and not allowed:
             return []
-        rows = conn.execute("SELECT v.id, e.vec FROM doc_vectors v JOIN embeddings e ON e.hash = v.hash").fetchall()
+        ids, matrix = vectors(conn)
         if allowed is not None:
-            keep = set(allowed)
-            rows = [r for r in rows if r[0] in keep]
-        if not rows:
+            keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            ids, matrix = ids[keep], matrix[keep]
+        if not len(ids):
             return []
-        query = load().embed([text], QUERY_TOKENS)[0]
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        query = vector
+        if query is None:
+            from lab.search.model import QUERY_TOKENS, load
+
+            query = load().embed([text], QUERY_TOKENS)[0]
         scores = matrix @ query
-        top = np.argsort(-scores)[:depth]
-        return [(rows[i][0], float(scores[i])) for i in top if scores[i] >= MIN_SIMILARITY]
+        count = min(depth, len(scores))
+        top = np.argpartition(-scores, count - 1)[:count]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(ids[i]), float(scores[i])) for i in top if scores[i] >= MIN_SIMILARITY]
 
     return rank
 

@@ -68,6 +68,10 @@ def related(root, exp: str, limit: int = 10, conn=None, semantic: bool = True, s
             from lab.search import embed
 
             rank = embed.prepare(root, conn, text, say=say or (lambda line: None), background=background)
+            if rank is not None and not background:
+                # The book, page after page: the experiment's own vectors stand for it (no model call).
+                vector = embed.centroid(conn, exp)
+                rank = embed.ranker(conn, vector=vector) if vector is not None else None
             if rank is not None:
                 allowed = [r[0] for r in conn.execute(f"SELECT d.id FROM docs d WHERE {' AND '.join(where)}", params)]
                 similar = rank(allowed, depth)
@@ -114,6 +118,10 @@ def related(root, exp: str, limit: int = 10, conn=None, semantic: bool = True, s
             conn.close()
 
 
+_BOOK_INDEX: dict = {}  # root -> (open index, when it was last synced)
+SYNC_EVERY = 10.0  # seconds
+
+
 def for_book(root, exp: str, limit: int = 5) -> list[dict]:
     """Related papers, feed items and experiments not yet linked, for the lab book's experiment page.
 
@@ -123,14 +131,19 @@ def for_book(root, exp: str, limit: int = 5) -> list[dict]:
     try:
         from lab.search import index
 
-        conn = index.connect(root, create=False)
-        if conn is None:
-            return []
-        try:
+        import time
+
+        key = str(root)
+        conn, synced = _BOOK_INDEX.get(key, (None, 0.0))
+        if conn is None:  # one connection for the whole build (and `mkdocs serve`'s rebuilds)
+            conn = index.connect(root, create=False)
+            if conn is None:
+                return []
+        if time.monotonic() - synced > SYNC_EVERY:  # not once per page: a big lab's check takes ~0.1 s
             index.sync(conn, root)
-            found = related(root, exp, limit=limit * 3, conn=conn, semantic=_can_embed(), background=False)
-        finally:
-            conn.close()
+            synced = time.monotonic()
+        _BOOK_INDEX[key] = (conn, synced)
+        found = related(root, exp, limit=limit * 3, conn=conn, semantic=_can_embed(), background=False)
         return [r for r in found if not r["linked"]][:limit]
     except Exception:  # the book must build whatever state the index is in
         return []
