@@ -69,8 +69,7 @@ def dense(conn, claims: list[str]) -> list[list[str]]:
     from lab.search import model
 
     rows = conn.execute(
-        "SELECT d.key, e.vec FROM doc_vectors v JOIN embeddings e ON e.hash = v.hash JOIN docs d ON d.id = v.id "
-        "WHERE d.type = 'paper'"
+        "SELECT d.key, v.vec FROM doc_vectors v JOIN docs d ON d.id = v.id WHERE d.type = 'paper' AND v.vec IS NOT NULL"
     ).fetchall()
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
     queries = model.load().embed(claims, model.QUERY_TOKENS)

@@ -94,8 +94,9 @@ def main() -> None:
             vectors = rng.standard_normal((len(todo), model.DIM)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             conn.execute("BEGIN")
-            conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)",
-                             [(h, vectors[i].tobytes()) for i, (h, _) in enumerate(todo)])
+            rows = [(h, vectors[i].tobytes()) for i, (h, _) in enumerate(todo)]
+            conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)", rows)
+            conn.executemany("UPDATE doc_vectors SET vec = ? WHERE hash = ?", [(v, h) for h, v in rows])
             conn.execute("COMMIT")
             print("(the rest filled with random unit vectors for the timings below)")
         covered, total = embed.coverage(conn)

@@ -59,9 +59,7 @@ def text_hash(type, title, section, tags, body) -> str | None:
 def coverage(conn) -> tuple[int, int]:
     """(documents with a vector, documents that get one)."""
     total = conn.execute("SELECT count(*) FROM doc_vectors").fetchone()[0]
-    missing = conn.execute(
-        "SELECT count(*) FROM doc_vectors v WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.hash = v.hash)"
-    ).fetchone()[0]
+    missing = conn.execute("SELECT count(*) FROM doc_vectors INDEXED BY doc_vectors_pending WHERE vec IS NULL").fetchone()[0]
     return total - missing, total
 
 
@@ -70,8 +68,8 @@ def _missing(conn, limit: int | None = None) -> list[tuple[str, str]]:
     from lab.search.query import decode_snippet
 
     sql = (
-        "SELECT v.hash, d.type, d.title, d.section, d.tags, d.fts_body FROM doc_vectors v JOIN docs d ON d.id = v.id "
-        "WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.hash = v.hash)"
+        "SELECT v.hash, d.type, d.title, d.section, d.tags, d.fts_body FROM doc_vectors v INDEXED BY doc_vectors_pending "
+        "JOIN docs d ON d.id = v.id WHERE v.vec IS NULL"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -102,8 +100,9 @@ def embed_missing(conn, progress=None, limit: int | None = None, stop=None) -> i
         vectors = model.embed([text for _, text in chunk], DOC_TOKENS)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)",
-                             [(digest, vectors[i].tobytes()) for i, (digest, _) in enumerate(chunk)])
+            rows = [(digest, vectors[i].tobytes()) for i, (digest, _) in enumerate(chunk)]
+            conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)", rows)
+            conn.executemany("UPDATE doc_vectors SET vec = ? WHERE hash = ? AND vec IS NULL", [(v, h) for h, v in rows])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -142,6 +141,7 @@ def restore(conn, saved: dict[str, bytes]) -> int:
     rows = [(h, v) for h, v in saved.items() if h in used]
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany("INSERT OR REPLACE INTO embeddings (hash, vec) VALUES (?, ?)", rows)
+    conn.executemany("UPDATE doc_vectors SET vec = ? WHERE hash = ?", [(v, h) for h, v in rows])
     conn.execute("COMMIT")
     return len(rows)
 
@@ -166,7 +166,7 @@ def vectors(conn):
     cached = _MATRIX.get(id(conn))
     if cached is not None and cached[0] == version and cached[3] is conn:
         return cached[1], cached[2]
-    rows = conn.execute("SELECT v.id, e.vec FROM doc_vectors v JOIN embeddings e ON e.hash = v.hash").fetchall()
+    rows = conn.execute("SELECT id, vec FROM doc_vectors WHERE vec IS NOT NULL").fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows else \
         np.zeros((0, 384), dtype=np.float32)
@@ -180,8 +180,8 @@ def centroid(conn, exp: str):
     import numpy as np
 
     rows = conn.execute(
-        "SELECT e.vec FROM docs d JOIN doc_vectors v ON v.id = d.id JOIN embeddings e ON e.hash = v.hash "
-        "WHERE d.exp = ? AND d.type = 'experiment'", (exp,)).fetchall()
+        "SELECT v.vec FROM docs d JOIN doc_vectors v ON v.id = d.id WHERE d.exp = ? AND d.type = 'experiment' "
+        "AND v.vec IS NOT NULL", (exp,)).fetchall()
     if not rows:
         return None
     mean = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), -1).mean(0)

@@ -316,7 +316,10 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                     )
                     digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
                     if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
-                        conn.execute("INSERT INTO doc_vectors (id, hash) VALUES (?, ?)", (cur.lastrowid, digest))
+                        conn.execute(
+                            "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
+                            (cur.lastrowid, digest, digest),
+                        )
                 size, mtime = current[path]
                 conn.execute(
                     "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",

@@ -69,7 +69,16 @@ def m003_vectors_and_vocab(db) -> None:
     db.execute("DELETE FROM dirs")
 
 
-MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab]
+def m004_vectors_beside_documents(db) -> None:
+    """Each document's vector also in `doc_vectors.vec` (NULL until embedded): a search reads every vector in one
+    sequential scan, and counts the documents still to embed through a partial index, instead of looking up
+    thousands of hashes in `embeddings` (which stays the store that lets unchanged text keep its vector)."""
+    db.execute("ALTER TABLE doc_vectors ADD COLUMN vec BLOB")
+    db.execute("UPDATE doc_vectors SET vec = (SELECT e.vec FROM embeddings e WHERE e.hash = doc_vectors.hash)")
+    db.execute("CREATE INDEX doc_vectors_pending ON doc_vectors (hash) WHERE vec IS NULL")
+
+
+MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab, m004_vectors_beside_documents]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
