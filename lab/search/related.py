@@ -2,7 +2,7 @@
 
 An experiment is described by its title, tags, report (the question first) and settings, as the index holds
 them. That description is searched like a query (lab.search.query: the words, bm25; lab.search.embed: the
-meaning), the two rankings fused by reciprocal rank fusion, and an experiment's sections count as the
+meaning), the two rankings fused as a search fuses them, and an experiment's best section counts for the
 experiment. Papers already linked to the experiment (`experiments:` in the note) are marked `linked`.
 """
 
@@ -75,30 +75,26 @@ def related(root, exp: str, limit: int = 10, conn=None, semantic: bool = True, s
             if rank is not None:
                 allowed = [r[0] for r in conn.execute(f"SELECT d.id FROM docs d WHERE {' AND '.join(where)}", params)]
                 similar = rank(allowed, depth)
-        fused: dict[str, float] = {}
-        matched: dict[str, set] = {}
-        best: dict[str, int] = {}
         ids = {r[0] for r in keyword} | {r[0] for r in similar}
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
         info = {r[0]: r[1:] for r in conn.execute(
             f"SELECT id, type, key, title, path, exp, exps, info FROM docs WHERE id IN ({marks})", list(ids))}
-        for how, ranking in (("keyword", keyword), ("semantic", similar)):
-            seen: set[str] = set()
-            rank_of = 0
-            for row in ranking:
-                doc_id = row[0]
-                type_, key, _, _, doc_exp, _, _ = info[doc_id]
+        best: dict[str, int] = {}
+        lists = []
+        for ranking in (keyword, similar):
+            units: dict[str, float] = {}
+            for row in ranking:  # best first: an experiment's best section speaks for it
+                type_, key, _, _, doc_exp, _, _ = info[row[0]]
                 unit = f"experiment:{doc_exp}" if type_ == "experiment" else f"{type_}:{key}"
-                if unit in seen:
-                    continue  # an experiment's best section speaks for it
-                seen.add(unit)
-                rank_of += 1
-                fused[unit] = fused.get(unit, 0.0) + 1.0 / (query.RRF_K + rank_of)
-                matched.setdefault(unit, set()).add(how)
-                if unit not in best or type_ == "experiment" and info[doc_id][1] == doc_exp:
-                    best[unit] = doc_id
+                if unit not in units:
+                    units[unit] = row[1]
+                    if unit not in best or (type_ == "experiment" and not info[row[0]][1].count("#")):
+                        best[unit] = row[0]
+            lists.append(list(units.items()))
+        fused = query.fuse(*lists)
+        matched = {u: [m for m, ranking in zip(("keyword", "semantic"), lists) if u in dict(ranking)] for u in fused}
         out = []
         for unit, score in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]:
             type_, key, title, path, doc_exp, exps, details = info[best[unit]]
@@ -106,7 +102,7 @@ def related(root, exp: str, limit: int = 10, conn=None, semantic: bool = True, s
                 key, path = doc_exp, f"experiments/{doc_exp}/report.md"
             item = {
                 "type": type_, "id": key, "title": title, "path": path, "score": float(f"{score:.6g}"),
-                "match": [m for m in ("keyword", "semantic") if m in matched[unit]],
+                "match": matched[unit],
                 "linked": type_ == "paper" and exp in json.loads(exps or "[]"),
             }
             if type_ == "feed":
