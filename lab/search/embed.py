@@ -154,24 +154,48 @@ def forget_unused(conn) -> None:
 # -- ranking -----------------------------------------------------------------------------------------------------
 
 
-_MATRIX: dict = {}  # id(conn) -> (data_version, ids, matrix): one read of the vectors per connection and change
-
-
 def vectors(conn):
-    """(doc ids, float32 matrix of their unit vectors) of every embedded document, cached on the connection until
-    the index changes (`PRAGMA data_version`)."""
+    """(doc ids, float32 matrix of their unit vectors) of every embedded document.
+
+    Read from `.lab/vectors-*.npy` beside the index (memory-mapped: no copy) when that file is as current as the
+    index's `vectors_version`; otherwise read from the index in one scan and written there for the next search.
+    The file is derived from the derived index: named after the index file's inode and the version, so a
+    rebuilt index or any change to the vectors makes a new one.
+    """
     import numpy as np
 
-    version = conn.execute("PRAGMA data_version").fetchone()[0]
-    cached = _MATRIX.get(id(conn))
-    if cached is not None and cached[0] == version and cached[3] is conn:
-        return cached[1], cached[2]
-    rows = conn.execute("SELECT id, vec FROM doc_vectors WHERE vec IS NOT NULL").fetchall()
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    state = os.path.dirname(path)
+    conn.execute("BEGIN")  # the version and the rows from one snapshot
+    try:
+        version = conn.execute("SELECT n FROM vectors_version").fetchone()[0]
+        name = f"vectors-{os.stat(path).st_ino}-{version}"
+        cached = os.path.join(state, name + ".npy")
+        if os.path.exists(cached):
+            try:
+                return np.load(os.path.join(state, name + ".ids.npy")), np.load(cached, mmap_mode="r")
+            except (OSError, ValueError):
+                pass  # half-deleted by another process's cleanup: read the index
+        rows = conn.execute("SELECT id, vec FROM doc_vectors WHERE vec IS NOT NULL").fetchall()
+    finally:
+        conn.execute("COMMIT")
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1) if rows else \
         np.zeros((0, 384), dtype=np.float32)
-    _MATRIX.clear()
-    _MATRIX[id(conn)] = (version, ids, matrix, conn)
+    try:
+        tmp = f".{name}.{os.getpid()}"
+        np.save(os.path.join(state, tmp + ".ids.npy"), ids)
+        np.save(os.path.join(state, tmp + ".npy"), matrix)
+        os.replace(os.path.join(state, tmp + ".ids.npy"), os.path.join(state, name + ".ids.npy"))
+        os.replace(os.path.join(state, tmp + ".npy"), cached)  # last: its presence means both are whole
+        for old in os.listdir(state):
+            if old.startswith("vectors-") and old.endswith(".npy") and not old.startswith(name + "."):
+                try:
+                    os.unlink(os.path.join(state, old))
+                except OSError:
+                    pass
+    except OSError:
+        pass  # a read-only lab: the next search reads the index again
     return ids, matrix
 
 

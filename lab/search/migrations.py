@@ -78,7 +78,21 @@ def m004_vectors_beside_documents(db) -> None:
     db.execute("CREATE INDEX doc_vectors_pending ON doc_vectors (hash) WHERE vec IS NULL")
 
 
-MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab, m004_vectors_beside_documents]
+def m005_vectors_version(db) -> None:
+    """A counter that changes whenever the set of document vectors does (triggers), so a search can keep every
+    vector in one memory-mapped file beside the index (`.lab/vectors-*.npy`) and know when it is out of date."""
+    db.execute("CREATE TABLE vectors_version (n INTEGER NOT NULL)")
+    db.execute("INSERT INTO vectors_version (n) VALUES (0)")
+    db.execute("CREATE TRIGGER doc_vectors_version_ai AFTER INSERT ON doc_vectors WHEN new.vec IS NOT NULL "
+               "BEGIN UPDATE vectors_version SET n = n + 1; END")
+    db.execute("CREATE TRIGGER doc_vectors_version_ad AFTER DELETE ON doc_vectors WHEN old.vec IS NOT NULL "
+               "BEGIN UPDATE vectors_version SET n = n + 1; END")
+    db.execute("CREATE TRIGGER doc_vectors_version_au AFTER UPDATE OF vec ON doc_vectors "
+               "BEGIN UPDATE vectors_version SET n = n + 1; END")
+
+
+MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab, m004_vectors_beside_documents,
+              m005_vectors_version]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
