@@ -141,7 +141,7 @@ def test_deleted_index_same_answers_and_reindex(lab, root):
 
 
 def test_help_has_examples(lab, root):
-    for command in ("search", "reindex"):
+    for command in ("search", "reindex", "related"):
         proc = lab(command, "--help", check=0)
         assert "Example" in proc.stdout
 

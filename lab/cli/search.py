@@ -32,8 +32,9 @@ def search_cmd(lab, words, type_, exp, tag, limit, mode, as_json):
     Type a question as you would ask it. Documents with all the words come first, then those with some of them
     (bm25: titles count more than headings, headings more than text; `warmup` also finds `warm-up` and
     `warm up`, `schedules` finds `schedule`), fused with the documents closest in meaning (all-MiniLM-L6-v2
-    embeddings, reciprocal rank fusion). "Quoted phrases" and prefix* must match; anything else you type is
-    searched as plain text. The index (.lab/index.db) is brought up to date with the files first.
+    embeddings; each ranking's scores scaled to 0-1 and added). "Quoted phrases" and prefix* must match;
+    anything else you type is searched as plain text. The index (.lab/index.db) is brought up to date with the
+    files first.
 
     \b
     Examples:
