@@ -3,9 +3,10 @@
 What is embedded: a document's title (and section), an experiment's tags, and its text (report sections,
 experiment titles, settings, paper notes with their abstracts and notes, feed items; run records are not:
 their states and numbers carry no meaning a sentence could match). The index's `doc_vectors` table gives each
-document the hash of that text (written with the document, in lab.search.index), and `embeddings` holds one
-float32 vector per hash. So a file read again with a section unchanged keeps that section's vector, and only
-new text is embedded.
+document the hash of that text (written with the document, in lab.search.index) and, once embedded, its float32
+vector (`vec`); `embeddings` keeps one vector per hash, so a file read again with a section unchanged gets that
+section's vector back at once, and only new text is embedded. A search reads all vectors from a memory-mapped
+copy beside the index (`.lab/vectors-*.npy`, remade when `vectors_version` changes).
 
 Embedding never blocks a search: a search that finds documents without vectors embeds a handful itself (an
 edited note is found by meaning at once) and leaves more to one background process per lab
