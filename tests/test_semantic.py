@@ -193,3 +193,11 @@ def test_without_the_model_search_is_by_keyword_and_says_why_once(reports, monke
     assert "no semantic matches" not in capsys.readouterr().err  # said once
     with pytest.raises(LabError, match="semantic search is not available"):
         run_search(str(reports), ["warmup"], mode="semantic")
+
+
+def test_reindex_keeps_the_vectors_of_unchanged_text(lab, reports):
+    lab("reindex", check=0)
+    proc = lab("reindex", "--json", check=0)
+    assert json.loads(proc.stdout)["embedded"] == 0  # nothing new to embed: every vector carried over
+    write(reports / "experiments" / "tok" / "report.md", OTHER_REPORT.replace("kanji", "hanzi"))
+    assert json.loads(lab("reindex", "--json", check=0).stdout)["embedded"] == 1  # the edited section only

@@ -117,18 +117,23 @@ def embed_missing(conn, progress=None, limit: int | None = None, stop=None) -> i
 
 
 def saved_vectors(root) -> dict[str, bytes]:
-    """Every vector in the lab's index, by text hash (before `lab reindex` deletes the index: see restore)."""
+    """Every vector in the lab's index, by text hash (before `lab reindex` deletes the index: see restore).
+
+    Read straight from the file, whatever its schema version (one that needs a migration still has them)."""
+    import sqlite3
+
     from lab.search import index
 
-    try:
-        conn = index.connect(root, create=False)
-    except Exception:  # a damaged index: nothing to keep
+    path = index.index_path(root)
+    if not path.exists():
         return {}
-    if conn is None:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
         return {}
     try:
         return dict(conn.execute("SELECT hash, vec FROM embeddings"))
-    except Exception:
+    except sqlite3.Error:  # no such table (an old index) or a damaged file: nothing to keep
         return {}
     finally:
         conn.close()
