@@ -488,7 +488,7 @@ class Book:
         return front(e.title) + body
 
     def _related(self, e: ExperimentInfo) -> str:
-        from lab.search.related import for_book  # [] without an index or embeddings: the book builds regardless
+        from lab.search.related import for_book  # [] without an index (or on any trouble): the book builds regardless
 
         keys = {p.key: p for p in self.papers}
         lines = []
