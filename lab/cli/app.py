@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
     "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
+    "related": ("lab.cli.search", "related_cmd", "Papers, feed items and experiments closest to an experiment."),
     "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
     "watch": ("lab.cli.search", "watch_cmd", "Keep the search index fresh from file events (faster searches)."),
     "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
