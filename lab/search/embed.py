@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lab.search.documents import embed_text
+from lab.search.embedtext import embed_text
 
 INLINE = 8  # a search embeds this many missing documents itself; more go to the background process
 MIN_SIMILARITY = 0.3  # below this cosine a document is no semantic match (MiniLM: unrelated text scores up to ~0.25)

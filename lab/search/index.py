@@ -326,7 +326,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     from pathlib import Path
 
     from lab.search.documents import documents
-    from lab.search.documents import text_hash
+    from lab.search.embedtext import text_hash
     from lab.search.query import index_text
 
     root = Path(root)
