@@ -51,13 +51,16 @@ class LabCLI:
 
 
 @pytest.fixture
-def lab_root(tmp_path) -> Path:
-    """A new, empty lab."""
+def lab_root(tmp_path):
+    """A new, empty lab (its background embedder, if a search started one, stopped at teardown)."""
     from lab.core.workspace import init
 
     root = tmp_path / "lab"
     init(root)
-    return root
+    yield root
+    from lab.search import embed
+
+    embed.stop(root)  # a search may have started the lab's background embedder
 
 
 @pytest.fixture

@@ -248,7 +248,7 @@ def _damage(db: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["pages", "truncated", "garbage", "zeroed header"])
 def test_damaged_index_is_rebuilt_with_one_line(lab, lab_root, how):
     _lab_with_notes(lab_root)
-    query = ["learning", "--json", "--limit", "200"]
+    query = ["learning", "--json", "--limit", "200", "--mode", "keyword"]  # damage, not meaning, is tested here
     before = json.loads(lab("search", *query, check=0).stdout)
     assert len(before) > 50
     db = lab_root / ".lab/index.db"

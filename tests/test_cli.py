@@ -36,6 +36,9 @@ LINES = [
     ["search", "学習率", "ÿ"],
     ["search", "status"],
     ["search", "--exp=", "x"],
+    ["search", "warmup", "--mode", "keyword"],
+    ["search", "--mode=semantic", "--json", "warmup"],
+    ["search", "--mode", "fuzzy", "x"],  # not a mode: click's error
     ["search"],
     # global options, in every form
     ["--root", "R", "search", "x"],
@@ -123,9 +126,9 @@ def _click_parse(argv, monkeypatch):
             super().__init__(root, debug)
             seen["root"], seen["debug"] = root, debug
 
-    def search(root, words, type_, exp, tag, limit, as_json):
+    def search(root, words, type_, exp, tag, limit, as_json, mode=None):
         seen["call"] = ("search", {"words": list(words), "type": type_, "exp": exp, "tag": tag, "limit": limit,
-                                   "as_json": as_json, "root": str(root)})
+                                   "as_json": as_json, "mode": mode, "root": str(root)})
         return 0
 
     def status(workspace, targets, as_json=False):

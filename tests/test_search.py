@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 import subprocess
 import sys
 
@@ -13,9 +15,29 @@ from test_index import FEED_ITEM, make_lab, write
 HOSTILE = ["state-of-the-art", "a:b", '"', "(", "AND", "OR", "NOT", "C++", "2301.12345", "hep-th/9901001", "", 'warm"up', "*"]
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """The small lab of test_index, indexed and embedded once (`lab reindex`) for every test here to copy."""
+    from lab.core.workspace import init
+
+    root = tmp_path_factory.mktemp("template") / "lab"
+    init(root)
+    make_lab(root)
+    subprocess.run([sys.executable, "-m", "lab", "--root", str(root), "reindex"], check=True, capture_output=True)
+    return root
+
+
 @pytest.fixture
-def root(lab_root):
-    return make_lab(lab_root)
+def root(lab_root, template):
+    """The template's files and index, with the index's record of files emptied: the first search reads every
+    file again (and warns about the malformed one), and the documents keep their vectors (same text, same hash)."""
+    shutil.copytree(template, lab_root, dirs_exist_ok=True)
+    conn = sqlite3.connect(lab_root / ".lab" / "index.db")
+    conn.execute("DELETE FROM files")
+    conn.execute("DELETE FROM dirs")
+    conn.commit()
+    conn.close()
+    return lab_root
 
 
 def test_search_prints_type_id_title_where_and_snippet(lab, root):
@@ -70,7 +92,9 @@ def test_filters(lab, root):
     assert {r["type"] for r in exp1} == {"experiment", "setting", "run", "paper"}  # the paper is linked to exp1
     assert [(r["type"], r["id"]) for r in lab.json("search", "warmup", "--exp", "exp2")] == [("experiment", "exp2")]
     assert [r["id"] for r in lab.json("search", "warmup", "--tag", "optimizers")] == ["1908.03265"]
-    assert [r["id"] for r in lab.json("search", "warmup", "--tag", "MiniLM")] == ["exp1"]
+    assert [r["id"] for r in lab.json("search", "warmup", "--tag", "MiniLM", "--mode", "keyword")] == ["exp1"]
+    tagged = lab.json("search", "warmup", "--tag", "MiniLM")  # its sections are about warmup too, by meaning
+    assert tagged[0]["id"] == "exp1" and {r["id"].split("#")[0] for r in tagged} == {"exp1"}
     assert len(lab.json("search", "warmup", "--limit", "2")) == 2
     assert len(lab.json("search", "warmup", "--limit=1", "--type=feed")) == 1
 
@@ -110,14 +134,14 @@ def test_fresh_after_edit_and_delete(lab, root):
 def test_deleted_index_same_answers_and_reindex(lab, root):
     before = lab("search", "warmup", "--json", check=0).stdout
     (root / ".lab" / "index.db").unlink()
-    assert lab("search", "warmup", "--json", check=0).stdout == before
     proc = lab("reindex", "--json", check=0)
     assert json.loads(proc.stdout)["files"] == 8 and "indexed 8 files" in proc.stderr
+    assert json.loads(proc.stdout)["embedded"] == 10 and "embedded 10 documents" in proc.stderr
     assert lab("search", "warmup", "--json", check=0).stdout == before
 
 
 def test_help_has_examples(lab, root):
-    for command in ("search", "reindex"):
+    for command in ("search", "reindex", "related"):
         proc = lab(command, "--help", check=0)
         assert "Example" in proc.stdout
 

@@ -494,7 +494,25 @@ class Book:
         except LabError as err:
             self.warn(f"lab: {e.exp.report_path}: {err}; the papers are shown at the end")
             body += f"\n## Papers\n\n{papers}\n"
+        body += self._related(e)  # lab.search.related: papers, feed items and experiments not linked yet
         return front(e.title) + body
+
+    def _related(self, e: ExperimentInfo) -> str:
+        from lab.search.related import for_book  # [] without an index (or on any trouble): the book builds regardless
+
+        keys = {p.key: p for p in self.papers}
+        lines = []
+        for r in for_book(self.ws.root, e.name):
+            stem = r["path"][len("papers/"):-len(".md")] if r["type"] == "paper" else ""
+            if stem in keys:
+                lines.append(f"- paper: {self.paper_link(keys[stem], '../../')}")
+            elif r["type"] == "experiment":
+                lines.append(f"- experiment: {self.exp_link(r['id'], '../../')}: {md(r['title'])}")
+            elif r["type"] == "feed" and safe_url(r.get("link")):
+                lines.append(f"- feed item: {ext_link(safe_url(r['link']), r['title'])}")
+            else:
+                lines.append(f"- {r['type']}: {md(r['title'])}")
+        return "\n## Related\n\n" + "\n".join(lines) + "\n" if lines else ""
 
     def _results(self, e: ExperimentInfo) -> str:
         out = [results_html(e.table)]

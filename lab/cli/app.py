@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
     "notify": ("lab.cli.runs", "notify_cmd", "Show where lab sends word of failures and a drained queue; --test sends one."),
     "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
+    "related": ("lab.cli.search", "related_cmd", "Papers, feed items and experiments closest to an experiment."),
     "reindex": ("lab.cli.search", "reindex_cmd", "Rebuild the search index from the files."),
     "watch": ("lab.cli.search", "watch_cmd", "Keep the search index fresh from file events (faster searches)."),
     "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),

@@ -36,17 +36,29 @@ def init_cmd(directory):
 @click.command("new")
 @click.argument("name")
 @click.option("--from", "source", metavar="OTHER", help="Copy OTHER's settings and command (a new variant of an old experiment).")
+@click.option("--title", metavar="TEXT", help="The report's title; the five closest papers and experiments are listed (stderr).")
 @pass_lab
-def new_cmd(lab, name, source):
+def new_cmd(lab, name, source, title):
     """Make experiments/NAME/ with settings/, logs/, models/ and a report.md to fill in.
+
+    With --title, the papers, feed items and past experiments closest to it are listed on stderr (search
+    before starting new work; `lab related NAME` lists more).
 
     \b
     Examples:
-      lab new exp2
+      lab new exp2 --title "Does warmup help small-batch fine-tuning?"
       lab new exp3 --from exp2
     """
-    exp = lab.workspace.new_experiment(name, source=source)
+    exp = lab.workspace.new_experiment(name, source=source, title=title)
     click.echo(str(exp.dir))
+    if title:
+        from lab.cli.search import format_related
+        from lab.search.related import related
+
+        found = related(lab.workspace.root, exp.name, limit=5, say=lambda line: click.echo(line, err=True))
+        if found:
+            click.echo("related work (lab related " + exp.name + " for more):", err=True)
+            click.echo(format_related(found), nl=False, err=True)
     click.echo(f"next: add settings to {exp.settings_dir}/ and describe the experiment in {exp.report_path}", err=True)
 
 

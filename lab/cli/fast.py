@@ -23,7 +23,8 @@ from lab.errors import BadInput
 TYPES = ("experiment", "setting", "run", "paper", "feed")
 MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
-_VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit"}
+_VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit", "--mode": "mode"}
+MODES = ("hybrid", "keyword", "semantic")
 
 
 def main(argv=None) -> None:
@@ -127,7 +128,8 @@ def format_status(rows: list[list[str]]) -> str:
 
 def _parse_search(args: list[str]) -> dict | None:
     """The options of `lab [--root DIR] [--debug] search ...`, or None to let click handle the command line."""
-    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False}
+    out = {"root": None, "debug": False, "words": [], "type": None, "exp": None, "tag": None, "limit": 20, "as_json": False,
+           "mode": None}
     i = _parse_global(args, "search", out)
     if i is None:
         return None
@@ -151,6 +153,8 @@ def _parse_search(args: list[str]) -> dict | None:
         i += 1
     if out["type"] is not None and out["type"] not in TYPES:
         return None
+    if out["mode"] is not None and out["mode"] not in MODES:
+        return None
     try:
         out["limit"] = int(out["limit"])
     except ValueError:
@@ -160,8 +164,11 @@ def _parse_search(args: list[str]) -> dict | None:
     return out
 
 
-def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None) -> int:
-    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status."""
+def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None, mode=None) -> int:
+    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status.
+
+    `mode`: "keyword", "semantic" or "hybrid" (None: hybrid where semantic search can run, else keyword).
+    """
     from lab.search import index
     from lab.search import query
 
@@ -176,8 +183,19 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     if color is None:
         color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-    results, stats = index.read(
-        root, lambda conn: query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks))
+
+    def reader(conn):
+        semantic, chosen = None, mode
+        if mode != "keyword" and not query.Query(query_text).empty():
+            from lab.search import embed
+
+            semantic = embed.prepare(root, conn, query_text, required=mode == "semantic")
+        if semantic is None and mode is None:
+            chosen = "keyword"
+        return query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks,
+                            mode=chosen or "hybrid", semantic=semantic)
+
+    results, stats = index.read(root, reader)
     for message in stats.warnings:
         sys.stderr.write(f"lab: warning: {message}\n")
     if stats.scanned > SLOW_SCAN and sys.stderr.isatty():

@@ -12,7 +12,7 @@ import time
 import click
 
 from lab.cli.app import echo_json, pass_lab
-from lab.cli.fast import MAX_LIMIT, TYPES
+from lab.cli.fast import MAX_LIMIT, MODES, TYPES
 
 
 @click.command("search")
@@ -21,47 +21,97 @@ from lab.cli.fast import MAX_LIMIT, TYPES
 @click.option("--exp", metavar="EXP", help="Only the experiment EXP: its report, settings, runs, and papers linked to it.")
 @click.option("--tag", metavar="TAG", help="Only experiments and papers tagged TAG.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=MAX_LIMIT), help="At most this many results.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {type, id, title, section, snippet, path, score}.")
+@click.option("--mode", type=click.Choice(MODES), help="hybrid (the default where semantic search can run): words and "
+              "meaning fused; keyword: words only; semantic: meaning only.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {type, id, title, section, snippet, path, score, match}.")
 @pass_lab
-def search_cmd(lab, words, type_, exp, tag, limit, as_json):
-    """Search experiments, reports, settings, runs, paper notes and feed items.
+def search_cmd(lab, words, type_, exp, tag, limit, mode, as_json):
+    """Search experiments, reports, settings, runs, paper notes and feed items, by words and by meaning.
 
-    Every word must match, best matches first (titles count more than headings, headings more than text).
-    "Quoted phrases" and prefix* work; anything else you type is searched as plain text. The index
-    (.lab/index.db) is brought up to date with the files first, so results are always current.
+    Type a question as you would ask it. Documents with all the words come first, then those with some of them
+    (bm25: titles count more than headings, headings more than text; `warmup` also finds `warm-up` and
+    `warm up`, `schedules` finds `schedule`), fused with the documents closest in meaning (all-MiniLM-L6-v2
+    embeddings; each ranking's scores scaled to 0-1 and added). "Quoted phrases" and prefix* must match;
+    anything else you type is searched as plain text. The index (.lab/index.db) is brought up to date with the
+    files first.
 
     \b
     Examples:
-      lab search "learning rate warmup"
+      lab search "does warmup help small-batch fine-tuning?"
       lab search warmup_steps --type setting --exp exp3
-      lab search 学習率 --json
+      lab search "linear ramp of the step size" --mode semantic --json
+      lab search 学習率
     """
-    code = run_search_cmd(lab.workspace.root, list(words), type_, exp, tag, limit, as_json)
+    code = run_search_cmd(lab.workspace.root, list(words), type_, exp, tag, limit, as_json, mode)
     if code:
         raise SystemExit(code)
 
 
-def run_search_cmd(root, words, type_, exp, tag, limit, as_json) -> int:
+def run_search_cmd(root, words, type_, exp, tag, limit, as_json, mode=None) -> int:
     from lab.cli.fast import run_search
 
-    return run_search(root, words, type=type_, exp=exp, tag=tag, limit=limit, as_json=as_json)
+    return run_search(root, words, type=type_, exp=exp, tag=tag, limit=limit, as_json=as_json, mode=mode)
+
+
+@click.command("related")
+@click.argument("exp", metavar="EXP")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@click.option("--mode", type=click.Choice(MODES), help="hybrid (default where semantic search can run), keyword or semantic.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {type, id, title, path, score, match, linked}.")
+@pass_lab
+def related_cmd(lab, exp, limit, mode, as_json):
+    """Papers, feed items and past experiments closest to experiment EXP (its title, tags, question, report and
+    settings), by words and by meaning. Papers already linked to EXP are marked.
+
+    \b
+    Examples:
+      lab related exp3
+      lab related exp3 --limit 5 --json
+    """
+    from lab.search.related import related
+
+    experiment = lab.workspace.experiment(exp)
+    found = related(lab.workspace.root, experiment.name, limit=limit, semantic=mode != "keyword",
+                    say=lambda line: click.echo(line, err=True))
+    if mode == "semantic":
+        found = [r for r in found if "semantic" in r["match"]]
+    if as_json:
+        echo_json(found)
+        return
+    click.echo(format_related(found), nl=False)
+    if not found:
+        click.echo(f"nothing related to {experiment.name} yet: describe it in {experiment.report_path}", err=True)
+
+
+def format_related(found: list[dict]) -> str:
+    """`[type id] title (linked)` and where it is, one pair of lines each."""
+    lines = []
+    for r in found:
+        linked = " (linked)" if r["linked"] else ""
+        lines.append(f"[{r['type']} {r['id']}] {r['title']}{linked}\n    {r['path']}\n")
+    return "".join(lines)
 
 
 @click.command("reindex")
+@click.option("--keyword-only", is_flag=True, help="Do not embed the documents now (searches embed them in the background).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was indexed as JSON.")
 @pass_lab
-def reindex_cmd(lab, as_json):
-    """Rebuild the search index (.lab/index.db) from the files.
+def reindex_cmd(lab, keyword_only, as_json):
+    """Rebuild the search index (.lab/index.db) from the files, and embed every document for semantic search.
 
-    Never needed for correct results (every search syncs the index first); use it after deleting or
-    damaging the index, or to start clean.
+    Never needed for correct results (every search syncs the index first, and embeds what is new, in the
+    background when it is much); use it after deleting or damaging the index, or to have semantic matches for
+    the whole lab now. Vectors of text that did not change are kept. Progress goes to stderr.
 
     \b
     Example:
       lab reindex
     """
-    from lab.search.index import index_path, reindex
+    from lab.search import embed, model
+    from lab.search.index import connect, index_path, reindex
 
+    root = lab.workspace.root
     start = time.monotonic()
     last = [0.0]
 
@@ -71,15 +121,63 @@ def reindex_cmd(lab, as_json):
             last[0] = now
             click.echo(f"\rindexing: {done}/{total} files", err=True, nl=done == total)
 
-    stats = reindex(lab.workspace.root, progress=progress)
+    embed.stop(root)  # one embedder per lab: this one, now
+    saved = {} if keyword_only else embed.saved_vectors(root)  # unchanged text keeps its vector
+    stats = reindex(root, progress=progress)
+    if saved:
+        conn = connect(root)
+        try:
+            embed.restore(conn, saved)
+        finally:
+            conn.close()
     for message in stats.warnings:
         click.echo(f"lab: warning: {message}", err=True)
     seconds = time.monotonic() - start
+    embedded, why = 0, None
+    if not keyword_only:
+        model.single_thread(model.document_threads())
+        why = model.available()
+        if why is not None:
+            click.echo(f"lab: no semantic search: {why}", err=True)
+        else:
+            embedded = _embed_all(root)
+    total_seconds = time.monotonic() - start
     if as_json:
-        echo_json({"files": stats.read, "documents": stats.documents, "seconds": round(seconds, 3),
-                   "warnings": stats.warnings, "path": str(index_path(lab.workspace.root))})
-    click.echo(f"indexed {stats.read} files, {stats.documents} documents in {seconds:.1f}s: "
-               f"{index_path(lab.workspace.root)}", err=True)
+        echo_json({"files": stats.read, "documents": stats.documents, "embedded": embedded, "seconds": round(total_seconds, 3),
+                   "warnings": stats.warnings, "path": str(index_path(root))})
+    click.echo(f"indexed {stats.read} files, {stats.documents} documents in {seconds:.1f}s: {index_path(root)}", err=True)
+    if embedded:
+        click.echo(f"embedded {embedded} documents in {total_seconds - seconds:.1f}s", err=True)
+
+
+def _embed_all(root) -> int:
+    """Embed every document without a vector, with a progress bar on a terminal (a line at the end otherwise)."""
+    import sys
+
+    from lab.search import embed
+    from lab.search.index import connect
+
+    conn = connect(root)
+    try:
+        covered, total = embed.coverage(conn)
+        if covered == total:
+            return 0
+        if not sys.stderr.isatty():
+            return embed.embed_missing(conn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=_stderr_console(), transient=True) as bar:
+            task = bar.add_task("embedding", total=total - covered)
+            return embed.embed_missing(conn, progress=lambda done, _: bar.update(task, completed=done))
+    finally:
+        conn.close()
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @click.command("watch")

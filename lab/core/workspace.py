@@ -214,8 +214,9 @@ class Workspace:
             rows.append(row)
         return rows
 
-    def new_experiment(self, name: str, source: str | None = None) -> Experiment:
-        """Make `experiments/NAME/` with its directories and a report; `source` copies another's settings and command."""
+    def new_experiment(self, name: str, source: str | None = None, title: str | None = None) -> Experiment:
+        """Make `experiments/NAME/` with its directories and a report (titled `title`, default NAME); `source`
+        copies another's settings and command."""
         exp = self.experiment(name, must_exist=False)
         if exp.dir.exists():
             raise BadInput(f"experiment {name!r} already exists: {exp.dir}")
@@ -233,6 +234,10 @@ class Workspace:
                     if f.is_file() and f.suffix in (*layout.SETTING_SUFFIXES, *layout.BASE_SUFFIXES):
                         shutil.copy2(f, staging / layout.SETTINGS / f.name)
             report = REPORT_TEMPLATE.format(title=name, command=_yaml_scalar(command) if command else "")
+            if title and title.strip():
+                title = " ".join(title.split())
+                report = report.replace(f"title: {name}\n", f"title: {_yaml_scalar(title)}\n", 1)
+                report = report.replace(f"\n# {name}\n", f"\n# {title}\n", 1)
             if origin is not None:
                 report = report.replace("## Setup\n", f"## Setup\n\nA variant of [{origin.name}](../{origin.name}/report.md).\n", 1)
             (staging / layout.REPORT).write_text(report, encoding="utf-8")

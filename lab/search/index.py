@@ -326,6 +326,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     from pathlib import Path
 
     from lab.search.documents import documents
+    from lab.search.embedtext import text_hash
     from lab.search.query import index_text
 
     root = Path(root)
@@ -350,20 +351,24 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                 docs = documents(root, path, warn)
                 # Even for a file that was new when `known` was read: another writer may have indexed it since.
                 conn.execute("DELETE FROM docs WHERE file = ?", (path,))
-                conn.executemany(
-                    "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
-                    "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
+                for d in docs:
+                    cur = conn.execute(
+                        "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
+                        "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
                             path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
                             json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
                             json.dumps(d["info"], ensure_ascii=False, default=str),
                             index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
                             index_text(d["body"]),
+                        ),
+                    )
+                    digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
+                    if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
+                        conn.execute(
+                            "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
+                            (cur.lastrowid, digest, digest),
                         )
-                        for d in docs
-                    ],
-                )
                 size, mtime = current[path]
                 conn.execute(
                     "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",

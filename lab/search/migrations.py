@@ -55,7 +55,44 @@ def m002_docs_fts(db) -> None:
     db.execute(f"INSERT INTO docs_fts(docs_fts, rank) VALUES('rank', 'bm25({weights})')")
 
 
-MIGRATIONS = [m001_files_and_docs, m002_docs_fts]
+def m003_vectors_and_vocab(db) -> None:
+    """Semantic search: `doc_vectors` says which text (by hash) each document is embedded from, `embeddings`
+    holds one float32 vector per distinct text (so an unchanged section keeps its vector when its file is
+    re-read), and `docs_vocab` (fts5vocab) lists the indexed words, so a query word can be split where the
+    text has it as two (`warmup` -> `warm up`). Every file is read again to fill `doc_vectors`."""
+    db.execute("CREATE TABLE doc_vectors (id INTEGER PRIMARY KEY, hash TEXT NOT NULL)")
+    db.execute("CREATE INDEX doc_vectors_hash ON doc_vectors (hash)")
+    db.execute("CREATE TABLE embeddings (hash TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("CREATE TRIGGER docs_vectors_ad AFTER DELETE ON docs BEGIN DELETE FROM doc_vectors WHERE id = old.id; END")
+    db.execute("CREATE VIRTUAL TABLE docs_vocab USING fts5vocab(docs_fts, 'row')")
+    db.execute("DELETE FROM files")
+    db.execute("DELETE FROM dirs")
+
+
+def m004_vectors_beside_documents(db) -> None:
+    """Each document's vector also in `doc_vectors.vec` (NULL until embedded): a search reads every vector in one
+    sequential scan, and counts the documents still to embed through a partial index, instead of looking up
+    thousands of hashes in `embeddings` (which stays the store that lets unchanged text keep its vector)."""
+    db.execute("ALTER TABLE doc_vectors ADD COLUMN vec BLOB")
+    db.execute("UPDATE doc_vectors SET vec = (SELECT e.vec FROM embeddings e WHERE e.hash = doc_vectors.hash)")
+    db.execute("CREATE INDEX doc_vectors_pending ON doc_vectors (hash) WHERE vec IS NULL")
+
+
+def m005_vectors_version(db) -> None:
+    """A counter that changes whenever the set of document vectors does (triggers), so a search can keep every
+    vector in one memory-mapped file beside the index (`.lab/vectors-*.npy`) and know when it is out of date."""
+    db.execute("CREATE TABLE vectors_version (n INTEGER NOT NULL)")
+    db.execute("INSERT INTO vectors_version (n) VALUES (0)")
+    db.execute("CREATE TRIGGER doc_vectors_version_ai AFTER INSERT ON doc_vectors WHEN new.vec IS NOT NULL "
+               "BEGIN UPDATE vectors_version SET n = n + 1; END")
+    db.execute("CREATE TRIGGER doc_vectors_version_ad AFTER DELETE ON doc_vectors WHEN old.vec IS NOT NULL "
+               "BEGIN UPDATE vectors_version SET n = n + 1; END")
+    db.execute("CREATE TRIGGER doc_vectors_version_au AFTER UPDATE OF vec ON doc_vectors "
+               "BEGIN UPDATE vectors_version SET n = n + 1; END")
+
+
+MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab, m004_vectors_beside_documents,
+              m005_vectors_version]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

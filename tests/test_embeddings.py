@@ -1,0 +1,72 @@
+"""The torch-free MiniLM (lab.search.model) against the real torch model, on real sentences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO
+
+np = pytest.importorskip("numpy")
+pytest.importorskip("tokenizers")
+
+# Real text: claims and abstract openings from SciFact (benchmarks/data/scifact-dev, with its provenance),
+# a Japanese sentence, and lab's own README sentences; long enough that some are truncated at 256 tokens.
+SENTENCES = [
+    "0-dimensional biomaterials lack inductive properties.",
+    "Does warmup help small-batch fine-tuning?",
+    "A linear ramp of the step size at the start of training.",
+    "学習率ウォームアップの効果を調べる。",
+    "Every word must match; the best matches come first (bm25, with titles above headings above text).",
+    "",
+]
+
+
+def corpus_texts(n: int) -> list[str]:
+    path = REPO / "benchmarks" / "data" / "scifact-dev" / "corpus.jsonl"
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["text"] for _, line in zip(range(n), f)]
+
+
+def test_vectors_match_the_torch_model():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from lab.search import model
+
+    texts = SENTENCES + corpus_texts(12)
+    ours = model.load().embed(texts, model.DOC_TOKENS)
+    assert ours.shape == (len(texts), 384) and ours.dtype == np.float32
+
+    # sentence-transformers' arithmetic for this model: BERT, mean over the tokens, L2 normalised, 256 tokens.
+    directory = model.model_dir()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    bert = transformers.AutoModel.from_pretrained(directory).eval()
+    with torch.no_grad():
+        batch = tokenizer([t or " " for t in texts], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        hidden = bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        reference = torch.nn.functional.normalize(pooled, dim=1).numpy()
+    cosines = (ours * reference).sum(1)
+    assert cosines.min() > 0.999, cosines
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_order_and_batching_do_not_change_vectors():
+    from lab.search import model
+
+    texts = corpus_texts(5) + SENTENCES[:3]
+    together = model.load().embed(texts, batch=3)
+    alone = np.stack([model.load().embed([t])[0] for t in texts])
+    assert (together * alone).sum(1).min() > 0.99999
+
+
+def test_meaning_is_closer_than_words():
+    from lab.search import model
+
+    warmup, ramp, other = model.load().embed([
+        "learning rate warmup", "a linear ramp of the step size at the start of training",
+        "the tokenizer splits Japanese text into characters",
+    ])
+    assert warmup @ ramp > warmup @ other + 0.1
