@@ -216,7 +216,7 @@ def ranker(conn, text: str | None = None, vector=None):
         if query is None:
             from lab.search.model import QUERY_TOKENS, load
 
-            query = load().embed([text], QUERY_TOKENS)[0]
+            query = load(aligned=False).embed([text], QUERY_TOKENS)[0]
         scores = matrix @ query
         count = min(depth, len(scores))
         top = np.argpartition(-scores, count - 1)[:count]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 DIM = 384
 QUERY_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 DOC_TOKENS = 256
-_MODEL = None
+_MODELS: dict = {}  # aligned -> MiniLM, loaded once per process
 
 
 class Unavailable(Exception):
@@ -75,12 +75,13 @@ def available() -> str | None:
     return None
 
 
-def load() -> MiniLM:
-    """The model, loaded once per process."""
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = MiniLM(model_dir())
-    return _MODEL
+def load(aligned: bool = True) -> MiniLM:
+    """The model, loaded once per process. `aligned=False` (a search embedding its one query) leaves the weights
+    in the memory map: no 40 MB copy at every search, at the price of slower matrix products, which a few tokens
+    do not feel."""
+    if aligned not in _MODELS:
+        _MODELS[aligned] = MiniLM(model_dir(), aligned=aligned)
+    return _MODELS[aligned]
 
 
 def read_safetensors(path: str) -> dict:
@@ -130,7 +131,7 @@ def _gelu(h):
 class MiniLM:
     """all-MiniLM-L6-v2 in NumPy: `embed(texts)` -> float32 array (n, 384) of unit vectors."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, aligned: bool = True):
         try:
             import numpy as np
             from tokenizers import Tokenizer
@@ -141,7 +142,7 @@ class MiniLM:
         self.tokenizer.no_padding()
         w = read_safetensors(os.path.join(directory, "model.safetensors"))
         # The matrices in aligned memory: BLAS is used only for aligned arrays, and the file's data need not be.
-        w = {k.removeprefix("bert."): v if "word_embeddings" in k or v.ctypes.data % 16 == 0 else v.copy()
+        w = {k.removeprefix("bert."): v if not aligned or "word_embeddings" in k or v.ctypes.data % 16 == 0 else v.copy()
              for k, v in w.items()}
         self.word = w["embeddings.word_embeddings.weight"]
         self.position = w["embeddings.position_embeddings.weight"]
