@@ -286,28 +286,17 @@ def recover(workspace, queue: Queue, grace: float = 5.0, busy=()) -> list[str]:
         if mine and rec.get("state") in ("succeeded", "failed", "cancelled", "interrupted") or (
                 ours and ident is not None and rec.get("state") == "cancelled" and not rec.get("started_at")):
             # The supervisor recorded the end (or the cancel before the start) and exited: mark the job so.
-            with queue.transaction():
-                if not queue.unchanged(job):
-                    continue
-                if rec["state"] == "interrupted":
-                    queue.requeue(job["id"])  # the runner was stopped (SIGTERM) while it ran
-                else:
-                    queue.finish(job["id"], rec["state"], rec.get("exit_code"))
-                    if rec["state"] == "failed" and job["stop_on_failure"]:
-                        queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+            # (interrupted: the runner was stopped, SIGTERM, while it ran)
+            if not _settle_row(queue, job, rec["state"], rec.get("exit_code"), setting.id):
+                continue
             _forget(state_dir, job)
             settled.append(setting.id)
             continue
         cancelled = bool(job["cancel_requested"])
         if ident is None:
             # No supervisor ever said it runs this start: the program never started.
-            with queue.transaction():
-                if not queue.unchanged(job):
-                    continue
-                if cancelled:
-                    queue.finish(job["id"], "cancelled")
-                else:
-                    queue.requeue(job["id"])
+            if not _settle_row(queue, job, "cancelled" if cancelled else "interrupted", None, setting.id):
+                continue
             _forget(state_dir, job)
             _diary(state_dir, f"{setting.id} had not started when its runner died; " + ("cancelled" if cancelled else "queued again"))
             settled.append(setting.id)
@@ -319,12 +308,8 @@ def recover(workspace, queue: Queue, grace: float = 5.0, busy=()) -> list[str]:
             rec = records.ended(setting, rec, ended["returncode"], duration_s=ended["duration_s"],
                                 state="cancelled" if cancelled and ended["returncode"] != 0 else None)
             records.write_record(setting, rec)
-            with queue.transaction():
-                if not queue.unchanged(job):
-                    continue
-                queue.finish(job["id"], rec["state"], rec.get("exit_code"))
-                if rec["state"] == "failed" and job["stop_on_failure"]:
-                    queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
+            if not _settle_row(queue, job, rec["state"], rec.get("exit_code"), setting.id):
+                continue
             _forget(state_dir, job)
             _diary(state_dir, f"{rec['state']} {setting.id} (exit {rec.get('exit_code')}; recorded after its supervisor died)")
             settled.append(setting.id)
@@ -333,13 +318,8 @@ def recover(workspace, queue: Queue, grace: float = 5.0, busy=()) -> list[str]:
         if mine and rec.get("state") == "running":
             reason = "cancelled by lab stop --now" if cancelled else "its supervisor died while the job ran; it was stopped and queued again"
             records.write_record(setting, records.settled(setting, rec, state, reason))
-        with queue.transaction():
-            if not queue.unchanged(job):
-                continue
-            if cancelled:
-                queue.finish(job["id"], "cancelled")
-            else:
-                queue.requeue(job["id"])
+        if not _settle_row(queue, job, state, None, setting.id):
+            continue
         _forget(state_dir, job)
         _diary(state_dir, f"{setting.id}: its supervisor died; what was left of it was stopped and "
                           + ("recorded cancelled" if cancelled else "queued again"))
@@ -424,6 +404,22 @@ def _tell(workspace, settled: list[str]) -> None:
 
 
 # -- the runner process -----------------------------------------------------------------------------------
+
+
+def _settle_row(queue, job: dict, state: str, exit_code: int | None, what: str) -> bool:
+    """Mark a running job's queue row as its end says: `interrupted` queues it again at its place, any other state
+    finishes it (a failure stops the queue under --stop-on-failure). One transaction, and only if the row is still
+    as it was read: False when someone else settled it first."""
+    with queue.transaction():
+        if not queue.unchanged(job):
+            return False
+        if state == "interrupted":
+            queue.requeue(job["id"])
+        else:
+            queue.finish(job["id"], state, exit_code)
+            if state == "failed" and job["stop_on_failure"]:
+                queue.set_flag("stop", f"stopped after {what} failed (--stop-on-failure)")
+    return True
 
 
 def job_setting(workspace, job: dict):
