@@ -43,10 +43,20 @@ def address(root: str) -> bytes:
     return b"\0lab-watch-%08x%08x" % (zlib.crc32(data), zlib.adler32(data))
 
 
+_UNANSWERED: set[str] = set()  # roots whose watcher gave no answer in this process (a `rank` then does not ask)
+
+
 def _ask(root: str, request: str, timeout: float) -> bytes | None:
     """Send one request line to the watcher of `root`; its one-line answer, or None when there is none."""
     if not sys.platform.startswith("linux"):
         return None
+    reply = _exchange(root, request, timeout)
+    if reply is None:
+        _UNANSWERED.add(root)
+    return reply
+
+
+def _exchange(root: str, request: str, timeout: float) -> bytes | None:
     import _socket  # `socket` itself imports enum and selectors: several times the cost of this whole call
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -74,6 +84,31 @@ def _ask(root: str, request: str, timeout: float) -> bytes | None:
 def synced(root: str, timeout: float = TIMEOUT) -> bool:
     """True when a watcher of `root` has put every change made so far into the index (no scan needed)."""
     return _ask(os.path.realpath(root), "sync", timeout) == b"ok"
+
+
+def rank(root: str, text: str, allowed, depth: int, inline: bool = False,
+         timeout: float = TIMEOUT) -> list[tuple[int, float]] | None:
+    """The watcher's semantic ranking of `text` (lab.search.embed.ranker, with its model and vectors kept warm):
+    [(doc id, cosine)] best first among `allowed` doc ids (None: all), at most `depth`; None when no watcher
+    answers in time or it cannot rank (the caller then ranks itself). `inline`: the watcher first embeds the
+    few documents that lack a vector (lab.search.embed.INLINE), as a search would. The watcher syncs first.
+
+    Request: `rank DEPTH INLINE ALLOWED QUERY-HEX ROOT` (ALLOWED: comma-separated ids or `*`);
+    answer: `ok ID:SCORE ...` (scores as Python writes floats: read back exactly) or `none`."""
+    root = os.path.realpath(root)
+    if root in _UNANSWERED:  # no watcher, or it did not answer the `sync` in time: do not wait twice
+        return None
+    ids = "*" if allowed is None else ",".join(map(str, allowed))
+    if not ids:
+        return []
+    hexed = text.encode("utf-8", "surrogateescape").hex() or "-"
+    reply = _ask(root, f"rank {int(depth)} {int(inline)} {ids} {hexed}", timeout)
+    if reply is None or not (reply == b"ok" or reply.startswith(b"ok ")):
+        return None
+    try:
+        return [(int(doc), float(score)) for doc, _, score in (pair.partition(b":") for pair in reply.split()[1:])]
+    except ValueError:
+        return None
 
 
 def status(root: str) -> dict | None:
