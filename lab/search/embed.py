@@ -217,18 +217,29 @@ def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool =
     the ranking is made here, the same way. `inline`: the few documents without a vector (INLINE) are embedded
     first (by the watcher, or here)."""
 
-    def rank(allowed, depth):
+    def begin(allowed, depth):
+        """Ask the watcher now; the function returned gives the ranking (lab.search.query.search meanwhile ranks
+        by keyword)."""
         if allowed is not None and not allowed:
-            return []
+            return lambda: []
+        pending = None
         if root is not None and text is not None:
             from lab.search import watch
 
-            ranked = watch.rank(os.fspath(root), text, allowed, depth, inline)
+            pending = watch.rank_begin(os.fspath(root), text, allowed, depth, inline)
+
+        def finish():
+            ranked = pending() if pending is not None else None
             if ranked is not None:
                 return ranked
-        if inline:
-            embed_missing(conn)
-        return rank_here(allowed, depth)
+            if inline:
+                embed_missing(conn)
+            return rank_here(allowed, depth)
+
+        return finish
+
+    def rank(allowed, depth):
+        return begin(allowed, depth)()
 
     def rank_here(allowed, depth):
         import numpy as np
@@ -249,6 +260,7 @@ def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool =
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(ids[i]), float(scores[i])) for i in top if scores[i] >= MIN_SIMILARITY]
 
+    rank.begin = begin
     return rank
 
 

@@ -57,6 +57,12 @@ def _ask(root: str, request: str, timeout: float) -> bytes | None:
 
 
 def _exchange(root: str, request: str, timeout: float) -> bytes | None:
+    sock = _send(root, request, timeout)
+    return None if sock is None else _receive(sock)
+
+
+def _send(root: str, request: str, timeout: float):
+    """A socket that carries `request` to the watcher of `root` (its answer not yet read), or None."""
     import _socket  # `socket` itself imports enum and selectors: several times the cost of this whole call
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -66,8 +72,18 @@ def _exchange(root: str, request: str, timeout: float) -> bytes | None:
         # The name is not a file with permissions: accept an answer only from a process of this user.
         cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
         if int.from_bytes(cred[4:8], sys.byteorder) != os.getuid():
+            sock.close()
             return None
         sock.sendall(f"{request} {root}\n".encode("utf-8", "surrogateescape"))
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
+def _receive(sock) -> bytes | None:
+    """The one-line answer on `sock` (then closed), or None."""
+    try:
         reply = b""
         while not reply.endswith(b"\n"):
             chunk = sock.recv(65536)
@@ -95,20 +111,33 @@ def rank(root: str, text: str, allowed, depth: int, inline: bool = False,
 
     Request: `rank DEPTH INLINE ALLOWED QUERY-HEX ROOT` (ALLOWED: comma-separated ids or `*`);
     answer: `ok ID:SCORE ...` (scores as Python writes floats: read back exactly) or `none`."""
+    return rank_begin(root, text, allowed, depth, inline, timeout)()
+
+
+def rank_begin(root: str, text: str, allowed, depth: int, inline: bool = False, timeout: float = TIMEOUT):
+    """`rank`, in two halves: this sends the request; the function it returns waits for the answer (meanwhile
+    the caller can do its keyword ranking while the watcher embeds the query)."""
     root = os.path.realpath(root)
-    if root in _UNANSWERED:  # no watcher, or it did not answer the `sync` in time: do not wait twice
-        return None
+    if root in _UNANSWERED or not sys.platform.startswith("linux"):  # no watcher, or it did not answer a `sync`
+        return lambda: None
     ids = "*" if allowed is None else ",".join(map(str, allowed))
     if not ids:
-        return []
+        return lambda: []
     hexed = text.encode("utf-8", "surrogateescape").hex() or "-"
-    reply = _ask(root, f"rank {int(depth)} {int(inline)} {ids} {hexed}", timeout)
-    if reply is None or not (reply == b"ok" or reply.startswith(b"ok ")):
-        return None
-    try:
-        return [(int(doc), float(score)) for doc, _, score in (pair.partition(b":") for pair in reply.split()[1:])]
-    except ValueError:
-        return None
+    sock = _send(root, f"rank {int(depth)} {int(inline)} {ids} {hexed}", timeout)
+
+    def finish() -> list[tuple[int, float]] | None:
+        reply = None if sock is None else _receive(sock)
+        if reply is None:
+            _UNANSWERED.add(root)
+        if reply is None or not (reply == b"ok" or reply.startswith(b"ok ")):
+            return None
+        try:
+            return [(int(doc), float(score)) for doc, _, score in (pair.partition(b":") for pair in reply.split()[1:])]
+        except ValueError:
+            return None
+
+    return finish
 
 
 def status(root: str) -> dict | None:
