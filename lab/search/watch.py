@@ -5,7 +5,9 @@ on a lab of 17,000 files those stats alone take 50-100 ms here, most of a `lab s
 inotify watch on every directory the index covers, re-reads exactly the files the kernel reports changed,
 and answers readers over an abstract Unix socket named after the lab root: a reader sends `sync ROOT` and
 the watcher replies `ok` once every change reported before the request is in the index (lab.search.watcher
-is the watcher itself: `serve` there is the body of `lab watch`). The kernel queues an
+is the watcher itself: `serve` there is the body of `lab watch`). A hybrid or semantic search also sends
+`rank` (see `rank`): the watcher, which keeps the model and the lab's vectors loaded, embeds the query and
+ranks by meaning, so the search process imports neither NumPy nor the tokenizer (this module stays light). The kernel queues an
 event inside the writing call itself, so an edit that finished before the search started is in the queue when
 the request is read: a watched lab is as fresh as a scanned one, without the scan.
 

@@ -4,6 +4,8 @@ One thread: `select` over the inotify descriptor and the listening socket. File 
 pending set; a reader's `sync` request, or a quiet moment after events, applies the set (each file re-read:
 an event means its content may have changed even when its size and mtime did not). Directory events, queue
 overflows and a replaced index file make the next apply a full `lab.search.index.sync` with every watch renewed.
+A `rank` request applies the same way first, then ranks by meaning (lab.search.embed.ranker): the model loads at
+the first one and stays, and the vectors stay mapped until the index's `vectors_version` changes.
 
 Why inotify itself, not watchfiles (looked at for issue 13): watchfiles passes on only events that name a path, so
 an event-queue overflow (notify's path-less Rescan event) would go unseen and the watcher would answer `ok` over
