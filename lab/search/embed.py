@@ -267,8 +267,9 @@ def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool =
 def prepare(root, conn, text: str, required: bool = False, say=None, background: bool = True):
     """The semantic ranking for `text` on this lab, or None when there is none yet (or semantic search cannot run
     here: LabError when `required`, else said once per lab). Documents without vectors: a few are embedded
-    just before ranking (by the watcher when it ranks), more by the lab's background embedder (started here when none runs), and `say` (default: stderr) gets
-    one line on how much of the lab is covered meanwhile. `background=False` embeds nothing and starts nothing."""
+    just before ranking (by the watcher when it ranks), more by the lab's background embedder (started here
+    when none runs), and `say` (default: stderr) gets one line on how much of the lab is covered meanwhile.
+    `background=False` embeds nothing and starts nothing."""
     from lab.errors import LabError
     from lab.search import model
 

@@ -7,9 +7,9 @@ and answers readers over an abstract Unix socket named after the lab root: a rea
 the watcher replies `ok` once every change reported before the request is in the index (lab.search.watcher
 is the watcher itself: `serve` there is the body of `lab watch`). A hybrid or semantic search also sends
 `rank` (see `rank`): the watcher, which keeps the model and the lab's vectors loaded, embeds the query and
-ranks by meaning, so the search process imports neither NumPy nor the tokenizer (this module stays light). The kernel queues an
-event inside the writing call itself, so an edit that finished before the search started is in the queue when
-the request is read: a watched lab is as fresh as a scanned one, without the scan.
+ranks by meaning, so the search process imports neither NumPy nor the tokenizer (this module stays light).
+The kernel queues an event inside the writing call itself, so an edit that finished before the search started
+is in the queue when the request is read: a watched lab is as fresh as a scanned one, without the scan.
 
 Anything unusual (a directory created, removed or renamed, an event queue overflow, the index file deleted or
 replaced) makes the watcher run the full `sync` again. A reader that finds no watcher, or gets no answer in
@@ -143,7 +143,7 @@ def rank_begin(root: str, text: str, allowed, depth: int, inline: bool = False, 
 
 
 def status(root: str) -> dict | None:
-    """The running watcher's state ({pid, root, directories, since, applied, rescans}), or None."""
+    """The running watcher's state ({pid, root, directories, since, applied, rescans, ranked}), or None."""
     import json
 
     reply = _ask(os.path.realpath(root), "status", TIMEOUT)
