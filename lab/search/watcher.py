@@ -4,6 +4,8 @@ One thread: `select` over the inotify descriptor and the listening socket. File 
 pending set; a reader's `sync` request, or a quiet moment after events, applies the set (each file re-read:
 an event means its content may have changed even when its size and mtime did not). Directory events, queue
 overflows and a replaced index file make the next apply a full `lab.search.index.sync` with every watch renewed.
+A `rank` request applies the same way first, then ranks by meaning (lab.search.embed.ranker): the model loads at
+the first one and stays, and the vectors stay mapped until the index's `vectors_version` changes.
 
 Why inotify itself, not watchfiles (looked at for issue 13): watchfiles passes on only events that name a path, so
 an event-queue overflow (notify's path-less Rescan event) would go unseen and the watcher would answer `ok` over
@@ -32,6 +34,7 @@ from lab.errors import LabError
 from lab.search import index
 from lab.search.watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address
 
+MAX_REQUEST = 1 << 26  # bytes: a `rank` request lists the doc ids a search may return
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
 
 
@@ -93,6 +96,7 @@ class Watcher:
         self.gone = False
         self.applied = 0
         self.rescans = 0
+        self.ranked = 0
         self.since = now_iso("seconds")
         self.conn = None
         self.db_id = None
@@ -149,12 +153,15 @@ class Watcher:
                 if uid != os.getuid():
                     return True
                 line = b""
-                while not line.endswith(b"\n") and len(line) < 65536:
+                while not line.endswith(b"\n") and len(line) < MAX_REQUEST:
                     chunk = client.recv(65536)
                     if not chunk:
                         return True
                     line += chunk
                 request, _, root = line[:-1].decode("utf-8", "surrogateescape").partition(" ")
+                if request == "rank":  # rank DEPTH INLINE ALLOWED QUERY-HEX ROOT (lab.search.watch.rank)
+                    root = root.split(" ", 4)
+                    root, args = root[-1], root[:-1]
                 if root != self.root:
                     client.sendall(b"wrong lab\n")  # two roots whose names hash alike: the reader scans
                     return True
@@ -168,6 +175,9 @@ class Watcher:
                         client.sendall(b"failed\n")
                         return True
                     client.sendall(b"ok\n")
+                elif request == "rank":
+                    client.settimeout(None)  # the reader decides how long it waits
+                    client.sendall(self.rank(args) + b"\n")
                 elif request == "status":
                     client.sendall(json.dumps(self.status()).encode() + b"\n")
                 elif request == "stop":
@@ -177,6 +187,39 @@ class Watcher:
             except OSError:
                 pass
         return True
+
+    # -- semantic ranking -------------------------------------------------------------------------------------
+
+    def rank(self, args: list[str]) -> bytes:
+        """Answer a `rank` request: `ok ID:SCORE ...`, or `none` when this watcher cannot (the reader then ranks
+        itself). The model loads at the first request and stays; the vectors stay mapped until they change."""
+        try:
+            depth, inline, allowed, hexed = int(args[0]), args[1] == "1", args[2], args[3]
+            text = bytes.fromhex("" if hexed == "-" else hexed).decode("utf-8", "surrogateescape")
+            ids = None if allowed == "*" else [int(i) for i in allowed.split(",")]
+        except (ValueError, IndexError):
+            return b"none"
+        try:
+            self.take(self.inotify.read())  # rank the index as of now, like `sync`
+            self.apply()
+            if self.gone or self.conn is None:
+                return b"none"
+            from lab.search import embed, model
+
+            if model.available() is not None:
+                return b"none"
+            model.single_thread()  # as a search does (before NumPy loads): the same sums, the same scores
+            if inline:  # the few documents a search embeds itself (an edited note): before ranking
+                covered, total = embed.coverage(self.conn)
+                if 0 < total - covered <= embed.INLINE and not embed.running(self.root):
+                    embed.embed_missing(self.conn)
+            ranked = embed.ranker(self.conn, text)(ids, depth)
+            self.ranked += 1
+        except Exception as e:  # the model or the index failed here: the reader ranks itself
+            self.rescan = self.rescan or isinstance(e, sqlite3.Error)
+            self.log(f"rank failed: {type(e).__name__}: {e}")
+            return b"none"
+        return b" ".join([b"ok"] + [f"{doc}:{score!r}".encode() for doc, score in ranked])
 
     # -- events ---------------------------------------------------------------------------------------------
 
@@ -241,7 +284,7 @@ class Watcher:
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "root": self.root, "directories": len(self.dirs), "since": self.since,
-                "applied": self.applied, "rescans": self.rescans}
+                "applied": self.applied, "rescans": self.rescans, "ranked": self.ranked}
 
     def log(self, message: str) -> None:
         stamp = now_iso("seconds")
