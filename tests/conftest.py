@@ -27,6 +27,36 @@ def wait_for(predicate, timeout=60.0, what="condition", poll=0.05):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def lab_processes(root: Path) -> list[int]:
+    """Every live process that belongs to the lab at `root`: the runner (its --root), `lab` commands, supervisors
+    and jobs (LAB_ROOT in their environment)."""
+    found = []
+    marker_env = f"LAB_ROOT={root}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (str(root).encode() in cmdline or marker_env in environ.split(b"\0")):
+            found.append(int(entry))
+    return found
+
+
+def kill_lab_processes(root: Path) -> None:
+    """SIGKILL every process of the lab at `root` (a test's teardown: nothing outlives it)."""
+    import signal
+
+    for pid in lab_processes(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class LabCLI:
     """Runs `python -m lab` as a real process against one lab root."""
 

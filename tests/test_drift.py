@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, LabCLI, write_settings
+from conftest import LabCLI, REPO, kill_lab_processes, write_settings
 
 # Reads the data files its settings name (relative to the experiment directory, as lab.train does) and logs
 # metrics that depend on the data, the settings and FACTOR, deterministically.
@@ -37,20 +36,6 @@ open(os.path.join(os.environ["LAB_OUTPUT_DIR"], "model.txt"), "w").write(f"facto
 COMMAND = "{python} prog.py {settings}"
 
 
-def lab_processes(root: Path) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if str(root).encode() in cmdline or f"LAB_ROOT={root}".encode() in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
 
 @pytest.fixture
 def dlab(lab_root):
@@ -64,11 +49,7 @@ def dlab(lab_root):
     report.write_text(report.read_text().replace("\ncommand:\n", f"\ncommand: {json.dumps(COMMAND)}\n", 1))
     cli = LabCLI(lab_root)
     yield cli
-    for pid in lab_processes(lab_root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_lab_processes(lab_root)
 
 
 def record(root: Path, name: str, exp: str = "exp1") -> dict:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, wait_for, write_settings
-from test_runner import lab_processes
+from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
 
 # Each execution appends its setting to a side file, then exits with the status its settings ask for.
 PROGRAM = r"""
@@ -78,11 +77,7 @@ def _runner_alive(root: Path) -> bool:
 @pytest.fixture
 def cleanup(lab_root):
     yield
-    for pid in lab_processes(lab_root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_lab_processes(lab_root)
 
 
 POINTS = ["runner-claimed", "runner-forked", "runner-reaped",

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 
 import pytest
 
-from conftest import wait_for, write_settings
+from conftest import kill_lab_processes, lab_processes, wait_for, write_settings
 from lab.core.workspace import Workspace
 from lab.runs import control
-from test_runner import lab_processes
 
 PROGRAM = """\
 import json, os, sys, time
@@ -115,11 +113,7 @@ class ExecutorContract:
 @pytest.fixture
 def no_process_left(lab_root):
     yield
-    for pid in lab_processes(lab_root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_lab_processes(lab_root)
 
 
 @pytest.mark.usefixtures("no_process_left")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, wait_for, write_settings
+from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
 
 # Notes each start and end (time, CUDA_VISIBLE_DEVICES, LAB_GPUS); can wait on a gate file, sleep, fail.
 PROGRAM = r'''
@@ -37,22 +37,6 @@ sys.exit(s.get("exit", 0))
 COMMAND = "{python} prog.py {settings}"
 
 
-def lab_processes(root: Path) -> list[int]:
-    found = []
-    marker = f"LAB_ROOT={root}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (str(root).encode() in cmdline or marker in environ.split(b"\0")):
-            found.append(int(entry))
-    return found
-
 
 @pytest.fixture
 def llab(lab_root):
@@ -60,11 +44,7 @@ def llab(lab_root):
     (lab_root / "prog.py").write_text(PROGRAM)
     cli = LabCLI(lab_root)
     yield cli
-    for pid in lab_processes(lab_root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_lab_processes(lab_root)
 
 
 GPUS4 = {"LAB_GPUS": "0,1,2,3"}

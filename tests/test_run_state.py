@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 
 import pytest
 
-from conftest import LabCLI, wait_for, write_settings
-from test_runner import lab_processes
+from conftest import LabCLI, kill_lab_processes, wait_for, write_settings
 
 PROGRAM = r"""
 import json, os, sys
@@ -26,11 +24,7 @@ def slab(lab_root):
     (lab_root / "prog.py").write_text(PROGRAM)
     write_settings(lab_root, "e", {}, command="{python} prog.py {settings}")
     yield LabCLI(lab_root)
-    for pid in lab_processes(lab_root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_lab_processes(lab_root)
 
 
 def runs_dir(root):
@@ -167,7 +161,6 @@ def test_on_a_full_disk_nothing_finished_runs_again(tmp_path):
         wait_for(lambda: {r["setting"]: r["state"] for r in lab.json("status")} == {"a": "succeeded", "b": "succeeded"},
                  what="all recorded once space is back: " + (root / ".lab" / "runner.log").read_text())
         assert (root / "executions.txt").read_text().split() == ["a", "b"]  # a did not run again
-        for pid in lab_processes(root):
-            os.kill(pid, signal.SIGKILL)
+        kill_lab_processes(root)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, wait_for, write_settings
+from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
 
 # The experiment's program: records each start, streams metrics, can fail, wait on a gate file, or leave a child.
 PROGRAM = r'''
@@ -47,25 +47,6 @@ sys.exit(s.get("exit", 0))
 COMMAND = "{python} prog.py {settings}"
 
 
-def lab_processes(root: Path) -> list[int]:
-    """Every process that belongs to this lab: the runner (its --root), `lab` commands, and jobs (LAB_ROOT)."""
-    found = []
-    marker_env = f"LAB_ROOT={root}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z":
-            continue
-        if str(root).encode() in cmdline or marker_env in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
 
 @pytest.fixture
 def rlab(lab_root):
@@ -74,11 +55,7 @@ def rlab(lab_root):
     write_settings(lab_root, "e", {}, command=COMMAND)
     cli = LabCLI(lab_root)
     yield cli
-    for pid in lab_processes(lab_root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_lab_processes(lab_root)
 
 
 def settings(root: Path, **named):
