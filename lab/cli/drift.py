@@ -131,20 +131,8 @@ def diff_cmd(lab, a, b, as_json):
             out += [f"  {line}" for line in code["stat"].splitlines()]
         elif code["a"] and code["b"] and code["a"] != code["b"]:
             out.append("  (git diff --stat unavailable: a commit is not in this repository)")
-    if d["inputs"] is None:
-        out.append("inputs: not recorded by both runs")
-    elif d["inputs"]:
-        out.append(f"inputs: {len(d['inputs'])} differ")
-        out += [f"  {k}  {(va or 'absent')[:12]} -> {(vb or 'absent')[:12]}" for k, (va, vb) in d["inputs"].items()]
-    else:
-        out.append("inputs: the same")
-    if d["packages"] is None:
-        out.append("packages: not recorded by both runs")
-    elif d["packages"]:
-        out.append(f"packages: {len(d['packages'])} differ")
-        out += [f"  {k}  {va or 'absent'} -> {vb or 'absent'}" for k, (va, vb) in d["packages"].items()]
-    else:
-        out.append("packages: the same")
+    out += _pairs("inputs", d["inputs"], width=12)  # content hashes: their first 12 digits tell them apart
+    out += _pairs("packages", d["packages"])
     metrics = {k: m for k, m in d["metrics"].items() if is_metric(k)}
     if metrics:
         out.append("metrics (B - A):")
@@ -153,3 +141,13 @@ def diff_cmd(lab, a, b, as_json):
     else:
         out.append("metrics: none recorded")
     click.echo("\n".join(out))
+
+
+def _pairs(what: str, differing: dict | None, width: int | None = None) -> list[str]:
+    """Lines for a `{name: (a, b)}` of what differs between two runs (None: not recorded by both)."""
+    if differing is None:
+        return [f"{what}: not recorded by both runs"]
+    if not differing:
+        return [f"{what}: the same"]
+    return [f"{what}: {len(differing)} differ"] + [
+        f"  {k}  {(va or 'absent')[:width]} -> {(vb or 'absent')[:width]}" for k, (va, vb) in differing.items()]
