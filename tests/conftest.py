@@ -124,3 +124,17 @@ def write_settings(root: Path, exp: str, settings: dict[str, object], command: s
         text = content if isinstance(content, str) else json.dumps(content)
         (exp_dir / "settings" / name).write_text(text)
     return exp_dir
+
+
+@pytest.fixture
+def embedded(lab, lab_root):
+    """The three reports of test_semantic, every document embedded with the real model."""
+    pytest.importorskip("numpy")
+    from test_semantic import OTHER_REPORT, RAMP_REPORT, WARMUP_REPORT
+    from test_index import write
+
+    write(lab_root / "experiments" / "warm" / "report.md", WARMUP_REPORT)
+    write(lab_root / "experiments" / "ramp" / "report.md", RAMP_REPORT)
+    write(lab_root / "experiments" / "tok" / "report.md", OTHER_REPORT)
+    lab("reindex", check=0)
+    return lab_root

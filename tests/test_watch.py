@@ -216,20 +216,6 @@ def test_the_watcher_ranks_by_meaning_with_the_same_results(lab, embedded):
             pass
 
 
-@pytest.fixture
-def embedded(lab, lab_root):
-    """The three reports of test_semantic, every document embedded with the real model."""
-    pytest.importorskip("numpy")
-    from test_semantic import OTHER_REPORT, RAMP_REPORT, WARMUP_REPORT
-    from test_index import write
-
-    write(lab_root / "experiments" / "warm" / "report.md", WARMUP_REPORT)
-    write(lab_root / "experiments" / "ramp" / "report.md", RAMP_REPORT)
-    write(lab_root / "experiments" / "tok" / "report.md", OTHER_REPORT)
-    lab("reindex", check=0)
-    return lab_root
-
-
 def test_a_watcher_without_the_model_or_stopped_leaves_the_search_ranking_itself(lab, embedded, tmp_path):
     alone = [searched(embedded, *args)[0] for args in SEARCHES[:2]]
     shadow = tmp_path / "shadow"  # the watcher's model package fails to import: it answers `none`

@@ -184,18 +184,33 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
 
+    by_meaning = mode != "keyword" and not query.Query(query_text).empty()
+    helper = None
+
+    def before_scan():
+        """No watcher ranks for this search: fork the helper that embeds the query while this process scans."""
+        nonlocal helper
+        if by_meaning and helper is None:
+            from lab.search import prefork
+
+            helper = prefork.start(root, query_text)
+
     def reader(conn):
         semantic, chosen = None, mode
-        if mode != "keyword" and not query.Query(query_text).empty():
+        if by_meaning:
             from lab.search import embed
 
-            semantic = embed.prepare(root, conn, query_text, required=mode == "semantic")
+            semantic = embed.prepare(root, conn, query_text, required=mode == "semantic", helper=helper)
         if semantic is None and mode is None:
             chosen = "keyword"
         return query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks,
                             mode=chosen or "hybrid", semantic=semantic)
 
-    results, stats = index.read(root, reader)
+    try:
+        results, stats = index.read(root, reader, before_scan=before_scan)
+    finally:
+        if helper is not None:
+            helper.close()
     for message in stats.warnings:
         sys.stderr.write(f"lab: warning: {message}\n")
     if stats.scanned > SLOW_SCAN and sys.stderr.isatty():

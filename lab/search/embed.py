@@ -208,22 +208,25 @@ def centroid(conn, exp: str):
     return mean / norm if norm else None
 
 
-def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool = False):
+def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool = False, helper=None):
     """A `semantic(allowed, depth)` callable for lab.search.query.search: documents by cosine similarity to `text`
     (embedded here) or to a given unit `vector`.
 
     With `root`, the lab's watcher (`lab watch`, which keeps the model and the vectors loaded) ranks `text` when
-    it answers, and this process imports neither NumPy nor the model; otherwise, or when it does not answer,
-    the ranking is made here, the same way. `inline`: the few documents without a vector (INLINE) are embedded
-    first (by the watcher, or here)."""
+    it answers, and this process imports neither NumPy nor the model; so does `helper`, a child forked before
+    the freshness scan that has embedded `text` meanwhile (lab.search.prefork). Otherwise, or when neither
+    answers, the ranking is made here, the same way. `inline`: the few documents without a vector (INLINE) are
+    embedded first (by the watcher or the helper, or here)."""
 
     def begin(allowed, depth):
-        """Ask the watcher now; the function returned gives the ranking (lab.search.query.search meanwhile ranks
-        by keyword)."""
+        """Ask the watcher (or the helper) now; the function returned gives the ranking (lab.search.query.search
+        meanwhile ranks by keyword)."""
         if allowed is not None and not allowed:
             return lambda: []
         pending = None
-        if root is not None and text is not None:
+        if helper is not None:
+            pending = helper.begin(allowed, depth, inline)
+        elif root is not None and text is not None:
             from lab.search import watch
 
             pending = watch.rank_begin(os.fspath(root), text, allowed, depth, inline)
@@ -264,12 +267,12 @@ def ranker(conn, text: str | None = None, vector=None, root=None, inline: bool =
     return rank
 
 
-def prepare(root, conn, text: str, required: bool = False, say=None, background: bool = True):
+def prepare(root, conn, text: str, required: bool = False, say=None, background: bool = True, helper=None):
     """The semantic ranking for `text` on this lab, or None when there is none yet (or semantic search cannot run
     here: LabError when `required`, else said once per lab). Documents without vectors: a few are embedded
     just before ranking (by the watcher when it ranks), more by the lab's background embedder (started here
     when none runs), and `say` (default: stderr) gets one line on how much of the lab is covered meanwhile.
-    `background=False` embeds nothing and starts nothing."""
+    `background=False` embeds nothing and starts nothing. `helper`: a lab.search.prefork.Ranker for `text`."""
     from lab.errors import LabError
     from lab.search import model
 
@@ -290,7 +293,7 @@ def prepare(root, conn, text: str, required: bool = False, say=None, background:
             start(root)
             say(f"lab: semantic matches cover {covered:,} of {total:,} documents so far; the rest are being "
                 "embedded in the background ('lab reindex' embeds them now)")
-    return ranker(conn, text, root=root, inline=inline) if covered else None
+    return ranker(conn, text, root=root, inline=inline, helper=helper) if covered else None
 
 
 def _say_once(root, line: str, say) -> None:

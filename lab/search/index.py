@@ -393,14 +393,16 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     return stats
 
 
-def open_index(root: Path | str, progress=None, scan: bool = False) -> tuple[sqlite3.Connection, SyncStats]:
+def open_index(root: Path | str, progress=None, scan: bool = False, before_scan=None) -> tuple[sqlite3.Connection, SyncStats]:
     """The lab's index, created if missing and synced with the files: what every reading command uses.
 
     When a watcher runs for the lab (`lab watch`), it has the index up to date as soon as it answers, and the
     scan is skipped; otherwise (or with `scan=True`) this process scans (`stats.scanned`: how long it took).
-    A damaged index is rebuilt from the files (a warning in `stats` says so).
+    A damaged index is rebuilt from the files (a warning in `stats` says so). `before_scan()` is called when
+    this process is about to scan, before it opens the index (a search forks its ranking helper there:
+    lab.search.prefork).
     """
-    conn, stats = _try_open(root, progress, scan, [])
+    conn, stats = _try_open(root, progress, scan, [], before_scan)
     if conn is None:  # damaged: it is derived, so start again from the files
         remove_index(root)
         conn, again = _try_open(root, progress, True, [])
@@ -411,12 +413,15 @@ def open_index(root: Path | str, progress=None, scan: bool = False) -> tuple[sql
     return conn, stats
 
 
-def _try_open(root, progress, scan: bool, notes: list):
+def _try_open(root, progress, scan: bool, notes: list, before_scan=None):
     """(conn, stats), or (None, the error) when the index turns out to be damaged."""
     from lab.search import watch
 
+    watched = not scan and watch.synced(root)
+    if not watched and before_scan is not None:
+        before_scan()
     conn = connect(root, notes=notes)
-    if not scan and watch.synced(root):
+    if watched:
         stats = SyncStats()
     else:
         start = time.monotonic()
@@ -432,10 +437,11 @@ def _try_open(root, progress, scan: bool, notes: list):
     return conn, stats
 
 
-def read(root: Path | str, reader, progress=None):
+def read(root: Path | str, reader, progress=None, before_scan=None):
     """`reader(conn)` on the synced index: `(its result, the SyncStats)`. When the index turns out to be damaged
-    while `reader` reads it, it is rebuilt from the files and `reader` runs once more (a warning says so)."""
-    conn, stats = open_index(root, progress)
+    while `reader` reads it, it is rebuilt from the files and `reader` runs once more (a warning says so).
+    `before_scan()`: see `open_index`."""
+    conn, stats = open_index(root, progress, before_scan=before_scan)
     try:
         return reader(conn), stats
     except sqlite3.DatabaseError as e:

@@ -132,14 +132,24 @@ def rank_begin(root: str, text: str, allowed, depth: int, inline: bool = False, 
         reply = None if sock is None else _receive(sock)
         if reply is None:
             _UNANSWERED.add(root)
-        if reply is None or not (reply == b"ok" or reply.startswith(b"ok ")):
-            return None
-        try:
-            return [(int(doc), float(score)) for doc, _, score in (pair.partition(b":") for pair in reply.split()[1:])]
-        except ValueError:
-            return None
+        return None if reply is None else parse_ranking(reply)
 
     return finish
+
+
+def format_ranking(ranked: list[tuple[int, float]]) -> bytes:
+    """A ranking as an answer line (without its newline): `ok ID:SCORE ...`, scores as Python writes floats."""
+    return b" ".join([b"ok"] + [f"{doc}:{score!r}".encode() for doc, score in ranked])
+
+
+def parse_ranking(reply: bytes) -> list[tuple[int, float]] | None:
+    """The ranking in an answer line (`format_ranking`), read back exactly; None for `none` or a garbled line."""
+    if not (reply == b"ok" or reply.startswith(b"ok ")):
+        return None
+    try:
+        return [(int(doc), float(score)) for doc, _, score in (pair.partition(b":") for pair in reply.split()[1:])]
+    except ValueError:
+        return None
 
 
 def status(root: str) -> dict | None:

@@ -32,7 +32,7 @@ from lab.core import layout
 from lab.core.layout import index_dirs, kind_of, leads_to_index
 from lab.errors import LabError
 from lab.search import index
-from lab.search.watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address
+from lab.search.watch import IN_DELETE_SELF, IN_ISDIR, IN_MOVE_SELF, MASK, RESCAN, SETTLE, address, format_ranking
 
 MAX_REQUEST = 1 << 26  # bytes: a `rank` request lists the doc ids a search may return
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
@@ -219,7 +219,7 @@ class Watcher:
             self.rescan = self.rescan or isinstance(e, sqlite3.Error)
             self.log(f"rank failed: {type(e).__name__}: {e}")
             return b"none"
-        return b" ".join([b"ok"] + [f"{doc}:{score!r}".encode() for doc, score in ranked])
+        return format_ranking(ranked)
 
     # -- events ---------------------------------------------------------------------------------------------
 
