@@ -70,3 +70,37 @@ def test_meaning_is_closer_than_words():
         "the tokenizer splits Japanese text into characters",
     ])
     assert warmup @ ramp > warmup @ other + 0.1
+
+
+def test_plain_wordpiece_tokenizes_as_tokenizers_does():
+    """A query's tokens come from lab's own WordPiece when the text is ASCII: the same ids as `tokenizers`, on
+    every SciFact claim and abstract (long ones truncated), and on random ASCII with control characters, long
+    words and runs of punctuation; other text is left to `tokenizers`."""
+    import random
+    import string
+
+    from tokenizers import Tokenizer
+
+    from lab.search import model
+
+    directory = model.model_dir()
+    plain = model.WordPiece(f"{directory}/vocab.txt")
+    reference = Tokenizer.from_file(f"{directory}/tokenizer.json")
+    reference.no_padding()
+    reference.enable_truncation(max_length=model.QUERY_TOKENS)
+    data = REPO / "benchmarks" / "data" / "scifact-dev"
+    texts = [json.loads(line)["text"] for name in ("corpus.jsonl", "queries.jsonl")
+             for line in (data / name).read_text(encoding="utf-8").splitlines()]
+    rng = random.Random(15)
+    alphabet = string.printable + "\x00\x01\x07\x0b\x0c\x1c\x1f\x7f"
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(1000)]
+    texts += ["x" * n + " warm" + "up" * n for n in range(97, 103)] + SENTENCES
+    encoded = 0
+    for text in texts:
+        ids = plain.encode(text, model.QUERY_TOKENS)
+        if ids is not None:
+            assert ids == reference.encode(text).ids, text
+            encoded += 1
+    assert encoded > 2500
+    for text in ("学習率ウォームアップ", "naïve warm-up", "what does [MASK] mean"):
+        assert plain.encode(text, model.QUERY_TOKENS) is None  # left to `tokenizers`

