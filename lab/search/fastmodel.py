@@ -5,15 +5,17 @@ The NumPy model (lab.search.model) embeds a query in milliseconds but a whole la
 packaged safetensors weights (the `onnx` package's helper API; no torch, no export): onnxruntime's fused BERT
 operators (EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu), then its dynamic int8
 quantization of the matrix products (per-channel weights; activations quantized at run time, which the AVX-512
-VNNI instructions of recent CPUs multiply several times faster than float32). The graph is built once and kept
-in the user's cache (`$XDG_CACHE_HOME/lab/`, else `~/.cache/lab/`), named after the weights' hash and
-BUILDER_VERSION, written atomically; a damaged file is built again, and where the cache cannot be written the
-graph is built in a temporary directory for this process.
+VNNI instructions of recent CPUs multiply several times faster than float32). Texts shorter than 64 word pieces
+go through the float32 graph (see FastMiniLM.SHORT). On 2 cores: ~12 ms a 256-piece document against ~90 ms
+with NumPy on one. The graphs are built once (~2 s) and kept in the user's cache (`$XDG_CACHE_HOME/lab/`, else
+`~/.cache/lab/`), named after the weights' hash and BUILDER_VERSION, written atomically; a damaged file is built
+again, and where the cache cannot be written they are built in a temporary directory for this process.
 
 Vectors from this path and from the NumPy path sit together in one index (a search embeds a few edited notes
-inline with NumPy): their cosine to the float32 NumPy vectors is at least 0.99 on real abstracts
-(tests/test_fastmodel.py checks it), far closer than any two different texts, so rankings mix them safely.
-Without onnxruntime or onnx (or where the graph cannot be built or loaded), `load()` returns the NumPy model.
+inline with NumPy): their cosine to the float32 NumPy vectors is at least 0.99 on real text (all 2,101 SciFact
+abstracts: min 0.993, mean 0.997; tests/test_fastmodel.py checks a bound of 0.99 each), far closer than any two
+different texts, so rankings mix them safely. Without onnxruntime or onnx (or where the graphs cannot be built
+or loaded), `load()` returns the NumPy model.
 """
 
 from __future__ import annotations
