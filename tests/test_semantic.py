@@ -201,3 +201,13 @@ def test_reindex_keeps_the_vectors_of_unchanged_text(lab, reports):
     assert json.loads(proc.stdout)["embedded"] == 0  # nothing new to embed: every vector carried over
     write(reports / "experiments" / "tok" / "report.md", OTHER_REPORT.replace("kanji", "hanzi"))
     assert json.loads(lab("reindex", "--json", check=0).stdout)["embedded"] == 1  # the edited section only
+    write(reports / "experiments" / "tok" / "report.md", OTHER_REPORT)
+    assert json.loads(lab("reindex", "--keyword-only", "--json", check=0).stdout)["embedded"] == 0
+    from lab.search import embed, index
+
+    conn = index.connect(reports)
+    try:
+        covered, total = embed.coverage(conn)
+    finally:
+        conn.close()
+    assert covered == total - 1  # --keyword-only keeps every vector but the edited section's

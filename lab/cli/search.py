@@ -94,7 +94,7 @@ def format_related(found: list[dict]) -> str:
 
 
 @click.command("reindex")
-@click.option("--keyword-only", is_flag=True, help="Do not embed the documents now (searches embed them in the background).")
+@click.option("--keyword-only", is_flag=True, help="Do not embed new text now (searches embed it in the background); vectors of unchanged text are kept.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was indexed as JSON.")
 @pass_lab
 def reindex_cmd(lab, keyword_only, as_json):
@@ -122,7 +122,7 @@ def reindex_cmd(lab, keyword_only, as_json):
             click.echo(f"\rindexing: {done}/{total} files", err=True, nl=done == total)
 
     embed.stop(root)  # one embedder per lab: this one, now
-    saved = {} if keyword_only else embed.saved_vectors(root)  # unchanged text keeps its vector
+    saved = embed.saved_vectors(root)  # unchanged text keeps its vector (--keyword-only too: embedding is the slow part)
     stats = reindex(root, progress=progress)
     if saved:
         conn = connect(root)
