@@ -71,10 +71,13 @@ class Ranker:
 
 
 def start(root, text: str) -> Ranker | None:
-    """Fork the child that embeds `text` and will rank the lab at `root` by meaning; None where it cannot run
-    (not Linux, more than one thread in this process, or semantic search unavailable here)."""
+    """Fork the child that embeds `text` and will rank the lab at `root` by meaning; None where it cannot run or
+    would not help (not Linux, one usable core, more than one thread in this process, or semantic search
+    unavailable here)."""
     threading = sys.modules.get("threading")
     if not sys.platform.startswith("linux") or (threading is not None and threading.active_count() > 1):
+        return None
+    if len(os.sched_getaffinity(0)) < 2:  # nothing would run side by side
         return None
     from lab.search import model
 
