@@ -181,17 +181,9 @@ class FastMiniLM:
 
     def forward(self, seqs: list[list[int]], session):
         np = self.np
-        n, length = len(seqs), max(len(s) for s in seqs)
-        ids = np.zeros((n, length), dtype=np.int32)
-        mask = np.zeros((n, length), dtype=np.int32)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = s
-            mask[i, : len(s)] = 1
+        ids, mask = numpy_model.padded(seqs, np.int32, np.int32)
         hidden = session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        weights = mask.astype(np.float32)[:, :, None]
-        pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return numpy_model.mean_unit(hidden, mask)
 
 
 def _sessions(paths: tuple[str, ...], threads: int) -> tuple:

@@ -259,12 +259,8 @@ class MiniLM:
 
     def forward(self, seqs: list[list[int]]) -> "numpy.ndarray":
         np = self.np
-        n, length = len(seqs), max(len(s) for s in seqs)
-        ids = np.zeros((n, length), dtype=np.int64)
-        mask = np.zeros((n, length), dtype=np.float32)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = s
-            mask[i, : len(s)] = 1.0
+        ids, mask = padded(seqs, np.int64, np.float32)
+        n, length = ids.shape
         x = self.word[ids] + self.position[:length] + self.token_type
         x = self._ln(x, self.emb_ln)
         bias = ((1.0 - mask) * -1e9)[:, None, None, :]  # padding gets no attention
@@ -284,6 +280,28 @@ class MiniLM:
             x = self._ln(x + ctx @ o_w + o_b, ln1)
             h = x @ i_w + i_b
             x = self._ln(x + _gelu(h) @ f_w + f_b, ln2)
-        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return mean_unit(x, mask)
+
+
+def padded(seqs: list[list[int]], id_dtype, mask_dtype) -> tuple:
+    """Word-piece id lists as one zero-padded (n, longest) id array and its attention mask (1 for a real piece)."""
+    import numpy as np
+
+    n, length = len(seqs), max(len(s) for s in seqs)
+    ids = np.zeros((n, length), dtype=id_dtype)
+    mask = np.zeros((n, length), dtype=mask_dtype)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def mean_unit(hidden, mask) -> "numpy.ndarray":
+    """Sentence vectors as sentence-transformers makes them: the mean of the hidden states over the real pieces
+    (`mask`), L2-normalised, float32."""
+    import numpy as np
+
+    weights = mask.astype(np.float32)[:, :, None]
+    pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
