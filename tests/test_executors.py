@@ -124,16 +124,11 @@ class TestLocalExecutor(ExecutorContract):
 
 @pytest.fixture
 def slurm_cluster(lab_root):
-    from test_slurm import _require_cluster
+    from test_slurm import _require_cluster, cancel_jobs_of
 
     _require_cluster()
     yield
-    import subprocess
-
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%Z"], capture_output=True, text=True).stdout
-    mine = [line.split("|")[0] for line in out.splitlines() if line.split("|", 1)[-1].startswith(str(lab_root))]
-    if mine:
-        subprocess.run(["scancel", *mine], capture_output=True)
+    cancel_jobs_of(lab_root)
 
 
 @pytest.mark.slurm

@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
+from test_notify import Receiver
 
 # Notes each start and end (time, CUDA_VISIBLE_DEVICES, LAB_GPUS); can wait on a gate file, sleep, fail.
 PROGRAM = r'''
@@ -301,29 +300,9 @@ def test_status_shows_each_running_job_s_gpus_and_the_busy_slots(llab, lab_root)
 # -- notifications ----------------------------------------------------------------------------------------------
 
 
-class Receiver:
-    def __init__(self):
-        self.posts: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                outer.posts.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+def bodies(receiver) -> list[dict]:
+    """The JSON bodies a test_notify.Receiver got, in order."""
+    return [body for _, body in receiver.posts]
 
 
 def test_a_failing_job_and_the_drained_queue_each_send_one_message(llab, lab_root):
@@ -334,9 +313,9 @@ def test_a_failing_job_and_the_drained_queue_each_send_one_message(llab, lab_roo
         llab("run", "e", "--wait", check=1, env={"LAB_GPUS": "0,1"}, timeout=120)
         wait_for(lambda: len(receiver.posts) >= 2, timeout=60, what="two messages")
         time.sleep(1.0)  # nothing more arrives
-        titles = sorted(p["title"] for p in receiver.posts)
+        titles = sorted(p["title"] for p in bodies(receiver))
         assert titles == [f"lab {lab_root.name}: e/s2 failed", f"lab {lab_root.name}: queue done with failures"]
-        drained = next(p for p in receiver.posts if "queue done" in p["title"])
+        drained = next(p for p in bodies(receiver) if "queue done" in p["title"])
         assert drained["message"] == "2 succeeded, 1 failed"
     finally:
         receiver.stop()
@@ -428,7 +407,7 @@ def test_lab_notify_shows_the_targets_and_test_sends_one(llab, lab_root):
         assert llab("notify", check=0).stdout == f"json://127.0.0.1:{port}/...\n"
         out = llab.json("notify", "--test")
         assert out["results"] == [{"target": f"json://127.0.0.1:{port}/...", "ok": True, "error": None}]
-        assert receiver.posts[0]["title"] == f"lab {lab_root.name}: test" and out["events"] == ["failed"]
+        assert bodies(receiver)[0]["title"] == f"lab {lab_root.name}: test" and out["events"] == ["failed"]
         (lab_root / "lab.yaml").write_text(f"notify: ['json://127.0.0.1:{down}/x']\n")
         proc = llab("notify", "--test", check=1)
         assert proc.stdout.startswith(f"json://127.0.0.1:{down}/...: failed: ")
@@ -463,7 +442,7 @@ def test_a_crash_that_interrupts_three_lanes_sends_one_word_each(llab, lab_root)
         llab("status", check=0)  # recovery: what is left is stopped, recorded interrupted, queued again
         wait_for(lambda: len(receiver.posts) >= 3, timeout=60, what="three messages")
         time.sleep(0.5)
-        assert sorted(p["title"] for p in receiver.posts) == [f"lab {lab_root.name}: e/s{i} interrupted" for i in (1, 2, 3)]
-        assert all(p["type"] == "warning" for p in receiver.posts)
+        assert sorted(p["title"] for p in bodies(receiver)) == [f"lab {lab_root.name}: e/s{i} interrupted" for i in (1, 2, 3)]
+        assert all(p["type"] == "warning" for p in bodies(receiver))
     finally:
         receiver.stop()

@@ -48,15 +48,20 @@ def _require_cluster() -> None:
     pytest.skip(f"no Slurm cluster on this machine: {reason} (bring one up with: sudo bash scripts/slurm/up.sh)")
 
 
+def cancel_jobs_of(root) -> None:
+    """Cancel every Slurm job whose working directory lies in the lab at `root`."""
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%Z"], capture_output=True, text=True).stdout
+    mine = [line.split("|")[0] for line in out.splitlines() if line.split("|", 1)[-1].startswith(str(root))]
+    if mine:
+        subprocess.run(["scancel", *mine], capture_output=True)
+
+
 @pytest.fixture
 def cluster(lab_root):
     """The cluster, and at teardown every job this test's lab submitted is cancelled."""
     _require_cluster()
     yield
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%Z"], capture_output=True, text=True).stdout
-    mine = [line.split("|")[0] for line in out.splitlines() if line.split("|", 1)[-1].startswith(str(lab_root))]
-    if mine:
-        subprocess.run(["scancel", *mine], capture_output=True)
+    cancel_jobs_of(lab_root)
 
 
 def _experiment(root: Path, name: str, settings: dict) -> None:

@@ -26,10 +26,15 @@ def watcher(lab, lab_root):
     info = json.loads(proc.stdout)
     assert info["watching"] and info["root"] == str(lab_root.resolve())
     yield info
-    if lab_root.exists():
-        lab("watch", "--stop")
+    stop_watcher(lab, info["pid"], ask=lab_root.exists(), check=None)
+
+
+def stop_watcher(lab, pid: int, ask: bool = True, check: int | None = 0) -> None:
+    """Ask the test's watcher to stop (when `ask`), then make sure its process `pid` is gone."""
+    if ask:
+        lab("watch", "--stop", check=check)
     try:
-        os.kill(info["pid"], signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -209,11 +214,7 @@ def test_the_watcher_ranks_by_meaning_with_the_same_results(lab, embedded):
         results, tops = searched(lab_root, texts[5][:200], "--mode", "semantic")
         assert results[0]["id"] == "abstract5" and "numpy" not in tops
     finally:
-        lab("watch", "--stop", check=0)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_watcher(lab, pid)
 
 
 def test_a_watcher_without_the_model_or_stopped_leaves_the_search_ranking_itself(lab, embedded, tmp_path):
@@ -235,8 +236,4 @@ def test_a_watcher_without_the_model_or_stopped_leaves_the_search_ranking_itself
         finally:
             os.kill(pid, signal.SIGCONT)
     finally:
-        lab("watch", "--stop", check=0)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_watcher(lab, pid)

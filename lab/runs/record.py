@@ -311,27 +311,8 @@ def queued(setting: Setting, *, executor: str, resolved: dict, hash_: str, templ
     `extra`: the executor's job id (`job_id` or `slurm_job_id`)."""
     if previous is ...:
         previous = read_record(setting, strict=False)
-    return {
-        "experiment": setting.experiment.name,
-        "setting": setting.name,
-        "state": "queued",
-        "attempt": next_attempt(previous),
-        "executor": executor,
-        **(extra or {}),
-        "exit_code": None,
-        "signal": None,
-        "queued_at": queued_at or now_iso(),
-        "started_at": None,
-        "ended_at": None,
-        "duration_s": None,
-        "command": template,
-        "argv": argv,
-        "settings": resolved,
-        "settings_hash": hash_,
-        **record_paths(setting),
-        "metrics": {},
-        "history": history_after(previous),
-    }
+    return _record(setting, "queued", next_attempt(previous), executor, extra, queued_at or now_iso(), None,
+                   template, argv, resolved, hash_, {}, previous)
 
 
 def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, hash_: str, template: str, argv: list[str],
@@ -339,16 +320,24 @@ def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, ha
     """The record of an attempt that started; earlier attempts of the setting move into its history. `drift`: its
     `inputs` and `environment` (lab.runs.environment.record_fields)."""
     previous = read_record(setting, strict=False)
+    queued_at = (previous or {}).get("queued_at") if (previous or {}).get("state") == "queued" else None
+    return _record(setting, "running", attempt, executor, extra, queued_at, started_at, template, argv, resolved,
+                   hash_, {**provenance, **(drift or {})}, previous)
+
+
+def _record(setting, state, attempt, executor, extra, queued_at, started_at, template, argv, resolved, hash_,
+            more: dict, previous) -> dict:
+    """A record's fields in their one order (`more`: the started run's provenance and drift, after the paths)."""
     return {
         "experiment": setting.experiment.name,
         "setting": setting.name,
-        "state": "running",
+        "state": state,
         "attempt": attempt,
         "executor": executor,
         **(extra or {}),
         "exit_code": None,
         "signal": None,
-        "queued_at": (previous or {}).get("queued_at") if (previous or {}).get("state") == "queued" else None,
+        "queued_at": queued_at,
         "started_at": started_at,
         "ended_at": None,
         "duration_s": None,
@@ -357,8 +346,7 @@ def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, ha
         "settings": resolved,
         "settings_hash": hash_,
         **record_paths(setting),
-        **provenance,
-        **(drift or {}),
+        **more,
         "metrics": {},
         "history": history_after(previous),
     }
