@@ -71,9 +71,9 @@ class ExecutorContract:
         assert a["command"] == "{python} prog.py {settings}" and a["argv"][1] == "prog.py"
         assert b["exit_code"] == 3 and b["reason"] == "exit code 3: ValueError: the learning rate is negative"
         assert views["e/b"]["reason"] == b["reason"]
-        from lab.runs.status import collect
+        from lab.runs.status import table_rows
 
-        cells = {row[0]: row for row in collect(ws, form="cells")}
+        cells = {row[0]: row for row in table_rows(ws)}
         assert cells["e/b"][4] == "3" and cells["e/b"][5].endswith("(ValueError: the learning rate is negative)")
         assert sorted(self.executions(ws)) == ["a", "b"]
 

@@ -339,7 +339,7 @@ def test_a_receiver_that_is_down_leaves_the_queue_alone(llab, lab_root):
                                    "supervisor-exited", "supervisor-recorded", "supervisor-done", "runner-reaped",
                                    "runner@supervisor-started"])
 def test_a_kill_at_any_step_of_starting_or_ending_a_job_on_three_lanes_runs_each_once(llab, lab_root, point):
-    from lab.runs.local.runner import KILL_POINTS
+    from lab.runs.local.faults import KILL_POINTS
 
     assert point.rpartition("@")[2] in KILL_POINTS
     gpus3 = {"LAB_GPUS": "0,1,2"}

@@ -58,7 +58,7 @@ def reproduce_cmd(lab, target, attempt, as_json):
         elif kind == "start":
             click.echo(payload, err=True)
         elif kind == "progress":
-            from lab.runs.status import metrics_text
+            from lab.runs.table import metrics_text
 
             text = metrics_text(payload, with_step=True)
             if text != last[1] and time.monotonic() - last[0] > 2:  # new metrics, at most one line per 2 s

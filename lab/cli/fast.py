@@ -94,14 +94,15 @@ def _status_at_root(root: str, targets: list[str], as_json: bool) -> int:
 
 def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
     """Print the runs (a table, or JSON on stdout) and the runner's state (stderr); return the exit status."""
-    from lab.runs.status import collect, lanes_text, queue_info
+    from lab.runs.local.info import queue_info
+    from lab.runs.status import entries_json, table_rows
 
     if as_json:
-        text = collect(workspace, list(targets), form="json")
+        text = entries_json(workspace, list(targets))
         sys.stdout.write(text + "\n")
         empty = text == "[]"
     else:
-        rows = collect(workspace, list(targets), form="cells")
+        rows = table_rows(workspace, list(targets))
         sys.stdout.write(format_status(rows))
         empty = not rows
     sys.stdout.flush()
@@ -124,6 +125,18 @@ def format_status(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
     return "\n".join(fmt.format(*row).rstrip() for row in table) + "\n"
+
+
+def lanes_text(lanes: dict | None) -> str:
+    """`; 3 of 4 GPU slots busy (GPUs 0,1,2), 0 of 1 CPU lane` for the runner's line ('' for one plain lane)."""
+    if not lanes or (not lanes["gpus"] and lanes["max_parallel"] == 1):
+        return ""
+    parts = []
+    if lanes["gpus"]:
+        which = f" (GPU{'s' if len(lanes['busy_gpus']) != 1 else ''} {','.join(lanes['busy_gpus'])})" if lanes["busy_gpus"] else ""
+        parts.append(f"{lanes['gpu_slots_busy']} of {lanes['gpu_slots']} GPU slots busy{which}")
+    parts.append(f"{lanes['cpu_busy']} of {lanes['max_parallel']} CPU lane{'s' if lanes['max_parallel'] != 1 else ''} busy")
+    return "; " + ", ".join(parts)
 
 
 def _parse_search(args: list[str]) -> dict | None:

@@ -86,7 +86,7 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
     from rich.text import Text
 
     from lab.runs.control import wait
-    from lab.runs.status import duration_text, metrics_text
+    from lab.runs.table import duration_text, metrics_text
 
     console = Console(stderr=True)
     reported: set[str] = set()

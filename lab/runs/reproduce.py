@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from lab.core import process
 from lab.core.command import build_argv, lab_env, output_dir
 from lab.core.fsutil import atomic_write_json
 from lab.errors import LabError
@@ -228,7 +228,7 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
                 emit("progress", live)
             time.sleep(poll)
     except KeyboardInterrupt:
-        _end(proc)
+        process.terminate_group(proc.pid, 10.0, is_gone=lambda: proc.poll() is not None)
         state = "cancelled"
     code = proc.wait()
     record = records.ended(setting, record, code, duration_s=round(time.monotonic() - started, 3), state=state,
@@ -238,20 +238,6 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
     if state == "cancelled":
         raise KeyboardInterrupt
     return record
-
-
-def _end(proc, grace: float = 10.0) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def compare_metrics(original: dict, new: dict) -> dict:

@@ -11,8 +11,10 @@ from lab.core import process
 from lab.runs import record as records
 from lab.runs.executor import decide, entry
 from lab.runs.local.queue import Queue
-from lab.runs.local.runner import (ensure_runner, identity, job_setting, recover_if_needed, request_stop, runner_alive,
-                                   runner_pid)
+from lab.runs.local.jobfiles import identity, request_stop
+from lab.runs.local.lock import runner_alive, runner_pid
+from lab.runs.local.recovery import job_setting, recover_if_needed
+from lab.runs.local.spawn import ensure_runner
 
 
 class LocalExecutor:

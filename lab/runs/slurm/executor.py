@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from lab.runs import record as records
+from lab.runs import statuscache
 from lab.runs.slurm import cluster as slurm
 from lab.core.command import build_argv, template_for
 from lab.errors import LabError
@@ -265,10 +266,9 @@ def drained_event(workspace) -> dict | None:
     the last one (`.lab/slurm/drained` keeps when that was), or None while any is queued or running. Called by each
     job's entry point as it ends, under the Slurm lock, so two array tasks that end together send it once."""
     from lab.runs import notify
-    from lab.runs.status import collect
 
     with slurm.locked(workspace):
-        runs = [r for r in collect(workspace, recover=False) if r.get("executor") == "slurm"]
+        runs = statuscache.summaries(workspace, "slurm")
         if any(r.get("state") in records.ACTIVE for r in runs):
             return None
         stamp = slurm.state_dir(workspace) / "drained"
@@ -287,10 +287,8 @@ def drained_event(workspace) -> dict | None:
 
 
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
-    """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
-    from lab.runs.status import active_runs
-
-    return [records.setting_of(workspace, exp, name) for exp, name in active_runs(workspace, "slurm", targets)]
+    """The settings with a queued or running Slurm job, found through the status cache (no full scan)."""
+    return [records.setting_of(workspace, exp, name) for exp, name in statuscache.active_runs(workspace, "slurm", targets)]
 
 
 def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
