@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import FIXTURES, REPO, LabCLI
+from helpers import FIXTURES, REPO, LabCLI
 from lab.book.table import direction, md_escape, replace_block, RESULTS_END, RESULTS_START
 from lab.book.pages import safe_url
 from lab.errors import BadInput

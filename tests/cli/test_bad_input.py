@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_settings
+from helpers import write_settings
 from lab.errors import BadInput
 
 
@@ -214,7 +214,7 @@ def _lab_with_notes(lab_root: Path, n: int = 120) -> None:
     with a number so the index spans a few hundred pages."""
     import re
 
-    from conftest import FIXTURES
+    from helpers import FIXTURES
 
     atom = next(iter(sorted((FIXTURES / "arxiv-api").glob("q_testing_*.xml")))).read_text()
     summaries = [re.sub(r"\s+", " ", s) for s in re.findall(r"<summary>(.*?)</summary>", atom, re.S)]

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import FIXTURES, LabCLI, write_settings
+from helpers import FIXTURES, LabCLI, write_settings
 from lab.errors import BadInput
 from lab.train.args import default_text_columns, peek_columns, setting_problems, validate_settings
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import LabCLI, write_settings
+from helpers import LabCLI, write_settings
 from lab.core.command import build_argv
 from lab.errors import BadInput
 from lab.core.workspace import Workspace

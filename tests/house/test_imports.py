@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_settings
+from helpers import REPO, write_settings
 
-REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "lab" / "runs"
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import FIXTURES, LabCLI
+from helpers import FIXTURES, LabCLI
 from fixture_server import free_port
 from lab.papers.feeds import FEED_KEYS, ITEM_KEYS
 
@@ -243,7 +243,7 @@ def test_the_encoding_detector_feedparser_uses_is_a_dependency():
     """Without it, feedparser reads undeclared Shift_JIS or KOI8-R as windows-1252 (the tests above)."""
     import tomllib
 
-    from conftest import REPO
+    from helpers import REPO
 
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(d.split(">")[0].split("=")[0].strip() == "chardet" for d in deps)

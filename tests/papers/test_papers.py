@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import LabCLI
+from helpers import LabCLI
 from fixture_server import free_port
 from lab.core import frontmatter
 from lab.papers.ids import parse_id
@@ -503,7 +503,7 @@ def test_note_that_cannot_be_edited_in_place_is_refused_before_fetching(lab, lab
 def _id_fixture():
     import json
 
-    from conftest import FIXTURES
+    from helpers import FIXTURES
 
     return json.loads((FIXTURES / "arxiv-ids" / "ids.json").read_text(encoding="utf-8"))
 

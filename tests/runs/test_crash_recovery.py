@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
+from helpers import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
 
 # Each execution appends its setting to a side file, then exits with the status its settings ask for.
 PROGRAM = r"""

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from conftest import kill_lab_processes, lab_processes, wait_for, write_settings
+from helpers import kill_lab_processes, lab_processes, wait_for, write_settings
 from lab.core.workspace import Workspace
 from lab.runs import control
 
@@ -124,9 +124,9 @@ class TestLocalExecutor(ExecutorContract):
 
 @pytest.fixture
 def slurm_cluster(lab_root):
-    from test_slurm import _require_cluster, cancel_jobs_of
+    from helpers import cancel_jobs_of, require_slurm_cluster
 
-    _require_cluster()
+    require_slurm_cluster()
     yield
     cancel_jobs_of(lab_root)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_settings
+from helpers import write_settings
 from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import gpus

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
-from test_notify import Receiver
+from helpers import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
+from helpers import Receiver
 
 # Notes each start and end (time, CUDA_VISIBLE_DEVICES, LAB_GPUS); can wait on a gate file, sleep, fail.
 PROGRAM = r'''

@@ -6,54 +6,15 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from helpers import Receiver, wait_for
 from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import notify
 from lab.runs.notify import NotifyConfig, Sender, Summary
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: records every POST (path, JSON body); `hang` keeps requests waiting."""
-
-    def __init__(self, hang: bool = False):
-        self.posts: list[tuple[str, dict]] = []
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if hang:
-                    outer.release.wait(30)
-                outer.posts.append((self.path, json.loads(body or b"{}")))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
-
-    def stop(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, REPO, kill_lab_processes, write_settings
+from helpers import LabCLI, REPO, kill_lab_processes, write_settings
 
 # Reads the data files its settings name (relative to the experiment directory, as lab.train does) and logs
 # metrics that depend on the data, the settings and FACTOR, deterministically.

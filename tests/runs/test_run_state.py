@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, wait_for, write_settings
+from helpers import LabCLI, kill_lab_processes, wait_for, write_settings
 
 PROGRAM = r"""
 import json, os, sys

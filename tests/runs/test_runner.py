@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
+from helpers import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
 
 # The experiment's program: records each start, streams metrics, can fail, wait on a gate file, or leave a child.
 PROGRAM = r'''

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import wait_for as _wait_for
-from conftest import write_settings
+from helpers import wait_for as _wait_for
+from helpers import cancel_jobs_of, require_slurm_cluster, write_settings
 from lab.runs import record as records
 from lab.runs.slurm import cluster as slurm
 from lab.runs.slurm import executor as slurmqueue
@@ -39,27 +38,10 @@ sys.exit(s.get("code", 0))
 """
 
 
-def _require_cluster() -> None:
-    reason = slurm.available()
-    if reason is None:
-        return
-    if os.environ.get("LAB_REQUIRE_SLURM") == "1" or os.environ.get("CI") == "true":
-        pytest.fail(f"no Slurm cluster, but CI requires one: {reason} (.ci/run brings it up with scripts/slurm/up.sh)")
-    pytest.skip(f"no Slurm cluster on this machine: {reason} (bring one up with: sudo bash scripts/slurm/up.sh)")
-
-
-def cancel_jobs_of(root) -> None:
-    """Cancel every Slurm job whose working directory lies in the lab at `root`."""
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%Z"], capture_output=True, text=True).stdout
-    mine = [line.split("|")[0] for line in out.splitlines() if line.split("|", 1)[-1].startswith(str(root))]
-    if mine:
-        subprocess.run(["scancel", *mine], capture_output=True)
-
-
 @pytest.fixture
 def cluster(lab_root):
     """The cluster, and at teardown every job this test's lab submitted is cancelled."""
-    _require_cluster()
+    require_slurm_cluster()
     yield
     cancel_jobs_of(lab_root)
 

@@ -100,7 +100,7 @@ def test_status_answers_without_click_or_rich(lab_root):
     import subprocess
     import sys
 
-    from conftest import write_settings
+    from helpers import write_settings
 
     write_settings(lab_root, "e", {"s.json": {}})
     for args in (["status"], ["status", "e", "--json"]):

@@ -6,27 +6,10 @@ import json
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO, SENTENCES, corpus_texts
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("tokenizers")
-
-# Real text: claims and abstract openings from SciFact (benchmarks/data/scifact-dev, with its provenance),
-# a Japanese sentence, and lab's own README sentences; long enough that some are truncated at 256 tokens.
-SENTENCES = [
-    "0-dimensional biomaterials lack inductive properties.",
-    "Does warmup help small-batch fine-tuning?",
-    "A linear ramp of the step size at the start of training.",
-    "学習率ウォームアップの効果を調べる。",
-    "Every word must match; the best matches come first (bm25, with titles above headings above text).",
-    "",
-]
-
-
-def corpus_texts(n: int) -> list[str]:
-    path = REPO / "benchmarks" / "data" / "scifact-dev" / "corpus.jsonl"
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["text"] for _, line in zip(range(n), f)]
 
 
 def test_vectors_match_the_torch_model():

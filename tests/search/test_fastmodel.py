@@ -11,8 +11,8 @@ from importlib.util import find_spec
 
 import pytest
 
-from conftest import REPO
-from test_embeddings import SENTENCES, corpus_texts
+from helpers import REPO
+from helpers import SENTENCES, corpus_texts
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("tokenizers")

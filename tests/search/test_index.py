@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -10,93 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FEED_ITEM, PAPER, REPORT, make_lab, search, write
 from lab.search import index
 from lab.search import query
 from lab.search.migrations import MIGRATIONS, SCHEMA_VERSION
-
-REPORT = """\
----
-title: Learning rate warmup on small data
-tags: [warmup, minilm]
-command: python run.py {settings}
----
-
-# Learning rate warmup on small data
-
-## Question
-
-学習率ウォームアップの効果を調べる。Does a linear schedule help?
-
-## Results
-
-<!-- lab:results -->
-The eval loss went down with a state-of-the-art schedule; see the zebrafish table.
-
-### Table
-
-Numbers for the okapi runs.
-"""
-
-PAPER = """\
----
-arxiv_id: '1908.03265'
-title: On the Variance of the Adaptive Learning Rate and Beyond
-authors: [Liyuan Liu, Haoming Jiang]
-tags: [optimizers]
-experiments: [exp1]
----
-
-The learning rate warmup heuristic stabilizes training of adaptive optimizers.
-
-## Notes
-
-Try RAdam instead. The C++ kernels are at hep-th/9901001 (not really).
-"""
-
-FEED_ITEM = {
-    "id": "http://arxiv.org/abs/2302.00001v1", "title": "Warmup-free training with gravitas",
-    "authors": ["Ada Byron"], "summary": "We remove the quokka schedule entirely.",
-    "link": "http://arxiv.org/abs/2302.00001v1", "published": "2023-02-01T00:00:00Z", "arxiv_id": "2302.00001",
-    "feed": "cs.LG", "added_at": "2026-01-01T00:00:00+00:00",
-}
-
-
-def write(path: Path, text: str) -> Path:
-    """Write a file as if written a while ago (so the index trusts its mtime), each write 1 ms after the last."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(text, encoding="utf-8")
-    mtime = max(old + 1_000_000, time.time_ns() - 60_000_000_000)
-    os.utime(path, ns=(mtime, mtime))
-    return path
-
-
-def make_lab(root: Path) -> Path:
-    """A small lab with one file of every indexed kind, written the way their owners write them."""
-    exp = root / "experiments" / "exp1"
-    write(exp / "report.md", REPORT)
-    write(exp / "settings" / "s1.json", '{"learning_rate": 2e-5, "warmup_steps": 500, "model": {"layers": 4}}\n')
-    write(exp / "settings" / "bad.json", '{"learning_rate": 3e-4,, "pangolin": 1}\n')
-    record = {
-        "experiment": "exp1", "setting": "s1", "state": "succeeded", "attempt": 1, "exit_code": 0,
-        "metrics": {"eval_loss": 0.53, "wombat_score": 0.9}, "settings": {"learning_rate": 2e-05, "warmup_steps": 500},
-        "executor": "local", "history": [],
-    }
-    write(exp / "runs" / "s1.json", json.dumps(record, indent=2))
-    write(exp / "runs" / "s1.settings.json", '{"capybara": 1}')  # not a run record: ignored
-    write(root / "experiments" / "exp2" / "report.md", "---\ntitle: Tokenizer study\ntags: [data]\n---\n\nNo warmup here.\n")
-    write(root / "papers" / "1908.03265.md", PAPER)
-    write(root / "papers" / "reading" / "plain.md", "# Attention Is All You Need\n\nNo front matter; the narwhal layer.\n")
-    write(root / "feeds" / "items" / "cs.LG.jsonl", json.dumps(FEED_ITEM) + "\n")
-    return root
-
-
-def search(root: Path, text: str, **kw) -> list[dict]:
-    conn, _ = index.open_index(root)
-    try:
-        return query.search(conn, text, **kw)
-    finally:
-        conn.close()
 
 
 def ids(results) -> list[tuple[str, str]]:
@@ -338,7 +254,7 @@ def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
 
 def test_writers_update_the_index_as_they_write(lab_root):
     """A finished run's record reaches the index when it is written, before any reader syncs."""
-    from conftest import write_settings
+    from helpers import write_settings
     from lab.runs import attempt as job
     from lab.core.workspace import Workspace
 

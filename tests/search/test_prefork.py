@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_watch import SEARCHES, searched
+from helpers import SEARCHES, searched
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_index import FEED_ITEM, write
+from helpers import FEED_ITEM, write
 
 pytest.importorskip("numpy")
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from test_index import FEED_ITEM, make_lab, write
+from helpers import FEED_ITEM, make_lab, write
 
 HOSTILE = ["state-of-the-art", "a:b", '"', "(", "AND", "OR", "NOT", "C++", "2301.12345", "hep-th/9901001", "", 'warm"up', "*"]
 

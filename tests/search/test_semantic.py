@@ -10,43 +10,10 @@ import sys
 
 import pytest
 
-from conftest import wait_for
-from test_index import search, write
+from helpers import wait_for
+from helpers import OTHER_REPORT, RAMP_REPORT, WARMUP_REPORT, search, write
 
 pytest.importorskip("numpy")
-
-WARMUP_REPORT = """\
----
-title: Stabilising early training
-tags: [optimizers]
----
-
-## Findings
-
-A warm-up of the learning rate over the first 500 steps removed the loss spikes we saw with AdamW.
-"""
-
-RAMP_REPORT = """\
----
-title: Early optimisation study
-tags: [optimizers]
----
-
-## Findings
-
-We used a linear ramp of the step size at the start of training; without it the first updates diverged.
-"""
-
-OTHER_REPORT = """\
----
-title: Tokenizer coverage
-tags: [data]
----
-
-## Findings
-
-Japanese text is split into characters by the tokenizer; the vocabulary lacks most kanji compounds.
-"""
 
 
 @pytest.fixture
@@ -120,7 +87,7 @@ def test_search_never_imports_torch_or_transformers(lab, reports, mode):
 
 
 def test_deleted_index_answers_at_once_then_semantic_matches_follow(lab, reports):
-    from test_embeddings import corpus_texts
+    from helpers import corpus_texts
 
     for i, text in enumerate(corpus_texts(12)):  # real abstracts: more documents than a search embeds itself
         write(reports / "papers" / f"scifact{i}.md", f"# Abstract {i}\n\n{text}\n")

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import wait_for
+from helpers import SEARCHES, searched, wait_for
 from lab.search import watch
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="lab watch needs inotify (Linux)")
@@ -81,7 +81,7 @@ def test_in_place_edit_is_seen_only_through_the_watcher(lab, lab_root):
 
 
 def test_new_changed_and_deleted_files(lab, lab_root, watcher):
-    from conftest import write_settings
+    from helpers import write_settings
 
     write_settings(lab_root, "exp1", {"s1.json": {"warmup_steps": 123, "learning_rate": 2e-5}})
     assert found(lab, "warmup_steps") == ["exp1/s1"]
@@ -143,29 +143,9 @@ def test_watch_outside_a_lab_and_bad_options(tmp_path, lab):
 # -- the watcher ranks by meaning (issue 15: the model and the vectors kept warm) ---------------------------------
 
 
-def searched(root, *args) -> tuple[list[dict], set[str]]:
-    """`lab search ARGS --json` in its own process: (its results, the top-level modules it imported)."""
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "lab", "--root", str(root), "search", *args, "--json"],
-                          capture_output=True, text=True, cwd=root, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    return json.loads(proc.stdout), {name.split(".")[0] for name in imported}
-
-
-SEARCHES = [
-    ("learning rate warmup",),
-    ("linear ramp of the step size at the start of training", "--mode", "semantic"),
-    ("a linear ramp of the step size", "--type", "experiment"),
-    ("training", "--exp", "ramp", "--mode", "hybrid"),
-    ('"learning rate" schedule of the first steps',),
-]
-
-
 def test_the_watcher_ranks_by_meaning_with_the_same_results(lab, embedded):
-    from test_index import write
-    from test_semantic import OTHER_REPORT
+    from helpers import write
+    from helpers import OTHER_REPORT
 
     from lab.search import embed
 
@@ -191,7 +171,7 @@ def test_the_watcher_ranks_by_meaning_with_the_same_results(lab, embedded):
         assert "tok#findings" in [r["id"] for r in results] and "numpy" not in tops
 
         # Vectors the background embedder adds later reach the watcher's warm copy.
-        from test_embeddings import corpus_texts
+        from helpers import corpus_texts
 
         texts = corpus_texts(12)  # more than a search embeds itself: the background embedder's work
         for i, text in enumerate(texts):

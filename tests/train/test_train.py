@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_settings
+from helpers import REPO, write_settings
 from lab.runs import attempt as job
 from lab.runs import record as records
 from lab.errors import BadInput
