@@ -7,7 +7,8 @@ parses its few options, and prints without importing click, rich, YAML or sqlite
 (`--help`, a bad option, every other command) goes to the click CLI in `lab.cli.app`, which registers both
 commands too (lab/cli/search.py, lab/cli/runs.py, calling the functions here) so help and errors look as usual.
 Both paths share the error mapping (lab.cli.exits), root discovery (lab.core.layout.find_root) and the name check
-(lab.core.names); tests/test_cli.py checks that this parser either declines a command line or agrees with click.
+(lab.core.names); tests/cli/test_fast_path.py checks that this parser either declines a command line or agrees with
+click.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def embed_missing(conn, progress=None, limit: int | None = None, stop=None, fast
     `fast` (`lab reindex`, the background embedder): with onnxruntime's int8 model on every usable core
     (lab.search.fastmodel; ~7x the NumPy model's speed on 2 cores), which loads in a fraction of a second; else
     (the few notes a search embeds itself) with the NumPy model a search has loaded anyway. The two paths' vectors
-    differ by less than cosine 0.01 (tests/test_fastmodel.py), so they sit together in one index.
+    differ by less than cosine 0.01 (tests/search/test_fastmodel.py), so they sit together in one index.
     """
     from lab.search.model import DOC_TOKENS, load
 

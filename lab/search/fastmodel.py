@@ -13,7 +13,7 @@ again, and where the cache cannot be written they are built in a temporary direc
 
 Vectors from this path and from the NumPy path sit together in one index (a search embeds a few edited notes
 inline with NumPy): their cosine to the float32 NumPy vectors is at least 0.99 on real text (all 2,101 SciFact
-abstracts: min 0.993, mean 0.997; tests/test_fastmodel.py checks a bound of 0.99 each), far closer than any two
+abstracts: min 0.993, mean 0.997; tests/search/test_fastmodel.py checks a bound of 0.99 each), far closer than any two
 different texts, so rankings mix them safely. Without onnxruntime or onnx (or where the graphs cannot be built
 or loaded), `load()` returns the NumPy model.
 """

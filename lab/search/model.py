@@ -5,7 +5,7 @@ BERT, hidden size 384): WordPiece tokens -> BERT encoder -> mean over the tokens
 runs the same arithmetic in float32 NumPy over the model's safetensors weights (read by `read_safetensors` below,
 no torch), so `lab search` can embed a query in a few milliseconds after a ~50 ms load, and a lab's documents
 can be embedded by a plain background process (faster with onnxruntime: lab.search.fastmodel).
-tests/test_embeddings.py checks the vectors against the torch model (sentence-transformers' arithmetic through
+tests/search/test_embeddings.py checks the vectors against the torch model (sentence-transformers' arithmetic through
 transformers) on real sentences.
 
 Importing this module is cheap; `load()` imports NumPy and maps the weights (and raises `Unavailable` with the
@@ -123,7 +123,7 @@ class WordPiece:
     """The model's tokenizer (BERT's uncased WordPiece, as its tokenizer.json sets it up) for plain ASCII text, in
     Python: a query needs no `tokenizers` import and no tokenizer.json parse (~25 ms a search). `encode` gives
     None for any other text, which `tokenizers` then encodes: only for ASCII are the steps this short and
-    exact, and tests/test_embeddings.py checks them against `tokenizers` on real and random text.
+    exact, and tests/search/test_embeddings.py checks them against `tokenizers` on real and random text.
 
     The steps (huggingface/tokenizers: BertNormalizer, BertPreTokenizer, WordPiece, TemplateProcessing): drop
     control characters, read tab, CR and LF as spaces, lower-case; split at spaces and around each punctuation
