@@ -37,6 +37,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -52,7 +53,7 @@ from lab.runs.local.jobfiles import identity, supervisor_alive
 from lab.runs.local.lock import WAIT_FOR_LOCK_S, RunnerLock
 from lab.runs.local.queue import Queue
 from lab.runs.local.recovery import job_setting, recover
-from lab.runs.local.supervisor import DISK_FULL, DiskFull, Supervisor, prepare
+from lab.runs.local.supervisor import DISK_FULL, DiskFull, Supervisor, prepare, warm
 
 
 class Runner:
@@ -68,6 +69,7 @@ class Runner:
         self.lock: RunnerLock | None = None
         self._terminating = False
         self.children: dict[int, dict] = {}  # supervisor pid -> its job (this runner's forks)
+        self.exits: dict[int, int] = {}  # supervisor pid -> a pidfd that wakes the runner when it ends
         self.watched: dict[int, dict] = {}  # job id -> identity, for supervisors that outlived an earlier runner
         self.lanes = gpus.Lanes()
         self.notifier = None
@@ -157,9 +159,7 @@ class Runner:
             self.refuse(rows[job_id], reason)
         if not plan.start:
             return len(plan.impossible)
-        from lab.runs.attempt import package_versions
-
-        package_versions()  # warm the cache the supervisors inherit
+        warm()
         started = 0
         for job_id, gpu_ids in plan.start:
             lane = gpus.lane_json(plan.needs[job_id], gpu_ids, gpus.job_env(self.lanes, gpu_ids))
@@ -199,6 +199,10 @@ class Runner:
             Supervisor(self.workspace, job, self.lock.fd, os.getppid(), prepared).run()  # never returns (no SQLite)
         gc.unfreeze()
         self.children[pid] = job
+        try:
+            self.exits[pid] = os.pidfd_open(pid)  # readable once the supervisor ends (Linux 5.3 and later)
+        except (AttributeError, OSError):
+            pass
         if self._terminating:
             process.signal_group(pid, signal.SIGTERM)
         kill_point("runner-forked", self.workspace.state_dir)
@@ -211,7 +215,18 @@ class Runner:
         while not self._terminating:
             if self._reap() or self._queue_version() != version or time.monotonic() >= deadline:
                 return
-            time.sleep(self.POLL_S)
+            self._pause()
+
+    def _pause(self) -> None:
+        """Sleep POLL_S, or less: a supervisor that ends wakes the runner at once (its pidfd becomes readable),
+        so the next job starts without waiting out the poll."""
+        if self.exits:
+            try:
+                select.select(list(self.exits.values()), [], [], self.POLL_S)
+                return
+            except (OSError, ValueError):
+                pass
+        time.sleep(self.POLL_S)
 
     def _queue_version(self) -> int:
         # SQLite's data_version changes whenever another connection commits: a cheap "did anything happen?".
@@ -228,6 +243,9 @@ class Runner:
             if not done:
                 continue
             del self.children[pid]
+            fd = self.exits.pop(pid, None)
+            if fd is not None:
+                os.close(fd)
             changed = True
             kill_point("runner-reaped", self.workspace.state_dir)
             if os.waitstatus_to_exitcode(status) == DISK_FULL:

@@ -64,6 +64,18 @@ def prepare(workspace, job: dict):
     return att, None
 
 
+def warm() -> None:
+    """Fill, in the runner, the caches that every supervisor would otherwise fill anew after its fork: package
+    versions, the platform string (`uname -p` is a subprocess) and the modules a record's fields need."""
+    import platform
+
+    from lab.runs import inputs  # noqa: F401  (imported by each record's inputs)
+    from lab.runs.attempt import package_versions
+
+    package_versions()
+    platform.platform()
+
+
 class Supervisor:
     """One job's supervisor, in the forked child. `stop_at` is when a stop signal (SIGTERM, SIGINT) came;
     `waiting` says the supervisor is blocked waiting for the program, where the signal must break the wait."""
