@@ -8,6 +8,7 @@ import sys
 import click
 
 from lab.cli.app import echo_json, pass_lab
+from lab.runs.state import State
 
 
 def _value(v) -> str:
@@ -83,7 +84,7 @@ def reproduce_cmd(lab, target, attempt, as_json):
         run_id = f"{new['experiment']}/{new['setting']}"
         click.echo(f"{new['state']} {run_id} attempt {new['attempt']} (reproduces attempt {new['reproduces']})"
                    + (": metrics reproduced exactly" if exact else ""), err=True)
-    if new["state"] != "succeeded":
+    if new["state"] != State.SUCCEEDED:
         raise LabError(f"the reproduction of {target} {new['state']} (exit {new.get('exit_code')}); see lab logs {new['experiment']}/{new['setting']}")
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 import click
 
 from lab.cli.app import echo_json, pass_lab
+from lab.runs.state import State
 
 
 @click.command("run")
@@ -92,10 +93,10 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
     reported: set[str] = set()
 
     def line(views) -> Text:
-        done = sum(1 for v in views if v["state"] not in ("queued", "running"))
+        done = sum(1 for v in views if v["state"] not in (State.QUEUED, State.RUNNING))
         text = Text(f"{done}/{len(views)} done")
         for v in views:
-            if v["state"] != "running":
+            if v["state"] != State.RUNNING:
                 continue
             text.append(f"  running {v['id']}", style="bold")
             if v.get("started_at"):
@@ -103,28 +104,28 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
                 text.append(f"  {duration_text(elapsed)}")
             if v.get("progress"):
                 text.append("  " + metrics_text(v["progress"], with_step=True), style="cyan")
-        waiting = sum(1 for v in views if v["state"] == "queued")
-        if waiting and not any(v["state"] == "running" for v in views):
+        waiting = sum(1 for v in views if v["state"] == State.QUEUED)
+        if waiting and not any(v["state"] == State.RUNNING for v in views):
             text.append(f"  {waiting} waiting")
         return text
 
     with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
         def progress(views):
             for v in views:
-                if v["state"] not in ("queued", "running") and v["id"] not in reported:
+                if v["state"] not in (State.QUEUED, State.RUNNING) and v["id"] not in reported:
                     reported.add(v["id"])
-                    style = "green" if v["state"] == "succeeded" else "red"
+                    style = "green" if v["state"] == State.SUCCEEDED else "red"
                     where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
                     how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
-                    why = f": {v['reason']}" if v.get("reason") and v["state"] != "succeeded" else ""
+                    why = f": {v['reason']}" if v.get("reason") and v["state"] != State.SUCCEEDED else ""
                     display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style))
             display.update(line(views))
 
         views = wait(ws, entries, on_progress=progress)
-    left = [v for v in views if v["state"] in ("queued", "running")]
+    left = [v for v in views if v["state"] in (State.QUEUED, State.RUNNING)]
     if left:
         click.echo(f"the queue was stopped; {len(left)} job(s) still queued (resume with: lab run)", err=True)
-    return not left and all(v["state"] == "succeeded" for v in views)
+    return not left and all(v["state"] == State.SUCCEEDED for v in views)
 
 
 @click.command("status")

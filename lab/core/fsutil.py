@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -56,7 +57,7 @@ def atomic_write_json(path: Path | str, data, fsync: bool = True) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", fsync=fsync)
 
 
-def json_objects(lines):
+def json_objects(lines: Iterable[str]) -> Iterator[dict]:
     """The JSON objects among `lines` (JSON Lines): blank lines, non-JSON and non-objects are skipped, never fatal."""
     for line in lines:
         line = line.strip()

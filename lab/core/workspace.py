@@ -85,7 +85,7 @@ class Experiment:
     workspace: "Workspace"
     name: str
 
-    @property
+    @cached_property
     def dir(self) -> Path:
         return self.workspace.experiments_dir / self.name
 
@@ -154,15 +154,15 @@ class Workspace:
     def find(cls, root: str | os.PathLike | None = None) -> "Workspace":
         return cls(find_root(root))
 
-    @property
+    @cached_property
     def experiments_dir(self) -> Path:
         return self.root / layout.EXPERIMENTS
 
-    @property
+    @cached_property
     def papers_dir(self) -> Path:
         return self.root / layout.PAPERS
 
-    @property
+    @cached_property
     def state_dir(self) -> Path:
         """Lab's own derived and runtime state (index, queue, locks): `.lab/`, ignored by git."""
         return self.root / layout.STATE

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from lab.core.fsutil import atomic_write_text
+from lab.runs.state import State
 
 CACHE_NAME = "input-hashes.tsv"
 CACHE_HEADER = "lab input hashes 1"
@@ -232,7 +233,7 @@ def changed_inputs(root: Path, record: dict | None, checker: Checker | None = No
 
 def staleness_token(record: dict) -> str:
     """What `lab status` caches to check a succeeded record's inputs without reading the record again."""
-    if record.get("state") != "succeeded" or not isinstance(record.get("inputs"), dict):
+    if record.get("state") != State.SUCCEEDED or not isinstance(record.get("inputs"), dict):
         return ""
     own = own_settings_file(record)
     return json.dumps({k: v for k, v in record["inputs"].items() if k != own}, separators=(",", ":"), ensure_ascii=False)

@@ -28,6 +28,7 @@ from lab.runs import record as records
 from lab.runs import environment
 from lab.runs.diff import load_run, parse_ref
 from lab.runs.inputs import setting_inputs
+from lab.runs.state import State
 
 DIFF_CUT = "... (diff cut at"
 
@@ -229,13 +230,13 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
             time.sleep(poll)
     except KeyboardInterrupt:
         process.terminate_group(proc.pid, 10.0, is_gone=lambda: proc.poll() is not None)
-        state = "cancelled"
+        state = State.CANCELLED
     code = proc.wait()
     record = records.ended(setting, record, code, duration_s=round(time.monotonic() - started, 3), state=state,
-                           reason="lab reproduce was interrupted" if state == "cancelled" else None)
+                           reason="lab reproduce was interrupted" if state == State.CANCELLED else None)
     records.write_record(setting, record)
     emit("done", record)
-    if state == "cancelled":
+    if state == State.CANCELLED:
         raise KeyboardInterrupt
     return record
 

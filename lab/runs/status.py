@@ -20,6 +20,7 @@ from lab.core.fsutil import natural_key
 from lab.runs import record as records
 from lab.runs import statuscache as cache
 from lab.runs.table import table_cells
+from lab.runs.state import State
 
 
 def entries(workspace, targets: list[str] | None = None, recover: bool = True) -> list[dict]:
@@ -51,7 +52,7 @@ def _gather(workspace, targets: list[str] | None, recover: bool) -> list:
             if not (workspace.experiments_dir / exp).is_dir():
                 raise BadInput(f"no experiment {exp!r} in {workspace.experiments_dir}")
     jobs = active_jobs(workspace)
-    if recover and any(j["state"] == "running" and j["executor"] == "local" for j in jobs):
+    if recover and any(j["state"] == State.RUNNING and j["executor"] == "local" for j in jobs):
         from lab.runs.local.recovery import recover_if_needed
 
         if recover_if_needed(workspace):
@@ -109,7 +110,7 @@ def _mark_stale(workspace, out: list) -> list:
             changed = answers[token] = checker.changed(json.loads(token))
         if changed:
             summary = json.loads(e[1])
-            summary.update(state="stale", changed_inputs=changed)
+            summary.update(state=State.STALE, changed_inputs=changed)
             out[i] = summary
     if checker is not None:
         checker.close()
@@ -118,12 +119,12 @@ def _mark_stale(workspace, out: list) -> list:
 
 def _merge_job(workspace, entry: dict, job: dict) -> dict:
     """A record's summary as the queue knows it better: waiting jobs are `queued`; a running one shows progress."""
-    if job["state"] == "queued":
-        entry.update(state="queued", queued_at=job["queued_at"], job_id=job["id"], exit_code=None, signal=None,
+    if job["state"] == State.QUEUED:
+        entry.update(state=State.QUEUED, queued_at=job["queued_at"], job_id=job["id"], exit_code=None, signal=None,
                      started_at=None, ended_at=None, duration_s=None, metrics={})
         return entry
-    if entry.get("state") != "running":
-        entry.update(state="running", job_id=job["id"], started_at=job["started_at"])
+    if entry.get("state") != State.RUNNING:
+        entry.update(state=State.RUNNING, job_id=job["id"], started_at=job["started_at"])
     if entry.get("gpus") is None and job.get("lane"):  # started, its running record not written yet
         from lab.runs.gpus import lane_of
 
@@ -151,7 +152,7 @@ def _refresh_slurm(workspace, blocks) -> dict:
 
     live: dict = {}
     for rec in get("slurm").reconcile(workspace, [records.setting_of(workspace, e, n) for e, n in active]):
-        if rec.get("state") in ("queued", "running"):
+        if rec.get("state") in (State.QUEUED, State.RUNNING):
             live.setdefault(rec["experiment"], {})[rec["setting"]] = rec
     return live
 
@@ -160,6 +161,6 @@ def _slurm_entry(workspace, rec: dict) -> dict:
     entry = cache.summarize(rec, rec["experiment"], rec["setting"])
     if rec.get("slurm_state"):
         entry["slurm_state"] = rec["slurm_state"]
-    if entry["state"] == "running":
+    if entry["state"] == State.RUNNING:
         _with_progress(workspace, entry)
     return entry

@@ -4,6 +4,7 @@ large lab needs no JSON decoding; that is why this text is made here and not in 
 
 from __future__ import annotations
 
+from lab.runs.state import State
 
 def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
     """The few metrics worth a column: evaluation ones first, then losses and the rest (no step/epoch)."""
@@ -18,13 +19,13 @@ def table_cells(r: dict) -> list[str]:
     exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])
     if r.get("signal"):
         exit_text = str(r["signal"])
-    running = r.get("state") == "running"
+    running = r.get("state") == State.RUNNING
     metrics = (r.get("progress") if running else r.get("metrics")) or {}
     state = str(r.get("state")) + (f" (slurm {r['slurm_job_id']})" if r.get("slurm_job_id") else "")
     if running and r.get("gpus"):
         state += f" (GPU {','.join(map(str, r['gpus']))})"
     last = metrics_text(metrics, with_step=running)
-    if r.get("state") in ("failed", "interrupted") and isinstance(r.get("reason"), str) and r["reason"]:
+    if r.get("state") in (State.FAILED, State.INTERRUPTED) and isinstance(r.get("reason"), str) and r["reason"]:
         why = r["reason"].split(": ", 1)[1] if r["reason"].startswith(("exit code ", "killed by ")) and ": " in r["reason"] else r["reason"]
         if why != f"exit code {r.get('exit_code')}":
             last = f"{last}  ({why})" if last else why

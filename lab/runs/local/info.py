@@ -11,6 +11,7 @@ from pathlib import Path
 from lab.core.fsutil import atomic_write_json
 from lab.runs.local.lock import LOCK_NAME, runner_pid
 from lab.runs.local.queue import Queue
+from lab.runs.state import State
 
 LANES_NAME = "lanes.json"
 QUEUE_NAME = "queue.db"
@@ -31,7 +32,7 @@ def active_jobs(workspace) -> list[dict]:
         return []
     try:
         return [{k: j[k] for k in ("id", "experiment", "setting", "state", "executor", "queued_at", "started_at", "lane")}
-                for j in queue.jobs(("queued", "running"))]
+                for j in queue.jobs((State.QUEUED, State.RUNNING))]
     finally:
         queue.close()
 
@@ -49,9 +50,9 @@ def queue_info(workspace) -> dict:
         return info
     try:
         running = []
-        for job in queue.jobs(("queued", "running"), executor="local"):
+        for job in queue.jobs((State.QUEUED, State.RUNNING), executor="local"):
             info[job["state"]] += 1
-            if job["state"] == "running":
+            if job["state"] == State.RUNNING:
                 running.append(job)
         info["stopped"] = queue.get_flag("stop")
         if info["runner_pid"]:

@@ -16,6 +16,10 @@ from pathlib import Path
 from lab.core import process
 from lab.core.fsutil import atomic_write_json
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lab.runs.local.queue import QueueRow
+
 EXIT_FILE_SIZE = 128
 
 
@@ -35,7 +39,7 @@ def stop_file(state_dir: Path, job_id: int) -> Path:
     return jobs_dir(state_dir) / f"{job_id}.stop"
 
 
-def identity(state_dir: Path, job: dict) -> dict | None:
+def identity(state_dir: Path, job: QueueRow) -> dict | None:
     """Who supervises this start of `job` (`.lab/jobs/ID.json`, written before its program starts): pid (its
     process group), start time, boot id, attempt; None when no supervisor said so."""
     try:
@@ -45,7 +49,7 @@ def identity(state_dir: Path, job: dict) -> dict | None:
     return data if isinstance(data, dict) and job.get("token") and data.get("token") == job["token"] else None
 
 
-def write_identity(state_dir: Path, job: dict, attempt: int, pid: int) -> None:
+def write_identity(state_dir: Path, job: QueueRow, attempt: int, pid: int) -> None:
     atomic_write_json(identity_file(state_dir, job["id"]), {"token": job["token"], "attempt": attempt, **process.identity(pid)},
                       fsync=False)
 
@@ -63,14 +67,14 @@ def supervisor_alive(ident: dict | None) -> bool:
     return ident.get("proc_start") is None or process.start_time(pid) == ident["proc_start"]
 
 
-def request_stop(state_dir: Path, job: dict, grace: float) -> None:
+def request_stop(state_dir: Path, job: QueueRow, grace: float) -> None:
     """`lab stop --now`: tell the job's supervisor to end it, SIGKILL after `grace` seconds, and record it cancelled."""
     path = stop_file(state_dir, job["id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {"token": job.get("token"), "grace": grace}, fsync=False)
 
 
-def stop_request(state_dir: Path, job: dict) -> dict | None:
+def stop_request(state_dir: Path, job: QueueRow) -> dict | None:
     try:
         data = json.loads(stop_file(state_dir, job["id"]).read_text())
     except (OSError, ValueError):
@@ -80,7 +84,7 @@ def stop_request(state_dir: Path, job: dict) -> dict | None:
     return data if data.get("token") in (None, job.get("token")) else None
 
 
-def make_exit_room(state_dir: Path, job: dict) -> Path:
+def make_exit_room(state_dir: Path, job: QueueRow) -> Path:
     """Make the exit file before anything runs, so that writing the exit status later needs no new disk space. No
     fsync: what it guards against is a process killed, after which the page cache still holds it; a power loss
     ends the program too."""
@@ -91,7 +95,7 @@ def make_exit_room(state_dir: Path, job: dict) -> Path:
     return ending
 
 
-def write_exit(state_dir: Path, job: dict, returncode: int, duration: float) -> None:
+def write_exit(state_dir: Path, job: QueueRow, returncode: int, duration: float) -> None:
     ending = exit_file(state_dir, job["id"])
     try:
         f = open(ending, "r+")  # in place: no new disk space needed
@@ -101,7 +105,7 @@ def write_exit(state_dir: Path, job: dict, returncode: int, duration: float) -> 
         f.write(f"{job['token']} {returncode} {duration}".ljust(EXIT_FILE_SIZE))
 
 
-def read_exit(state_dir: Path, job: dict) -> dict | None:
+def read_exit(state_dir: Path, job: QueueRow) -> dict | None:
     """What a supervisor wrote when the program of `job` (this start of it) ended, or None."""
     try:
         text = exit_file(state_dir, job["id"]).read_text().strip()
@@ -116,7 +120,7 @@ def read_exit(state_dir: Path, job: dict) -> dict | None:
         return None
 
 
-def forget(state_dir: Path, job: dict) -> None:
+def forget(state_dir: Path, job: QueueRow) -> None:
     """Remove a settled job's files."""
     for path in (exit_file(state_dir, job["id"]), identity_file(state_dir, job["id"]), stop_file(state_dir, job["id"])):
         try:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -52,7 +53,12 @@ from lab.runs.local.jobfiles import identity, supervisor_alive
 from lab.runs.local.lock import WAIT_FOR_LOCK_S, RunnerLock
 from lab.runs.local.queue import Queue
 from lab.runs.local.recovery import job_setting, recover
-from lab.runs.local.supervisor import DISK_FULL, DiskFull, Supervisor, prepare
+from lab.runs.local.supervisor import DISK_FULL, DiskFull, Supervisor, prepare, warm
+from lab.runs.state import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lab.runs.local.queue import QueueRow
 
 
 class Runner:
@@ -67,7 +73,8 @@ class Runner:
         self.queue: Queue | None = None
         self.lock: RunnerLock | None = None
         self._terminating = False
-        self.children: dict[int, dict] = {}  # supervisor pid -> its job (this runner's forks)
+        self.children: dict[int, QueueRow] = {}  # supervisor pid -> its job (this runner's forks)
+        self.exits: dict[int, int] = {}  # supervisor pid -> a pidfd that wakes the runner when it ends
         self.watched: dict[int, dict] = {}  # job id -> identity, for supervisors that outlived an earlier runner
         self.lanes = gpus.Lanes()
         self.notifier = None
@@ -132,7 +139,7 @@ class Runner:
             # Recovery also marks done the jobs whose supervisor has exited (it recorded their end).
             for setting_id in recover(self.workspace, self.queue, busy=busy):
                 self._ended(*setting_id.split("/", 1))
-            running = self.queue.jobs(("running",), executor="local")
+            running = self.queue.jobs((State.RUNNING,), executor="local")
             for job in running:
                 if job["id"] in busy or job["id"] in self.watched:
                     continue
@@ -147,8 +154,8 @@ class Runner:
                 return
             self.wait_for_change()
 
-    def start_what_fits(self, running: list[dict]) -> int:
-        queued = self.queue.jobs(("queued",), executor="local")
+    def start_what_fits(self, running: list[QueueRow]) -> int:
+        queued = self.queue.jobs((State.QUEUED,), executor="local")
         if not queued:
             return 0
         plan = gpus.plan(self.workspace, self.lanes, running, queued)
@@ -157,9 +164,7 @@ class Runner:
             self.refuse(rows[job_id], reason)
         if not plan.start:
             return len(plan.impossible)
-        from lab.runs.attempt import package_versions
-
-        package_versions()  # warm the cache the supervisors inherit
+        warm()
         started = 0
         for job_id, gpu_ids in plan.start:
             lane = gpus.lane_json(plan.needs[job_id], gpu_ids, gpus.job_env(self.lanes, gpu_ids))
@@ -171,23 +176,23 @@ class Runner:
             started += 1
         return started + len(plan.impossible)
 
-    def refuse(self, job: dict, reason: str) -> None:
+    def refuse(self, job: QueueRow, reason: str) -> None:
         """A queued job that can never run on these lanes fails at once, with the reason (it holds no lane)."""
         setting = job_setting(self.workspace, job)
         self.log(f"could not start {setting.id}: {reason}")
         with self.queue.transaction():
-            if (self.queue.job(job["id"]) or {}).get("state") != "queued":
+            if (self.queue.job(job["id"]) or {}).get("state") != State.QUEUED:
                 return  # cancelled meanwhile
             records.write_record(setting, records.failed_to_start(
                 setting, attempt=records.next_attempt(records.read_record(setting, strict=False)), executor="local",
                 resolved=json.loads(job["settings"]), hash_=job["settings_hash"],
                 reason=f"could not start: {reason}", extra={"job_id": job["id"]}))
-            self.queue.finish(job["id"], "failed")
+            self.queue.finish(job["id"], State.FAILED)
             if job["stop_on_failure"]:
                 self.queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
         self._ended(job["experiment"], job["setting"], job["id"])
 
-    def fork(self, job: dict) -> None:
+    def fork(self, job: QueueRow) -> None:
         """Prepare the attempt and fork the job's supervisor (it starts the program and records its end); the
         runner does not wait here (see `wait_for_change`)."""
         prepared = prepare(self.workspace, job)
@@ -199,6 +204,10 @@ class Runner:
             Supervisor(self.workspace, job, self.lock.fd, os.getppid(), prepared).run()  # never returns (no SQLite)
         gc.unfreeze()
         self.children[pid] = job
+        try:
+            self.exits[pid] = os.pidfd_open(pid)  # readable once the supervisor ends (Linux 5.3 and later)
+        except (AttributeError, OSError):
+            pass
         if self._terminating:
             process.signal_group(pid, signal.SIGTERM)
         kill_point("runner-forked", self.workspace.state_dir)
@@ -211,7 +220,18 @@ class Runner:
         while not self._terminating:
             if self._reap() or self._queue_version() != version or time.monotonic() >= deadline:
                 return
-            time.sleep(self.POLL_S)
+            self._pause()
+
+    def _pause(self) -> None:
+        """Sleep POLL_S, or less: a supervisor that ends wakes the runner at once (its pidfd becomes readable),
+        so the next job starts without waiting out the poll."""
+        if self.exits:
+            try:
+                select.select(list(self.exits.values()), [], [], self.POLL_S)
+                return
+            except (OSError, ValueError):
+                pass
+        time.sleep(self.POLL_S)
 
     def _queue_version(self) -> int:
         # SQLite's data_version changes whenever another connection commits: a cheap "did anything happen?".
@@ -228,6 +248,9 @@ class Runner:
             if not done:
                 continue
             del self.children[pid]
+            fd = self.exits.pop(pid, None)
+            if fd is not None:
+                os.close(fd)
             changed = True
             kill_point("runner-reaped", self.workspace.state_dir)
             if os.waitstatus_to_exitcode(status) == DISK_FULL:
@@ -247,10 +270,10 @@ class Runner:
         if not rec or (job_id is not None and rec.get("job_id") != job_id):
             return
         state = rec.get("state")
-        if state not in records.FINISHED and state != "interrupted":
+        if state not in records.FINISHED and state != State.INTERRUPTED:
             return
         self.summary.add(rec)
-        if state in ("failed", "interrupted"):
+        if state in (State.FAILED, State.INTERRUPTED):
             self.notifier.send(notify.job_event(state, rec, self.workspace.root))
 
     def log(self, message: str) -> None:

@@ -27,6 +27,11 @@ from lab.runs import record as records
 from lab.runs.local import diary, jobfiles, subreaper
 from lab.runs.local.faults import kill_point
 from lab.runs.local.recovery import job_setting
+from lab.runs.state import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lab.runs.local.queue import QueueRow
 
 STRAGGLER_GRACE_S = 5.0  # children left behind by a finished job get this long after SIGTERM
 DISK_FULL = 75  # the supervisor's exit status when the disk is too full to record the job
@@ -40,7 +45,7 @@ class _Stop(Exception):
     """Raised by the stop signal's handler to break the wait for the program."""
 
 
-def prepare(workspace, job: dict):
+def prepare(workspace, job: QueueRow):
     """The attempt of a claimed job, prepared up to its program's start (`Attempt.prepare`), or the reason it
     cannot be: (attempt, None) or (None, why). Done by the runner before it forks the supervisor."""
     from lab.runs.attempt import Attempt
@@ -64,11 +69,23 @@ def prepare(workspace, job: dict):
     return att, None
 
 
+def warm() -> None:
+    """Fill, in the runner, the caches that every supervisor would otherwise fill anew after its fork: package
+    versions, the platform string (`uname -p` is a subprocess) and the modules a record's fields need."""
+    import platform
+
+    from lab.runs import inputs  # noqa: F401  (imported by each record's inputs)
+    from lab.runs.attempt import package_versions
+
+    package_versions()
+    platform.platform()
+
+
 class Supervisor:
     """One job's supervisor, in the forked child. `stop_at` is when a stop signal (SIGTERM, SIGINT) came;
     `waiting` says the supervisor is blocked waiting for the program, where the signal must break the wait."""
 
-    def __init__(self, workspace, job: dict, lock_fd: int | None, runner: int, prepared=None):
+    def __init__(self, workspace, job: QueueRow, lock_fd: int | None, runner: int, prepared=None):
         self.workspace = workspace
         self.state_dir = workspace.state_dir
         self.job = job
@@ -132,7 +149,7 @@ class Supervisor:
             os.close(self.lock_fd)  # from here on .lab/jobs/ID.json names this process group; recovery may look
         if jobfiles.stop_request(state_dir, job) is not None:  # lab stop --now came before the program started
             rec = records.read_record(setting, strict=False)
-            if rec and rec.get("state") == "queued":
+            if rec and rec.get("state") == State.QUEUED:
                 records.write_record(setting, records.cancelled_before_start(rec, "cancelled by lab stop --now before it started"))
             return
         proc = None
@@ -160,9 +177,9 @@ class Supervisor:
         # No process of the job may outlive it unsupervised (a forgotten data loader, a background helper).
         subreaper.end_others(STRAGGLER_GRACE_S if self.stop_at is None else 0.5)
         if self.stop_at is not None and jobfiles.stop_request(state_dir, job) is not None:
-            rec = att.finish(returncode, state="cancelled", reason="cancelled by lab stop --now")
+            rec = att.finish(returncode, state=State.CANCELLED, reason="cancelled by lab stop --now")
         elif self.stop_at is not None:
-            rec = att.finish(returncode, state="interrupted", reason="the runner was stopped (SIGTERM); queued again")
+            rec = att.finish(returncode, state=State.INTERRUPTED, reason="the runner was stopped (SIGTERM); queued again")
         else:
             rec = att.finish(returncode)
         self._kill_point("supervisor-recorded")
