@@ -25,9 +25,24 @@ def lab_root(tmp_path):
     embed.stop(root)  # a search may have started the lab's background embedder
 
 
+@pytest.fixture(autouse=True)
+def _lab_cli_kind(request):
+    """Every LabCLI of a test marked `real_process` runs `python -m lab` as a real process; otherwise in this one."""
+    LabCLI.real_by_default = request.node.get_closest_marker("real_process") is not None
+    yield
+    LabCLI.real_by_default = False
+
+
 @pytest.fixture
 def lab(lab_root) -> LabCLI:
+    """`lab --root LAB_ROOT ...`: in this process, or as a real process in a test marked `real_process` (LabCLI)."""
     return LabCLI(lab_root)
+
+
+@pytest.fixture
+def real_lab(lab_root) -> LabCLI:
+    """`python -m lab --root LAB_ROOT ...` as a real process, always."""
+    return LabCLI(lab_root, real=True)
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ import pytest
 
 from helpers import LabCLI, kill_lab_processes, lab_processes, wait_for, write_settings
 
+# Every test here kills the runner or a supervisor: the runner must be orphaned, as a real `lab run` leaves it.
+pytestmark = pytest.mark.real_process
+
 # Each execution appends its setting to a side file, then exits with the status its settings ask for.
 PROGRAM = r"""
 import json, os, sys, time

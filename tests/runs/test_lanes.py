@@ -203,6 +203,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_kill9_of_the_runner_with_three_lanes_busy_reattaches_and_runs_nothing_twice(llab, lab_root):
     pids = three_busy(llab, lab_root)
     os.kill(runner_pid(lab_root), signal.SIGKILL)
@@ -220,6 +221,7 @@ def test_kill9_of_the_runner_with_three_lanes_busy_reattaches_and_runs_nothing_t
     wait_for(lambda: not lab_processes(lab_root), what="no process left")
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_kill9_of_the_runner_and_its_supervisors_interrupts_all_three_and_requeues_them(llab, lab_root):
     pids = three_busy(llab, lab_root)
     runner = runner_pid(lab_root)
@@ -335,6 +337,7 @@ def test_a_receiver_that_is_down_leaves_the_queue_alone(llab, lab_root):
              what="both failures logged")
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 @pytest.mark.parametrize("point", ["runner-claimed", "runner-forked", "supervisor-identity", "supervisor-started",
                                    "supervisor-exited", "supervisor-recorded", "supervisor-done", "runner-reaped",
                                    "runner@supervisor-started"])
@@ -359,6 +362,7 @@ def test_a_kill_at_any_step_of_starting_or_ending_a_job_on_three_lanes_runs_each
     wait_for(lambda: not lab_processes(lab_root), what="no process left")
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_kill9_of_the_runner_while_three_lanes_run_runs_each_setting_once(llab, lab_root, seed):
     import random
@@ -416,6 +420,7 @@ def test_lab_notify_shows_the_targets_and_test_sends_one(llab, lab_root):
         receiver.stop()
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_sigterm_to_the_runner_interrupts_every_lane_and_requeues_them(llab, lab_root):
     pids = three_busy(llab, lab_root)
     os.kill(runner_pid(lab_root), signal.SIGTERM)
@@ -431,6 +436,7 @@ def test_sigterm_to_the_runner_interrupts_every_lane_and_requeues_them(llab, lab
     assert set(final.values()) == {"succeeded"}
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_a_crash_that_interrupts_three_lanes_sends_one_word_each(llab, lab_root):
     receiver = Receiver()
     try:

@@ -167,6 +167,7 @@ def test_three_concurrent_runs_run_each_setting_once(rlab, lab_root):
     assert sum(e.count("queued e/") for e in errs) == 5, errs
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_kill9_of_runner_mid_queue_then_lab_run_finishes_everything_once(rlab, lab_root):
     """The job outlives its runner under its supervisor; the next runner reattaches: nothing runs twice."""
     settings(lab_root, s1={}, s2={"gate": "go", "child": True}, s3={}, s4={})
@@ -189,6 +190,7 @@ def test_kill9_of_runner_mid_queue_then_lab_run_finishes_everything_once(rlab, l
     wait_for(lambda: not lab_processes(lab_root), what="no process left")
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_status_shows_a_job_that_outlived_its_runner_and_it_records_its_own_end(rlab, lab_root):
     settings(lab_root, s1={"gate": "go"}, s2={})
     rlab("run", "e", check=0)
@@ -257,6 +259,7 @@ def test_stop_on_failure_and_wait_exit_status(rlab, lab_root):
     assert rlab("run", "e", "--wait").returncode == 0
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_runner_sigterm_requeues_the_job_and_leaves_no_process(rlab, lab_root):
     settings(lab_root, s1={"gate": "go", "child": True})
     rlab("run", "e", check=0)
@@ -400,6 +403,7 @@ def test_runner_survives_the_shell_closing(rlab, lab_root):
     assert set(wait_for(all_finished(rlab, ["s1", "s2"]), what="all finished").values()) == {"succeeded"}
 
 
+@pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 def test_wait_outlives_a_killed_runner(rlab, lab_root):
     """`lab run --wait` notices a dead runner and starts a new one, which reattaches; all runs succeed once."""
     settings(lab_root, s1={}, s2={"gate": "go"}, s3={})
