@@ -131,6 +131,7 @@ def diff_cmd(lab, a, b, as_json):
             out += [f"  {line}" for line in code["stat"].splitlines()]
         elif code["a"] and code["b"] and code["a"] != code["b"]:
             out.append("  (git diff --stat unavailable: a commit is not in this repository)")
+    out += _pairs("code files", d.get("code_files"), width=12)
     out += _pairs("inputs", d["inputs"], width=12)  # content hashes: their first 12 digits tell them apart
     out += _pairs("packages", d["packages"])
     metrics = {k: m for k, m in d["metrics"].items() if is_metric(k)}

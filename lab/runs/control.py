@@ -70,6 +70,13 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
             raise BadInput(f"{setting.experiment.report_path}: command: program {program!r} not found on PATH")
     elif not os.access(program if os.path.isabs(program) else setting.experiment.workspace.root / program, os.X_OK):
         raise BadInput(f"{setting.experiment.report_path}: command: {program!r} is not an executable file")
+    from lab.runs.code import missing_program, patterns_for
+
+    script = missing_program(setting.experiment.workspace.root, argv)
+    if script is not None:
+        raise BadInput(f"{setting.experiment.report_path}: command: {script!r} does not exist "
+                       f"(paths are relative to the lab root, {setting.experiment.workspace.root})")
+    patterns_for(setting)  # a bad `code:` is bad input now, not a run without its code recorded
     if is_default_program(template):
         _require_training_stack(setting)
         validate = _train_validator()

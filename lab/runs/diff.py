@@ -127,6 +127,9 @@ def diff_runs(workspace, a_ref: str, b_ref: str) -> dict:
         out["inputs"] = _differing({k: v for k, v in ia.items() if k not in own}, {k: v for k, v in ib.items() if k not in own})
     else:
         out["inputs"] = None
+    ca_, cb_ = a.get("code"), b.get("code")
+    # The program files (lab.runs.code) whose content differs: {path: [hash in a, hash in b]}.
+    out["code_files"] = _differing(ca_, cb_) if isinstance(ca_, dict) and isinstance(cb_, dict) else None
     pa, full_a = _packages(a_dir, a)
     pb, full_b = _packages(b_dir, b)
     if pa is None or pb is None:
