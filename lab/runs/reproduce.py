@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from lab.core import process
-from lab.core.command import build_argv, lab_env, output_dir
+from lab.core.command import build_argv, lab_env
 from lab.core.fsutil import atomic_write_json
 from lab.errors import LabError
 from lab.runs import record as records
