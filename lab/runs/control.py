@@ -45,7 +45,12 @@ class Planned:
 def check(workspace, targets: list[str], env: dict | None = None) -> list[Planned]:
     """Resolve and check every setting of the targets; raise BadInput naming the bad one, or BadInputs naming
     every bad one, one line each."""
+    from lab.core.keys import check_config, check_report
+
     settings = select(workspace, targets)
+    check_config(workspace.config, workspace.root / "lab.yaml")
+    for exp in dict.fromkeys(s.experiment for s in settings):
+        check_report(exp.meta(), exp.report_path)  # `comand:` would run the default program instead
     planned, errors = [], []
     for setting in settings:
         try:
