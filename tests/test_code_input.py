@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, write_settings
+from conftest import LabCLI, kill_lab_processes, wait_for, write_settings
 
 TRAIN = """\
 import json, os, sys
@@ -143,3 +143,25 @@ def test_a_misspelled_script_is_refused_when_queued(glab, lab_root):
     proc = glab("run", "exp2")
     assert proc.returncode == 2 and "command: 'src/trian.py' does not exist" in proc.stderr
     assert not (lab_root / "experiments" / "exp2" / "runs").exists()
+
+
+def test_a_queued_job_runs_its_settings_and_command_as_queued_and_says_so(glab, lab_root):
+    write_settings(lab_root, "slow", {"s.json": {}}, command='{python} -c "import time; time.sleep(60)" {settings}')
+    glab("run", "slow", check=0)  # holds the runner, so exp2/lr-low waits in the queue
+    wait_for(lambda: record(lab_root, "slow", "s")["state"] == "running", what="slow/s running")
+    glab("run", "exp2/lr-low", check=0)
+    setting = lab_root / "experiments" / "exp2" / "settings" / "lr-low.json"
+    setting.write_text(json.dumps({"lr": 0.02}))
+    report = lab_root / "experiments" / "exp2" / "report.md"
+    (lab_root / "src" / "other.py").write_text(TRAIN.replace("* 2", "* 5"))
+    report.write_text(report.read_text().replace("src/train.py", "src/other.py"))
+    proc = glab("run", "exp2/lr-low")
+    assert proc.returncode == 0
+    assert "exp2/lr-low is already queued" in proc.stderr and "settings and command changed since it was queued" in proc.stderr
+    assert "lab cancel exp2/lr-low && lab run exp2/lr-low" in proc.stderr
+    glab("stop", "--now", "--grace", "1", check=0)  # ends slow/s; exp2/lr-low stays queued
+    glab("run", check=0)  # resume: what was queued runs
+    wait_for(lambda: record(lab_root, "exp2", "lr-low")["state"] == "succeeded", what="exp2/lr-low succeeded")
+    rec = record(lab_root, "exp2", "lr-low")
+    assert rec["settings"] == {"lr": 0.01} and rec["command"] == "{python} src/train.py {settings}"
+    assert rec["metrics"]["score"] == 0.02 and rec["fixed_when_queued"] == ["settings", "command"]

@@ -49,19 +49,25 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure, executor=on, parallel=parallel)
     if as_json:
         echo_json(results)
+    skipped = [r for r in results if r["action"] == "skipped"]
+    if len(skipped) == 1:
+        click.echo(f"skipped {skipped[0]['id']}: its last run succeeded with the same settings, command and code (--rerun runs it again)", err=True)
+    elif skipped:
+        click.echo(f"skipped {len(skipped)} settings that already succeeded; --rerun runs them", err=True)
     for r in results:
+        if r["action"] == "skipped":
+            continue
         if r["action"] == "queued" and r.get("executor") == "slurm":
             click.echo(f"submitted {r['id']} (Slurm job {r['slurm_job_id']}); log: {r['log']}", err=True)
         elif r.get("executor") == "slurm" and r["action"].startswith("already"):
             click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
         elif r["action"] == "queued":
             click.echo(f"queued {r['id']} (job {r['job_id']}); log: {r['log']}", err=True)
-        elif r["action"] == "skipped":
-            click.echo(f"skipped {r['id']}: its last run succeeded with the same settings and command (--rerun runs it again)", err=True)
         elif r.get("slurm_job_id"):
             click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
         else:
-            click.echo(f"{r['id']} is {r['action']}" + (f" (job {r['job_id']})" if r.get("job_id") is not None else ""), err=True)
+            click.echo(f"{r['id']} is {r['action']}" + (f" (job {r['job_id']})" if r.get("job_id") is not None else "")
+                       + (f": {r['reason']}" if r.get("reason") else ""), err=True)
     if not targets:
         click.echo("queue resumed", err=True)
     queued = [r for r in results if r["action"] != "skipped"]

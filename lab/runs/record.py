@@ -36,6 +36,8 @@ from lab.core.fsutil import atomic_write_json, read_jsonl
 from lab.core.settings import Setting
 from lab.errors import BadInput
 
+# What a queued job keeps as it was when queued (the local executor): its later edits do not change the job.
+FIXED_WHEN_QUEUED = ["settings", "command"]
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")

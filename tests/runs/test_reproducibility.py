@@ -190,7 +190,7 @@ def test_changed_training_data_makes_both_runs_stale_and_lab_run_trains_them_aga
     assert starts(lab_root) == ["lr-high", "lr-low"]
     # Nothing changed: both are skipped.
     proc = dlab("run", "exp1", "--wait", check=0)
-    assert proc.stderr.count("skipped") == 2 and starts(lab_root) == ["lr-high", "lr-low"]
+    assert "skipped 2 settings that already succeeded; --rerun runs them" in proc.stderr and starts(lab_root) == ["lr-high", "lr-low"]
     assert {r["state"] for r in dlab.json("status")} == {"succeeded"}
 
     train = lab_root / "experiments" / "exp1" / "data" / "train.jsonl"
@@ -409,7 +409,7 @@ def test_a_3x2_sweep_gives_six_settings_each_with_its_own_record_log_and_output(
     assert record(lab_root, names[3])["settings"]["learning_rate"] == 3e-4
     assert len({record(lab_root, n)["metrics"]["eval_accuracy"] for n in names[::2]}) == 3
     proc = dlab("run", "exp1/lr-sweep", check=0)  # skippable like any setting
-    assert proc.stderr.count("skipped") == 6
+    assert proc.stderr.count("skipped") == 1 and "skipped 6 settings that already succeeded; --rerun runs them" in proc.stderr
     proc = dlab("run", "exp1/lr-sweep[learning_rate=0.01,seed=1]", "--rerun", "--wait", check=0)
     assert starts(lab_root).count("lr-sweep[learning_rate=0.01,seed=1]") == 2
     status = {r["setting"] for r in dlab.json("status")}

@@ -17,6 +17,20 @@ from lab.runs.local.recovery import job_setting, recover_if_needed
 from lab.runs.local.spawn import ensure_runner
 
 
+def changed_since_queued(job: dict, plan) -> str | None:
+    """Why `lab run` leaves a queued job as it is although the setting's file or the report's command changed since
+    it was queued (the job runs what was queued), and how to queue the new version instead; None when unchanged."""
+    if job["state"] != "queued":
+        return None
+    what = [w for w, same in (("settings", job.get("settings_hash") == plan.hash),
+                              ("command", job.get("command") in (None, plan.template))) if not same]
+    if not what:
+        return None
+    sid = plan.setting.id
+    return (f"its {' and '.join(what)} changed since it was queued; the job runs them as queued. "
+            f"To run the new version: lab cancel {sid} && lab run {sid}")
+
+
 class LocalExecutor:
     name = "local"
 
@@ -43,7 +57,7 @@ class LocalExecutor:
         setting = plan.setting
         active = queue.active(setting.experiment.name, setting.name)
         if active is not None:
-            return entry(setting, f"already {active['state']}", "local", job_id=active["id"])
+            return entry(setting, f"already {active['state']}", "local", job_id=active["id"], reason=changed_since_queued(active, plan))
         action, why, busy = decide(workspace, plan, rerun, "local")
         if busy is not None:  # queued or running on another executor
             ids = {k: busy[k] for k in ("slurm_job_id",) if busy.get(k)}
@@ -51,9 +65,10 @@ class LocalExecutor:
         if action != "run":
             return entry(setting, action, "local", reason=why)
         job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
-                              executor="local", stop_on_failure=stop_on_failure, batch=batch)
+                              executor="local", stop_on_failure=stop_on_failure, batch=batch, command=plan.template)
         records.write_record(setting, records.queued(setting, executor="local", resolved=plan.resolved, hash_=plan.hash,
-                                                     template=plan.template, argv=plan.argv, extra={"job_id": job_id}))
+                                                     template=plan.template, argv=plan.argv,
+                                                     extra={"job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}))
         return entry(setting, "queued", "local", job_id=job_id)
 
     def active(self, workspace, settings=None) -> list[dict]:
