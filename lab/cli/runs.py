@@ -114,19 +114,31 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
             text.append(f"  {waiting} waiting")
         return text
 
-    with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
-        def progress(views):
-            for v in views:
-                if v["state"] not in ("queued", "running") and v["id"] not in reported:
-                    reported.add(v["id"])
-                    style = "green" if v["state"] == "succeeded" else "red"
-                    where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
-                    how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
-                    why = f": {v['reason']}" if v.get("reason") and v["state"] != "succeeded" else ""
-                    display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style))
-            display.update(line(views))
+    import signal
 
-        views = wait(ws, entries, on_progress=progress)
+    def ended_from_outside(signum, frame):
+        raise KeyboardInterrupt  # leaves the live display, which shows the terminal's cursor again
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, ended_from_outside)
+    try:
+        with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
+            def progress(views):
+                for v in views:
+                    if v["state"] not in ("queued", "running") and v["id"] not in reported:
+                        reported.add(v["id"])
+                        style = "green" if v["state"] == "succeeded" else "red"
+                        where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
+                        how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
+                        why = f": {v['reason']}" if v.get("reason") and v["state"] != "succeeded" else ""
+                        if why.startswith((": exit code", ": killed by")):
+                            how = ""  # the reason says it already
+                        display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style), soft_wrap=True)
+                display.update(line(views))
+
+            views = wait(ws, entries, on_progress=progress)
+    finally:
+        console.show_cursor(True)  # however waiting ends (Ctrl-C, SIGTERM, SIGHUP, an error), even mid-start
     left = [v for v in views if v["state"] in ("queued", "running")]
     if left:
         click.echo(f"the queue was stopped; {len(left)} job(s) still queued (resume with: lab run)", err=True)
