@@ -68,3 +68,28 @@ def test_wait_ended_by_sigterm_shows_the_cursor_again(lab_root):
         if proc.poll() is None:
             proc.kill()
         kill_lab_processes(lab_root)
+
+
+def test_logs_takes_an_attempt_and_a_tail(lab, lab_root):
+    (lab_root / "p.py").write_text("import os\nfor i in range(5):\n    print(os.environ['LAB_SETTING'], i)\n")
+    write_settings(lab_root, "e", {"s.json": {}}, command="{python} p.py {settings}")
+    try:
+        lab("run", "e", "--wait", check=0)
+        lab("run", "e", "--rerun", "--wait", check=0)
+        whole = lab("logs", "e/s", check=0).stdout
+        assert whole.count("===== lab: attempt") == 2
+        first = lab("logs", "e/s@1", check=0).stdout
+        assert first.startswith("===== lab: attempt 1 of e/s") and "attempt 2" not in first and first.count("s 4") == 1
+        assert lab("logs", "e/s@2", "--tail", "2", check=0).stdout == "s 3\ns 4\n"
+        proc = lab("logs", "e/s@7")
+        assert proc.returncode == 2 and "no attempt 7 (attempts in it: @1, @2)" in proc.stderr
+    finally:
+        kill_lab_processes(lab_root)
+
+
+def test_logs_of_a_setting_that_does_not_exist_names_those_that_do(lab, lab_root):
+    write_settings(lab_root, "exp2", {"lr-high.json": {}}, command="{python} -c pass {settings}")
+    proc = lab("logs", "exp2/lrhigh")
+    assert proc.returncode == 2 and "did you mean 'lr-high'?" in proc.stderr and "lab run exp2/lrhigh" not in proc.stderr
+    proc = lab("logs", "exp2/lr-high")
+    assert proc.returncode == 2 and "run it with: lab run exp2/lr-high" in proc.stderr

@@ -167,31 +167,29 @@ def status_cmd(lab, targets, as_json):
 @click.command("logs")
 @click.argument("target")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the run writes until it ends (Ctrl-C leaves).")
+@click.option("--tail", "tail", type=int, metavar="N", help="Only the last N lines.")
 @pass_lab
-def logs_cmd(lab, target, follow):
-    """Print the log of EXP/SETTING (every attempt, each under a header line); -f follows a running job.
+def logs_cmd(lab, target, follow, tail):
+    """Print the log of EXP/SETTING (every attempt, each under a header line), or of one attempt, EXP/SETTING@N;
+    -f follows a running job.
 
     \b
     Examples:
       lab logs exp3/lr-high
+      lab logs exp3/lr-high@2 --tail 20
       lab logs exp3/lr-high -f
     """
-    from lab.runs import record as records
-    from lab.errors import BadInput
     from lab.runs.control import follow_state
-    from lab.core.settings import parse_target
+    from lab.runs.logs import locate, read_part
 
     ws = lab.workspace
-    exp_name, setting_name = parse_target(target)
-    if not setting_name:
-        raise BadInput(f"name one run as EXP/SETTING, not {target!r}")
-    exp = ws.experiment(exp_name)
-    setting = records.setting_of(ws, exp.name, setting_name)
-    path = records.log_path(setting)
-    if not path.exists() and not (follow and follow_state(ws, setting)):
-        raise BadInput(f"no log for {setting.id} yet ({path.relative_to(ws.root)}); run it with: lab run {setting.id}")
+    setting, path, attempt = locate(ws, target, follow_active=(lambda s: follow_state(ws, s)) if follow else None)
     out = sys.stdout.buffer
-    position = 0
+    text, position = read_part(path, attempt, tail)
+    out.write(text)
+    out.flush()
+    if not follow or attempt is not None:
+        return
 
     def pump() -> None:
         nonlocal position
@@ -205,9 +203,6 @@ def logs_cmd(lab, target, follow):
             return
         out.flush()
 
-    pump()
-    if not follow:
-        return
     try:
         while follow_state(ws, setting):
             time.sleep(0.25)

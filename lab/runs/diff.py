@@ -47,6 +47,10 @@ def load_run(workspace, ref: str) -> tuple[Path, dict]:
     exp = workspace.experiment(exp_name)
     record = records.read_record_file(exp.runs_dir / f"{setting}.json")
     if record is None:
+        if not records.setting_of(workspace, exp.name, setting).path.exists():
+            from lab.core.settings import find_settings
+
+            find_settings(exp, setting)  # raises: no such setting, did you mean, the settings that exist
         raise BadInput(f"{exp_name}/{setting} has no run record ({exp.runs_dir.relative_to(workspace.root)}/{setting}.json); run it with: lab run {exp_name}/{setting}")
     attempts = started_attempts(record)
     if not attempts:
