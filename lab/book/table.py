@@ -356,9 +356,12 @@ class RunsTable:
             header[i] = f"*{header[i]}*"
         align = ["---"] * n + ["---"] * len(self.setting_keys) + ["--:"] * len(self.metric_keys)
         align[2] = "--:"
+        # Every run succeeded: a column saying so on each row says nothing (the notes below name stale runs).
+        keep = [i for i in range(len(header)) if i != 1 or any(r.state != "succeeded" for r in self.runs)]
+        header, align = [header[i] for i in keep], [align[i] for i in keep]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         for run, cells in zip(self.runs, self.rows()):
-            cells = [md_cell(c) for c in cells]
+            cells = [md_cell(cells[i]) for i in keep]
             if run.setting == self.best:
                 cells[0] = f"**{cells[0]}** ★"
             lines.append("| " + " | ".join(cells) + " |")
