@@ -70,3 +70,14 @@ def test_list_exits_2_on_a_broken_setting_and_names_it(exp1, lab_root):
 def test_new_from_another_names_the_run_not_adding_settings(exp1):
     proc = exp1("new", "exp3", "--from", "exp1")
     assert proc.returncode == 0 and "add settings" not in proc.stderr and "lab run exp3" in proc.stderr
+
+
+def test_note_offline_names_the_cause_of_the_failed_connection(lab):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = lab("note", "2301.12345", env={"LAB_ARXIV_API_URL": f"http://127.0.0.1:{port}/api/query",
+                                          "LAB_ARXIV_RETRIES": "0"})
+    assert proc.returncode == 1 and "Connection refused" in proc.stderr and len(proc.stderr.splitlines()) == 1
