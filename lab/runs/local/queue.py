@@ -318,7 +318,7 @@ class Queue:
             row = self.db.execute(
                 "SELECT * FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1", (executor,)
             ).fetchone()
-            if row is None:
+            if row is None or self.get_flag("stop"):
                 return None
             self.db.execute("UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?,"
                             " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
@@ -327,11 +327,14 @@ class Queue:
 
     def claim(self, job_id: int, token: str, lane: str | None = None) -> dict | None:
         """Mark the queued job `job_id` running with `token` and the lanes it holds (`lane`), in one transaction;
-        None when it is no longer queued (cancelled meanwhile)."""
+        None when it is no longer queued (cancelled meanwhile) or the queue is stopped: the stop flag is read in the
+        same transaction, so once `lab stop` has set it no job starts, whatever the timing, and what it said
+        stays queued does."""
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?, lane = ?,"
-                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'",
+                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM control WHERE key = 'stop')",
                 (now_iso(), token, lane, job_id))
         return self.job(job_id) if cur.rowcount == 1 else None
 
