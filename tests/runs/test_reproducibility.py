@@ -294,7 +294,9 @@ def test_reproduce_runs_the_recorded_code_in_a_worktree_and_gives_the_same_metri
     kept = json.loads((lab_root / "experiments/exp1/runs/reproduce/lr-high.json").read_text())["reproductions"]
     assert kept[-1]["metrics"] == original["metrics"] and kept[-1]["git"]["commit"] == original["git"]["commit"]
     assert (lab_root / "experiments/exp1/models/reproduce/lr-high/model.txt").read_text() == "factor 1\n"
-    assert [(r["setting"], r["state"]) for r in dlab.json("status")] == [(r["setting"], r["state"]) for r in status_before]
+    status_after = dlab.json("status")
+    assert [(r["setting"], r["state"]) for r in status_after] == [(r["setting"], r["state"]) for r in status_before]
+    assert next(r for r in status_after if r["setting"] == "lr-high")["reproduction"]["exact"] is True
 
 
 def test_an_interrupted_or_failed_reproduction_leaves_the_setting_as_it_was(dlab, lab_root):

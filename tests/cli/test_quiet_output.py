@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from conftest import kill_lab_processes, wait_for, write_settings
+from helpers import kill_lab_processes, wait_for, write_settings
 
 
 def test_a_sweep_of_skips_is_one_line(lab, lab_root):

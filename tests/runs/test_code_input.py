@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, wait_for, write_settings
+from helpers import LabCLI, kill_lab_processes, wait_for, write_settings
 
 TRAIN = """\
 import json, os, sys

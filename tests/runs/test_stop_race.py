@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import REPO, kill_lab_processes
+from helpers import REPO, kill_lab_processes
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 

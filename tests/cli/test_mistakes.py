@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import write_settings
+from helpers import write_settings
 
 
 @pytest.fixture
@@ -81,3 +81,13 @@ def test_note_offline_names_the_cause_of_the_failed_connection(lab):
     proc = lab("note", "2301.12345", env={"LAB_ARXIV_API_URL": f"http://127.0.0.1:{port}/api/query",
                                           "LAB_ARXIV_RETRIES": "0"})
     assert proc.returncode == 1 and "Connection refused" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_status_of_a_setting_that_does_not_exist_exits_2(exp1):
+    proc = exp1("status", "exp1/nope")
+    assert proc.returncode == 2 and "no setting 'nope'" in proc.stderr and "lr-high, lr-low" in proc.stderr
+    proc = exp1("status", "exp1/lr-hihg")
+    assert proc.returncode == 2 and "did you mean 'lr-high'?" in proc.stderr
+    proc = exp1("status", "exp9")
+    assert proc.returncode == 2 and "did you mean 'exp1'?" in proc.stderr
+    assert exp1("status", "exp1/lr-low").returncode == 0  # exists, never ran
