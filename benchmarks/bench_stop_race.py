@@ -2,7 +2,8 @@
 
 For each pair: `lab run e/s --rerun`, then `lab stop [--now] --json` straight after; once the runner has settled,
 the setting's record must match stop's words: "stays queued" -> still queued and never started; "will finish" ->
-it ran to its end (succeeded); "cancelled" -> recorded cancelled. Prints each mismatch and the count; exit 1 if any.
+it ran to its end (succeeded); "cancelled" -> recorded cancelled; "ended on its own" -> recorded as stop said;
+nothing running and nothing queued -> it had already run to its end. Prints each mismatch and the count; exit 1 if any.
 Run: .venv/bin/python benchmarks/bench_stop_race.py [--pairs 100]
 """
 
@@ -44,7 +45,7 @@ def lab(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def settle(root: Path, timeout: float = 60.0) -> dict:
     """Wait until no runner lives and the record is not `running`; return the record."""
-    from lab.runs.local.runner import runner_alive
+    from lab.runs.local.lock import runner_alive
 
     deadline = time.monotonic() + timeout
     path = root / "experiments" / "e" / "runs" / "s.json"
@@ -73,10 +74,14 @@ def one_pair(root: Path, now: bool) -> str | None:
     ran = starts(root) - before
     if said["cancelled"]:
         ok, words = rec["state"] == "cancelled", "cancelled"
+    elif said.get("ended"):
+        ok, words = rec["state"] == said["ended"].get("e/s") and ran == 1, f"ended ({said['ended']})"
     elif said["running"]:
         ok, words = rec["state"] == "succeeded" and ran == 1, "will finish"
-    else:
+    elif said["queued"]:
         ok, words = said["queued"] == 1 and rec["state"] == "queued" and ran == 0, "stays queued"
+    else:  # it had already run to its end when stop looked
+        ok, words = rec["state"] == "succeeded" and ran == 1, "nothing running, nothing queued"
     if rec["state"] == "queued":
         lab(root, "cancel", "e/s")
     return None if ok else f"stop{' --now' if now else ''} said {words!r} ({said}); the record says {rec['state']}, started {ran}x"

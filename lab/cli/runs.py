@@ -232,9 +232,12 @@ def stop_cmd(lab, now, grace, as_json):
     result = stop(lab.workspace, now=now, grace=grace)
     if as_json:
         echo_json(result)
+    if result.get("ended"):
+        click.echo("ended on its own before it could be stopped: "
+                   + ", ".join(f"{sid} ({state})" for sid, state in result["ended"].items()), err=True)
     if result["cancelled"]:
         click.echo(f"cancelled {', '.join(result['cancelled'])}", err=True)
-    elif result["running"]:
+    elif result["running"] and not result.get("ended"):
         click.echo(f"{', '.join(result['running'])} will finish; no other job starts", err=True)
     elif not result["runner"]:
         click.echo("no job is running", err=True)

@@ -189,7 +189,9 @@ latest_metrics = records.latest_metrics
 def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
     """Stop the queue: no other job starts. With `now`, also end the running jobs (SIGTERM to their process
     group, SIGKILL after `grace` seconds; Slurm: scancel) and record them `cancelled`.
-    Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "queued": n}`.
+    Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "ended": {EXP/SETTING: state},
+    "queued": n}`: `ended` are the running jobs whose program ended on its own before `now` reached it. What it
+    says is what happens: no queued job starts once the queue is stopped (`Queue.claim`).
     """
     import math
 
@@ -201,12 +203,13 @@ def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
         raise BadInput(f"--grace must be a finite number of seconds, 0 or more, not {grace}")
     from lab.runs.executor import get, in_use
 
-    result = {"runner": None, "running": [], "cancelled": [], "queued": 0}
+    result = {"runner": None, "running": [], "cancelled": [], "ended": {}, "queued": 0}
     for name in in_use(workspace):
         got = get(name).stop(workspace, now=now, grace=grace)
         result["runner"] = result["runner"] or got.get("runner")
         for key in ("running", "cancelled"):
             result[key] += got.get(key, [])
+        result["ended"].update(got.get("ended") or {})
         result["queued"] += got.get("queued", 0)
         if name != "local":
             result[f"{name}_cancelled"] = got.get("cancelled", [])

@@ -91,12 +91,15 @@ class LocalExecutor:
     def stop(self, workspace, now: bool = False, grace: float = 10.0) -> dict:
         queue = Queue.open_existing(workspace.state_dir)
         if queue is None:
-            return {"runner": None, "running": [], "cancelled": [], "queued": 0}
+            return {"runner": None, "running": [], "cancelled": [], "ended": {}, "queued": 0}
         try:
             with queue.transaction():
                 queue.set_flag("stop", f"lab stop at {records.now_iso()}")
+            # Read after the flag is set: a job is claimed only while the flag is not set (Queue.claim), so these
+            # are all the jobs that started or will, and every queued one stays queued.
             running = queue.jobs(("running",), executor="local")
-            cancelled = []
+            cancelled: list[str] = []
+            ended: dict[str, str] = {}
             if now:
                 with queue.transaction():
                     for job in running:
@@ -121,10 +124,16 @@ class LocalExecutor:
                     if waiting:
                         recover_if_needed(workspace)
                         time.sleep(0.02)
-                cancelled = [job_setting(workspace, job).id for job in running]
+                # A program that ended on its own while the stop reached it is said as it ended, not as cancelled.
+                for job in running:
+                    row = queue.job(job["id"])
+                    if row is not None and row["state"] == "done" and row["result"] not in (None, "cancelled"):
+                        ended[job_setting(workspace, job).id] = row["result"]
+                    else:
+                        cancelled.append(job_setting(workspace, job).id)
             queued = len(queue.jobs(("queued",), executor="local"))
             return {"runner": runner_pid(workspace.state_dir), "running": [job_setting(workspace, j).id for j in running],
-                    "cancelled": cancelled, "queued": queued}
+                    "cancelled": cancelled, "ended": ended, "queued": queued}
         finally:
             queue.close()
 
