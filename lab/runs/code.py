@@ -3,7 +3,8 @@
 A run's code is the files its command names (`src/train.py` in `python src/train.py {settings}`, the module of
 `python -m pkg.mod`, when they lie in the lab root) and the lab's program files: by default every file git tracks
 in the lab root, except the experiments', papers', feeds' and book's directories and lab's own configuration and
-prose (`lab.yaml`, `mkdocs.yml`, `*.md`, `.gitignore`). `code:` in `lab.yaml` or in a report's front matter (a
+prose (`lab.yaml`, `mkdocs.yml`, `*.md`, `.gitignore`); a lab with more than MAX_DEFAULT_FILES such files (inside a
+large repository) has only the named ones by default. `code:` in `lab.yaml` or in a report's front matter (a
 glob or a list of globs, relative to the lab root; the report's wins) replaces the default set: then the files
 those globs match, plus the files the command names. Outside git, without `code:`, only the named files count.
 
@@ -29,6 +30,7 @@ NOT_CODE_DIRS = ("experiments", "papers", "feeds", "docs", "site", ".lab", ".git
 NOT_CODE_FILES = ("lab.yaml", "mkdocs.yml", ".gitignore", ".gitattributes", ".gitkeep")
 NOT_CODE_SUFFIXES = (".md",)
 FILES_DIR = "files"
+MAX_DEFAULT_FILES = 2000  # more tracked program files than this: only the named ones, unless `code:` chooses
 
 
 def patterns_for(setting) -> list[str] | None:
@@ -126,7 +128,9 @@ def code_paths(root: Path, argv: list[str], patterns: list[str] | None = None) -
     if patterns is not None:
         chosen = set(_matching(root, patterns))
     else:
-        chosen = {t for t in tracked if is_program_file(t) and os.path.isfile(root / t)} if tracked else set()
+        program = [t for t in tracked if is_program_file(t)] if tracked else []
+        # A lab inside a large repository: its whole tree is not this run's program; `code:` says which part is.
+        chosen = {t for t in program if os.path.isfile(root / t)} if len(program) <= MAX_DEFAULT_FILES else set()
     chosen.update(named)
     known = set(tracked or ())
     untracked = sorted(n for n in named if tracked is not None and n not in known)
