@@ -165,3 +165,23 @@ def test_a_queued_job_runs_its_settings_and_command_as_queued_and_says_so(glab, 
     rec = record(lab_root, "exp2", "lr-low")
     assert rec["settings"] == {"lr": 0.01} and rec["command"] == "{python} src/train.py {settings}"
     assert rec["metrics"]["score"] == 0.02 and rec["fixed_when_queued"] == ["settings", "command"]
+
+
+def test_the_files_a_command_names_are_found_and_bookkeeping_is_not(tmp_path):
+    from lab.runs.code import is_program_file, missing_program, named_files
+
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "train.py").write_text("")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "run.py").write_text("")
+    (tmp_path / "experiments" / "e" / "runs").mkdir(parents=True)
+    (tmp_path / "experiments" / "e" / "runs" / "s.settings.json").write_text("{}")
+    (tmp_path / "conf.yaml").write_text("")
+    argv = ["/usr/bin/python3", "src/train.py", "--config=conf.yaml", str(tmp_path / "experiments/e/runs/s.settings.json")]
+    assert named_files(tmp_path, argv) == ["src/train.py", "conf.yaml"]
+    assert named_files(tmp_path, ["python", "-m", "pkg.run"]) == ["pkg/run.py"]
+    assert missing_program(tmp_path, ["python", "src/trian.py", "x"]) == "src/trian.py"
+    assert missing_program(tmp_path, ["python", "-u", "src/train.py"]) is None
+    assert missing_program(tmp_path, ["python", "-m", "nowhere"]) is None
+    assert [p for p in ("src/a.py", "README.md", "lab.yaml", "docs/x.py", "experiments/e/p.py", ".github/w.yml")
+            if is_program_file(p)] == ["src/a.py"]
