@@ -24,7 +24,8 @@ def is_default_program(template: str) -> bool:
     return len(parts) >= 3 and parts[1:3] == ["-m", "lab.train"]
 
 
-def build_argv(setting: Setting, settings_path: os.PathLike | str, template: str | None = None) -> list[str]:
+def build_argv(setting: Setting, settings_path: os.PathLike | str, template: str | None = None,
+               out_dir: os.PathLike | str | None = None) -> list[str]:
     """Split the template as a shell would, then fill each word's placeholders (no shell ever runs).
 
     Filling after splitting keeps a path with spaces one argument. Only the documented placeholders are
@@ -43,7 +44,7 @@ def build_argv(setting: Setting, settings_path: os.PathLike | str, template: str
         raise BadInput(f"{where}: holds a NUL byte (\\0), which no program argument can carry")
     values = {
         "settings": str(settings_path),
-        "output_dir": str(output_dir(setting)),
+        "output_dir": str(out_dir if out_dir is not None else output_dir(setting)),
         "name": setting.name,
         "python": sys.executable,
     }

@@ -38,6 +38,7 @@ class Attempt:
     base_env: dict | None = None
     extra: dict = field(default_factory=dict)  # executor fields kept in the record (job_id, slurm_job_id)
     own_group: bool = True  # the program leads its own process group (False: it joins its supervisor's)
+    template: str | None = None  # the command template fixed when the job was queued (None: the report's now)
     argv: list[str] = field(init=False)
     record: dict = field(init=False)
     log_offset: int = field(init=False, default=0)
@@ -45,7 +46,8 @@ class Attempt:
 
     def __post_init__(self):
         self.settings_path = records.resolved_settings_path(self.setting)
-        self.argv = build_argv(self.setting, self.settings_path)
+        self.template = self.template or template_for(self.setting)
+        self.argv = build_argv(self.setting, self.settings_path, self.template)
         _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
 
     def start(self) -> subprocess.Popen | None:
@@ -120,7 +122,7 @@ class Attempt:
 
     def _running(self, started_at: str) -> dict:
         return records.running(self.setting, attempt=self.attempt, executor=self.executor, resolved=self.resolved,
-                               hash_=settings_hash(self.resolved), template=template_for(self.setting), argv=self.argv,
+                               hash_=settings_hash(self.resolved), template=self.template, argv=self.argv,
                                started_at=started_at, provenance=provenance(self.setting.experiment.workspace.root),
                                extra=self.extra, drift=_drift_fields(self))
 

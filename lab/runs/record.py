@@ -93,6 +93,8 @@ def as_record(data: dict[str, Any]) -> Record:
     plain dict becomes one: records are JSON, and a file holds what it holds)."""
     return data  # type: ignore[return-value]
 
+# What a queued job keeps as it was when queued (the local executor): its later edits do not change the job.
+FIXED_WHEN_QUEUED = ["settings", "command"]
 
 
 def seconds_since(iso: str | None) -> float | None:

@@ -48,9 +48,14 @@ def _gather(workspace, targets: list[str] | None, recover: bool) -> list:
 
     parsed = cache.parse_targets(targets)
     if parsed is not None:
-        for exp, _ in parsed:
+        for exp, setting in parsed:
             if not (workspace.experiments_dir / exp).is_dir():
+                workspace.experiment(exp)  # raises: no such experiment, did you mean, the experiments there are
                 raise BadInput(f"no experiment {exp!r} in {workspace.experiments_dir}")
+            if setting is not None and not (workspace.experiments_dir / exp / "runs" / f"{setting}.json").exists():
+                from lab.core.settings import find_settings
+
+                find_settings(workspace.experiment(exp), setting)  # raises when there is no such setting either
     jobs = active_jobs(workspace)
     if recover and any(j["state"] == State.RUNNING and j["executor"] == "local" for j in jobs):
         from lab.runs.local.recovery import recover_if_needed

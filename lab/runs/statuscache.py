@@ -38,7 +38,7 @@ from lab.runs.inputs import staleness_token
 from lab.runs.table import table_cells
 
 CACHE_NAME = "status-cache"
-CACHE_VERSION = "lab status cache 6 gpus"
+CACHE_VERSION = "lab status cache 7 code"  # 7: the staleness token holds the code files too
 SEP = "\0"
 END = "\0\n"
 CELL_SEP = "\x1f"
@@ -59,6 +59,8 @@ def summarize(record: dict, experiment: str, setting: str) -> dict:
         out[key] = records.finite(record.get(key))
     if not isinstance(out["metrics"], dict):
         out["metrics"] = {}
+    if isinstance(record.get("reproduction"), dict):  # the last `lab reproduce`, a side attempt
+        out["reproduction"] = records.finite(record["reproduction"])
     return out
 
 

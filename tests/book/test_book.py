@@ -536,7 +536,7 @@ def test_compare_columns_fit_and_can_be_chosen(built):
         report.write_text(original.replace("title: Three runs, six metrics", "title: Three runs, six metrics\nmetrics: eval_f1, loss"))
         assert lab.json("compare", "exp3")["metrics"] == ["eval_f1", "loss"]
         lab("report", "exp3", check=0)
-        assert "| setting | state | duration | *learning_rate* | *comment* | eval_f1 | loss |" in report.read_text()
+        assert "| setting | duration | *learning_rate* | *comment* | eval_f1 | loss |" in report.read_text()
         report.write_text(original.replace("title: Three runs, six metrics", "title: Three runs, six metrics\nmetrics: {a: 1}"))
         proc = lab("compare", "exp3", check=2)
         assert "report.md: metrics: metrics must be a list of metric names" in proc.stderr
@@ -571,7 +571,7 @@ def test_report_writes_only_between_markers(built):
         first = report.read_text()
         assert first.startswith(head + RESULTS_START) and first.endswith(RESULTS_END + tail)
         block = first[len(head):len(first) - len(tail)]
-        assert "| setting | state | duration | *learning_rate* | eval_accuracy | eval_loss | loss |" in block
+        assert "| setting | duration | *learning_rate* | eval_accuracy | eval_loss | loss |" in block  # all succeeded: no state column
         assert "**s2** ★" in block and "best: s2 by eval_accuracy" in block
         lab("report", "exp1", check=0)
         assert report.read_text() == first  # idempotent

@@ -32,7 +32,7 @@ sys.exit(s.get("code", 0))
 # The keys of a record of a job that waits, on every executor (plus the executor's own job id key).
 QUEUED_KEYS = {"experiment", "setting", "state", "attempt", "executor", "exit_code", "signal", "queued_at", "started_at",
                "ended_at", "duration_s", "command", "argv", "settings", "settings_hash", "settings_file", "log_path",
-               "metrics_path", "output_dir", "metrics", "history"}
+               "metrics_path", "output_dir", "metrics", "history", "fixed_when_queued"}
 
 
 class ExecutorContract:

@@ -59,7 +59,7 @@ def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, p
     """The record of a submitted job that has not started (`record.queued`, the keys of every executor)."""
     rec = records.queued(setting, executor="slurm", resolved=resolved, hash_=settings_hash(resolved),
                          template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting)),
-                         extra={"slurm_job_id": job_id}, previous=previous)
+                         extra={"slurm_job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}, previous=previous)
     rec["attempt"] = attempt
     return rec
 
@@ -83,7 +83,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
         "root": str(workspace.root),
         "array": array,
         "tasks": [{"experiment": s.experiment.name, "setting": s.name, "settings_file": str(s.path.relative_to(s.experiment.dir)),
-                   "attempt": attempt, "resolved": resolved} for s, resolved, attempt in tasks],
+                   "attempt": attempt, "resolved": resolved, "command": template_for(s)} for s, resolved, attempt in tasks],
     })
     atomic_write_text(script_path, slurm.batch_script(workspace.root, spec_path, options))
     first = tasks[0][0]
