@@ -46,7 +46,7 @@ from pathlib import Path
 from lab.errors import BadInput
 from lab.runs.slots import Held, Need, Plan, Pool, schedule, why_impossible
 
-KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run")
+KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run", "gpu_check", "gpu_free_below")
 # Other keys lab reads from lab.yaml or a report, so only near misses of ours are called typos.
 _OTHER_KEYS = {"title", "tags", "command", "executor", "slurm", "notify", "papers", "date", "author", "authors"}
 DETECT_TIMEOUT_S = 10.0
