@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
         cols = [column(header, f) for f in fields]
         base = rows[0].split(", ")
         for i in range(n):
-            used = float(state.get("used_mib", 0)) + sum(a.get("mib", 0) for a in running if a["gpu"] == i)
+            used = float(state.get("used_mib", 0)) + sum(a.get("mib") or 0 for a in running if a["gpu"] == i)
             total = float(unitless(base[column(header, "memory.total")]))
             live = {"index": str(i), "uuid": uuid(i), "memory.used": f"{used:.0f} MiB",
                     "memory.free": f"{total - used:.0f} MiB"}
