@@ -21,49 +21,9 @@ import pytest
 from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import gpulease, gpuprobe, gpus, gpushare
+from pretend_gpus import Machine
 
 TESTS = Path(__file__).parent
-
-
-class Machine:
-    """A pretend GPU machine: the stand-in nvidia-smi on PATH, its state file, pretend processes on its GPUs."""
-
-    def __init__(self, tmp_path: Path, n: int = 2, capture: str = "h100-load"):
-        self.dir = tmp_path / "machine"
-        (self.dir / "bin").mkdir(parents=True)
-        self.apps = self.dir / "apps"
-        self.apps.mkdir()
-        self.state_path = self.dir / "state.json"
-        exe = self.dir / "bin" / "nvidia-smi"
-        exe.write_text(f'#!/bin/sh\nexec {sys.executable} {TESTS / "fake_nvidia_smi.py"} "$@"\n')
-        exe.chmod(0o755)
-        self.state = {"capture": capture, "gpus": n, "apps_dir": str(self.apps), "mode": "ok",
-                      "calls": str(self.dir / "calls.log")}
-        self.save()
-        self.procs: list[subprocess.Popen] = []
-        self.env = {"PATH": f"{self.dir / 'bin'}:/usr/bin:/bin", "FAKE_GPUS": str(self.state_path),
-                    gpulease.ENV: str(self.dir / "leases")}
-
-    def save(self, **changes):
-        self.state.update(changes)
-        self.state_path.write_text(json.dumps(self.state))
-        gpuprobe.reset()
-
-    def process_on(self, gpu: int, mib: float | None = 20000) -> subprocess.Popen:
-        """A real process (another user's notebook, say) that the pretend driver lists on `gpu`."""
-        proc = subprocess.Popen(["sleep", "600"])
-        self.procs.append(proc)
-        (self.apps / str(proc.pid)).write_text(json.dumps({"gpu": gpu, "mib": mib, "name": "python"}))
-        return proc
-
-    def calls(self) -> list[str]:
-        path = self.dir / "calls.log"
-        return path.read_text().splitlines() if path.exists() else []
-
-    def stop(self):
-        for p in self.procs:
-            p.kill()
-            p.wait()
 
 
 @pytest.fixture
@@ -71,6 +31,8 @@ def machine(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML absent: the nvidia-smi path
     gpuprobe.reset()
     m = Machine(tmp_path)
+    m.env.pop("FAKE_APPS")
+    m.env["PATH"] = f"{m.dir / 'bin'}:/usr/bin:/bin"
     yield m
     m.stop()
     gpuprobe.reset()

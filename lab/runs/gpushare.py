@@ -150,7 +150,7 @@ class Sharing:
                 continue
             share = _share(h)
             out.held.append(Held(Need(gpus=1, share=share), (g,)))
-        for g, key in out.keys.items():
+        for g in out.keys:
             if g in out.blocked:
                 continue
             why = busy_reason(g, snap.find(g), supervisors, self.check)
