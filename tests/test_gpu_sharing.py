@@ -49,6 +49,8 @@ for name in os.listdir(apps):
         except (OSError, ValueError):
             pass
 note("start", others=others)
+while s.get("gate") and not os.path.exists(os.path.join(os.environ["LAB_ROOT"], s["gate"])):
+    time.sleep(0.02)
 time.sleep(s.get("sleep", 0))
 note("end")
 '''
@@ -78,8 +80,9 @@ def two_labs(tmp_path, machine):
         kill_lab_processes(root)
 
 
-def queue(root: Path, n: int, sleep: float, exp: str = "e"):
-    write_settings(root, exp, {f"s{i:02d}.json": {"sleep": sleep} for i in range(n)}, command="{python} prog.py {settings}")
+def queue(root: Path, n: int, sleep: float, exp: str = "e", gate: str | None = None):
+    write_settings(root, exp, {f"s{i:02d}.json": {"sleep": sleep, "gate": gate} for i in range(n)},
+                   command="{python} prog.py {settings}")
 
 
 def events(machine) -> list[dict]:
@@ -129,24 +132,29 @@ def test_two_labs_on_one_machine_never_put_two_jobs_on_one_gpu(two_labs, machine
 def test_a_foreign_process_keeps_jobs_off_its_gpu_until_it_goes(two_labs, machine):
     alice, _ = two_labs
     notebook = machine.process_on(1, 21800)
-    queue(alice, 6, 0.3)
+    queue(alice, 4, 0.1, gate="go")
     LabCLI(alice)("run", "e", check=0, env=machine.env)
-    wait_for(lambda: len(records(alice)) == 6 and sum(r["state"] == "succeeded" for r in records(alice).values()) >= 2,
-             timeout=120, what="two jobs done")
+
+    def starts():
+        return [e for e in events(machine) if e["what"] == "start"]
+
+    wait_for(lambda: starts(), what="a job started")
+    time.sleep(1.5)
+    assert [e["gpu"] for e in starts()] == ["0"]  # GPU 1 is the notebook's
     status = LabCLI(alice).json("status", env=machine.env)
     waiting = [r for r in status if r["state"] == "queued"]
-    assert waiting and all(r["waiting"] == f"waiting for a GPU: 1 busy (pid {notebook.pid}, uid {os.getuid()}, 21.3 GiB)"
-                           for r in waiting)
+    assert len(waiting) == 3 and all(
+        r["waiting"] == f"waiting for a GPU: 1 busy (pid {notebook.pid}, uid {os.getuid()}, 21.3 GiB)" for r in waiting)
     text = LabCLI(alice)("status", env=machine.env).stderr
     assert f"waiting for a GPU: 1 busy (pid {notebook.pid}" in text
-    used = {e["gpu"] for e in events(machine) if e["what"] == "start"}
-    assert used == {"0"}
     notebook.kill()
     notebook.wait()
-    wait_for(all_done([alice], 6), timeout=120, what="all 6 jobs done")
-    starts = [e for e in events(machine) if e["what"] == "start"]
-    assert {e["gpu"] for e in starts} == {"0", "1"}  # GPU 1 used once the notebook went
+    wait_for(lambda: len(starts()) == 2, what="a job started on GPU 1 once the notebook went")
+    assert [e["gpu"] for e in starts()] == ["0", "1"]
+    (alice / "go").touch()
+    wait_for(all_done([alice], 4), timeout=120, what="all 4 jobs done")
     assert_no_gpu_shared(machine)
+    assert "waiting" not in LabCLI(alice).json("status", env=machine.env)[0]
 
 
 def test_lab_gpus_lists_both_labs_jobs_and_the_foreign_process(two_labs, machine):
@@ -250,12 +258,17 @@ def test_random_kill9_of_runners_and_supervisors_across_two_labs(two_labs, machi
     assert_no_gpu_shared(machine)
     starts = [e for e in events(machine) if e["what"] == "start"]
     assert not [e for e in starts if e["gpu"] == "1" and e["t"] < foreign_until]
+    reruns: dict = {}
     for root in two_labs:
         recs = records(root)
         assert sorted(recs) == [f"s{i:02d}" for i in range(20)]
         assert all(r["state"] == "succeeded" for r in recs.values())
-        # Every job succeeded once; a start cut short by a supervisor's kill -9 was stopped, recorded interrupted
-        # and run again (its attempt counts it), and nothing else ever ran twice.
+        # Every job succeeded once; only a start cut short by a supervisor's kill -9 was run again (stopped and
+        # queued again; recorded interrupted when its running record was written before the kill).
+        again = 0
         for name, r in recs.items():
             n = sum(1 for e in starts if e["lab"] == str(root) and e["job"] == f"e/{name}")
-            assert n == r["attempt"] and all(h["state"] == "interrupted" for h in r["history"]), (name, n, r["history"])
+            assert n >= 1 and all(h["state"] == "interrupted" for h in r["history"]), (name, n, r["history"])
+            again += n - 1
+        reruns[str(root)] = again
+    assert sum(reruns.values()) <= kills["supervisor"]

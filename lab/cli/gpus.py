@@ -35,7 +35,7 @@ def gpus_cmd(lab, as_json):
         memory = "memory unknown"
         if g["memory_used_mib"] is not None and g["memory_total_mib"]:
             memory = f"{gib(g['memory_used_mib'])} of {gib(g['memory_total_mib'])} in use"
-        click.echo(f"GPU {g['index']}  {g['uuid']}  {memory}" + (f"  ({g['busy'].split(' ', 1)[1]})" if g["busy"] else ""))
+        click.echo(f"GPU {g['index']}  {g['uuid']}  {memory}" + (f"  {g['busy'].split(' ', 1)[1]}" if g["busy"] else ""))
         for j in g["jobs"]:
             slot = "" if j["slot"] is None else f", slot {j['slot']}"
             who = "this lab " if j["this_lab"] else f"lab {j['lab']}: "

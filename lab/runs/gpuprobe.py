@@ -168,9 +168,20 @@ def _ask_nvidia_smi(env, timeout: float) -> tuple[Gpu, ...]:
     if exe is None:
         raise ProbeError("cannot check the GPUs: nvidia-smi not found on PATH and NVML (nvidia-ml-py) not usable")
     deadline = time.monotonic() + timeout
-    gpu_rows = _csv(_run([exe, f"--query-gpu={GPU_FIELDS}", "--format=csv,noheader,nounits"], env, timeout), 4)
-    app_rows = _csv(_run([exe, f"--query-compute-apps={APP_FIELDS}", "--format=csv,noheader,nounits"], env,
-                         max(deadline - time.monotonic(), 0.1)), 4)
+    # Both questions at once: each run of nvidia-smi pays its own start-up (tens of ms, more without persistence mode).
+    gpu_proc = _start([exe, f"--query-gpu={GPU_FIELDS}", "--format=csv,noheader,nounits"], env)
+    try:
+        app_proc = _start([exe, f"--query-compute-apps={APP_FIELDS}", "--format=csv,noheader,nounits"], env)
+    except ProbeError:
+        _finish(gpu_proc, deadline, timeout)
+        raise
+    try:
+        gpu_out = _finish(gpu_proc, deadline, timeout)
+    except ProbeError:
+        _finish(app_proc, time.monotonic(), timeout, quiet=True)
+        raise
+    gpu_rows = _csv(gpu_out, 4)
+    app_rows = _csv(_finish(app_proc, deadline, timeout), 4)
     procs: dict[str, list[GpuProcess]] = {}
     for uuid, pid, mib, name in app_rows:
         if not pid.isdigit():
@@ -185,23 +196,29 @@ def _ask_nvidia_smi(env, timeout: float) -> tuple[Gpu, ...]:
     return tuple(gpus)
 
 
-def _run(argv: list[str], env, timeout: float) -> str:
+def _start(argv: list[str], env) -> subprocess.Popen:
     _reap_stuck()
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=dict(env), text=True, errors="replace")
     except OSError as e:
         raise ProbeError(f"cannot run nvidia-smi: {e.strerror or e}") from None
+
+
+def _finish(proc: subprocess.Popen, deadline: float, timeout: float, quiet: bool = False) -> str:
+    """Its output, once it exits by `deadline`; a hung one is killed and never waited for."""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 0.01))
     except subprocess.TimeoutExpired:
         proc.kill()
         try:
             proc.communicate(timeout=1.0)
         except subprocess.TimeoutExpired:
             _state["stuck"].append(proc)  # unkillable for now (a wedged driver): reaped later, never waited for
+        if quiet:
+            return ""
         raise ProbeError(f"nvidia-smi did not answer within {timeout:g} s (a GPU or its driver is stuck)") from None
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not quiet:
         raise ProbeError(f"nvidia-smi failed (exit {proc.returncode}): {_one_line(out) or 'no message'}")
     return out
 

@@ -72,11 +72,12 @@ class GpuGate:
         lease.write_info(self.sharing.info(job, supervisor, share, lease.gpus))
         lease.close()
 
-    def waiting(self, plan, started: set) -> None:
-        """Record which queued jobs wait for a GPU and why (only while something outside this lab is in the way)."""
+    def waiting(self, plan, started: set, looked: bool = True) -> None:
+        """Record which queued jobs wait for a GPU and why (only while something outside this lab is in the way;
+        `looked`: whether this round asked the machine, else the runner's own jobs fill its GPUs)."""
         if self.sharing is None:
             return
-        reason = self.sharing.last.reason()
+        reason = self.sharing.last.reason() if looked else None
         ids = sorted(job_id for job_id, need in plan.needs.items() if need.gpus and job_id not in started) if reason else []
         self._write_wait(reason if ids else None, ids)
 
