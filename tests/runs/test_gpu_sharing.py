@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LabCLI, kill_lab_processes, wait_for, write_settings
+from helpers import LabCLI, kill_lab_processes, wait_for, write_settings
 from pretend_gpus import Machine
 
 # A job: it appears on its GPU as a CUDA program does (the pretend driver lists it from now on), notes which other
@@ -205,7 +205,8 @@ def test_without_a_gpu_tool_gpu_jobs_wait_with_one_line_and_cpu_jobs_run(two_lab
 @pytest.mark.parametrize("seed", [1])
 def test_random_kill9_of_runners_and_supervisors_across_two_labs(two_labs, machine, seed):
     from lab.core.workspace import Workspace
-    from lab.runs.local.runner import ensure_runner, runner_pid
+    from lab.runs.local.lock import runner_pid
+    from lab.runs.local.spawn import ensure_runner
 
     rng = random.Random(seed)
     machine.process_on(1, 20000)  # GPU 1 is someone else's for the first seconds
