@@ -273,3 +273,16 @@ def test_random_kill9_of_runners_and_supervisors_across_two_labs(two_labs, machi
             again += n - 1
         reruns[str(root)] = again
     assert sum(reruns.values()) <= kills["supervisor"]
+
+
+def test_gpus_from_lab_gpus_or_gpu_check_false_are_handed_out_without_asking_the_machine(two_labs, machine):
+    alice, bob = two_labs
+    machine.process_on(0, 30000)  # would make GPU 0 busy, were it checked
+    (bob / "lab.yaml").write_text("gpus: [0]\ngpu_check: false\n")
+    queue(alice, 2, 0)
+    queue(bob, 2, 0)
+    LabCLI(alice)("run", "e", "--wait", check=0, env={**machine.env, "LAB_GPUS": "0"}, timeout=120)
+    LabCLI(bob)("run", "e", "--wait", check=0, env=machine.env, timeout=120)
+    assert machine.calls() == []  # no nvidia-smi, no lease
+    assert not machine.leases.exists()
+    assert all(r["state"] == "succeeded" and r["gpus"] == ["0"] for root in two_labs for r in records(root).values())
