@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
     "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
+    "gpus": ("lab.cli.gpus", "gpus_cmd", "Show the machine's GPUs and what runs on each: this lab's jobs, other labs', other processes."),
     "notify": ("lab.cli.runs", "notify_cmd", "Show where lab sends word of failures and a drained queue; --test sends one."),
     "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
     "related": ("lab.cli.search", "related_cmd", "Papers, feed items and experiments closest to an experiment."),

@@ -137,7 +137,7 @@ def lanes_text(lanes: dict | None) -> str:
         which = f" (GPU{'s' if len(lanes['busy_gpus']) != 1 else ''} {','.join(lanes['busy_gpus'])})" if lanes["busy_gpus"] else ""
         parts.append(f"{lanes['gpu_slots_busy']} of {lanes['gpu_slots']} GPU slots busy{which}")
     parts.append(f"{lanes['cpu_busy']} of {lanes['max_parallel']} CPU lane{'s' if lanes['max_parallel'] != 1 else ''} busy")
-    return "; " + ", ".join(parts)
+    return "; " + ", ".join(parts) + (f"; {lanes['waiting']}" if lanes.get("waiting") else "")
 
 
 def _parse_search(args: list[str]) -> dict | None:

@@ -39,6 +39,7 @@ class Attempt:
     extra: dict = field(default_factory=dict)  # executor fields kept in the record (job_id, slurm_job_id)
     own_group: bool = True  # the program leads its own process group (False: it joins its supervisor's)
     template: str | None = None  # the command template fixed when the job was queued (None: the report's now)
+    pass_fds: tuple = ()  # descriptors the program inherits (the local runner's GPU lease)
     argv: list[str] = field(init=False)
     record: dict = field(init=False)
     log_offset: int = field(init=False, default=0)
@@ -95,6 +96,7 @@ class Attempt:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=self.own_group,
+                pass_fds=self.pass_fds,  # the job's GPU lease (lab.runs.gpulease): held while any of its processes lives
             )
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or str(e)

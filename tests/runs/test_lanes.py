@@ -138,7 +138,7 @@ def test_max_parallel_runs_cpu_jobs_side_by_side(llab, lab_root):
 
 
 def test_jobs_per_gpu_packs_two_jobs_on_each_gpu(llab, lab_root):
-    (lab_root / "lab.yaml").write_text("gpus: [0, 1]\njobs_per_gpu: 2\n")
+    (lab_root / "lab.yaml").write_text("gpus: [0, 1]\njobs_per_gpu: 2\ngpu_check: false\n")  # pretend GPUs: nothing to ask
     experiment(lab_root, "e", **{f"s{i}": {"sleep": 0.8} for i in range(1, 5)})
     llab("run", "e", "--wait", check=0, env={"LAB_GPUS_UNSET": "1"}, timeout=120)
     sp = spans(lab_root)
