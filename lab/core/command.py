@@ -90,4 +90,7 @@ def lab_env(setting: Setting, settings_path, metrics_path, base: dict | None = N
         LAB_OUTPUT_DIR=str(output_dir(setting)),
         LAB_METRICS=str(metrics_path),
     )
+    # Where TensorBoard writers (the transformers Trainer's among them) put their event files: the output
+    # directory, where lab reads them (unless the user chose a place).
+    env.setdefault("TENSORBOARD_LOGGING_DIR", str(output_dir(setting)))
     return env

@@ -231,9 +231,15 @@ def latest_metrics(path) -> dict | None:
             f.seek(max(0, size - 65536))
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return None
+        size, tail = 0, ""
     lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
-    return final_metrics(list(json_objects(lines))) or None
+    own = final_metrics(list(json_objects(lines)))
+    if own:
+        return own
+    from lab.runs.capture import progress  # what lab captured from the program's output and files
+
+    captured = progress(path)
+    return finite(captured) if captured else None
 
 
 # -- attempts and history ------------------------------------------------------------------------------------
@@ -372,7 +378,7 @@ def ended(setting: Setting, rec: dict, returncode: int | None, *, duration_s: fl
         reason = f"{what}: {line}" if line else what
     if reason:
         rec["reason"] = reason
-    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
 
 
@@ -382,8 +388,33 @@ def settled(setting: Setting, rec: dict, state: str, reason: str, exit_code: int
     rec = dict(rec)
     rec.update(state=state, ended_at=now_iso(), duration_s=seconds_since(rec.get("started_at")) if rec.get("started_at") else None,
                exit_code=exit_code if exit_code is not None else rec.get("exit_code"),
-               reason=reason, metrics=final_metrics(read_metrics(metrics_path(setting))))
+               reason=reason)
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
+
+
+def metrics_fields(setting: Setting) -> dict:
+    """The record's `metrics` of an ended attempt, and `metrics_sources`: what the program wrote to LAB_METRICS,
+    exactly, when it wrote anything there; else what lab captured (lab.runs.capture), whose rows then are the
+    run's `metrics_path`."""
+    own = metrics_path(setting)
+    metrics = final_metrics(read_metrics(own))
+    if metrics:
+        return {"metrics": metrics, "metrics_sources": {k: "lab_metrics" for k in metrics if k != "step"}}
+    from lab.runs.capture import read_summary, rows_path
+
+    summary = read_summary(own) or {}
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+    if not final:
+        return {"metrics": {}}
+    fields = {"metrics": finite(final), "metrics_sources": summary.get("sources") or {}}
+    if rows_path(own).exists():
+        fields["metrics_path"] = str(rows_path(own).relative_to(setting.experiment.dir))
+    if summary.get("notes"):
+        fields["capture_notes"] = summary["notes"][:20]
+    if summary.get("hparams"):
+        fields["hparams"] = summary["hparams"]
+    return fields
 
 
 def _without_process(rec: dict) -> dict:
