@@ -46,7 +46,7 @@ class Attempt:
 
     def __post_init__(self):
         self.settings_path = records.resolved_settings_path(self.setting)
-        self.argv = build_argv(self.setting, self.settings_path)
+        self.argv = build_argv(self.setting, self.settings_path, resolved=self.resolved)
         _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
 
     def start(self) -> subprocess.Popen | None:

@@ -168,7 +168,7 @@ def reproduce(workspace, ref: str, attempt: int | None = None, on_event=None, po
                 there.symlink_to(here, target_is_directory=here.is_dir())
         wt_exp = wt_root / setting.experiment.dir.relative_to(root)
         settings_path = records.resolved_settings_path(setting)
-        argv = build_argv(setting, settings_path, rec["command"])
+        argv = build_argv(setting, settings_path, rec["command"], resolved=rec.get("settings"))
         metrics = records.metrics_path(setting)
         env = lab_env(setting, settings_path, metrics)
         env.update(LAB_ROOT=str(wt_root), LAB_EXPERIMENT_DIR=str(wt_exp))

@@ -86,7 +86,7 @@ def compile_pattern(text: str, where: str) -> re.Pattern:
 def options_for(experiment) -> Options:
     """The capture options of an experiment: its report's `capture:`, else lab.yaml's, else the defaults."""
     ws = experiment.workspace
-    base = options_from(ws.config().get("capture"), str(ws.root / "lab.yaml"))
+    base = options_from(ws.config.get("capture"), str(ws.root / "lab.yaml"))
     return options_from(experiment.meta().get("capture"), str(experiment.report_path), base)
 
 
