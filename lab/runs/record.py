@@ -393,6 +393,17 @@ def settled(setting: Setting, rec: dict, state: str, reason: str, exit_code: int
     return _without_process(rec)
 
 
+def recaptured(setting: Setting, rec: dict) -> dict:
+    """The record of an ended attempt with its metrics derived again (`lab recapture`), written."""
+    rec = dict(rec)
+    for key in ("metrics_sources", "capture_notes", "hparams"):
+        rec.pop(key, None)
+    rec["metrics_path"] = str(metrics_path(setting).relative_to(setting.experiment.dir))
+    rec.update(metrics_fields(setting))
+    write_record(setting, rec)
+    return rec
+
+
 def metrics_fields(setting: Setting) -> dict:
     """The record's `metrics` of an ended attempt, and `metrics_sources`: what the program wrote to LAB_METRICS,
     exactly, when it wrote anything there; else what lab captured (lab.runs.capture), whose rows then are the
