@@ -67,8 +67,9 @@ def build_argv(setting: Setting, settings_path: os.PathLike | str, template: str
 
 def flags(resolved: dict, where: str = "settings") -> list[str]:
     """The resolved setting as command-line flags, as argparse and transformers' HfArgumentParser read them:
-    `--key=value` for a string or number; `--key` for true and `--key=false` for false (HfArgumentParser reads
-    both; an argparse `store_true` flag is simply left out of a setting when false); `--key a b c` for a list
+    `--key=value` for a string or number; `--key=true` / `--key=false` for a boolean (HfArgumentParser reads these
+    for every bool field, `Optional[bool]` ones included; an argparse switch needs `type=` a parser of "true" and
+    "false" rather than `action="store_true"`); `--key a b c` for a list
     (`nargs="+"`); nested keys dotted (`--optim.lr=0.1`); null left out (the program's default). A value that
     cannot be passed so (an empty list, a list of lists or objects, a list item starting with `-`, a newline or
     a NUL) is refused, naming the key."""
@@ -86,7 +87,7 @@ def flags(resolved: dict, where: str = "settings") -> list[str]:
             elif value is None:
                 continue
             elif isinstance(value, bool):
-                out.append(f"--{name}" if value else f"--{name}=false")
+                out.append(f"--{name}={'true' if value else 'false'}")
             elif isinstance(value, list):
                 if not value:
                     raise BadInput(f"{where}: {name}: an empty list cannot be passed as flags (leave the key out)")

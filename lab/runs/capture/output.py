@@ -188,6 +188,9 @@ class OutputScraper:
                     break
         add = self.series.add
         for key, raw in _DICT_ITEM.findall(body):
+            raw = raw.strip()
+            if raw[:1] in (b"'", b'"') and raw[-1:] == raw[:1]:  # transformers 5 prints numbers as strings
+                raw = raw[1:-1]
             value = number(raw)
             if value is not None and not isinstance(value, bool):
                 add(key.decode("utf-8", "replace"), value)
