@@ -50,6 +50,13 @@ def recapture(workspace, targets: list[str], on_run=None) -> list[dict]:
         if not rec or rec.get("state") not in ("succeeded", "failed", "cancelled", "interrupted"):
             continue
         log = records.log_path(setting)
+        if not log.exists():
+            summary = {"run": setting.id, "metrics": rec.get("metrics") or {}, "sources": rec.get("metrics_sources") or {},
+                       "notes": [f"its log is gone ({log}); left as it was"], "changed": False}
+            done.append(summary)
+            if on_run:
+                on_run(summary)
+            continue
         span = attempt_span(log, int(rec.get("attempt") or 1), setting.id)
         options = options_for(setting.experiment)
         if span is None:
