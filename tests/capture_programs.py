@@ -36,8 +36,9 @@ class Gate(TrainerCallback):
     def __init__(self, path):
         self.path = path
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        while self.path and "loss" in (logs or {}) and not os.path.exists(self.path):
+    def on_step_begin(self, args, state, control, **kwargs):
+        # After the first logged loss (printed by the progress callback, which runs after this one).
+        while any("loss" in e for e in state.log_history) and not os.path.exists(self.path):
             time.sleep(0.05)
 
 

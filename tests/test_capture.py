@@ -126,7 +126,7 @@ def test_compare_book_rows_and_recapture_agree(trainer_lab):
 
     root, cli, _ = trainer_lab
     compared = cli("compare", "hf", check=0)
-    assert "* best:" in compared.stdout
+    assert "* best:" in compared.stderr
     runs = {r.name: r for r in load_runs(Workspace(root).experiment("hf"))}
     assert [r["step"] for r in runs["c-plain"].rows if "loss" in r] == [2, 4, 6, 8]  # the book's curves
     before = {n: record(root, "hf", n)["metrics"] for n in ("a-live", "b-bar", "c-plain")}
@@ -174,7 +174,7 @@ def test_lightning_default_logger_and_csv_logger(module_lab):
     assert "tfevents" in set(record(root, "lt", "default")["metrics_sources"].values())
     a, b = record(root, "lt", "default")["metrics"], record(root, "lt", "csv")["metrics"]
     assert abs(a["val_loss"] - b["val_loss"]) < 1e-6  # the same numbers through either logger
-    assert "* best:" in cli("compare", "lt", check=0).stdout
+    assert "* best:" in cli("compare", "lt", check=0).stderr
     no_traceback(root)
 
 
