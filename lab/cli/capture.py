@@ -34,7 +34,7 @@ def recapture_cmd(lab, targets, as_json):
     if not done:
         click.echo("no ended runs to recapture", err=True)
     for run in done:
-        from lab.runs.status import metrics_text
+        from lab.runs.table import metrics_text
 
         origin = ", ".join(sorted(set(run["sources"].values()))) or "no metrics"
         click.echo(f"{run['run']}: {metrics_text(run['metrics']) or '-'}  ({origin}){'' if run['changed'] else ' unchanged'}")

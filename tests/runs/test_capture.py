@@ -10,9 +10,23 @@ from pathlib import Path
 
 import pytest
 
-import capture_programs as programs
-from conftest import LabCLI, kill_lab_processes, wait_for, write_settings
-from test_train import tiny_model  # noqa: F401  (the session's tiny model, built once)
+from helpers import LabCLI, kill_lab_processes, wait_for, write_settings
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+def program(root: Path, name: str) -> None:
+    """Put test program `name` (tests/runs/programs/) into the lab root, where its command runs it."""
+    shutil.copy(PROGRAMS / name, root / name)
+
+
+def trainer_settings(output_dir: str, **extra) -> dict:
+    """The Trainer's settings, passed to programs/trainer.py as flags ({flags})."""
+    return {
+        "output_dir": output_dir, "report_to": "none", "max_steps": 8, "per_device_train_batch_size": 8,
+        "logging_steps": 2, "learning_rate": 0.01, "save_strategy": "no", "seed": 3, "use_cpu": True,
+        "disable_tqdm": True, "layers": [1], **extra,
+    }
 
 pytest.importorskip("torch")
 
@@ -57,12 +71,12 @@ def module_lab(tmp_path_factory):
 def trainer_lab(module_lab):
     pytest.importorskip("transformers")
     root = module_lab
-    (root / "train_hf.py").write_text(programs.TRAINER)
-    exp_dir = set_command(root, "hf", "{python} train_hf.py {flags}")
+    program(root, "trainer.py")
+    exp_dir = set_command(root, "hf", "{python} trainer.py {flags}")
     settings = {
-        "a-live.json": programs.trainer_settings("experiments/hf/models/a-live", gate=str(root / "gate"), disable_tqdm=False),
-        "b-bar.json": programs.trainer_settings("experiments/hf/models/b-bar", disable_tqdm=False),
-        "c-plain.json": programs.trainer_settings("experiments/hf/models/c-plain"),
+        "a-live.json": trainer_settings("experiments/hf/models/a-live", gate=str(root / "gate"), disable_tqdm=False),
+        "b-bar.json": trainer_settings("experiments/hf/models/b-bar", disable_tqdm=False),
+        "c-plain.json": trainer_settings("experiments/hf/models/c-plain"),
     }
     for name, value in settings.items():
         (exp_dir / "settings" / name).write_text(json.dumps(value))
@@ -157,8 +171,8 @@ def test_half_written_trainer_state_falls_back_to_a_whole_checkpoint(trainer_lab
 def test_lightning_default_logger_and_csv_logger(module_lab):
     pytest.importorskip("lightning")
     root = module_lab
-    (root / "light.py").write_text(programs.LIGHTNING)
-    exp_dir = set_command(root, "lt", "{python} light.py {settings}")
+    program(root, "lightning_module.py")
+    exp_dir = set_command(root, "lt", "{python} lightning_module.py {settings}")
     (exp_dir / "settings" / "default.json").write_text("{}")
     (exp_dir / "settings" / "csv.json").write_text('{"csv": true}')
     cli = LabCLI(root)
@@ -180,9 +194,9 @@ def test_lightning_default_logger_and_csv_logger(module_lab):
 
 def test_summary_writer_loop_and_printing_script(module_lab):
     root = module_lab
-    (root / "sw.py").write_text(programs.SUMMARY_WRITER)
-    (root / "prints.py").write_text(programs.PRINTS)
-    set_command(root, "sw", "{python} sw.py {settings}")
+    program(root, "summary_writer.py")
+    program(root, "prints.py")
+    set_command(root, "sw", "{python} summary_writer.py {settings}")
     pr = set_command(root, "pr", "{python} prints.py {settings}")
     (root / "experiments" / "sw" / "settings" / "a.json").write_text('{"steps": 20}')
     (pr / "settings" / "a.json").write_text('{"steps": 5}')
@@ -199,7 +213,7 @@ def test_summary_writer_loop_and_printing_script(module_lab):
 
 def test_capture_can_be_turned_off_and_patterns_added(module_lab):
     root = module_lab
-    (root / "prints.py").write_text(programs.PRINTS)
+    program(root, "prints.py")
     off = set_command(root, "off", "{python} prints.py {settings}", "capture: false\n")
     mine = set_command(root, "mine", "{python} prints.py {settings}",
                        "capture:\n  output: false\n  patterns: ['accuracy=(?P<acc>[0-9.]+)']\n")
@@ -210,30 +224,12 @@ def test_capture_can_be_turned_off_and_patterns_added(module_lab):
     assert record(root, "mine", "a")["metrics"] == {"acc": 0.5}
 
 
-# -- lab's own program: exactly today's metrics ------------------------------------------------------------------
-
-
-def test_lab_train_keeps_exactly_its_own_metrics(lab, lab_root, request):
-    from lab.runs import record as records
-    from test_train import make_exp
-
-    exp_dir = make_exp(lab_root, request.getfixturevalue("tiny_model"))
-    lab("run", "cls", "--wait", check=0, timeout=600)
-    rec = json.loads((exp_dir / "runs" / "s1.json").read_text())
-    own = records.final_metrics(records.read_metrics(exp_dir / "logs" / "s1.metrics.jsonl"))
-    assert rec["metrics"] == own and rec["metrics_path"] == "logs/s1.metrics.jsonl"
-    assert set(rec["metrics_sources"].values()) == {"lab_metrics"}
-    assert not (exp_dir / "logs" / "s1.captured.jsonl").exists()
-    lab("recapture", "cls", check=0)
-    assert json.loads((exp_dir / "runs" / "s1.json").read_text())["metrics"] == own
-
-
 # -- bad input: the run and its log are kept, other metrics intact ------------------------------------------------
 
 
 def test_bad_output_leaves_the_other_metrics_intact(module_lab):
     root = module_lab
-    (root / "prints.py").write_text(programs.PRINTS)
+    program(root, "prints.py")
     bad = set_command(root, "bad", "{python} prints.py {settings}",
                       "capture:\n  patterns: ['^(?P<slow>(a+)+)$']\n")
     long_name = "n" * 500
@@ -300,7 +296,7 @@ def test_event_file_cut_mid_record_or_with_a_bad_checksum(tmp_path):
 
     pytest.importorskip("tensorboard")
     (tmp_path / "s.json").write_text('{"steps": 20}')
-    subprocess.run([sys.executable, "-c", programs.SUMMARY_WRITER, str(tmp_path / "s.json")], check=True,
+    subprocess.run([sys.executable, str(PROGRAMS / "summary_writer.py"), str(tmp_path / "s.json")], check=True,
                    env={**os.environ, "TENSORBOARD_LOGGING_DIR": str(tmp_path / "tb")}, capture_output=True)
     real = next((tmp_path / "tb").glob("*tfevents*"))
     whole = read_scalars(real)
@@ -368,7 +364,7 @@ def test_flags_as_argparse_and_hfargumentparser_read_them():
     ({"bad key": 1}, "key 'bad key' cannot be a command-line flag"),
 ])
 def test_unpassable_setting_is_refused_naming_the_key(lab, lab_root, settings, message):
-    (lab_root / "prints.py").write_text(programs.PRINTS)
+    program(lab_root, "prints.py")
     write_settings(lab_root, "fl", {"a.json": settings}, command="{python} prints.py {flags}")
     proc = lab("run", "fl", check=2)
     assert message in proc.stderr and "experiments/fl/settings/a.json" in proc.stderr
@@ -389,7 +385,7 @@ def test_one_setting_value_as_a_word(lab, lab_root):
 def test_recapture_of_a_run_made_before_capture(module_lab):
     """A run whose capture files are gone (as before this feature): `lab recapture` derives them from its log."""
     root = module_lab
-    (root / "prints.py").write_text(programs.PRINTS)
+    program(root, "prints.py")
     exp_dir = set_command(root, "old", "{python} prints.py {settings}")
     (exp_dir / "settings" / "a.json").write_text('{"steps": 3}')
     cli = LabCLI(root)
