@@ -141,8 +141,8 @@ def test_compare_book_rows_and_recapture_agree(trainer_lab):
     root, cli, _ = trainer_lab
     compared = cli("compare", "hf", check=0)
     assert "* best:" in compared.stderr
-    runs = {r.name: r for r in load_runs(Workspace(root).experiment("hf"))}
-    assert [r["step"] for r in runs["c-plain"].rows if "loss" in r] == [2, 4, 6, 8]  # the book's curves
+    runs = {r.setting: r for r in load_runs(Workspace(root).experiment("hf"))}
+    assert [r["step"] for r in runs["c-plain"].rows() if "loss" in r] == [2, 4, 6, 8]  # the book's curves
     before = {n: record(root, "hf", n)["metrics"] for n in ("a-live", "b-bar", "c-plain")}
     for name in ("b-bar", "c-plain"):
         (root / "experiments" / "hf" / "logs" / f"{name}.captured.jsonl").unlink()

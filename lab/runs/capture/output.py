@@ -30,7 +30,7 @@ _DICT_ITEM = re.compile(rb"'((?:[^'\\]|\\.){1,1000})'\s*:\s*([^,{}]*)")
 _NESTED = re.compile(rb"\{[^{}]*\}")
 _TENSOR = re.compile(rb"^tensor\(\s*([^,)\s]+)")
 _NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|NaN|NAN|inf|Inf|INF|infinity|Infinity)"
-_PAIR = re.compile(rb"(?<![\w./-])([A-Za-z_][\w./-]{0,300})[ \t]*(?::|=)[ \t]*(" + _NUMBER + rb")(?![\w.:/-])")
+_PAIR = re.compile(rb"(?<![\w./-])([A-Za-z_][\w./-]{0,1000})[ \t]*(?::|=)[ \t]*(" + _NUMBER + rb")(?![\w.:/-])")
 _STEP = re.compile(rb"(?<![\w.])(?:(global_step|step|iteration|iter)|(epoch))[ \t]+(\d+)(?:[ \t]*/[ \t]*\d+)?(?![\w.])", re.I)
 _BLOCK_HEAD = re.compile(rb"^\*{5} ?(.*?) ?metrics ?\*{5}$")
 _BLOCK_LINE = re.compile(rb"^\s*([\w./-]{1,300})\s*=\s*(\S+)\s*$")
