@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
     "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
     "reproduce": ("lab.cli.drift", "reproduce_cmd", "Run a recorded attempt again as recorded (its commit, settings, command)."),
+    "recapture": ("lab.cli.capture", "recapture_cmd", "Derive ended runs' metrics again from their logs and output files."),
+    "capture": ("lab.cli.capture", "capture_cmd", "Show what lab would capture from a log file (try capture patterns)."),
     "diff": ("lab.cli.drift", "diff_cmd", "Show why two runs differ: settings, command, code, inputs, packages, metrics."),
 }
 

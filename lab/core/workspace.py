@@ -48,7 +48,8 @@ REPORT_TEMPLATE = """\
 title: {title}
 tags: []
 # The program each setting runs, split as a shell would and run without one, from the lab root.
-# Placeholders: {{settings}} (resolved settings JSON), {{output_dir}}, {{name}} (the setting), {{python}}.
+# Placeholders: {{settings}} (the path of the resolved settings JSON), {{flags}} (the settings as --key=value
+# flags), {{settings.KEY}} (one value), {{output_dir}}, {{name}} (the setting), {{python}}.
 # Empty: lab's own transformers training program (python -m lab.train {{settings}}).
 command: {command}
 ---

@@ -67,7 +67,7 @@ def check(workspace, targets: list[str], env: dict | None = None) -> list[Planne
 def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     resolved = setting.resolve()
     template = template_for(setting)
-    argv = build_argv(setting, records.resolved_settings_path(setting), template)
+    argv = build_argv(setting, records.resolved_settings_path(setting), template, resolved=resolved)
     program = argv[0]
     if os.sep not in program:
         path = (env if env is not None else os.environ).get("PATH", os.defpath)

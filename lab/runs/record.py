@@ -86,6 +86,9 @@ if TYPE_CHECKING:
         reason: str
         metrics: dict[str, Any]  # the final value of each key
         history: list[Record]  # earlier attempts, each without a history
+        metrics_sources: dict[str, str]  # where each final metric came from (lab_metrics, trainer_state, ...)
+        capture_notes: list[str]  # what capture could not read, said once each
+        hparams: dict[str, Any]  # hyperparameters a program wrote (Lightning's hparams.yaml)
 
 
 def as_record(data: dict[str, Any]) -> Record:
@@ -288,9 +291,15 @@ def latest_metrics(path: Path | str) -> dict[str, Any] | None:
             f.seek(max(0, size - 65536))
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return None
+        size, tail = 0, ""
     lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
-    return final_metrics(list(json_objects(lines))) or None
+    own = final_metrics(list(json_objects(lines)))
+    if own:
+        return own
+    from lab.runs.capture import progress  # what lab captured from the program's output and files
+
+    captured = progress(path)
+    return finite(captured) if captured else None
 
 
 # -- attempts and history ------------------------------------------------------------------------------------
@@ -433,7 +442,7 @@ def ended(setting: Setting, rec: Record, returncode: int | None, *, duration_s: 
         reason = f"{what}: {line}" if line else what
     if reason:
         rec["reason"] = reason
-    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
 
 
@@ -446,8 +455,44 @@ def settled(setting: Setting, rec: Record, state: str, reason: str, exit_code: i
     rec["duration_s"] = seconds_since(rec.get("started_at")) if rec.get("started_at") else None
     rec["exit_code"] = exit_code if exit_code is not None else rec.get("exit_code")
     rec["reason"] = reason
-    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
+
+
+def recaptured(setting: Setting, rec: Record) -> Record:
+    """The record of an ended attempt with its metrics derived again (`lab recapture`), written."""
+    rec = as_record(dict(rec))
+    rec.pop("metrics_sources", None)
+    rec.pop("capture_notes", None)
+    rec.pop("hparams", None)
+    rec["metrics_path"] = str(metrics_path(setting).relative_to(setting.experiment.dir))
+    rec.update(metrics_fields(setting))
+    write_record(setting, rec)
+    return rec
+
+
+def metrics_fields(setting: Setting) -> Record:
+    """The record's `metrics` of an ended attempt, and `metrics_sources`: what the program wrote to LAB_METRICS,
+    exactly, when it wrote anything there; else what lab captured (lab.runs.capture), whose rows then are the
+    run's `metrics_path`."""
+    own = metrics_path(setting)
+    metrics = final_metrics(read_metrics(own))
+    if metrics:
+        return {"metrics": metrics, "metrics_sources": {k: "lab_metrics" for k in metrics if k != "step"}}
+    from lab.runs.capture import read_summary, rows_path
+
+    summary = read_summary(own) or {}
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+    if not final:
+        return {"metrics": {}}
+    fields: Record = {"metrics": finite(final), "metrics_sources": summary.get("sources") or {}}
+    if rows_path(own).exists():
+        fields["metrics_path"] = str(rows_path(own).relative_to(setting.experiment.dir))
+    if summary.get("notes"):
+        fields["capture_notes"] = summary["notes"][:20]
+    if summary.get("hparams"):
+        fields["hparams"] = summary["hparams"]
+    return fields
 
 
 def _without_process(rec: Record) -> Record:

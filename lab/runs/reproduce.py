@@ -179,7 +179,7 @@ def reproduce(workspace, ref: str, attempt: int | None = None, on_event=None, po
                 there.symlink_to(here, target_is_directory=here.is_dir())
         wt_exp = wt_root / setting.experiment.dir.relative_to(root)
         side = side_paths(setting)
-        argv = build_argv(setting, side["settings"], rec["command"], out_dir=side["output_dir"])
+        argv = build_argv(setting, side["settings"], rec["command"], out_dir=side["output_dir"], resolved=rec.get("settings"))
         env = lab_env(setting, side["settings"], side["metrics"])
         env.update(LAB_ROOT=str(wt_root), LAB_EXPERIMENT_DIR=str(wt_exp), LAB_OUTPUT_DIR=str(side["output_dir"]))
         emit("start", f"reproducing {setting.id}@{rec.get('attempt')} at commit {git['commit'][:12]}"

@@ -44,7 +44,7 @@ def _plan(setting: Setting, resolved: dict):
     from types import SimpleNamespace
 
     return SimpleNamespace(setting=setting, resolved=resolved, hash=settings_hash(resolved), template=template_for(setting),
-                           argv=build_argv(setting, records.resolved_settings_path(setting)))
+                           argv=build_argv(setting, records.resolved_settings_path(setting), resolved=resolved))
 
 
 def active_on_slurm(setting: Setting) -> Record | None:
@@ -58,7 +58,7 @@ def active_on_slurm(setting: Setting) -> Record | None:
 def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: Record | None) -> Record:
     """The record of a submitted job that has not started (`record.queued`, the keys of every executor)."""
     rec = records.queued(setting, executor="slurm", resolved=resolved, hash_=settings_hash(resolved),
-                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting)),
+                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting), resolved=resolved),
                          extra={"slurm_job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}, previous=previous)
     rec["attempt"] = attempt
     return rec
