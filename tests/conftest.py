@@ -64,3 +64,40 @@ def embedded(lab, lab_root):
     write(lab_root / "experiments" / "tok" / "report.md", OTHER_REPORT)
     lab("reindex", check=0)
     return lab_root
+
+
+class InProcessLab:
+    """Runs `lab` in this process through click's CliRunner, from the installed command's entry point
+    (lab.cli.fast.main: the fast path and the click CLI alike), where a real process is not the point. Answers
+    like LabCLI: a CompletedProcess with the exit status, stdout and stderr."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, *args, check=None, env=None, input=None) -> subprocess.CompletedProcess:
+        from click.testing import CliRunner
+
+        from lab.cli.fast import main
+
+        argv = ["--root", str(self.root), *map(str, args)]
+        with CliRunner().isolation(input=input, env={"LAB_ROOT": None, **(env or {})}) as (out, err, _):
+            try:
+                main(argv)
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+            sys.stdout.flush()  # the fast path writes without click, through the runner's buffered streams
+            sys.stderr.flush()
+            proc = subprocess.CompletedProcess(argv, code, out.getvalue().decode(), err.getvalue().decode())
+        if check is not None:
+            assert proc.returncode == check, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        return proc
+
+    def json(self, *args, **kwargs):
+        return json.loads(self(*args, "--json", check=0, **kwargs).stdout)
+
+
+@pytest.fixture
+def cli(lab_root) -> InProcessLab:
+    """`lab` against a new lab, run in this process (CliRunner)."""
+    return InProcessLab(lab_root)

@@ -55,23 +55,29 @@ class Lab:
     def experiments(self) -> list[Experiment]:
         """Every experiment, in natural order (exp2 before exp10). One whose report or settings cannot be read
         raises BadInput naming the file (`lab list` shows it with the error instead)."""
+        from lab.core.settings import list_settings
+
         out = []
         for exp in self.workspace.experiments():
             out.append(Experiment(name=exp.name, title=exp.title(), tags=tuple(exp.tags()), path=Path(exp.dir),
-                                  settings=tuple(s.name for s in exp.settings())))
+                                  settings=tuple(s.name for s in list_settings(exp))))
         return out
 
     def experiment(self, name: str) -> Experiment:
         """One experiment by name (BadInput when there is none)."""
+        from lab.core.settings import list_settings
+
         exp = self.workspace.experiment(name)
         return Experiment(name=exp.name, title=exp.title(), tags=tuple(exp.tags()), path=Path(exp.dir),
-                          settings=tuple(s.name for s in exp.settings()))
+                          settings=tuple(s.name for s in list_settings(exp)))
 
     def settings(self, experiment: str) -> list[Setting]:
         """The settings of `experiment`, resolved (jsonnet evaluated, sweeps expanded), in natural order."""
+        from lab.core.settings import list_settings
+
         exp = self.workspace.experiment(experiment)
         return [Setting(experiment=exp.name, name=s.name, path=Path(s.path), values=dict(s.resolve()))
-                for s in exp.settings()]
+                for s in list_settings(exp)]
 
     # -- runs -------------------------------------------------------------------------------------------------
 
