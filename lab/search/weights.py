@@ -212,9 +212,14 @@ def _one_line(error: BaseException) -> str:
 # -- the background download ---------------------------------------------------------------------------------
 
 
-def _state_dir() -> str:
-    from lab.search.fastmodel import cache_dir
+def cache_dir() -> str:
+    """lab's cache of the user (the download's lock and log here, lab.search.fastmodel's graphs):
+    $XDG_CACHE_HOME/lab, else ~/.cache/lab."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "lab")
 
+
+def _state_dir() -> str:
     return cache_dir()
 
 
