@@ -188,9 +188,11 @@ class Lab:
         found = search(self.root, text, type=type, exp=exp, tag=tag, limit=limit, mode=mode, say=said.append)
         return SearchResults([SearchResult.from_dict(r) for r in found.results], [*found.warnings, *said])
 
-    def related(self, experiment: str, limit: int = 10, mode: str | None = None) -> list[Related]:
+    def related(self, experiment: str, limit: int = 10, mode: str | None = None,
+                say: Callable[[str], None] | None = None) -> list[Related]:
         """The papers, feed items and other experiments closest to `experiment` (its title, tags, question,
-        report and settings), as `lab related` finds them; `mode` as in `search`."""
+        report and settings), as `lab related` finds them; `mode` as in `search`. `say(line)` gets the lines
+        the CLI prints on stderr (how much of the lab has vectors so far)."""
         from lab.search.related import related
 
         if mode is not None and mode not in ("hybrid", "keyword", "semantic"):
@@ -198,7 +200,7 @@ class Lab:
 
             raise BadInput(f"mode must be 'hybrid', 'keyword' or 'semantic', not {mode!r}")
         exp = self.workspace.experiment(experiment)
-        found = related(self.root, exp.name, limit=limit, semantic=mode != "keyword", say=lambda line: None)
+        found = related(self.root, exp.name, limit=limit, semantic=mode != "keyword", say=say or (lambda line: None))
         if mode == "semantic":
             found = [r for r in found if "semantic" in r["match"]]
         return [Related.from_dict(r) for r in found]

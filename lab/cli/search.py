@@ -70,18 +70,13 @@ def related_cmd(lab, exp, limit, mode, as_json):
       lab related exp3
       lab related exp3 --limit 5 --json
     """
-    from lab.search.related import related
-
-    experiment = lab.workspace.experiment(exp)
-    found = related(lab.workspace.root, experiment.name, limit=limit, semantic=mode != "keyword",
-                    say=lambda line: click.echo(line, err=True))
-    if mode == "semantic":
-        found = [r for r in found if "semantic" in r["match"]]
+    found = [r.to_dict() for r in lab.lab.related(exp, limit=limit, mode=mode, say=lambda line: click.echo(line, err=True))]
     if as_json:
         echo_json(found)
         return
     click.echo(format_related(found), nl=False)
     if not found:
+        experiment = lab.workspace.experiment(exp)
         click.echo(f"nothing related to {experiment.name} yet: describe it in {experiment.report_path}", err=True)
 
 
