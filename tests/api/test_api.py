@@ -1,7 +1,8 @@
 """The Python API (`import lab; lab.open(...)`): typed records over the lab's files, equal to what the CLI prints.
 
 Real parts: the repository's own exp1 records (made by lab.train), a lab in tmp_path whose runs the real runner
-makes from exp1's settings and data, the real `lab` command for the search it must agree with, real SQLite.
+makes from exp1's settings and data, the real `lab` command (a process) for the search it must agree with, real
+SQLite. Other commands run in this process (LabCLI).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, InProcessLab, LabCLI, kill_lab_processes
+from helpers import REPO, LabCLI, kill_lab_processes
 
 import lab
 from lab.errors import BadInput, LabError
@@ -113,11 +114,11 @@ def test_to_pandas_without_pandas_names_the_extra(exp1_lab, monkeypatch):
 
 
 def test_search_gives_typed_results_equal_to_lab_search_json(exp1_lab):
-    LabCLI(exp1_lab)("reindex", check=0)  # every document embedded: both searches rank by meaning alike
+    LabCLI(exp1_lab, real=True)("reindex", check=0)  # every document embedded: both searches rank by meaning alike
     mylab = lab.open(exp1_lab)
     for args, kwargs in ((["learning rate warmup"], {}), (["learning rate warmup", "--mode", "keyword"], {"mode": "keyword"}),
                          (["test prioritisation", "--type", "paper", "--limit", "2"], {"type": "paper", "limit": 2})):
-        printed = LabCLI(exp1_lab).json("search", *args)
+        printed = LabCLI(exp1_lab, real=True).json("search", *args)  # the installed command's fast path
         results = mylab.search(args[0], **kwargs)
         assert printed and all(isinstance(r, lab.SearchResult) for r in results)
         assert [r.to_dict() for r in results] == printed
@@ -151,7 +152,7 @@ def test_open_finds_the_root_as_the_cli_does(exp1_lab, monkeypatch):
 
 def test_experiments_settings_and_related_match_the_cli(exp1_lab):
     mylab = lab.open(exp1_lab)
-    cli = InProcessLab(exp1_lab)
+    cli = LabCLI(exp1_lab)
     listed = cli.json("list")
     assert [(e.name, e.title, list(e.tags), list(e.settings)) for e in mylab.experiments()] == \
         [(e["name"], e["title"], e["tags"], e["settings"]) for e in listed]
@@ -161,8 +162,8 @@ def test_experiments_settings_and_related_match_the_cli(exp1_lab):
     assert printed and [r.to_dict() for r in mylab.related("exp1", mode="keyword")] == printed
 
 
-def test_reindex_is_one_call_and_reports_what_it_indexed(cli, lab_root):
+def test_reindex_is_one_call_and_reports_what_it_indexed(lab, lab_root):
     (lab_root / "papers" / "p.md").write_text("---\ntitle: Warmup\n---\n\nOn learning rate warmup.\n")
-    out = cli.json("reindex", "--keyword-only")
+    out = lab.json("reindex", "--keyword-only")
     assert out["files"] >= 1 and out["documents"] >= 1 and out["embedded"] == 0 and out["path"].endswith("index.db")
-    assert [r["id"] for r in cli.json("search", "warmup", "--mode", "keyword")] == ["p"]
+    assert [r["id"] for r in lab.json("search", "warmup", "--mode", "keyword")] == ["p"]

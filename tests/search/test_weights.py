@@ -17,10 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kill_lab_processes, wait_for
+from helpers import kill_lab_processes, wait_for
 from hub_server import HubServer
 
 from lab.search import weights
+
+# Real processes: huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, and the
+# download runs in a detached process of its own.
+pytestmark = pytest.mark.real_process
 
 TEXT = "---\ntitle: Warmup\n---\n\n# Learning rate warmup\n\nA linear ramp of the step size over the first steps.\n"
 
