@@ -18,7 +18,6 @@ import sys
 
 from lab.cli.exits import run
 from lab.core.layout import find_root
-from lab.search.searcher import MAX_LIMIT, MODES, TYPES  # noqa: F401  (lab.cli.search's choices too)
 
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit", "--mode": "mode"}
@@ -161,6 +160,8 @@ def _parse_search(args: list[str]) -> dict | None:
         else:
             return None  # --help, a typo: click explains
         i += 1
+    from lab.search.searcher import MAX_LIMIT, MODES, TYPES  # here: `lab status` and `lab --help` need none of it
+
     if out["type"] is not None and out["type"] not in TYPES:
         return None
     if out["mode"] is not None and out["mode"] not in MODES:

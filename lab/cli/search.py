@@ -13,7 +13,7 @@ import time
 import click
 
 from lab.cli.app import echo_json, pass_lab
-from lab.cli.fast import MAX_LIMIT, MODES, TYPES
+from lab.search.searcher import MAX_LIMIT, MODES, TYPES
 
 
 @click.command("search")
