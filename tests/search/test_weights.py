@@ -137,3 +137,17 @@ def test_lab_reindex_downloads_the_model_and_embeds_the_lab(lab, bare, hub):
     assert (_snapshot(bare) / "model.safetensors").is_file()
     found = lab.json("search", "linear ramp of the step size", "--mode", "semantic", env=bare)
     assert found[0]["id"] == "warmup"
+
+
+def test_another_snapshot_with_the_same_files_in_the_hugging_face_cache_is_used_offline(lab, bare, hub):
+    later = "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"  # a later commit of the repository, same files
+    elsewhere = HubServer(hub.folder, weights.REPO, later)
+    try:  # the cache as sentence-transformers leaves it: huggingface_hub fetched that commit
+        code = "import sys; from huggingface_hub import hf_hub_download as get; [get(sys.argv[1], n, revision=sys.argv[2]) for n in sys.argv[3:]]"
+        subprocess.run([sys.executable, "-c", code, weights.REPO, later, *weights.FILES], check=True,
+                       env={**os.environ, **bare, "HF_ENDPOINT": elsewhere.endpoint})
+    finally:
+        elsewhere.stop()
+    found = lab.json("search", "linear ramp of the step size", "--mode", "semantic", env={**bare, "HF_HUB_OFFLINE": "1"})
+    assert [r["id"] for r in found] == ["warmup"]
+    assert hub.requests == [] and not _snapshot(bare).exists()
