@@ -85,6 +85,13 @@ class LabContext:
             self._workspace = Workspace.find(self.root_option)
         return self._workspace
 
+    @property
+    def lab(self):
+        """The Python API's Lab (lab.api) over the same workspace: what a command calls, then formats."""
+        from lab.api import Lab
+
+        return Lab(self.workspace)
+
 
 pass_lab = click.make_pass_decorator(LabContext)
 
