@@ -85,6 +85,7 @@ class Outside:
     held: list = field(default_factory=list)  # list[Held]: other labs' jobs on our GPUs
     error: str | None = None
     keys: dict = field(default_factory=dict)  # GPU id -> lease key (its UUID)
+    leases: frozenset = frozenset()  # (key, slot) of every lease held on these GPUs at the look
     took_s: float = 0.0
 
     def as_held(self) -> list[Held]:
@@ -141,6 +142,7 @@ class Sharing:
             out.blocked = {g: f"{g} not leased ({e})" for g in self.lanes.gpus}
             self.last = out
             return out
+        out.leases = frozenset((h.key, h.slot) for h in held)
         mine = {int(j["id"]) for j in running}
         by_key = {k: g for g, k in out.keys.items()}
         supervisors = {int(h.info["pid"]) for h in held if isinstance(h.info.get("pid"), int)}
@@ -158,6 +160,16 @@ class Sharing:
                 out.blocked[g] = why
         self.last = out
         return out
+
+    def leases_changed(self) -> bool:
+        """Whether a lease on these GPUs was taken or let go since the last look (cheap: /proc/locks, no probe)."""
+        if not self.last.keys:
+            return False
+        try:
+            now = gpulease.holders(self.dir, self.last.keys.values())
+        except gpulease.LeaseError:
+            return False
+        return frozenset((h.key, h.slot) for h in now) != self.last.leases
 
     def lease(self, gpu_ids: tuple[str, ...], share: Fraction) -> gpulease.Lease | None:
         """Lease a slot on each GPU for a job about to start (None: another lab took it since the look, or a lease

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from lab.errors import BadInput
 from lab.runs import gpushare
 
 WAIT_NAME = "gpuwait.json"
-TAKEN = object()  # lease(): another lab took a GPU since this round's look
+TAKEN = object()
+LEASE_POLL_S = 0.1  # lease(): another lab took a GPU since this round's look
 
 
 class GpuGate:
@@ -27,6 +29,7 @@ class GpuGate:
         self.log = log
         self.sharing = None
         self._said: str | None = None
+        self._checked = 0.0
         self._wait: dict | None = None
         try:
             check = gpushare.check_options(workspace.config, str(Path(workspace.root) / "lab.yaml"))
@@ -44,6 +47,17 @@ class GpuGate:
     def holding_back(self) -> bool:
         """Whether queued jobs wait for GPUs that others hold (the runner stays and looks again)."""
         return bool(self._wait and self._wait["jobs"])
+
+    def changed(self) -> bool:
+        """While jobs wait for GPUs others hold: whether another lab's job let go of one (or took one) since the
+        last look, checked at most every LEASE_POLL_S; the runner then looks again at once, not at its next rescan."""
+        if not self.holding_back:
+            return False
+        now = time.monotonic()
+        if now - self._checked < LEASE_POLL_S:
+            return False
+        self._checked = now
+        return self.sharing.leases_changed()
 
     def outside(self, running: list[dict]) -> list:
         """What others hold on this runner's GPUs now (for `gpus.plan`); logs one line when the machine cannot be

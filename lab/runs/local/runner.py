@@ -250,7 +250,8 @@ class Runner:
         version = self._queue_version()
         deadline = time.monotonic() + self.RESCAN_S
         while not self._terminating:
-            if self._reap() or self._queue_version() != version or time.monotonic() >= deadline:
+            if (self._reap() or self._queue_version() != version or time.monotonic() >= deadline
+                    or (self.gate and self.gate.changed())):
                 return
             self._pause()
 
