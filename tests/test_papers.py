@@ -16,6 +16,7 @@ from lab.papers.notes import LAB_KEYS
 def arxiv_env(server, tmp_path, monkeypatch):
     env = {
         "LAB_ARXIV_API_URL": f"{server.url}/api/query",
+        "LAB_ARXIV_PDF_URL": f"{server.url}/pdf",
         "LAB_ARXIV_MIN_INTERVAL": "0",
         "LAB_ARXIV_BACKOFF": "0",
         "LAB_ARXIV_TIMEOUT": "5",

@@ -24,19 +24,22 @@ import time
 
 from lab.core import layout
 
-MAX_PAGES = 300  # a 1,000-page scan of proceedings is indexed up to here, and said so
+MAX_PAGES = 300  # a 1,000-page volume of proceedings is indexed up to here, and said so (`LAB_PDF_MAX_PAGES`)
 DEADLINE_S = 60.0  # per PDF
 CHILD_TIMEOUT_S = 300.0  # for one `python -m lab.core.pdftext` run over many PDFs
 _PRIVATE = re.compile("[\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]")
 _HYPHEN = re.compile(r"(\w)-\n(\w)")
 _SPACES = re.compile(r"[ \t\u00a0]+")
+# The stamp arXiv prints down the margin of every PDF it serves ("arXiv:1111.2011v2 [cond-mat.str-el] 2 Apr 2012"):
+# kept out of the text, where it would glue itself to a word. (lab note --pdf finds the id before cleaning.)
+_ARXIV_STAMP = re.compile(r"arXiv:\s?(\S+v\d+)\s+\[[\w.-]+\]\s+\d{1,2}\s+\w{3}\s+\d{4}")
 
 
 def clean(text: str) -> tuple[str, int]:
     """`text` ready for search, and how many private-use glyphs were dropped from it."""
     import unicodedata
 
-    text = unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", _ARXIV_STAMP.sub(" ", text))
     text, private = _PRIVATE.subn("", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = _HYPHEN.sub(lambda m: m.group(1) + m.group(2) if m.group(2).islower() else m.group(0), text)
@@ -44,9 +47,12 @@ def clean(text: str) -> tuple[str, int]:
     return re.sub(r"\n{3,}", "\n\n", text).strip(), private
 
 
-def extract(path, max_pages: int = MAX_PAGES, deadline_s: float = DEADLINE_S) -> dict:
-    """{"pages": [text of page 1, ...], "page_count": pages in the file, "problem": one line or None}."""
+def extract(path, max_pages: int | None = None, deadline_s: float = DEADLINE_S) -> dict:
+    """{"pages": [text of page 1, ...], "page_count": pages in the file, "problem": one line or None}, and
+    "arxiv_stamp" (the id in arXiv's margin stamp on page 1) when there is one."""
     out: dict = {"pages": [], "page_count": 0, "problem": None}
+    if max_pages is None:
+        max_pages = int(os.environ.get("LAB_PDF_MAX_PAGES") or MAX_PAGES)
     try:
         with open(path, "rb") as f:
             head = f.read(1024)
@@ -89,7 +95,13 @@ def extract(path, max_pages: int = MAX_PAGES, deadline_s: float = DEADLINE_S) ->
                 out["problem"] = f"extraction stopped after {deadline_s:g} s, at page {number} of {count}"
                 break
             try:
-                text, dropped = clean(page.extract_text() or "")
+                raw = page.extract_text() or ""
+                stamp = _ARXIV_STAMP.search(raw) if number == 1 else None
+                if stamp:
+                    out["arxiv_stamp"] = stamp.group(1)  # the id arXiv served this PDF as
+                if not raw.strip():
+                    page.get_contents() and page.get_contents().get_data()  # pypdf's extract_text hides a bomb
+                text, dropped = clean(raw)
             except LimitReachedError:
                 raise
             except Exception as e:  # one damaged page: the others still count

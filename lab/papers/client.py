@@ -310,7 +310,8 @@ def download_pdf(url: str, progress: Callable[[str], None] | None = None) -> byt
     import requests
 
     policy = _Policy(progress)
-    limit = int(_env_float("LAB_PDF_MAX_MB", MAX_PDF_BYTES / 2**20) * 2**20)
+    megabytes = _env_float("LAB_PDF_MAX_MB", MAX_PDF_BYTES / 2**20)
+    limit = int(megabytes * 2**20)
     session = _session(policy)
 
     def get():
@@ -335,7 +336,7 @@ def download_pdf(url: str, progress: Callable[[str], None] | None = None) -> byt
     except requests.exceptions.RequestException as e:
         raise LabError(f"cannot download the PDF {url}: {type(e).__name__}") from None
     if status == "big":
-        raise LabError(f"the PDF {url} is larger than {limit / 2**20:g} MB (LAB_PDF_MAX_MB); not kept")
+        raise LabError(f"the PDF {url} is larger than {megabytes:g} MB (LAB_PDF_MAX_MB); not kept")
     if status != 200:
         raise LabError(f"the PDF {url} answered HTTP {status}")
     return body

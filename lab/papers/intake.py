@@ -275,11 +275,11 @@ def note_pdf(workspace, file, exps=(), tags=(), progress=None) -> NoteResult:
         raise BadInput(f"{file}: {probe['problem']}")
     first = probe["pages"][0] if probe["pages"] else ""
     text = "\n".join(probe["pages"][:2])
-    found = _ARXIV_IN_TEXT.search(text)
+    found = probe.get("arxiv_stamp") or (_ARXIV_IN_TEXT.search(text) or [None, None])[1]
     aid = None
     if found:
         try:
-            aid = parse_id(found.group(1))
+            aid = parse_id(found)
         except BadInput:
             aid = None
     doi = _DOI_IN_TEXT.search(text)

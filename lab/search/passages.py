@@ -66,7 +66,8 @@ def heading(line: str) -> str | None:
         title = m.group(4).strip()
         # A sentence that starts with a number ("2 GPUs were used.") is no heading: headings are short and
         # rarely end with a full stop.
-        if len(title.split()) > 10 or title.endswith(".") or re.search(r"\d{3,}|=|\(\d", title):
+        # Nor is a reference ("6 G. Semerjian, M. Tarzia and F. Zamponi, Phys. Rev. B"): initials, commas.
+        if len(title.split()) > 10 or title.endswith(".") or re.search(r"\d{3,}|=|\(\d|\b[A-Z]\.\s|,.*,", title):
             return None
         return line
     if _NAMED.match(line):
@@ -96,4 +97,7 @@ def pdf_passages(pages: list[str], words: int = WORDS) -> list[tuple[int, str | 
             block.append(line)
         if block:
             out += [(number, block_section, p) for p in split("\n".join(block), words)]
-    return out
+    return [row for row in out if len(row[2].split()) >= MIN_WORDS]
+
+
+MIN_WORDS = 3  # less is a page number or a running head, not a passage
