@@ -156,6 +156,17 @@ def cached(root, rel: str) -> dict | None:
     return entry
 
 
+def fresh(root, rel: str) -> bool:
+    """Whether the kept text of PDF `rel` is that of the PDF as it is now (reads the entry's head only)."""
+    try:
+        size, mtime = _stamp(root, rel)
+        with open(cache_path(root, rel), encoding="utf-8") as f:
+            head = f.read(len(rel) * 4 + 200)
+    except OSError:
+        return False
+    return f'"size": {size}, "mtime_ns": {mtime},' in head
+
+
 def store(root, rel: str, result: dict) -> dict:
     """Keep `result` (from `extract`) as the text of PDF `rel` as it is now; return the entry kept."""
     from lab.core.fsutil import atomic_write_text
@@ -174,6 +185,19 @@ def ensure(root, rel: str) -> dict:
     if entry is None:
         entry = store(root, rel, extract(os.path.join(os.fspath(root), rel)))
     return entry
+
+
+def summary(root, note_rel: str) -> dict | None:
+    """What the book shows of a note's full text: {"pdf": the PDF's path, "pages": pages indexed, "words": words
+    indexed, "problem": one line or None}, or None when the note has no PDF. Reads the kept text only (no
+    extraction: a PDF not extracted yet shows as 0 pages)."""
+    pdf_rel = note_rel.rsplit(".", 1)[0] + ".pdf"
+    if not os.path.isfile(os.path.join(os.fspath(root), pdf_rel)):
+        return None
+    entry = cached(root, pdf_rel) or {}
+    pages = entry.get("pages") or []
+    return {"pdf": pdf_rel, "pages": sum(1 for p in pages if p), "words": sum(len(p.split()) for p in pages),
+            "problem": entry.get("problem")}
 
 
 def extract_in_child(root, rels: list[str], timeout: float = CHILD_TIMEOUT_S) -> str | None:

@@ -55,7 +55,7 @@ def prepare(root: Path, rels: list[str], warn=None) -> None:
     """Before `documents` reads them: extract, in a child process, the PDFs among `rels` with no kept text."""
     from lab.core import pdftext
 
-    pdfs = [r for r in rels if kind_of(r) == "fulltext" and pdftext.cached(root, r) is None and (root / r).is_file()]
+    pdfs = [r for r in rels if kind_of(r) == "fulltext" and not pdftext.fresh(root, r) and (root / r).is_file()]
     problem = pdftext.extract_in_child(root, pdfs)
     if problem and warn:
         warn(problem)
