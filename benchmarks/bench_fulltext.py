@@ -55,19 +55,22 @@ def extraction(tmp: Path, pdfs: Path | None, repeat: int) -> None:
     from lab.core import pdftext
 
     path = twenty_pages(tmp / "twenty.pdf")
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeat):
-        start = time.monotonic()
+        start, start_cpu = time.monotonic(), time.process_time()
         out = pdftext.extract(path)
         samples.append(time.monotonic() - start)
+        cpu.append(time.process_time() - start_cpu)
     words = sum(len(p.split()) for p in out["pages"])
-    print(f"extraction, 20-page two-column paper: {statistics.median(samples):6.2f} s   ({words} words; goal <= 1 s)")
+    # CPU time too: on a shared machine the wall-clock time measures the neighbours as well.
+    print(f"extraction, 20-page two-column paper: {statistics.median(samples):6.2f} s wall, "
+          f"{statistics.median(cpu):.2f} s CPU ({words} words; goal <= 1 s)")
     if pdfs:
         for pdf in sorted(pdfs.glob("*.pdf")):
-            start = time.monotonic()
+            start = time.process_time()
             out = pdftext.extract(pdf)
-            took = time.monotonic() - start
-            print(f"  {pdf.name:24} {out['page_count']:3} pages {took:6.2f} s  {took / max(out['page_count'], 1):5.2f} s/page")
+            took = time.process_time() - start
+            print(f"  {pdf.name:24} {out['page_count']:3} pages {took:6.2f} s  {took / max(out['page_count'], 1):5.2f} s/page (CPU)")
 
 
 def build(root: Path, papers: int, full_text: bool) -> None:

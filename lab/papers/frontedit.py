@@ -78,12 +78,14 @@ def update_front_matter(source: str, values: dict, order=LAB_KEYS) -> str:
     A key whose value is already equal keeps its text; a changed key's text is replaced where it stands (a
     comment at the end of its line is kept); a missing key is added after the nearest key before it in
     `order` (at the top when there is none)."""
-    import yaml
 
     newline = "\r\n" if "\r\n" in source else "\n"
     if source and not source.endswith("\n"):
         source += newline
-    old = yaml.safe_load(source) or {} if source.strip() else {}
+    try:
+        old = frontmatter.load(source, "front matter") if source.strip() else {}
+    except BadInput:
+        old = None  # not a mapping: refused below, in the words of this function
     spans = _key_spans(source) if source.strip() else {}
     if spans is None or not isinstance(old, dict):
         raise BadInput("front matter is not a block mapping of keys to values")

@@ -215,60 +215,85 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     total = len(changed) + len(removed)
     done = 0
     batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
-    for start in range(0, max(len(changed), 1), batch):
-        last = start + batch >= len(changed)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if start == 0:
-                for path in removed:
+    bulk = len(changed) >= BULK
+    if bulk:
+        _bulk(conn, True)
+    try:
+        for start in range(0, max(len(changed), 1), batch):
+            last = start + batch >= len(changed)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if start == 0:
+                    for path in removed:
+                        conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                        conn.execute("DELETE FROM files WHERE path = ?", (path,))
+                        stats.removed += 1
+                    done += len(removed)
+                for path in changed[start : start + batch]:
+                    docs = documents(root, path, warn)
+                    # Even for a file that was new when `known` was read: another writer may have indexed it since.
                     conn.execute("DELETE FROM docs WHERE file = ?", (path,))
-                    conn.execute("DELETE FROM files WHERE path = ?", (path,))
-                    stats.removed += 1
-                done += len(removed)
-            for path in changed[start : start + batch]:
-                docs = documents(root, path, warn)
-                # Even for a file that was new when `known` was read: another writer may have indexed it since.
-                conn.execute("DELETE FROM docs WHERE file = ?", (path,))
-                for d in docs:
-                    cur = conn.execute(
-                        "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
-                        "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
-                            json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
-                            json.dumps(d["info"], ensure_ascii=False, default=str),
-                            index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
-                            index_text(d["body"]),
-                        ),
-                    )
-                    digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
-                    if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
-                        conn.execute(
-                            "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
-                            (cur.lastrowid, digest, digest),
+                    for d in docs:
+                        cur = conn.execute(
+                            "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
+                            "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (
+                                path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
+                                json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
+                                json.dumps(d["info"], ensure_ascii=False, default=str),
+                                index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
+                                index_text(d["body"]),
+                            ),
                         )
-                size, mtime = current[path]
-                conn.execute(
-                    "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                    (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
-                )
-                stats.read += 1
-                stats.documents += len(docs)
-                done += 1
-                if progress is not None and done % 200 == 0:
-                    progress(done, total)
-            if last:
-                # Directory signatures last: if anything above fails, the next sync compares these again.
-                conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
-                conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite has already rolled back after some errors (a damaged page)
-                conn.execute("ROLLBACK")
-            raise
+                        digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
+                        if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
+                            conn.execute(
+                                "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
+                                (cur.lastrowid, digest, digest),
+                            )
+                    size, mtime = current[path]
+                    conn.execute(
+                        "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                        (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
+                    )
+                    stats.read += 1
+                    stats.documents += len(docs)
+                    done += 1
+                    if progress is not None and done % 200 == 0:
+                        progress(done, total)
+                if last:
+                    # Directory signatures last: if anything above fails, the next sync compares these again.
+                    conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
+                    conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite has already rolled back after some errors (a damaged page)
+                    conn.execute("ROLLBACK")
+                raise
+    finally:
+        if bulk:
+            _bulk(conn, False)
     if progress is not None and total:
         progress(total, total)
     return stats
+
+
+BULK = 500  # files: a rebuild, or a lab that changed wholesale (papers' full text is most of the text indexed)
+
+
+def _bulk(conn, start: bool) -> None:
+    """Write many documents fast: a larger page cache, and FTS5's incremental merging off while they go in (it
+    would merge the index's segments again and again); at the end, merging back on and one merge of all."""
+    try:
+        if start:
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('automerge', 0)")
+        else:
+            conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('automerge', 4)")  # FTS5's default
+            conn.execute("INSERT INTO docs_fts(docs_fts) VALUES('optimize')")
+            conn.execute("PRAGMA cache_size = -2000")
+    except sqlite3.Error:
+        pass  # busy, or damaged (the caller's error says so): the writes go in at the ordinary pace, and the index is just as right
 
 
 def open_index(root: Path | str, progress=None, scan: bool = False, before_scan=None) -> tuple[sqlite3.Connection, SyncStats]:
