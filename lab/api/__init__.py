@@ -206,18 +206,19 @@ class Lab:
         return [Related.from_dict(r) for r in found]
 
     def note(self, *ids: str, exp: str | Iterable[str] = (), tags: Iterable[str] = (), offline: bool = False,
-             progress: Callable[[str], None] | None = None) -> list[Note]:
+             pdf: bool = True, progress: Callable[[str], None] | None = None) -> list[Note]:
         """Keep arXiv papers `ids` (any form: 2301.12345, arXiv:2301.12345v2, an abs or pdf URL) as notes in
         `papers/`, linked to the experiments `exp` and tagged `tags`, as `lab note` does. A note written again
-        keeps everything its owner wrote. `offline`: only add links and tags to existing notes."""
-        from lab.papers.notes import note
+        keeps everything its owner wrote. `offline`: only add links and tags to existing notes. `pdf`: also keep
+        the paper's PDF and index its full text (unless lab.yaml's `papers: full_text: false` turns that off)."""
+        from lab.papers.intake import note
 
         if not ids:
             from lab.errors import BadInput
 
             raise BadInput("give at least one arXiv id, e.g. note('2301.12345')")
         exps = [exp] if isinstance(exp, str) else list(exp)
-        written = note(self.workspace, list(ids), exps=exps, tags=list(tags), offline=offline, progress=progress)
+        written = note(self.workspace, list(ids), exps=exps, tags=list(tags), offline=offline, pdf=pdf, progress=progress)
         return [Note(arxiv_id=w.arxiv_id, path=Path(w.path), title=w.title, created=w.created) for w in written]
 
 
