@@ -17,8 +17,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from conftest import FIXTURES, REPO, LabCLI
-from lab.book.table import direction, md_escape, replace_block, RESULTS_END, RESULTS_START
-from lab.book.pages import safe_url
+from lab.book.metrics import direction
+from lab.book.report import replace_block, RESULTS_END, RESULTS_START
+from lab.book.text import safe_url
+from lab.papers.markdown import escape_markdown as md_escape
 from lab.errors import BadInput
 from lab.core.workspace import Workspace, init
 from lab.papers.notes import render_note
@@ -470,7 +472,7 @@ def test_home_and_search_text(built):
     _, site, _ = built
     home = " ".join(" ".join(Page(site / "index.html").text).split())
     assert "4 experiments" in home and "s2 ★" in home and "c ★" in home  # the latest runs mark each experiment's best
-    from lab.book.pages import plural
+    from lab.book.text import plural
 
     assert plural(1, "experiment") == "1 experiment" and plural(0, "run") == "0 runs"
     index = json.loads((site / "search" / "search_index.json").read_text())
@@ -678,7 +680,7 @@ def test_papers_block_escapes_a_hand_edited_arxiv_id(lab, lab_root):
     (lab_root / "papers" / "2401.00001.md").write_text(render_note(note, "An abstract."))
     lab("note", "--sync", check=0)
     block = (lab_root / "experiments" / "e" / "report.md").read_text().split("<!-- lab:papers -->")[1]
-    assert "<img" not in block and "&lt;img src=x onerror=alert(1)>" in block and "\\[x\\](javascript:alert(2))" in block
+    assert "<img" not in block and "&lt;img src=x onerror=alert(1)&gt;" in block and "\\[x\\](javascript:alert(2))" in block
     assert "T \\*t\\*" in block
     # A well-formed id is written as it is.
     note["arxiv_id"] = "2401.00001"

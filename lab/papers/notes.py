@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.core import frontmatter
+from lab.papers.markdown import escape_markdown, unescape_markdown  # noqa: F401
 from lab.papers.ids import ArxivId, parse_id, parse_ids
 from lab.errors import BadInput, LabError
 from lab.core.fsutil import atomic_write_text, natural_key, read_text
@@ -77,31 +78,7 @@ class NoteResult:
     created: bool
 
 
-# ---- Markdown escaping -------------------------------------------------------------------------------------
-
-# Characters both CommonMark and Python-Markdown (mkdocs) accept a backslash escape for, and that can start
-# markup. `<` and `&` become entities instead (Python-Markdown has no `\<`), so no raw HTML survives.
-_ENTITY = re.compile(r"&(?=#\d+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
-
-
-def escape_markdown(text: str) -> str:
-    """Make `text` show as itself in a Markdown paragraph: no emphasis, links, code, headings or HTML."""
-    text = _ENTITY.sub("&amp;", text)
-    text = text.replace("<", "&lt;")
-    # A backslash only escapes punctuation; before a letter (LaTeX `\alpha`) it is already literal.
-    text = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", text)
-    text = re.sub(r"([`*_{}\[\]])", r"\\\1", text)
-    # Characters that are markup only at the start of a line (one-line paragraphs here): `#`, `+`, `-`, `>`,
-    # `1.`; `(` and `!` only around `[`, which is already escaped.
-    text = re.sub(r"^([#+>-])", r"\\\1", text)
-    text = re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
-    return text
-
-
-def unescape_markdown(text: str) -> str:
-    """Undo `escape_markdown` (for readers of the abstract block, such as the search index)."""
-    text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
-    return text.replace("&lt;", "<").replace("&amp;", "&")
+# Markdown escaping of fetched text: one owner, lab.papers.markdown.
 
 
 # ---- Notes -------------------------------------------------------------------------------------------------
