@@ -145,7 +145,7 @@ def prepare_zensical(ws, warn=lambda message: None, progress=lambda message: Non
         warn(f"zensical: {root / 'mkdocs.yml'}: not carried over (Zensical has no use for them): {', '.join(lost)}")
     docs = root / str(config.get("docs_dir") or "docs")
     counts = render.write(ws, work / "docs", site_name=zconfig["site_name"], directory_urls=zconfig.get("use_directory_urls", True) is not False,
-                          own_docs=docs, warn=warn, progress=progress)
+                          own_docs=docs, warn=warn, progress=progress, links="source")
     if "nav" not in zconfig:
         own = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*.md")) if docs.is_dir() else []
         zconfig["nav"] = LAB_NAV + [rel for rel in own if rel not in {v for d in LAB_NAV for v in d.values()}]

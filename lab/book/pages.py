@@ -39,8 +39,12 @@ class Book(ExperimentPages, PaperPages):
     """Every page of the lab book, from one read of the lab."""
 
     def __init__(self, ws, site_name: str = "Lab book", plots: bool = True, cache_dir: Path | None = None,
-                 warn=lambda message: None, progress=lambda message: None, directory_urls: bool = True):
+                 warn=lambda message: None, progress=lambda message: None, directory_urls: bool = True,
+                 links: str = "site"):
         self.ws = ws
+        # Links in raw HTML: "site" gives the built page's URL (mkdocs and ProperDocs leave raw HTML alone);
+        # "source" gives the .md file, relative to the page's own (Zensical rewrites raw HTML links as it does Markdown's).
+        self.links = links
         self.directory_urls = directory_urls
         self.site_name = site_name
         self.warn = warn
@@ -234,6 +238,8 @@ class Book(ExperimentPages, PaperPages):
     def href(self, here: str, target: str) -> str:
         import posixpath
 
+        if self.links == "source":
+            return quote(posixpath.relpath(target, posixpath.dirname(here) or "."), safe="/.-_~")
         base = self.url(here)
         base_dir = base if base.endswith("/") or not base else posixpath.dirname(base) + "/"
         to = self.url(target)

@@ -48,9 +48,10 @@ class Rendering:
     """The pages and files of one build of the book; the curves not in the cache are drawn meanwhile."""
 
     def __init__(self, ws, site_name: str = "Lab book", plots: bool = True, directory_urls: bool = True,
-                 warn=lambda message: None, progress=lambda message: None):
+                 warn=lambda message: None, progress=lambda message: None, links: str = "site"):
         start = time.monotonic()
-        self.book = Book(ws, site_name=site_name, plots=plots, warn=warn, progress=progress, directory_urls=directory_urls)
+        self.book = Book(ws, site_name=site_name, plots=plots, warn=warn, progress=progress, directory_urls=directory_urls,
+                         links=links)
         self.drawing = None
         if self.book.to_draw:
             from lab.book import plots as plotting
@@ -82,10 +83,10 @@ class Rendering:
 
 
 def write(ws, out: Path, site_name: str = "Lab book", plots: bool = True, directory_urls: bool = True,
-          own_docs: Path | None = None, warn=lambda message: None, progress=lambda message: None) -> dict:
+          own_docs: Path | None = None, warn=lambda message: None, progress=lambda message: None, links: str = "site") -> dict:
     """Render the book into `out` (emptied first when an earlier `write` made it; refused when it holds other
     files). `own_docs` (the lab's docs/) is copied in first: a page of the user's is kept where lab has one of
-    the same name. Returns counts: pages, files, own, drawn."""
+    the same name; `links` as in lab.book.pages.Book. Returns counts: pages, files, own, drawn."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: not a directory")
@@ -109,7 +110,8 @@ def write(ws, out: Path, site_name: str = "Lab book", plots: bool = True, direct
                 shutil.copy2(src, out / rel)
                 taken.add(rel)
                 own += 1
-    rendering = Rendering(ws, site_name=site_name, plots=plots, directory_urls=directory_urls, warn=warn, progress=progress)
+    rendering = Rendering(ws, site_name=site_name, plots=plots, directory_urls=directory_urls, warn=warn, progress=progress,
+                          links=links)
     try:
         n = 0
         for page in rendering.pages():

@@ -52,15 +52,26 @@ def _svgs(ws, e) -> list[str]:
     if found is None:
         found = plots.draw_curves(runs, cache, e.table.best)
     out = []
-    for path in found.values():
-        svg = path.read_text(encoding="utf-8")
-        out.append(re.sub(r"\A<\?xml[^>]*>\s*", "", svg))
+    for i, path in enumerate(found.values()):
+        svg = re.sub(r"\A<\?xml[^>]*>\s*", "", path.read_text(encoding="utf-8"))
+        # One document holds every panel: each panel's ids (its clip path) made its own.
+        svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{m.group(1)}-{i}"', svg)
+        out.append(re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{m.group(1)}-{i})", svg))
     return out
 
 
 def _body(e) -> str:
-    """The report's own Markdown without lab's blocks (they are written anew)."""
-    body = e.body
+    """The report's own Markdown without lab's blocks (they are written anew), under its title, with a place for
+    the results and the papers (at the end when the report has no markers)."""
+    body = e.body.strip("\n") + "\n"
+    m = re.match(r"\A\s*(# [^\n]*\n)", body)
+    if m and m.group(1).strip() == f"# {e.name}" and e.title != e.name:
+        body = body[m.end():]
+        m = None
+    if not m:
+        body = f"# {e.title}\n\n{body}"
+    if "<!-- /lab:papers -->" not in body:
+        body += "\n## Papers\n\n<!-- lab:papers --><!-- /lab:papers -->\n"
     for start, end in ((results_block.RESULTS_START, results_block.RESULTS_END), ("<!-- lab:papers -->", "<!-- /lab:papers -->")):
         body = re.sub(re.escape(start) + r".*?" + re.escape(end), f"{start}{end}", body, flags=re.S)
     return body
@@ -74,11 +85,10 @@ def single_html(ws, name: str, warn=lambda message: None) -> str:
     # The report is rendered with raw HTML off: whatever it holds, the page runs no script.
     parser = MarkdownIt("commonmark", {"html": False}).enable("table")
     body = _body(e)
-    if not re.match(r"\A\s*# ", body):
-        body = f"# {e.title}\n\n{body}"
     marker = "LABRESULTSBLOCK"
     body = body.replace(f"{results_block.RESULTS_START}{results_block.RESULTS_END}", f"\n\n{marker}\n\n")
-    body = body.replace("<!-- lab:papers --><!-- /lab:papers -->", "")
+    papers_marker = "LABPAPERSBLOCK"
+    body = body.replace("<!-- lab:papers --><!-- /lab:papers -->", f"\n\n{papers_marker}\n\n")
     rendered = parser.render(body)
     svgs = _svgs(ws, e)
     results = results_html(e.table) + grouped_html(e.table, e.group_by)
@@ -94,7 +104,8 @@ def single_html(ws, name: str, warn=lambda message: None) -> str:
         title = html.escape(p.title())
         head = f'<a href="{html.escape(url, quote=True)}">{title}</a>' if url else title
         items.append(f"<li>{head}: {html.escape(', '.join(p.authors()[:3]))} ({html.escape(date(p.meta.get('published'))[:4])})</li>")
-    rendered += "<h2>Papers</h2>\n" + (f"<ul>{''.join(items)}</ul>\n" if items else "<p><em>No linked papers.</em></p>\n")
+    papers_html = f"<ul>{''.join(items)}</ul>\n" if items else "<p><em>No linked papers.</em></p>\n"
+    rendered = rendered.replace(f"<p>{papers_marker}</p>", papers_html)
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(e.title)}</title>\n<style>{STYLE}</style></head>\n<body>\n{rendered}</body></html>\n")
@@ -106,8 +117,6 @@ def single_markdown(ws, name: str, warn=lambda message: None) -> str:
 
     exp, e, papers = _experiment(ws, name, warn)
     body = _body(e)
-    if not re.match(r"\A\s*# ", body):
-        body = f"# {e.title}\n\n{body}"
     table = e.table.markdown()
     if any(k in e.table.setting_keys for k in e.group_by):
         groups = group_runs(e.table, e.group_by)

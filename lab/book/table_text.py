@@ -54,7 +54,7 @@ def text_table(table) -> list[str]:
 
 def text_grid(header: list[str], rows: list[list[str]], numeric_from: int) -> list[str]:
     """A plain grid: columns from `numeric_from` on right-aligned."""
-    widths = [max(len(header[c]), *(len(r[c]) for r in rows)) for c in range(len(header))]
+    widths = [max([len(header[c]), *(len(r[c]) for r in rows)]) for c in range(len(header))]
 
     def line(cells):
         return "  ".join(cells[c].rjust(widths[c]) if c >= numeric_from else cells[c].ljust(widths[c])

@@ -87,6 +87,9 @@ def compare_cmd(lab, experiments, metric, mode, metrics, all_metrics, group, as_
     title = exps[0].meta().get("title") if len(exps) == 1 else None
     if isinstance(title, str) and title.strip() and title.strip() != name:
         click.echo(f"{name}: {' '.join(title.split())}", err=True)
+    if group and not groups:
+        click.echo(f"{name} has no finished runs to group yet", err=True)
+        return
     if group:
         header, rows = grouped_rows(table, groups)
         for text in text_grid(header, rows, len(header) - len(table.metric_keys) - 1):

@@ -16,9 +16,9 @@ import re
 _BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")
 # Anywhere on the line; `_` only at a word's edge (inside a word, as in `alpha_1`, neither flavour reads it).
 _SPECIAL = re.compile(r"([`*{}\[\]|#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
-# Markup only at the start of a line: a list item, a quote (already an entity), an ordered list.
-_LINE_START = re.compile(r"^([+-])")
-_ORDERED = re.compile(r"^(\d+)([.)])")
+# Markup only at the start of a line, and only before a space: a list item (`- `, `+ `), an ordered one (`1. `).
+_LINE_START = re.compile(r"^([+-])(?=\s|$)")
+_ORDERED = re.compile(r"^(\d+)([.)])(?=\s|$)")
 _UNESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
