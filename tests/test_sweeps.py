@@ -112,3 +112,17 @@ def test_the_title_in_front_matter_heads_the_page_and_compare(grid_lab):
     page = grid_lab / "g.html"
     LabCLI(grid_lab)("book", "grid-exp", "--single", page, check=0)
     assert "<h1>Learning-rate grid</h1>" in page.read_text() and "<title>Learning-rate grid</title>" in page.read_text()
+
+
+def test_single_page_of_a_wide_sweep_with_no_runs_still_reads(grid_lab):
+    exp = Workspace(grid_lab).experiment("grid-exp")
+    (exp.settings_dir / "grid.jsonnet").unlink()
+    for i in range(200):
+        (exp.settings_dir / f"s{i}.json").write_text(json.dumps({"learning_rate": 10 ** -(i % 7), "seed": i, f"extra_{i % 5}": i}))
+    page = grid_lab / "wide.html"
+    LabCLI(grid_lab)("book", "grid-exp", "--single", page, check=0)
+    html = page.read_text()
+    assert html.count("not run") == 200 and '<div class="lab-table">' in html and "overflow-x: auto" in html
+    md = grid_lab / "wide.md"
+    LabCLI(grid_lab)("book", "grid-exp", "--single", md, check=0)
+    assert md.read_text().count("| not run |") == 200
