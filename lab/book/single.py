@@ -55,8 +55,8 @@ def _svgs(ws, e) -> list[str]:
     for i, path in enumerate(found.values()):
         svg = re.sub(r"\A<\?xml[^>]*>\s*", "", path.read_text(encoding="utf-8"))
         # One document holds every panel: each panel's ids (its clip path) made its own.
-        svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{m.group(1)}-{i}"', svg)
-        out.append(re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{m.group(1)}-{i})", svg))
+        svg = re.sub(r'\bid="([^"]+)"', rf'id="\1-{i}"', svg)
+        out.append(re.sub(r"url\(#([^)]+)\)", rf"url(#\1-{i})", svg))
     return out
 
 
