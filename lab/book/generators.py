@@ -131,8 +131,9 @@ def mkdocs_argv(root: Path, serve: bool = False, strict: bool = False, site_dir:
     return _argv(generator, config, serve, strict, site_dir, dev_addr)
 
 
-def prepare_zensical(ws, warn=lambda message: None, progress=lambda message: None) -> Path:
-    """Render the book for Zensical and write its configuration; the configuration's path."""
+def prepare_zensical(ws, warn=lambda message: None, progress=lambda message: None, again: bool = False) -> Path:
+    """Render the book for Zensical and write its configuration; the configuration's path. `again`: a re-render
+    while serving (what is not carried over was said already)."""
     import yaml
 
     from lab.book import render
@@ -141,7 +142,7 @@ def prepare_zensical(ws, warn=lambda message: None, progress=lambda message: Non
     config = site_config(root)
     work = ws.state_dir / "book" / "zensical"
     zconfig, lost = zensical_config(root, config)
-    if lost:
+    if lost and not again:
         warn(f"zensical: {root / 'mkdocs.yml'}: not carried over (Zensical has no use for them): {', '.join(lost)}")
     docs = root / str(config.get("docs_dir") or "docs")
     counts = render.write(ws, work / "docs", site_name=zconfig["site_name"], directory_urls=zconfig.get("use_directory_urls", True) is not False,
@@ -150,8 +151,10 @@ def prepare_zensical(ws, warn=lambda message: None, progress=lambda message: Non
         own = sorted(p.relative_to(docs).as_posix() for p in docs.rglob("*.md")) if docs.is_dir() else []
         zconfig["nav"] = LAB_NAV + [rel for rel in own if rel not in {v for d in LAB_NAV for v in d.values()}]
     path = work / "mkdocs.yml"
-    path.write_text("# Written by lab book for Zensical from the lab's mkdocs.yml; written again by every build.\n"
-                    + yaml.safe_dump(zconfig, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    text = ("# Written by lab book for Zensical from the lab's mkdocs.yml; written again by every build.\n"
+            + yaml.safe_dump(zconfig, sort_keys=False, allow_unicode=True))
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
     progress(f"lab: rendered {counts['pages']} pages for zensical")
     return path
 
@@ -171,6 +174,9 @@ def run(ws, serve: bool = False, strict: bool = False, site_dir: str | None = No
     if config is not None:
         argv = _argv("zensical", config, serve, strict, None, dev_addr)
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    if config is not None and serve:
+        _serve_zensical(ws, argv, config, env, warn, progress)
+        return generator
     try:
         code = subprocess.run(argv, cwd=config.parent if config else root, env=env).returncode
     except KeyboardInterrupt:
@@ -185,3 +191,51 @@ def run(ws, serve: bool = False, strict: bool = False, site_dir: str | None = No
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(built), str(target))
     return generator
+
+
+def _signature(root: Path) -> tuple:
+    """What the book is made of, cheaply: the count, newest modification and total size of the lab's files."""
+    count = newest = size = 0
+    for top in ("experiments", "papers", "docs", "feeds"):
+        for dirpath, dirnames, filenames in os.walk(root / top):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "models"]
+            for name in filenames:
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                count, newest, size = count + 1, max(newest, st.st_mtime_ns), size + st.st_size
+    for name in ("mkdocs.yml", "lab.yaml"):
+        try:
+            newest = max(newest, (root / name).stat().st_mtime_ns)
+        except OSError:
+            pass
+    return count, newest, size
+
+
+def _serve_zensical(ws, argv, config: Path, env, warn, progress, every: float = 1.5) -> None:
+    """`zensical serve` on the rendered book, rendered again (only what changed is written) when the lab changes."""
+    import time
+
+    proc = subprocess.Popen(argv, cwd=config.parent, env=env)
+    try:
+        seen = _signature(ws.root)
+        while proc.poll() is None:
+            time.sleep(every)
+            now = _signature(ws.root)
+            if now != seen:
+                seen = now
+                try:
+                    prepare_zensical(ws, warn=warn, progress=progress, again=True)
+                except LabError as e:
+                    warn(f"lab: {e}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -84,32 +84,30 @@ class Rendering:
 
 def write(ws, out: Path, site_name: str = "Lab book", plots: bool = True, directory_urls: bool = True,
           own_docs: Path | None = None, warn=lambda message: None, progress=lambda message: None, links: str = "site") -> dict:
-    """Render the book into `out` (emptied first when an earlier `write` made it; refused when it holds other
-    files). `own_docs` (the lab's docs/) is copied in first: a page of the user's is kept where lab has one of
-    the same name; `links` as in lab.book.pages.Book. Returns counts: pages, files, own, drawn."""
+    """Render the book into `out`: a new or empty directory, or one an earlier `write` made (then only what changed
+    is written and what is gone removed, so a generator watching it rebuilds only that). `own_docs` (the lab's
+    docs/) is copied in first: a page of the user's is kept where lab has one of the same name; `links` as in
+    lab.book.pages.Book. Returns counts: pages, files, own, drawn, experiments, papers."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise BadInput(f"{out}: not empty and not written by lab book --out; choose an empty or new directory")
-        shutil.rmtree(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise BadInput(f"{out}: not empty and not written by lab book --out; choose an empty or new directory")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by lab book --out; emptied and written again by the next one\n")
-    taken: set[str] = set()
+    _write(out / MARKER, "written by lab book --out; written again by the next one\n")
+    written = {MARKER}
     own = 0
     if own_docs is not None and Path(own_docs).is_dir():
         for dirpath, dirnames, filenames in os.walk(own_docs):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                if name.startswith("."):
-                    continue
-                src = Path(dirpath) / name
-                rel = src.relative_to(own_docs).as_posix()
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, out / rel)
-                taken.add(rel)
-                own += 1
+                if not name.startswith("."):
+                    src = Path(dirpath) / name
+                    rel = src.relative_to(own_docs).as_posix()
+                    _copy(src, out / rel)
+                    written.add(rel)
+                    own += 1
+    taken = set(written)
     rendering = Rendering(ws, site_name=site_name, plots=plots, directory_urls=directory_urls, warn=warn, progress=progress,
                           links=links)
     try:
@@ -119,27 +117,51 @@ def write(ws, out: Path, site_name: str = "Lab book", plots: bool = True, direct
                 progress(f"lab: {page.src_uri} is your own page; lab's is not generated")
                 continue
             _write(out / page.src_uri, page.content)
+            written.add(page.src_uri)
             n += 1
         if CSS_URI not in taken:
             _write(out / CSS_URI, CSS)
+            written.add(CSS_URI)
         drawn = rendering.wait()
         files = 0
         for src_uri, path in rendering.static_files():
-            if src_uri in taken:
-                continue
-            target = out / src_uri
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-            files += 1
+            if src_uri not in taken:
+                _copy(path, out / src_uri)
+                written.add(src_uri)
+                files += 1
     finally:
         rendering.cancel()
+    for dirpath, _dirnames, filenames in os.walk(out, topdown=False):  # what an earlier write made and is gone now
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.relative_to(out).as_posix() not in written:
+                path.unlink()
+        if Path(dirpath) != out and not any(Path(dirpath).iterdir()):
+            Path(dirpath).rmdir()
     return {"pages": n, "files": files, "own": own, "drawn": drawn,
             "experiments": len(rendering.book.experiments), "papers": len(rendering.book.papers)}
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Write `text` unless the file holds it already."""
+    data = text.encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _copy(src: Path, target: Path) -> None:
+    """Copy `src` unless `target` is already a copy of it (same size and modification time)."""
+    try:
+        a, b = src.stat(), target.stat()
+        if a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns:
+            return
+    except OSError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, target)
 
 
 __all__ = ["CSS", "CSS_URI", "Page", "Rendering", "write"]
