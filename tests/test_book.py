@@ -794,6 +794,12 @@ def test_a_missing_generator_names_its_extra(built):
         config.unlink()
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().endswith("pip install 'lab[properdocs]'") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    config.write_text("book:\n  generator: hugo\n")
+    try:
+        proc = LabCLI(root)("book", check=2)
+    finally:
+        config.unlink()
+    assert "book.generator: 'hugo' is not one of mkdocs, properdocs, zensical" in proc.stderr
 
 
 def test_out_writes_the_book_as_plain_markdown(built, tmp_path):
