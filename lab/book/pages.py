@@ -1,4 +1,6 @@
-"""The lab book's pages, as Markdown, generated from `experiments/` and `papers/` (no mkdocs import here).
+"""The lab book's pages, as Markdown, generated from `experiments/` and `papers/` (no generator is imported here):
+`Book` holds the home page, the indexes and the tag pages; an experiment's page is in lab.book.experiment_page,
+a paper's page and the reading list in lab.book.paper_pages, what is read from the lab in lab.book.sources.
 
 The pages mirror the lab's layout, so the relative links users write in reports and notes keep working:
 `index.md` (home), `experiments/index.md`, `experiments/EXP/report.md` (+ `curves/PANEL.svg`, the settings files
@@ -6,7 +8,7 @@ and figures, and what `book: publish:` in lab.yaml adds), `papers/index.md`, `pa
 (the newest feed items), `tags/index.md`, `tags/SLUG.md`.
 
 Text that came from arXiv or feeds (titles, authors, abstracts, comments, tags) is untrusted: it is escaped
-everywhere (`md_escape` in Markdown, `html.escape` in raw HTML) and its URLs are linked only when http(s).
+everywhere (lab.papers.markdown in Markdown, `html.escape` in raw HTML) and its URLs are linked only when http(s).
 Reports and the `## Notes` of paper notes are the user's own Markdown and render as they are.
 """
 
