@@ -91,7 +91,8 @@ class Lab:
         """
         from lab.core.fsutil import natural_key
         from lab.core.settings import check_setting_name
-        from lab.runs.record import STATES, read_record_file
+        from lab.runs.record import read_record_file
+        from lab.runs.state import STATES
 
         states = _states(state, STATES)
         if setting is not None and not any(c in setting for c in "*?["):
