@@ -91,7 +91,8 @@ class Lab:
         """
         from lab.core.fsutil import natural_key
         from lab.core.settings import check_setting_name
-        from lab.runs.record import STATES, read_record_file
+        from lab.runs.record import read_record_file
+        from lab.runs.state import STATES
 
         states = _states(state, STATES)
         if setting is not None and not any(c in setting for c in "*?["):
@@ -158,12 +159,14 @@ class Lab:
         return dict(cancel(self.workspace, list(targets)))
 
     def compare(self, experiment: str, metric: str | None = None, mode: str | None = None,
-                metrics: list[str] | None = None) -> dict[str, Any]:
+                metrics: list[str] | None = None, all_metrics: bool = False) -> dict[str, Any]:
         """`lab compare EXP --json`: the settings that differ between the runs, their final metrics and the best
-        run (by `metric`, `mode` "max" or "min"; default: the experiment's own choice)."""
+        run (by `metric`, `mode` "max" or "min"; default: the experiment's own choice). `metrics`: these metric
+        columns; `all_metrics`: every metric, bookkeeping included."""
         from lab.book.table import runs_table
 
-        table = runs_table(self.workspace.experiment(experiment), metric=metric, mode=mode, metrics=metrics)
+        table = runs_table(self.workspace.experiment(experiment), metric=metric, mode=mode, metrics=metrics,
+                           all_metrics=all_metrics)
         return dict(table.to_json())
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
