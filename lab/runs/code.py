@@ -71,8 +71,39 @@ def missing_program(root: Path, argv: list[str]) -> str | None:
     return None
 
 
+TRACKED_CACHE = "tracked-files"
+
+
 def tracked_files(root: Path) -> list[str] | None:
-    """The files git tracks under `root` (paths relative to it), or None when `root` is not in a git work tree."""
+    """The files git tracks under `root` (paths relative to it), or None when `root` is not in a git work tree.
+
+    At a repository's top level the answer is kept in `.lab/tracked-files` with the stamp of `.git/index` (which
+    git rewrites whenever what it tracks changes), so a queue of jobs asks git once, not once per job."""
+    index = Path(root) / ".git" / "index"
+    try:
+        st = index.stat()
+        stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    except OSError:
+        return _ask_git(root)
+    cache = Path(root) / ".lab" / TRACKED_CACHE
+    try:
+        head, _, body = cache.read_bytes().decode("utf-8", "surrogateescape").partition("\n")
+        if head == stamp:
+            return [p for p in body.split("\0") if p]
+    except OSError:
+        pass
+    files = _ask_git(root)
+    if files is not None:
+        from lab.core.fsutil import atomic_write_bytes
+
+        try:
+            atomic_write_bytes(cache, (stamp + "\n" + "\0".join(files)).encode("utf-8", "surrogateescape"), fsync=False)
+        except OSError:
+            pass  # derived: asked again next time
+    return files
+
+
+def _ask_git(root: Path) -> list[str] | None:
     try:
         out = subprocess.run(["git", "-c", "core.quotepath=off", "ls-files", "-z"], cwd=root, capture_output=True,
                              timeout=30)
