@@ -84,6 +84,9 @@ class Attempt:
         self.started_at = started_at
         self._since = time.time()
         self.capture = capture_options(setting)
+        # The code's hashes before the program starts (cached: a few stats), so that the `running` record, written
+        # once it runs, follows at once: a supervisor that dies in between leaves a job that never said it ran.
+        self.code = _code_fields(self)
 
     def spawn(self) -> subprocess.Popen | None:
         """Start the prepared program and write the `running` record."""
@@ -221,7 +224,14 @@ def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
 def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook
     from lab.runs.environment import record_fields
 
-    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env)
+    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env,
+                         code=getattr(attempt, "code", None))
+
+
+def _code_fields(attempt: Attempt) -> dict:
+    from lab.runs.code import code_fields
+
+    return code_fields(attempt.setting, attempt.argv)
 
 
 def provenance(root: Path) -> dict:
