@@ -36,12 +36,17 @@ MAX_DEFAULT_FILES = 2000  # more tracked program files than this: only the named
 def patterns_for(setting) -> list[str] | None:
     """The `code:` globs of the setting's report, else of lab.yaml, else None (the default set). BadInput when
     `code:` is neither a string nor a list of strings."""
-    meta = setting.experiment.meta()
+    return experiment_patterns(setting.experiment)
+
+
+def experiment_patterns(exp, meta: dict | None = None) -> list[str] | None:
+    """`patterns_for` of an experiment (`meta`: its report's front matter, when the caller has read it)."""
+    meta = exp.meta() if meta is None else meta
     if "code" in meta and meta["code"] is not None:
-        return _globs(meta["code"], setting.experiment.report_path)
-    config = setting.experiment.workspace.config
+        return _globs(meta["code"], exp.report_path)
+    config = exp.workspace.config
     if "code" in config and config["code"] is not None:
-        return _globs(config["code"], setting.experiment.workspace.root / "lab.yaml")
+        return _globs(config["code"], exp.workspace.root / "lab.yaml")
     return None
 
 
