@@ -178,10 +178,13 @@ class Attempt:
         write_result(records.metrics_path(self.setting), cap.result())
 
     def _running(self, started_at: str) -> dict:
+        info = provenance(self.setting.experiment.workspace.root)
+        drift = _drift_fields(self)
+        if drift.get("untracked") and info.get("git"):
+            info["git"]["dirty"] = True  # it ran files the commit does not hold (kept with the record: lab.runs.code)
         return records.running(self.setting, attempt=self.attempt, executor=self.executor, resolved=self.resolved,
                                hash_=settings_hash(self.resolved), template=self.template, argv=self.argv,
-                               started_at=started_at, provenance=provenance(self.setting.experiment.workspace.root),
-                               extra=self.extra, drift=_drift_fields(self))
+                               started_at=started_at, provenance=info, extra=self.extra, drift=drift)
 
     def duration(self) -> float | None:
         return round(time.monotonic() - self._started, 3) if self._started else None
