@@ -25,7 +25,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 API_DIR = FIXTURES / "arxiv-api"
 PDF_DIR = FIXTURES / "pdf"

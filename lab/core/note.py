@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.core import frontmatter
+from lab.core.markdown import escape_markdown, unescape_markdown  # noqa: F401 (re-exported for readers of notes)
 from lab.errors import BadInput
 
 ABSTRACT_START = "<!-- lab:abstract (lab rewrites this block when the note is refreshed; write in Notes below) -->"
@@ -40,27 +41,6 @@ ABSTRACT_RE = re.compile(r"<!-- lab:abstract\b[^\n]*?-->(.*?)<!-- /lab:abstract 
 
 # Characters both CommonMark and Python-Markdown (mkdocs) accept a backslash escape for, and that can start
 # markup. `<` and `&` become entities instead (Python-Markdown has no `\<`), so no raw HTML survives.
-_ENTITY = re.compile(r"&(?=#\d+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
-
-
-def escape_markdown(text: str) -> str:
-    """Make `text` show as itself in a Markdown paragraph: no emphasis, links, code, headings or HTML."""
-    text = _ENTITY.sub("&amp;", text)
-    text = text.replace("<", "&lt;")
-    # A backslash only escapes punctuation; before a letter (LaTeX `\alpha`) it is already literal.
-    text = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", text)
-    text = re.sub(r"([`*_{}\[\]])", r"\\\1", text)
-    # Characters that are markup only at the start of a line (one-line paragraphs here): `#`, `+`, `-`, `>`,
-    # `1.`; `(` and `!` only around `[`, which is already escaped.
-    text = re.sub(r"^([#+>-])", r"\\\1", text)
-    text = re.sub(r"^(\d+)([.)])", r"\1\\\2", text)
-    return text
-
-
-def unescape_markdown(text: str) -> str:
-    """Undo `escape_markdown` (for readers of the abstract block, such as the search index)."""
-    text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
-    return text.replace("&lt;", "<").replace("&amp;", "&")
 
 
 def abstract_block(abstract: str) -> str:
