@@ -153,7 +153,7 @@ def known_items(tmp: Path, pdfs: Path) -> None:
                 (root / "papers" / f"{key}.md").write_text(note)
     # And 1,000 real abstracts (SciFact's corpus, benchmarks/data/scifact-dev): volume for the ranking to cut through.
     with open(REPO / "benchmarks" / "data" / "scifact-dev" / "corpus.jsonl", encoding="utf-8") as f:
-        for n, line in zip(range(1000), f):
+        for _, line in zip(range(1000), f):
             doc = json.loads(line)
             title = doc.get("title") or f"SciFact {doc['doc_id']}"
             (root / "papers" / f"scifact-{doc['doc_id']}.md").write_text(f"---\ntitle: {json.dumps(title)}\n---\n\n{doc['text']}\n")
