@@ -228,3 +228,12 @@ def test_private_use_text_only_is_said(tmp_path, monkeypatch):
     monkeypatch.setattr(pypdf.PageObject, "extract_text", lambda self, *a, **k: "\ue031\ue032\ue033 \ue034")
     out = pdftext.extract(PDFS / "multicolumn.pdf")
     assert out["problem"].startswith("its text is private-use glyphs only")
+
+
+def test_the_book_knows_which_papers_have_their_full_text_indexed(lab, lab_root):
+    from lab.book.sources import fulltext_indexed
+    from lab.core.workspace import Workspace
+
+    lab("note", "1111.2011v2", check=0)
+    (lab_root / "papers" / "1605.08386.md").write_text("---\ntitle: No PDF here\n---\n")
+    assert fulltext_indexed(Workspace(lab_root), ["1111.2011", "1605.08386"]) == {"1111.2011": True}
