@@ -113,6 +113,7 @@ def test_without_onnxruntime_the_numpy_model_embeds(tmp_path):
     assert np.allclose(np.array(found["vectors"], dtype=np.float32), reference, atol=1e-5)
 
 
+@pytest.mark.real_process  # onnxruntime is blocked through PYTHONPATH: only a new process sees that
 def test_reindex_embeds_with_the_fast_model_or_says_why_not(lab, tmp_path):
     from lab.search import index
 
@@ -125,14 +126,15 @@ def test_reindex_embeds_with_the_fast_model_or_says_why_not(lab, tmp_path):
     slow = lab("reindex", "--json", check=0,
                env={**env, "PYTHONPATH": os.pathsep.join([str(blocked), str(REPO), os.environ.get("PYTHONPATH", "")])})
     assert "lab: embedding with the slower NumPy model: onnxruntime is not installed" in slow.stderr
-    assert json.loads(slow.stdout)["embedded"] == 20
+    passages = json.loads(slow.stdout)["embedded"]
+    assert passages >= 20  # every note, a long one as several passages
     conn = index.connect(lab.root)
     numpy_vectors = dict(conn.execute("SELECT hash, vec FROM doc_vectors"))
     conn.close()
 
     (lab.root / ".lab" / "index.db").unlink()
     fast = lab("reindex", "--json", check=0, env=env)
-    assert "NumPy" not in fast.stderr and json.loads(fast.stdout)["embedded"] == 20
+    assert "NumPy" not in fast.stderr and json.loads(fast.stdout)["embedded"] == passages
     assert len(graphs(tmp_path / "cache")) == 2
     conn = index.connect(lab.root)
     fast_vectors = dict(conn.execute("SELECT hash, vec FROM doc_vectors"))
