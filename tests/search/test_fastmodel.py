@@ -113,6 +113,7 @@ def test_without_onnxruntime_the_numpy_model_embeds(tmp_path):
     assert np.allclose(np.array(found["vectors"], dtype=np.float32), reference, atol=1e-5)
 
 
+@pytest.mark.real_process  # onnxruntime is blocked through PYTHONPATH, which only a new process reads
 def test_reindex_embeds_with_the_fast_model_or_says_why_not(lab, tmp_path):
     from lab.search import index
 
