@@ -124,7 +124,7 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
             if _wanted(parsed, exp, name):
                 items[name] = _slurm_entry(workspace, rec)
         out.extend(items[name] for name in sorted(items, key=natural_key))
-    out = _mark_stale(workspace, out)  # issue 18: succeeded runs whose inputs changed
+    out = _mark_stale(workspace, out)  # succeeded runs whose inputs changed since are shown `stale`
     if form == "json":
         if not out:
             return "[]"
@@ -135,7 +135,8 @@ def collect(workspace, targets: list[str] | None = None, recover: bool = True, f
 
 
 def _mark_stale(workspace, out: list) -> list:
-    """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries (issue 18)."""
+    """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries: their result no longer
+    describes the code and data now."""
     checker = None
     answers: dict[str, list] = {}  # runs of one experiment mostly share their inputs: one check per distinct set
     for i, e in enumerate(out):

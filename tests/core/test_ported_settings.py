@@ -1,4 +1,4 @@
-"""Settings ported from transformers' run_glue.py / run_classification.py, as people wrote them (issue 16).
+"""Settings ported from transformers' run_glue.py / run_classification.py, as people wrote them.
 
 The files in tests/fixtures/settings/ are real (schlevik/nlr, as committed) or transcribed from transformers'
 own tests and README (provenance in tests/fixtures/README.md). Each goes through `lab run`'s check, and the

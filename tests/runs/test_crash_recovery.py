@@ -1,5 +1,5 @@
 """Exactly once under kill -9: the runner (or a job's supervisor) killed at each named point of starting and
-finishing a job, and random kill -9 of the runner over a queue of short jobs (issue 14)."""
+finishing a job, and random kill -9 of the runner over a queue of short jobs: each setting still runs exactly once."""
 
 from __future__ import annotations
 
