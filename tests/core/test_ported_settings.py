@@ -124,6 +124,7 @@ def test_sentence_pairs_are_found_as_run_glue_finds_them():
     assert default_text_columns(["body", "label"]) is None
 
 
+@pytest.mark.slow  # trains a model
 def test_the_trainer_uses_the_pair(tmp_path):
     pytest.importorskip("datasets")
     from lab.train.args import DataTrainingArguments

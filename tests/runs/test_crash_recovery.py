@@ -115,6 +115,7 @@ def test_a_kill_at_each_point_of_a_job_leaves_each_setting_done_once(lab_root, c
     assert not list((lab_root / ".lab" / "jobs").glob("*.exit"))
 
 
+@pytest.mark.slow  # a storm of kill -9
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_kill9_of_the_runner_runs_every_setting_exactly_once(lab_root, cleanup, seed):
     rng = random.Random(seed)
