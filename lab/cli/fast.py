@@ -17,15 +17,10 @@ import os
 import sys
 
 from lab.cli.exits import run
-from lab.core import layout
 from lab.core.layout import find_root
-from lab.errors import BadInput
 
-TYPES = ("experiment", "setting", "run", "paper", "feed")
-MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit", "--mode": "mode"}
-MODES = ("hybrid", "keyword", "semantic")
 
 
 def main(argv=None) -> None:
@@ -95,14 +90,15 @@ def _status_at_root(root: str, targets: list[str], as_json: bool) -> int:
 
 def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
     """Print the runs (a table, or JSON on stdout) and the runner's state (stderr); return the exit status."""
-    from lab.runs.status import collect, lanes_text, queue_info
+    from lab.runs.local.info import queue_info
+    from lab.runs.status import entries_json, table_rows
 
     if as_json:
-        text = collect(workspace, list(targets), form="json")
+        text = entries_json(workspace, list(targets))
         sys.stdout.write(text + "\n")
         empty = text == "[]"
     else:
-        rows = collect(workspace, list(targets), form="cells")
+        rows = table_rows(workspace, list(targets))
         sys.stdout.write(format_status(rows))
         empty = not rows
     sys.stdout.flush()
@@ -125,6 +121,18 @@ def format_status(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
     return "\n".join(fmt.format(*row).rstrip() for row in table) + "\n"
+
+
+def lanes_text(lanes: dict | None) -> str:
+    """`; 3 of 4 GPU slots busy (GPUs 0,1,2), 0 of 1 CPU lane` for the runner's line ('' for one plain lane)."""
+    if not lanes or (not lanes["gpus"] and lanes["max_parallel"] == 1):
+        return ""
+    parts = []
+    if lanes["gpus"]:
+        which = f" (GPU{'s' if len(lanes['busy_gpus']) != 1 else ''} {','.join(lanes['busy_gpus'])})" if lanes["busy_gpus"] else ""
+        parts.append(f"{lanes['gpu_slots_busy']} of {lanes['gpu_slots']} GPU slots busy{which}")
+    parts.append(f"{lanes['cpu_busy']} of {lanes['max_parallel']} CPU lane{'s' if lanes['max_parallel'] != 1 else ''} busy")
+    return "; " + ", ".join(parts) + (f"; {lanes['waiting']}" if lanes.get("waiting") else "")
 
 
 def _parse_search(args: list[str]) -> dict | None:
@@ -152,6 +160,8 @@ def _parse_search(args: list[str]) -> dict | None:
         else:
             return None  # --help, a typo: click explains
         i += 1
+    from lab.search.searcher import MAX_LIMIT, MODES, TYPES  # here: `lab status` and `lab --help` need none of it
+
     if out["type"] is not None and out["type"] not in TYPES:
         return None
     if out["mode"] is not None and out["mode"] not in MODES:
@@ -166,56 +176,24 @@ def _parse_search(args: list[str]) -> dict | None:
 
 
 def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None, mode=None) -> int:
-    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status.
+    """Search the lab at `root` (lab.search.searcher.search) and print the results (stdout) and diagnostics
+    (stderr); return the exit status.
 
     `mode`: "keyword", "semantic" or "hybrid" (None: hybrid where semantic search can run, else keyword).
     """
-    from lab.search import index
-    from lab.search import query
+    from lab.search.searcher import search
 
     query_text = " ".join(words)
-    for value in (query_text, tag, exp):
-        if value is not None and not _utf8(value):
-            raise BadInput(f"{value!r}: holds bytes that are not UTF-8; type the words in UTF-8")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadInput(f"--limit {limit}: give a number from 1 to {MAX_LIMIT}")
-    if exp is not None:
-        _check_exp(root, exp)
     if color is None:
         color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-
-    by_meaning = mode != "keyword" and not query.Query(query_text).empty()
-    helper = None
-
-    def before_scan():
-        """No watcher ranks for this search: fork the helper that embeds the query while this process scans."""
-        nonlocal helper
-        if by_meaning and helper is None:
-            from lab.search import prefork
-
-            helper = prefork.start(root, query_text)
-
-    def reader(conn):
-        semantic, chosen = None, mode
-        if by_meaning:
-            from lab.search import embed
-
-            semantic = embed.prepare(root, conn, query_text, required=mode == "semantic", helper=helper)
-        if semantic is None and mode is None:
-            chosen = "keyword"
-        return query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks,
-                            mode=chosen or "hybrid", semantic=semantic)
-
-    try:
-        results, stats = index.read(root, reader, before_scan=before_scan)
-    finally:
-        if helper is not None:
-            helper.close()
-    for message in stats.warnings:
+    found = search(root, query_text, type=type, exp=exp, tag=tag, limit=limit, mode=mode, marks=marks,
+                   say=_say, download_progress=download_progress if sys.stderr.isatty() else None)
+    results = found.results
+    for message in found.warnings:
         sys.stderr.write(f"lab: warning: {message}\n")
-    if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
-        sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
+    if found.scanned > SLOW_SCAN and sys.stderr.isatty():
+        sys.stderr.write(f"lab: checking the lab's files for changes took {found.scanned * 1000:.0f} ms; "
                          "'lab watch --detach' keeps the index fresh so searches skip that\n")
     if as_json:
         import json
@@ -225,27 +203,22 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         sys.stdout.write(format_results(results, color))
     if not results:
         filters = " ".join(f"--{k} {v}" for k, v in (("type", type), ("exp", exp), ("tag", tag)) if v)
-        if query.fts_query(query_text) is None:
+        if found.nothing_to_search:
             sys.stderr.write("nothing to search for: give some words, e.g. lab search \"learning rate warmup\"\n")
         else:
             sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
     return 0
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
-        return False
-    return True
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
-def _check_exp(root, exp: str) -> None:
-    from lab.core.names import check_name  # the CLI's one name check (only when --exp is given)
-
-    check_name(exp)
-    if not os.path.isdir(os.path.join(root, layout.EXPERIMENTS, exp)):
-        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, layout.EXPERIMENTS)}")
+def download_progress(done: int, total: int) -> None:
+    """The model's download on a terminal: one line on stderr, redrawn in place."""
+    end = "\n" if total and done >= total else ""
+    sys.stderr.write(f"\rdownloading the search model: {done / 1e6:.0f} of {total / 1e6:.0f} MB{end}")
+    sys.stderr.flush()
 
 
 def format_results(results: list[dict], color: bool = False) -> str:
@@ -257,7 +230,15 @@ def format_results(results: list[dict], color: bool = False) -> str:
         if r.get("section"):
             head += f" › {r['section']}"
         lines.append(head)
-        lines.append(f"    {r['path']}")
+        where = r["path"]
+        if r.get("page") is not None:  # a passage of the paper's PDF: `papers/2301.12345.md p. 5 §4.2`
+            where += f" p. {r['page']}"
+            if r.get("section"):
+                import re
+
+                number = re.match(r"(\d+(?:\.\d+)*|[IVX]+|[A-H])\.?\s", r["section"])
+                where += f" §{number.group(1) if number else r['section']}"
+        lines.append(f"    {where}")
         if r["snippet"]:
             lines.append(f"    {r['snippet']}")
         lines.append("")

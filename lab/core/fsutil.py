@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -22,6 +23,26 @@ def atomic_write_text(path: Path | str, text: str, fsync: bool = True) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes, fsync: bool = True) -> None:
+    """`atomic_write_text` for bytes (a copy of a user's file kept as it is)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
@@ -56,7 +77,7 @@ def atomic_write_json(path: Path | str, data, fsync: bool = True) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", fsync=fsync)
 
 
-def json_objects(lines):
+def json_objects(lines: Iterable[str]) -> Iterator[dict]:
     """The JSON objects among `lines` (JSON Lines): blank lines, non-JSON and non-objects are skipped, never fatal."""
     for line in lines:
         line = line.strip()

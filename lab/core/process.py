@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -98,22 +99,39 @@ def group_gone(pgid: int | None) -> bool:
     return not group_alive(pgid) or not live_members(pgid)
 
 
-def terminate_group(pgid: int | None, grace: float = 10.0, is_gone=None) -> bool:
-    """SIGTERM the group, SIGKILL it after `grace` seconds; return True when it is gone.
+def terminate_group(pgid: int | None, grace: float = 10.0, is_gone: Callable[[], bool] | None = None,
+                    members: Callable[[], list[int]] | None = None) -> bool:
+    """SIGTERM the group, SIGKILL it after `grace` seconds (again and again, so that nothing forked meanwhile
+    escapes, for up to 10 s more); return True when it is gone.
 
     `is_gone` (optional) says when the caller considers the group ended (default: no member runs any more).
+    `members` (optional) gives the pids to signal instead of the whole group: a supervisor that leads the group
+    of its job spares itself.
     """
     if not group_alive(pgid):
         return True
-    is_gone = is_gone or (lambda: group_gone(pgid))
-    signal_group(pgid, signal.SIGTERM)
+    assert pgid is not None
+
+    def send(sig: int) -> None:
+        if members is None:
+            signal_group(pgid, sig)
+            return
+        for pid in members():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    if is_gone is None:
+        is_gone = (lambda: not members()) if members is not None else (lambda: group_gone(pgid))
+    send(signal.SIGTERM)
     if _wait(is_gone, grace):
         return True
-    signal_group(pgid, signal.SIGKILL)
-    return _wait(is_gone, 10.0)
+    send(signal.SIGKILL)
+    return _wait(is_gone, 10.0, again=lambda: send(signal.SIGKILL))
 
 
-def _wait(done, timeout: float) -> bool:
+def _wait(done: Callable[[], bool], timeout: float, again: Callable[[], None] | None = None) -> bool:
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -121,6 +139,8 @@ def _wait(done, timeout: float) -> bool:
             return True
         if time.monotonic() >= deadline:
             return False
+        if again is not None:
+            again()
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 

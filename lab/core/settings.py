@@ -93,7 +93,11 @@ def find_settings(exp: Experiment, name: str) -> list[Setting]:
     found = exact or [s for s in settings if s.sweep == name]
     if found:
         return found
-    raise BadInput(f"no setting {name!r} in {exp.settings_dir} (expected {name}.json or {name}.jsonnet)")
+    from lab.core.keys import unknown_name
+
+    names = list(dict.fromkeys([*(s.name for s in settings), *(s.sweep for s in settings if s.sweep)]))
+    raise BadInput(f"no setting {name!r} in {exp.settings_dir} (expected {name}.json or {name}.jsonnet)"
+                   f"{unknown_name(name, names, f'settings of {exp.name}')}")
 
 
 # -- sweeps ------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ experiment directory). The setting's own file is recorded too, but only the reso
 change to it matters (`settings_hash`), so it never makes a run stale.
 
 A run record keeps `inputs` as {path relative to the lab root: sha256}; a directory's hash covers the relative
-path and hash of each file under it. Hashes are cached in `.lab/input-hashes.tsv` (derived: delete it and files
+path and hash of each file under it. Its `code` (lab.runs.code) is checked the same way: a changed or deleted
+data file or program file makes the run stale. Hashes are cached in `.lab/input-hashes.tsv` (derived: delete it and files
 are read again), keyed by (size, mtime_ns, inode), so an unchanged large file is never read twice.
 """
 
@@ -201,6 +202,7 @@ class Checker:
         self.root = Path(root)
         self.cache = HashCache.for_lab(self.root)
         self.now: dict[str, str] = {}
+        self.sets: dict = {}
 
     def current(self, key: str) -> str:
         if key not in self.now:
@@ -209,33 +211,94 @@ class Checker:
         return self.now[key]
 
     def changed(self, inputs: dict, ignore: str | None = None) -> list[str]:
-        """The recorded inputs whose content is not what it was (deleted ones included), sorted."""
+        """The recorded inputs whose content is not what it was (deleted ones included), sorted. A token's code set
+        (`staleness_token`) is read from `.lab/code-sets/` once per checker."""
         if not isinstance(inputs, dict):
             return []
+        if CODE_SET in inputs:
+            inputs = {**{k: v for k, v in inputs.items() if k != CODE_SET}, **self.code_set(inputs[CODE_SET])}
         return sorted(k for k, v in inputs.items() if k != ignore and isinstance(k, str) and self.current(k) != v)
+
+    def code_set(self, digest) -> dict:
+        if digest not in self.sets:
+            try:
+                data = json.loads(code_set_path(self.root, str(digest)).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}  # gone with .lab/: the status cache that names it goes too, and is rebuilt
+            self.sets[digest] = data if isinstance(data, dict) else {}
+        return self.sets[digest]
 
     def close(self) -> None:
         self.cache.save()
 
 
+def watched(record: dict) -> dict[str, str]:
+    """What a finished run's staleness is checked against: its recorded data `inputs` (its own settings file left
+    out) and its `code` (lab.runs.code), {path relative to the lab root: sha256}."""
+    out: dict[str, str] = {}
+    inputs, code = record.get("inputs"), record.get("code")
+    if isinstance(inputs, dict):
+        own = own_settings_file(record)
+        out.update((k, v) for k, v in inputs.items() if k != own)
+    if isinstance(code, dict):
+        out.update(code)
+    return out
+
+
 def changed_inputs(root: Path, record: dict | None, checker: Checker | None = None) -> list[str]:
-    """The inputs of a finished run that changed since it ran ([] when none did, or it recorded none)."""
-    if not record or not isinstance(record.get("inputs"), dict):
+    """The inputs and code files of a finished run that changed since it ran ([] when none did, or it recorded
+    none)."""
+    if not record:
+        return []
+    files = watched(record)
+    if not files:
         return []
     own = checker or Checker(root)
     try:
-        return own.changed(record["inputs"], ignore=own_settings_file(record))
+        return own.changed(files)
     finally:
         if checker is None:
             own.close()
 
 
-def staleness_token(record: dict) -> str:
-    """What `lab status` caches to check a succeeded record's inputs without reading the record again."""
-    if record.get("state") != "succeeded" or not isinstance(record.get("inputs"), dict):
+CODE_SET = "@code-set"  # a staleness token's key for the run's code files, stored once per distinct set
+CODE_SETS_DIR = "code-sets"
+_known_sets: dict[tuple[str, str], str] = {}  # (lab root, code set as JSON) -> digest, once written, in this process
+
+
+def code_set_path(root: Path, digest: str) -> Path:
+    return Path(root) / ".lab" / CODE_SETS_DIR / f"{digest}.json"
+
+
+def staleness_token(record: dict, root: Path | None = None) -> str:
+    """What `lab status` caches to check a succeeded record's inputs and code without reading the record again.
+
+    The code files of most runs are the same set (the lab's program at one moment): with `root`, the set is kept
+    once in `.lab/code-sets/DIGEST.json` (derived, like the token) and the token names its DIGEST, so 10,000
+    cached runs do not repeat it 10,000 times."""
+    if record.get("state") != "succeeded":
         return ""
-    own = own_settings_file(record)
-    return json.dumps({k: v for k, v in record["inputs"].items() if k != own}, separators=(",", ":"), ensure_ascii=False)
+    files = watched(record)
+    code = record.get("code")
+    if root is not None and isinstance(code, dict) and code:
+        text = json.dumps(code, separators=(",", ":"), ensure_ascii=False)
+        digest = _known_sets.get((str(root), text))
+        if digest is None:
+            digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+            path = code_set_path(root, digest)
+            if not path.exists():
+                try:
+                    atomic_write_text(path, text, fsync=False)
+                except OSError:
+                    digest = None  # the token holds the files themselves
+            if digest is not None:
+                _known_sets[(str(root), text)] = digest
+        if digest is not None:
+            data = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+            own = own_settings_file(record)
+            files = {k: v for k, v in data.items() if k != own}
+            files[CODE_SET] = digest
+    return json.dumps(files, separators=(",", ":"), ensure_ascii=False) if files else ""
 
 
 def describe_changes(changed: list[str], experiment: str | None = None) -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.errors import BadInput
+from lab.runs.state import State
 
 EVENTS = ("failed", "drained", "interrupted")
 KEYS = ("urls", "on_event", "events", "timeout")
@@ -169,7 +170,7 @@ class Summary:
     def add(self, record: dict) -> None:
         state = record.get("state") or "unknown"
         self.counts[state] = self.counts.get(state, 0) + 1
-        if state == "succeeded":
+        if state == State.SUCCEEDED:
             self.runs.append({"experiment": record.get("experiment"), "setting": record.get("setting"),
                               "metrics": record.get("metrics") or {}})
 
@@ -197,12 +198,12 @@ class Summary:
     def event(self, root) -> dict:
         """The `drained` event: `12 succeeded, 1 failed; best eval_accuracy 0.912 (exp3/lr-high)`."""
         event = _base("drained", root)
-        counts = {state: self.counts.get(state, 0) for state in ("succeeded", "failed", "cancelled", "interrupted")}
+        counts = {state: self.counts.get(state, 0) for state in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INTERRUPTED)}
         event.update(counts)
         best = self.best()
         event["best"] = best
         parts = [f"{counts['succeeded']} succeeded", f"{counts['failed']} failed"]
-        parts += [f"{counts[s]} {s}" for s in ("cancelled", "interrupted") if counts[s]]
+        parts += [f"{counts[s]} {s}" for s in (State.CANCELLED, State.INTERRUPTED) if counts[s]]
         message = ", ".join(parts)
         if best is not None:
             message += f"; best {best['metric']} {_format(best['value'])} ({best['experiment']}/{best['setting']})"

@@ -30,15 +30,74 @@ import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
+from types import EllipsisType
 
-from lab.core.clock import now_iso  # noqa: F401  (re-exported: the clock lives in lab.core.clock)
+from lab.core.clock import now_iso as now_iso  # re-exported: the clock lives in lab.core.clock
 from lab.core.fsutil import atomic_write_json, read_jsonl
 from lab.core.settings import Setting
 from lab.errors import BadInput
+from lab.runs.state import ACTIVE as ACTIVE, FINISHED as FINISHED, STATES as STATES, State  # the first three re-exported
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-FINISHED = ("succeeded", "failed", "cancelled")
-ACTIVE = ("queued", "running")
+TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and importing typing costs it a millisecond
+if TYPE_CHECKING:
+    from typing import Any, TypedDict
+
+    from lab.core.workspace import Workspace
+
+    class Record(TypedDict, total=False):
+        """A run record, `runs/S.json`: what every executor writes through this module and every reader gets back.
+        Any key may be missing from a file written by an older lab or edited by hand, so readers use `.get`."""
+
+        experiment: str
+        setting: str
+        state: str  # a State
+        attempt: int | None
+        executor: str  # local | slurm
+        job_id: int  # the local queue's job id
+        slurm_job_id: str
+        slurm_node: str
+        slurm_state: str  # as Slurm shows it now, and why (in answers, never written)
+        slurm_reason: str | None
+        exit_code: int | None
+        signal: str | int | None  # the name of the signal that ended it
+        queued_at: str | None  # UTC ISO 8601, as the times below
+        started_at: str | None
+        ended_at: str | None
+        duration_s: float | None
+        command: str | None  # the report's command template (None: lab's own training program)
+        argv: list[str] | None
+        settings: dict[str, Any]
+        settings_hash: str
+        settings_file: str  # these four relative to the experiment directory
+        log_path: str
+        metrics_path: str
+        output_dir: str
+        host: str
+        platform: str
+        python: str
+        python_executable: str
+        packages: dict[str, str]
+        git: dict[str, Any] | None
+        inputs: dict[str, str] | None  # lab.runs.inputs
+        environment: str | None  # lab.runs.environment
+        gpus: list[str]
+        pid: int  # while it runs
+        pgid: int
+        reason: str
+        metrics: dict[str, Any]  # the final value of each key
+        history: list[Record]  # earlier attempts, each without a history
+        metrics_sources: dict[str, str]  # where each final metric came from (lab_metrics, trainer_state, ...)
+        capture_notes: list[str]  # what capture could not read, said once each
+        hparams: dict[str, Any]  # hyperparameters a program wrote (Lightning's hparams.yaml)
+
+
+def as_record(data: dict[str, Any]) -> Record:
+    """A JSON object read from a record file, or built field by field here, as a `Record` (the one place where a
+    plain dict becomes one: records are JSON, and a file holds what it holds)."""
+    return data  # type: ignore[return-value]
+
+# What a queued job keeps as it was when queued (the local executor): its later edits do not change the job.
+FIXED_WHEN_QUEUED = ["settings", "command"]
 
 
 def seconds_since(iso: str | None) -> float | None:
@@ -53,10 +112,10 @@ def seconds_since(iso: str | None) -> float | None:
 # -- where a run's files are ---------------------------------------------------------------------------------
 
 
-def setting_of(workspace, experiment: str, name: str) -> Setting:
+def setting_of(workspace: Workspace, experiment: str, name: str) -> Setting:
     """The Setting `experiment/name` of a job or record, even when its file was renamed or removed since (the
     resolved settings were kept)."""
-    from lab.core.settings import SUFFIXES
+    from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
 
     exp = workspace.experiment(experiment, must_exist=False)
     if "[" in name:  # an element of a sweep file (lab.core.settings)
@@ -86,7 +145,7 @@ def metrics_path(setting: Setting) -> Path:
     return setting.experiment.logs_dir / f"{setting.name}.metrics.jsonl"
 
 
-def record_paths(setting: Setting) -> dict:
+def record_paths(setting: Setting) -> dict[str, str]:
     """Where the run's files are, relative to the experiment directory (every executor's records carry them)."""
     from lab.core.command import output_dir
 
@@ -102,7 +161,7 @@ def record_paths(setting: Setting) -> dict:
 # -- reading and writing -------------------------------------------------------------------------------------
 
 
-def read_record(setting: Setting, strict: bool = True) -> dict | None:
+def read_record(setting: Setting, strict: bool = True) -> Record | None:
     """The setting's record, or None when there is none or it is not a JSON object (see `write_record`).
 
     `strict`: a record whose `history` or `attempt` has the wrong type is bad input (BadInput, one line naming
@@ -117,7 +176,7 @@ def read_record(setting: Setting, strict: bool = True) -> dict | None:
         if strict:
             root = setting.experiment.workspace.root
             raise BadInput(f"{_shown(path, root)}: {problem}; fix the file or move it away")
-        rec = dict(rec)
+        rec = as_record(dict(rec))
         if not isinstance(rec.get("history"), list) or not all(isinstance(h, dict) for h in rec["history"]):
             rec["history"] = []
         if not _is_int(rec.get("attempt")):
@@ -125,16 +184,16 @@ def read_record(setting: Setting, strict: bool = True) -> dict | None:
     return rec
 
 
-def read_record_file(path: Path) -> dict | None:
+def read_record_file(path: Path) -> Record | None:
     """A record, or None when there is none (or it cannot be read: records are rewritten whole, atomically)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
         return None
-    return data if isinstance(data, dict) else None
+    return as_record(data) if isinstance(data, dict) else None
 
 
-def shape_problem(rec: dict) -> str | None:
+def shape_problem(rec: Record) -> str | None:
     """What is wrong with the types of a record's `history` or `attempt`, or None."""
     history = rec.get("history", [])
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
@@ -147,11 +206,11 @@ def shape_problem(rec: dict) -> str | None:
     return None
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _kind(value) -> str:
+def _kind(value: object) -> str:
     return "a list with other things than records" if isinstance(value, list) else f"{type(value).__name__} {json.dumps(value)[:40]}"
 
 
@@ -162,18 +221,15 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
-def write_record(setting: Setting, record: dict) -> None:
-    """Write the record atomically and bring the search index up to date with it (when the lab has one).
+def write_record(setting: Setting, record: Record) -> None:
+    """Write the record atomically (the search index sees it on its next sync; writers never touch it).
 
     A file in the record's place that is not a JSON object (damaged by hand, by a tool) is kept beside it as
     `S.json.corrupt-TIME`, never overwritten.
     """
-    from lab.search.index import refresh_paths
-
     path = record_path(setting)
     keep_corrupt(path)
     atomic_write_json(path, finite(record))
-    refresh_paths(setting.experiment.workspace.root, [path])
 
 
 def keep_corrupt(path: Path) -> Path | None:
@@ -193,7 +249,7 @@ def keep_corrupt(path: Path) -> Path | None:
     return aside
 
 
-def finite(value):
+def finite(value: Any) -> Any:
     """`value` with every NaN or infinite float replaced by the string "NaN", "Infinity" or "-Infinity"
     (strict JSON has no such numbers; a program's metrics line may)."""
     if isinstance(value, float):
@@ -207,20 +263,21 @@ def finite(value):
     return value
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The metrics rows of a run; lines that are not JSON objects are skipped, never fatal."""
     return read_jsonl(path)
 
 
-def final_metrics(rows: list[dict]) -> dict:
+def final_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The last value of each key (non-finite numbers as strings, see `finite`)."""
-    final: dict = {}
+    final: dict[str, Any] = {}
     for row in rows:
         final.update(row)
-    return finite(final)
+    result: dict[str, Any] = finite(final)
+    return result
 
 
-def latest_metrics(path) -> dict | None:
+def latest_metrics(path: Path | str) -> dict[str, Any] | None:
     """The last metrics values of a running job (read from the end of its metrics file), or None."""
     from lab.core.fsutil import json_objects
 
@@ -231,15 +288,21 @@ def latest_metrics(path) -> dict | None:
             f.seek(max(0, size - 65536))
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return None
+        size, tail = 0, ""
     lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
-    return final_metrics(list(json_objects(lines))) or None
+    own = final_metrics(list(json_objects(lines)))
+    if own:
+        return own
+    from lab.runs.capture import progress  # what lab captured from the program's output and files
+
+    captured = progress(path)
+    return finite(captured) if captured else None
 
 
 # -- attempts and history ------------------------------------------------------------------------------------
 
 
-def next_attempt(record: dict | None) -> int:
+def next_attempt(record: Record | None) -> int:
     """1 + the highest attempt of the setting that started (queued or cancelled-before-start ones do not count)."""
     if not record:
         return 1
@@ -247,27 +310,28 @@ def next_attempt(record: dict | None) -> int:
     return max(started, default=0) + 1
 
 
-def _history(record: dict) -> list[dict]:
+def _history(record: Record) -> list[Record]:
     history = record.get("history", [])
     return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
 
 
-def history_after(previous: dict | None) -> list[dict]:
+def history_after(previous: Record | None) -> list[Record]:
     """The history of the record that replaces `previous`: its history, plus `previous` itself unless it was only
     a queued placeholder (a job that never started is no attempt)."""
     if previous is None:
         return []
     history = _history(previous)
-    if previous.get("state") not in (None, "queued"):
-        history.append({k: v for k, v in previous.items() if k != "history"})
+    if previous.get("state") not in (None, State.QUEUED):
+        history.append(as_record({k: v for k, v in previous.items() if k != "history"}))
     return history
 
 
-def last_started(record: dict | None) -> dict | None:
+def last_started(record: Record | None) -> Record | None:
     """The latest attempt that actually started (a job cancelled while queued is not a run)."""
     if not record:
         return None
-    for rec in [record, *reversed(_history(record))]:
+    attempts: list[Record] = [record, *reversed(_history(record))]
+    for rec in attempts:
         if rec.get("started_at"):
             return rec
     return None
@@ -276,7 +340,7 @@ def last_started(record: dict | None) -> dict | None:
 # -- the one decision ----------------------------------------------------------------------------------------
 
 
-def should_run(setting: Setting, hash_: str, template: str, rerun: bool = False) -> tuple[str, str]:
+def should_run(setting: Setting, hash_: str, template: str | None, rerun: bool = False) -> tuple[str, str]:
     """("run", "") or ("skipped" | "already", why) for a setting about to be queued, on any executor.
 
     Skipped: its last run succeeded with the same resolved settings (`hash_`) and the same command, and the files it
@@ -292,10 +356,10 @@ def should_run(setting: Setting, hash_: str, template: str, rerun: bool = False)
         where = f" as Slurm job {rec['slurm_job_id']}" if rec.get("slurm_job_id") else ""
         return "already", f"already {rec['state']}{where}"
     last = last_started(rec)
-    if not rerun and last and last.get("state") == "succeeded" and last.get("settings_hash") == hash_ and last.get("command") == template:
+    if not rerun and last and last.get("state") == State.SUCCEEDED and last.get("settings_hash") == hash_ and last.get("command") == template:
         from lab.runs.inputs import changed_inputs, describe_changes
 
-        changed = changed_inputs(setting.experiment.workspace.root, last)
+        changed = changed_inputs(setting.experiment.workspace.root, dict(last))
         if changed:
             return "run", f"stale: {describe_changes(changed, setting.experiment.name)} since its last run"
         return "skipped", "its last run succeeded with the same settings and command (--rerun runs it again)"
@@ -305,30 +369,33 @@ def should_run(setting: Setting, hash_: str, template: str, rerun: bool = False)
 # -- the records of a run's moments --------------------------------------------------------------------------
 
 
-def queued(setting: Setting, *, executor: str, resolved: dict, hash_: str, template: str | None,
-           argv: list[str] | None, extra: dict | None = None, previous: dict | None = ..., queued_at: str | None = None) -> dict:
+def queued(setting: Setting, *, executor: str, resolved: dict[str, Any], hash_: str, template: str | None,
+           argv: list[str] | None, extra: dict[str, Any] | None = None, previous: Record | None | EllipsisType = ...,
+           queued_at: str | None = None) -> Record:
     """The record of a job that waits (the same keys on every executor); the previous run moves into history.
     `extra`: the executor's job id (`job_id` or `slurm_job_id`)."""
-    if previous is ...:
+    if isinstance(previous, EllipsisType):
         previous = read_record(setting, strict=False)
-    return _record(setting, "queued", next_attempt(previous), executor, extra, queued_at or now_iso(), None,
+    return _record(setting, State.QUEUED, next_attempt(previous), executor, extra, queued_at or now_iso(), None,
                    template, argv, resolved, hash_, {}, previous)
 
 
-def running(setting: Setting, *, attempt: int, executor: str, resolved: dict, hash_: str, template: str, argv: list[str],
-            started_at: str, provenance: dict, extra: dict | None = None, drift: dict | None = None) -> dict:
+def running(setting: Setting, *, attempt: int, executor: str, resolved: dict[str, Any], hash_: str, template: str | None,
+            argv: list[str], started_at: str, provenance: dict[str, Any], extra: dict[str, Any] | None = None,
+            drift: dict[str, Any] | None = None) -> Record:
     """The record of an attempt that started; earlier attempts of the setting move into its history. `drift`: its
     `inputs` and `environment` (lab.runs.environment.record_fields)."""
     previous = read_record(setting, strict=False)
-    queued_at = (previous or {}).get("queued_at") if (previous or {}).get("state") == "queued" else None
-    return _record(setting, "running", attempt, executor, extra, queued_at, started_at, template, argv, resolved,
+    queued_at = (previous or {}).get("queued_at") if (previous or {}).get("state") == State.QUEUED else None
+    return _record(setting, State.RUNNING, attempt, executor, extra, queued_at, started_at, template, argv, resolved,
                    hash_, {**provenance, **(drift or {})}, previous)
 
 
-def _record(setting, state, attempt, executor, extra, queued_at, started_at, template, argv, resolved, hash_,
-            more: dict, previous) -> dict:
+def _record(setting: Setting, state: State, attempt: int, executor: str, extra: dict[str, Any] | None,
+            queued_at: str | None, started_at: str | None, template: str | None, argv: list[str] | None,
+            resolved: dict[str, Any], hash_: str, more: dict[str, Any], previous: Record | None) -> Record:
     """A record's fields in their one order (`more`: the started run's provenance and drift, after the paths)."""
-    return {
+    return as_record({
         "experiment": setting.experiment.name,
         "setting": setting.name,
         "state": state,
@@ -349,15 +416,15 @@ def _record(setting, state, attempt, executor, extra, queued_at, started_at, tem
         **more,
         "metrics": {},
         "history": history_after(previous),
-    }
+    })
 
 
-def ended(setting: Setting, rec: dict, returncode: int | None, *, duration_s: float | None, state: str | None = None,
-          reason: str | None = None, log_offset: int | None = None) -> dict:
+def ended(setting: Setting, rec: Record, returncode: int | None, *, duration_s: float | None, state: str | None = None,
+          reason: str | None = None, log_offset: int | None = None) -> Record:
     """The record of an attempt whose program ended: state, exit code or signal, duration, final metrics.
     A failed run's `reason` is the program's last error line from its log (from `log_offset`, where this
     attempt's part of the log begins), unless one is given."""
-    rec = dict(rec)
+    rec = as_record(dict(rec))
     rec["ended_at"] = now_iso()
     rec["duration_s"] = duration_s
     if returncode is not None and returncode < 0:
@@ -365,50 +432,89 @@ def ended(setting: Setting, rec: dict, returncode: int | None, *, duration_s: fl
         rec["exit_code"] = None
     else:
         rec["exit_code"] = returncode
-    rec["state"] = state or ("succeeded" if returncode == 0 else "failed")
-    if reason is None and rec["state"] == "failed":
+    rec["state"] = state or (State.SUCCEEDED if returncode == 0 else State.FAILED)
+    if reason is None and rec["state"] == State.FAILED:
         what = f"exit code {returncode}" if returncode is not None and returncode >= 0 else f"killed by {rec['signal']}"
         line = last_error_line(log_path(setting), log_offset)
         reason = f"{what}: {line}" if line else what
     if reason:
         rec["reason"] = reason
-    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
 
 
-def settled(setting: Setting, rec: dict, state: str, reason: str, exit_code: int | None = None) -> dict:
+def settled(setting: Setting, rec: Record, state: str, reason: str, exit_code: int | None = None) -> Record:
     """The record of an attempt ended by someone else than its supervisor (recovery, Slurm): `interrupted`,
     `cancelled`, or as Slurm says, with the metrics it had written."""
-    rec = dict(rec)
-    rec.update(state=state, ended_at=now_iso(), duration_s=seconds_since(rec.get("started_at")) if rec.get("started_at") else None,
-               exit_code=exit_code if exit_code is not None else rec.get("exit_code"),
-               reason=reason, metrics=final_metrics(read_metrics(metrics_path(setting))))
+    rec = as_record(dict(rec))
+    rec["state"] = state
+    rec["ended_at"] = now_iso()
+    rec["duration_s"] = seconds_since(rec.get("started_at")) if rec.get("started_at") else None
+    rec["exit_code"] = exit_code if exit_code is not None else rec.get("exit_code")
+    rec["reason"] = reason
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
 
 
-def _without_process(rec: dict) -> dict:
+def recaptured(setting: Setting, rec: Record) -> Record:
+    """The record of an ended attempt with its metrics derived again (`lab recapture`), written."""
+    rec = as_record(dict(rec))
+    rec.pop("metrics_sources", None)
+    rec.pop("capture_notes", None)
+    rec.pop("hparams", None)
+    rec["metrics_path"] = str(metrics_path(setting).relative_to(setting.experiment.dir))
+    rec.update(metrics_fields(setting))
+    write_record(setting, rec)
+    return rec
+
+
+def metrics_fields(setting: Setting) -> Record:
+    """The record's `metrics` of an ended attempt, and `metrics_sources`: what the program wrote to LAB_METRICS,
+    exactly, when it wrote anything there; else what lab captured (lab.runs.capture), whose rows then are the
+    run's `metrics_path`."""
+    own = metrics_path(setting)
+    metrics = final_metrics(read_metrics(own))
+    if metrics:
+        return {"metrics": metrics, "metrics_sources": {k: "lab_metrics" for k in metrics if k != "step"}}
+    from lab.runs.capture import read_summary, rows_path
+
+    summary = read_summary(own) or {}
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+    if not final:
+        return {"metrics": {}}
+    fields: Record = {"metrics": finite(final), "metrics_sources": summary.get("sources") or {}}
+    if rows_path(own).exists():
+        fields["metrics_path"] = str(rows_path(own).relative_to(setting.experiment.dir))
+    if summary.get("notes"):
+        fields["capture_notes"] = summary["notes"][:20]
+    if summary.get("hparams"):
+        fields["hparams"] = summary["hparams"]
+    return fields
+
+
+def _without_process(rec: Record) -> Record:
     """An ended attempt has no process: its `pid` and `pgid` go (the one place they are dropped)."""
     rec.pop("pid", None)
     rec.pop("pgid", None)
     return rec
 
 
-def cancelled_before_start(rec: dict, reason: str) -> dict:
+def cancelled_before_start(rec: Record, reason: str) -> Record:
     """The record of a job removed from a queue before it started."""
-    return dict(rec, state="cancelled", ended_at=now_iso(), reason=reason)
+    return as_record(dict(rec, state=State.CANCELLED, ended_at=now_iso(), reason=reason))
 
 
-def failed_to_start(setting: Setting, *, attempt: int, executor: str, resolved: dict, hash_: str, reason: str,
-                    extra: dict | None = None) -> dict:
+def failed_to_start(setting: Setting, *, attempt: int, executor: str, resolved: dict[str, Any], hash_: str, reason: str,
+                    extra: dict[str, Any] | None = None) -> Record:
     """A failed record for a job whose program could not be started."""
     previous = read_record(setting, strict=False)
     now = now_iso()
-    return {
-        "experiment": setting.experiment.name, "setting": setting.name, "state": "failed", "attempt": attempt,
+    return as_record({
+        "experiment": setting.experiment.name, "setting": setting.name, "state": State.FAILED, "attempt": attempt,
         "executor": executor, **(extra or {}), "exit_code": None, "signal": None, "started_at": now,
         "ended_at": now, "duration_s": 0.0, "reason": reason, "settings": resolved,
         "settings_hash": hash_, **record_paths(setting), "metrics": {}, "history": history_after(previous),
-    }
+    })
 
 
 ERROR_WORDS = ("error", "exception", "fatal", "killed", "abort", "traceback", "panic", "failed")

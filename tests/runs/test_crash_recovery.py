@@ -57,7 +57,7 @@ def queue_rows(root: Path) -> list[tuple]:
 def settle(root: Path, names) -> None:
     """Recover and restart until every job is done (what `lab run` with no target does)."""
     from lab.core.workspace import Workspace
-    from lab.runs.local.runner import ensure_runner
+    from lab.runs.local.spawn import ensure_runner
 
     ws = Workspace(root)
 
@@ -72,7 +72,7 @@ def settle(root: Path, names) -> None:
 
 
 def _runner_alive(root: Path) -> bool:
-    from lab.runs.local.runner import runner_alive
+    from lab.runs.local.lock import runner_alive
 
     return runner_alive(root / ".lab")
 
@@ -122,7 +122,8 @@ def test_random_kill9_of_the_runner_runs_every_setting_exactly_once(lab_root, cl
     names = [f"s{i}" for i in range(24)]
     make_lab(lab_root, {n: {"sleep": rng.choice([0.05, 0.1, 0.2, 0.3])} for n in names})
     from lab.core.workspace import Workspace
-    from lab.runs.local.runner import ensure_runner, runner_pid
+    from lab.runs.local.lock import runner_pid
+    from lab.runs.local.spawn import ensure_runner
 
     LabCLI(lab_root)("run", "e", check=0)
     ws = Workspace(lab_root)

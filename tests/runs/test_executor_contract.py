@@ -32,7 +32,7 @@ sys.exit(s.get("code", 0))
 # The keys of a record of a job that waits, on every executor (plus the executor's own job id key).
 QUEUED_KEYS = {"experiment", "setting", "state", "attempt", "executor", "exit_code", "signal", "queued_at", "started_at",
                "ended_at", "duration_s", "command", "argv", "settings", "settings_hash", "settings_file", "log_path",
-               "metrics_path", "output_dir", "metrics", "history"}
+               "metrics_path", "output_dir", "metrics", "history", "fixed_when_queued"}
 
 
 class ExecutorContract:
@@ -71,9 +71,9 @@ class ExecutorContract:
         assert a["command"] == "{python} prog.py {settings}" and a["argv"][1] == "prog.py"
         assert b["exit_code"] == 3 and b["reason"] == "exit code 3: ValueError: the learning rate is negative"
         assert views["e/b"]["reason"] == b["reason"]
-        from lab.runs.status import collect
+        from lab.runs.status import table_rows
 
-        cells = {row[0]: row for row in collect(ws, form="cells")}
+        cells = {row[0]: row for row in table_rows(ws)}
         assert cells["e/b"][4] == "3" and cells["e/b"][5].endswith("(ValueError: the learning rate is negative)")
         assert sorted(self.executions(ws)) == ["a", "b"]
 

@@ -138,7 +138,7 @@ def test_max_parallel_runs_cpu_jobs_side_by_side(llab, lab_root):
 
 
 def test_jobs_per_gpu_packs_two_jobs_on_each_gpu(llab, lab_root):
-    (lab_root / "lab.yaml").write_text("gpus: [0, 1]\njobs_per_gpu: 2\n")
+    (lab_root / "lab.yaml").write_text("gpus: [0, 1]\njobs_per_gpu: 2\ngpu_check: false\n")  # pretend GPUs: nothing to ask
     experiment(lab_root, "e", **{f"s{i}": {"sleep": 0.8} for i in range(1, 5)})
     llab("run", "e", "--wait", check=0, env={"LAB_GPUS_UNSET": "1"}, timeout=120)
     sp = spans(lab_root)
@@ -342,7 +342,7 @@ def test_a_receiver_that_is_down_leaves_the_queue_alone(llab, lab_root):
                                    "supervisor-exited", "supervisor-recorded", "supervisor-done", "runner-reaped",
                                    "runner@supervisor-started"])
 def test_a_kill_at_any_step_of_starting_or_ending_a_job_on_three_lanes_runs_each_once(llab, lab_root, point):
-    from lab.runs.local.runner import KILL_POINTS
+    from lab.runs.local.faults import KILL_POINTS
 
     assert point.rpartition("@")[2] in KILL_POINTS
     gpus3 = {"LAB_GPUS": "0,1,2"}

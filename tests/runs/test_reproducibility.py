@@ -191,7 +191,7 @@ def test_changed_training_data_makes_both_runs_stale_and_lab_run_trains_them_aga
     assert starts(lab_root) == ["lr-high", "lr-low"]
     # Nothing changed: both are skipped.
     proc = dlab("run", "exp1", "--wait", check=0)
-    assert proc.stderr.count("skipped") == 2 and starts(lab_root) == ["lr-high", "lr-low"]
+    assert "skipped 2 settings that already succeeded; --rerun runs them" in proc.stderr and starts(lab_root) == ["lr-high", "lr-low"]
     assert {r["state"] for r in dlab.json("status")} == {"succeeded"}
 
     train = lab_root / "experiments" / "exp1" / "data" / "train.jsonl"
@@ -274,6 +274,7 @@ def test_reproduce_runs_the_recorded_code_in_a_worktree_and_gives_the_same_metri
     prog = lab_root / "prog.py"
     prog.write_text(prog.read_text().replace("FACTOR = 1", "FACTOR = 2"))
     edited = prog.read_text()
+    status_before = dlab.json("status")
     before = git(lab_root, "status", "--porcelain=v1", "--untracked-files=all", "--ignored"), git(lab_root, "diff"), git(lab_root, "rev-parse", "HEAD")
     assert " M prog.py" in before[0]
 
@@ -281,26 +282,50 @@ def test_reproduce_runs_the_recorded_code_in_a_worktree_and_gives_the_same_metri
     assert "reproducing exp1/lr-high@1 at commit" in proc.stderr
     assert "metrics reproduced exactly" in proc.stderr, proc.stderr
     after = git(lab_root, "status", "--porcelain=v1", "--untracked-files=all", "--ignored"), git(lab_root, "diff"), git(lab_root, "rev-parse", "HEAD")
-    # Only lab's own record files of the new attempt changed; the code, index and HEAD did not.
+    # Only lab's own record files changed; the code, index and HEAD did not.
     changed = {line for line in after[0].splitlines()} ^ {line for line in before[0].splitlines()}
-    assert all("experiments/exp1/runs/" in c or "experiments/exp1/logs/" in c for c in changed), changed
+    assert all("experiments/exp1/runs/" in c or "experiments/exp1/logs/" in c or "experiments/exp1/models/" in c for c in changed), changed
     assert before[1:] == after[1:] and prog.read_text() == edited
     assert "lab-reproduce" not in git(lab_root, "worktree", "list")
 
+    # A side attempt: the setting's record keeps its attempt, state and metrics; the outcome is kept beside it.
     new = record(lab_root, "lr-high")
-    assert new["attempt"] == 2 and new["reproduces"] == 1 and new["state"] == "succeeded"
-    assert new["metrics"] == original["metrics"]  # exactly: FACTOR = 1 ran, from the recorded commit
-    assert new["git"]["commit"] == original["git"]["commit"] and new["settings"] == original["settings"]
-    assert (lab_root / "experiments/exp1/models/lr-high/model.txt").read_text() == "factor 1\n"
-    compare = dlab.json("compare", "exp1")
-    rows = {r["setting"]: r for r in compare["runs"]}
-    assert rows["lr-high"]["reproduces"] == 1 and rows["lr-high@1"]["metrics"] == rows["lr-high"]["metrics"]
-    assert set(rows["lr-high"]["metric_deltas"].values()) == {0}
-    assert "lr-high (attempt 2) reproduces lr-high@1: reproduced exactly" in dlab("compare", "exp1", check=0).stdout
-    # lab diff between the attempts: same code, same settings, same metrics.
-    d = dlab.json("diff", "exp1/lr-high@1", "exp1/lr-high@2")
-    assert d["settings"] == {} and d["inputs"] == {} and all(m["delta"] == 0 for m in d["metrics"].values())
+    assert new["attempt"] == 1 and new["state"] == "succeeded" and new["metrics"] == original["metrics"]
+    assert new["reproduction"]["reproduces"] == 1 and new["reproduction"]["exact"] is True
+    kept = json.loads((lab_root / "experiments/exp1/runs/reproduce/lr-high.json").read_text())["reproductions"]
+    assert kept[-1]["metrics"] == original["metrics"] and kept[-1]["git"]["commit"] == original["git"]["commit"]
+    assert (lab_root / "experiments/exp1/models/reproduce/lr-high/model.txt").read_text() == "factor 1\n"
+    status_after = dlab.json("status")
+    assert [(r["setting"], r["state"]) for r in status_after] == [(r["setting"], r["state"]) for r in status_before]
+    assert next(r for r in status_after if r["setting"] == "lr-high")["reproduction"]["exact"] is True
 
+
+def test_an_interrupted_or_failed_reproduction_leaves_the_setting_as_it_was(dlab, lab_root):
+    git(lab_root, "init", "-q")
+    git(lab_root, "add", "-A")
+    git(lab_root, "commit", "-q", "-m", "exp1")
+    dlab("run", "exp1/lr-low", "--wait", check=0)
+    original = record(lab_root, "lr-low")
+    # The recorded code now fails (its uncommitted diff breaks the program): the reproduction fails.
+    path = lab_root / "experiments/exp1/runs/lr-low.json"
+    broken = dict(original, git={**original["git"], "dirty": True, "diff": git_diff_breaking(lab_root)})
+    path.write_text(json.dumps(broken))
+    proc = dlab("reproduce", "exp1/lr-low")
+    assert proc.returncode == 1 and "the reproduction of exp1/lr-low@1 failed" in proc.stderr, proc.stderr
+    rec = record(lab_root, "lr-low")
+    assert rec["state"] == "succeeded" and rec["attempt"] == 1 and rec["reproduction"]["state"] == "failed"
+    assert dlab.json("status")[0]["state"] == "succeeded"
+    proc = dlab("run", "exp1/lr-low", "--wait", check=0)
+    assert "skipped" in proc.stderr and starts(lab_root).count("lr-low") == 1
+
+
+def git_diff_breaking(root: Path) -> str:
+    prog = root / "prog.py"
+    text = prog.read_text()
+    prog.write_text(text.replace("FACTOR = 1", "raise SystemExit('broken on purpose')"))
+    diff = git(root, "diff", "prog.py")
+    prog.write_text(text)
+    return diff
 
 
 def test_reproduce_links_inputs_the_commit_lacks_and_names_those_that_changed(dlab, lab_root):
@@ -318,8 +343,10 @@ def test_reproduce_links_inputs_the_commit_lacks_and_names_those_that_changed(dl
     assert "lab: warning: input experiments/exp1/data/train.jsonl differs from the recorded one" in proc.stderr
     assert "reproduced exactly" not in proc.stderr
     rec = record(lab_root, "lr-high")
-    assert rec["reproduces"] == 1 and rec["attempt"] == 3 and rec["metrics"] != original["metrics"]
-    assert rec["inputs"]["experiments/exp1/data/train.jsonl"] != original["inputs"]["experiments/exp1/data/train.jsonl"]
+    assert rec["attempt"] == 1 and rec["metrics"] == original["metrics"] and rec["reproduction"]["exact"] is False
+    kept = json.loads((lab_root / "experiments/exp1/runs/reproduce/lr-high.json").read_text())["reproductions"]
+    assert len(kept) == 2 and kept[-1]["metrics"] != original["metrics"]
+    assert kept[-1]["inputs"]["experiments/exp1/data/train.jsonl"] != original["inputs"]["experiments/exp1/data/train.jsonl"]
 
 
 def test_reproduce_refuses_without_git_or_without_the_commit(dlab, lab_root):
@@ -349,8 +376,8 @@ def test_reproduce_applies_the_recorded_uncommitted_diff(dlab, lab_root):
     assert original["git"]["dirty"] and "FACTOR = 3" in original["git"]["diff"]
     git(lab_root, "checkout", "-q", "prog.py")  # the edit is gone from the working tree
     dlab("reproduce", "exp1/lr-low", check=0)
-    assert record(lab_root, "lr-low")["metrics"] == original["metrics"]
-    assert (lab_root / "experiments/exp1/models/lr-low/model.txt").read_text() == "factor 3\n"
+    assert record(lab_root, "lr-low")["reproduction"]["exact"] is True
+    assert (lab_root / "experiments/exp1/models/reproduce/lr-low/model.txt").read_text() == "factor 3\n"
 
 
 # -- sweeps ------------------------------------------------------------------------------------------------------
@@ -385,7 +412,7 @@ def test_a_3x2_sweep_gives_six_settings_each_with_its_own_record_log_and_output(
     assert record(lab_root, names[3])["settings"]["learning_rate"] == 3e-4
     assert len({record(lab_root, n)["metrics"]["eval_accuracy"] for n in names[::2]}) == 3
     proc = dlab("run", "exp1/lr-sweep", check=0)  # skippable like any setting
-    assert proc.stderr.count("skipped") == 6
+    assert proc.stderr.count("skipped") == 1 and "skipped 6 settings that already succeeded; --rerun runs them" in proc.stderr
     proc = dlab("run", "exp1/lr-sweep[learning_rate=0.01,seed=1]", "--rerun", "--wait", check=0)
     assert starts(lab_root).count("lr-sweep[learning_rate=0.01,seed=1]") == 2
     status = {r["setting"] for r in dlab.json("status")}
@@ -420,3 +447,15 @@ def test_a_run_is_not_dirty_because_lab_rewrote_its_own_committed_records(dlab, 
     rec = record(lab_root, "lr-low")
     assert rec["attempt"] == 2 and rec["git"]["dirty"] is False and rec["git"]["diff"] == ""
     assert "experiments/exp1/runs/lr-low.json" in git(lab_root, "status", "--porcelain")
+
+
+def test_compare_notes_the_last_reproduction_beside_the_run(dlab, lab_root):
+    git(lab_root, "init", "-q")
+    git(lab_root, "add", "-A")
+    git(lab_root, "commit", "-q", "-m", "exp1")
+    dlab("run", "exp1/lr-low", "--wait", check=0)
+    dlab("reproduce", "exp1/lr-low", check=0)
+    compare = dlab.json("compare", "exp1")
+    row = next(r for r in compare["runs"] if r["setting"] == "lr-low")
+    assert row["state"] == "succeeded" and row["reproduction"]["exact"] is True
+    assert "lr-low: reproduced @1 exactly" in dlab("compare", "exp1", check=0).stdout

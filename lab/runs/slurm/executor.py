@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab.runs import record as records
+from lab.runs import statuscache
 from lab.runs.slurm import cluster as slurm
 from lab.core.command import build_argv, template_for
 from lab.errors import LabError
 from lab.core.fsutil import atomic_write_json, atomic_write_text
-from lab.runs.executor import decide, entry
+from lab.runs.executor import CancelResult, Executor, Plan, StopResult, SubmitEntry, View, ActiveRun, decide, entry
 from lab.core.settings import Setting, settings_hash
+from lab.runs.state import State
+
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+    from lab.runs.record import Record
 
 POLL_S = 1.0
 
@@ -36,22 +44,22 @@ def _plan(setting: Setting, resolved: dict):
     from types import SimpleNamespace
 
     return SimpleNamespace(setting=setting, resolved=resolved, hash=settings_hash(resolved), template=template_for(setting),
-                           argv=build_argv(setting, records.resolved_settings_path(setting)))
+                           argv=build_argv(setting, records.resolved_settings_path(setting), resolved=resolved))
 
 
-def active_on_slurm(setting: Setting) -> dict | None:
+def active_on_slurm(setting: Setting) -> Record | None:
     """The setting's record when it is queued or running as a Slurm job (so the local runner does not queue it too)."""
     rec = records.read_record(setting)
-    if rec and rec.get("executor") == "slurm" and rec.get("state") in ("queued", "running") and rec.get("slurm_job_id"):
+    if rec and rec.get("executor") == "slurm" and rec.get("state") in (State.QUEUED, State.RUNNING) and rec.get("slurm_job_id"):
         return rec
     return None
 
 
-def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: dict | None) -> dict:
+def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: Record | None) -> Record:
     """The record of a submitted job that has not started (`record.queued`, the keys of every executor)."""
     rec = records.queued(setting, executor="slurm", resolved=resolved, hash_=settings_hash(resolved),
-                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting)),
-                         extra={"slurm_job_id": job_id}, previous=previous)
+                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting), resolved=resolved),
+                         extra={"slurm_job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}, previous=previous)
     rec["attempt"] = attempt
     return rec
 
@@ -75,7 +83,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
         "root": str(workspace.root),
         "array": array,
         "tasks": [{"experiment": s.experiment.name, "setting": s.name, "settings_file": str(s.path.relative_to(s.experiment.dir)),
-                   "attempt": attempt, "resolved": resolved} for s, resolved, attempt in tasks],
+                   "attempt": attempt, "resolved": resolved, "command": template_for(s)} for s, resolved, attempt in tasks],
     })
     atomic_write_text(script_path, slurm.batch_script(workspace.root, spec_path, options))
     first = tasks[0][0]
@@ -102,7 +110,7 @@ def _chain_tail(workspace) -> str | None:
     except FileNotFoundError:
         return None
     info = slurm.query([tail]).get(tail) if tail else None
-    return tail if info and slurm.lab_state(info["state"])[0] in ("queued", "running") else None
+    return tail if info and slurm.lab_state(info["state"])[0] in (State.QUEUED, State.RUNNING) else None
 
 
 def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False, rerun: bool = False,
@@ -118,7 +126,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
     with slurm.locked(workspace):
         _refresh_locked(workspace, [s for s, _ in chosen])  # a job that ended unrecorded is not "already queued"
         results: list[Submitted] = []
-        todo: list[tuple[Setting, dict, int, dict | None]] = []
+        todo: list[tuple[Setting, dict, int, Record | None]] = []
         for setting, resolved in chosen:
             rec = records.read_record(setting) or {}
             if rec.get("executor") == "slurm" and rec.get("state") in records.ACTIVE and rec.get("slurm_job_id"):
@@ -134,7 +142,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
         if not todo:
             return results
         ids: list[str] = []
-        written: list[tuple[Setting, dict | None]] = []
+        written: list[tuple[Setting, Record | None]] = []
         by_setting: dict[str, str] = {}
         try:
             if parallel:
@@ -178,7 +186,7 @@ def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False
         return results
 
 
-def refresh(workspace, settings: list[Setting] | None = None) -> list[dict]:
+def refresh(workspace: Workspace, settings: Sequence[Setting] | None = None) -> list[Record]:
     """Reconcile the records of active Slurm runs with Slurm; return those records as Slurm sees them now.
 
     Writes only what the job could not write itself (it ended before starting, or was killed); a job Slurm has
@@ -190,26 +198,26 @@ def refresh(workspace, settings: list[Setting] | None = None) -> list[dict]:
         return _refresh_locked(workspace, settings)
 
 
-def _refresh_locked(workspace, settings) -> list[dict]:
+def _refresh_locked(workspace: Workspace, settings: Sequence[Setting]) -> list[Record]:
     active = slurm.active_records(workspace, settings)
     if not active:
         return []
     info = slurm.query([rec["slurm_job_id"] for _, rec in active])
-    shown = []
+    shown: list[Record] = []
     for setting, rec in active:
         got = info.get(rec["slurm_job_id"])
         if got is None:
             shown.append(rec)
             continue
         state, reason = slurm.lab_state(got["state"])
-        rec = dict(rec, slurm_state=got["state"].split()[0], slurm_reason=got.get("reason"))
-        if state == "queued" and rec["state"] == "running":
+        rec = records.as_record(dict(rec, slurm_state=got["state"].split()[0], slurm_reason=got.get("reason")))
+        if state == State.QUEUED and rec["state"] == State.RUNNING:
             rec = _requeued(setting, rec, "Slurm requeued the job")
-        elif state == "running":
-            rec["state"] = "running"
-        elif state in ("succeeded", "failed", "cancelled", "interrupted"):
+        elif state == State.RUNNING:
+            rec["state"] = State.RUNNING
+        elif state in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INTERRUPTED):
             current = records.read_record(setting)
-            if current is None or current.get("state") not in ("queued", "running") or current.get("slurm_job_id") != rec["slurm_job_id"]:
+            if current is None or current.get("state") not in (State.QUEUED, State.RUNNING) or current.get("slurm_job_id") != rec["slurm_job_id"]:
                 shown.append(current or rec)
                 continue
             rec = _ended(setting, current, got, state, reason)
@@ -217,12 +225,12 @@ def _refresh_locked(workspace, settings) -> list[dict]:
     return shown
 
 
-def _ended(setting: Setting, rec: dict, got: dict, state: str, reason: str | None) -> dict:
+def _ended(setting: Setting, rec: Record, got: dict, state: str, reason: str | None) -> Record:
     """Record the end of a job that could not record it itself."""
     exit_code = rec.get("exit_code")
-    if exit_code is None and got.get("exit_code") is not None and state != "cancelled":
+    if exit_code is None and got.get("exit_code") is not None and state != State.CANCELLED:
         exit_code = got["exit_code"]
-    if state == "failed" and exit_code not in (None, 0) and got["state"].startswith("FAILED"):
+    if state == State.FAILED and exit_code not in (None, 0) and got["state"].startswith("FAILED"):
         reason = f"exit code {exit_code}"
         line = records.last_error_line(records.log_path(setting))
         if line and rec.get("started_at"):
@@ -230,26 +238,26 @@ def _ended(setting: Setting, rec: dict, got: dict, state: str, reason: str | Non
     out = f".lab/slurm/out/{rec['slurm_job_id']}.out"
     if "DependencyNeverSatisfied" in (got.get("reason") or ""):
         reason = "not started: the job before it did not succeed (--stop-on-failure)"
-    elif state == "cancelled" and not rec.get("started_at"):
+    elif state == State.CANCELLED and not rec.get("started_at"):
         reason = "cancelled before it started"
-    elif state == "failed" and not rec.get("started_at"):
+    elif state == State.FAILED and not rec.get("started_at"):
         reason = f"{reason}; lab did not start on the node (see {out})"
     rec = records.settled(setting, rec, state, f"{reason} (Slurm state {got['state']})", exit_code=exit_code)
     records.write_record(setting, rec)
-    if state == "interrupted":
+    if state == State.INTERRUPTED:
         return _resubmit(setting, rec)
     return rec
 
 
-def _requeued(setting: Setting, rec: dict, reason: str) -> dict:
+def _requeued(setting: Setting, rec: Record, reason: str) -> Record:
     """The running attempt died and Slurm queued the same job again: keep it as interrupted, show it queued."""
-    rec = records.settled(setting, rec, "interrupted", reason)
+    rec = records.settled(setting, rec, State.INTERRUPTED, reason)
     new = queued_record(setting, rec["settings"], records.next_attempt(rec), rec["slurm_job_id"], rec)
     records.write_record(setting, new)
     return new
 
 
-def _resubmit(setting: Setting, rec: dict) -> dict:
+def _resubmit(setting: Setting, rec: Record) -> Record:
     """Queue an interrupted run again as a new Slurm job (Slurm did not requeue it)."""
     ws = setting.experiment.workspace
     [job_id] = _sbatch(ws, [(setting, rec["settings"], records.next_attempt(rec))], slurm.options_for_setting(setting), None,
@@ -265,10 +273,9 @@ def drained_event(workspace) -> dict | None:
     the last one (`.lab/slurm/drained` keeps when that was), or None while any is queued or running. Called by each
     job's entry point as it ends, under the Slurm lock, so two array tasks that end together send it once."""
     from lab.runs import notify
-    from lab.runs.status import collect
 
     with slurm.locked(workspace):
-        runs = [r for r in collect(workspace, recover=False) if r.get("executor") == "slurm"]
+        runs = statuscache.summaries(workspace, "slurm")
         if any(r.get("state") in records.ACTIVE for r in runs):
             return None
         stamp = slurm.state_dir(workspace) / "drained"
@@ -287,14 +294,12 @@ def drained_event(workspace) -> dict | None:
 
 
 def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
-    """The settings with a queued or running Slurm job, found through `lab status`'s summary cache (no full scan)."""
-    from lab.runs.status import active_runs
-
-    return [records.setting_of(workspace, exp, name) for exp, name in active_runs(workspace, "slurm", targets)]
+    """The settings with a queued or running Slurm job, found through the status cache (no full scan)."""
+    return [records.setting_of(workspace, exp, name) for exp, name in statuscache.active_runs(workspace, "slurm", targets)]
 
 
 def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
-           targets: list[str] | None = None) -> list[dict]:
+           targets: list[str] | None = None) -> list[Record]:
     """scancel the lab root's Slurm jobs (or those of `settings`/`targets`): queued ones, running ones if `running`.
 
     Jobs that never started are recorded `cancelled` at once; running ones record it themselves (their entry point
@@ -306,14 +311,14 @@ def cancel(workspace, settings: list[Setting] | None = None, running: bool = Tru
             return []
     with slurm.locked(workspace):
         active = _refresh_locked(workspace, settings)
-        chosen = [rec for rec in active if rec["state"] == "queued" or (running and rec["state"] == "running")]
+        chosen = [rec for rec in active if rec["state"] == State.QUEUED or (running and rec["state"] == State.RUNNING)]
         slurm.scancel(sorted({rec["slurm_job_id"] for rec in chosen}))
         by_id = {}
         for rec in chosen:
             setting = slurm.setting_of(workspace.experiment(rec["experiment"]), rec["setting"], rec)
             by_id[rec["slurm_job_id"]] = setting
             current = records.read_record(setting)
-            if current and current.get("state") == "queued" and current.get("slurm_job_id") == rec["slurm_job_id"] and rec["state"] == "queued":
+            if current and current.get("state") == State.QUEUED and current.get("slurm_job_id") == rec["slurm_job_id"] and rec["state"] == State.QUEUED:
                 records.write_record(setting, records.cancelled_before_start(current, "cancelled before it started"))
     settings_of = list(by_id.values())
     deadline = time.monotonic() + grace_s
@@ -324,7 +329,7 @@ def cancel(workspace, settings: list[Setting] | None = None, running: bool = Tru
     return [records.read_record(s) or {} for s in settings_of]
 
 
-def wait(workspace, settings: list[Setting], progress=None, poll_s: float = POLL_S) -> list[dict]:
+def wait(workspace: Workspace, settings: list[Setting], progress=None, poll_s: float = POLL_S) -> list[Record]:
     """Poll until none of `settings` has a queued or running Slurm job; `progress(records)` after each poll."""
     while True:
         active = refresh(workspace, settings)
@@ -340,8 +345,8 @@ class SlurmExecutor:
 
     name = "slurm"
 
-    def submit(self, workspace, plans, *, rerun: bool = False, stop_on_failure: bool = False, env: dict | None = None,
-               parallel: bool = False) -> list[dict]:
+    def submit(self, workspace: Workspace, plans: Sequence[Plan], *, rerun: bool = False, stop_on_failure: bool = False,
+               env: dict[str, str] | None = None, parallel: bool = False) -> list[SubmitEntry]:
         done = submit(workspace, [(p.setting, p.resolved) for p in plans], parallel=parallel, rerun=rerun,
                       stop_on_failure=stop_on_failure, env=env)
         out = []
@@ -350,41 +355,44 @@ class SlurmExecutor:
             out.append(entry(d.setting, action, "slurm", slurm_job_id=d.slurm_job_id, reason=d.reason))
         return out
 
-    def active(self, workspace, settings=None) -> list[dict]:
+    def active(self, workspace: Workspace, settings: Sequence[Setting] | None = None) -> list[ActiveRun]:
         if settings is None:
             settings = active_settings(workspace)
-        out = []
+        out: list[ActiveRun] = []
         for setting in settings:
             rec = active_on_slurm(setting)
             if rec is not None:
-                out.append(dict(rec, why=f"already {rec['state']} as Slurm job {rec['slurm_job_id']}"))
+                out.append({"experiment": rec.get("experiment", setting.experiment.name),
+                            "setting": rec.get("setting", setting.name), "state": rec.get("state", State.QUEUED),
+                            "executor": "slurm", "slurm_job_id": rec.get("slurm_job_id"),
+                            "why": f"already {rec.get('state')} as Slurm job {rec.get('slurm_job_id')}"})
         return out
 
-    def reconcile(self, workspace, settings=None) -> list[dict]:
+    def reconcile(self, workspace: Workspace, settings: Sequence[Setting] | None = None) -> list[Record]:
         return refresh(workspace, settings)
 
-    def stop(self, workspace, now: bool = False, grace: float = 10.0) -> dict:
-        gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, running=now) if r.get("state") == "cancelled"]
+    def stop(self, workspace: Workspace, now: bool = False, grace: float = 10.0) -> StopResult:
+        gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, running=now) if r.get("state") == State.CANCELLED]
         return {"runner": None, "running": [], "cancelled": gone, "queued": 0}
 
-    def cancel(self, workspace, targets: list[str]) -> dict:
-        gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, targets=targets) if r.get("state") == "cancelled"]
+    def cancel(self, workspace: Workspace, targets: list[str]) -> CancelResult:
+        gone = [f"{r['experiment']}/{r['setting']}" for r in cancel(workspace, targets=targets) if r.get("state") == State.CANCELLED]
         return {"cancelled": gone, "running": []}
 
-    def wait(self, workspace, entries: list[dict]) -> list[dict]:
+    def wait(self, workspace: Workspace, entries: Sequence[SubmitEntry]) -> list[View]:
         settings = [records.setting_of(workspace, e["experiment"], e["setting"]) for e in entries]
         refresh(workspace, settings)
-        views = []
+        views: list[View] = []
         for e, setting in zip(entries, settings):
-            rec = records.read_record(setting, strict=False) or {}
+            rec = records.read_record(setting, strict=False) or records.as_record({})
             progress = None
-            if rec.get("state") == "running":
+            if rec.get("state") == State.RUNNING:
                 progress = records.latest_metrics(records.metrics_path(setting))
             views.append({"id": e["id"], "experiment": e["experiment"], "setting": e["setting"], "executor": "slurm",
                           "slurm_job_id": rec.get("slurm_job_id") or e.get("slurm_job_id"), "job_id": None,
-                          "state": rec.get("state") or "queued", "exit_code": rec.get("exit_code"), "signal": rec.get("signal"),
+                          "state": rec.get("state") or State.QUEUED, "exit_code": rec.get("exit_code"), "signal": rec.get("signal"),
                           "reason": rec.get("reason"), "progress": progress, "started_at": rec.get("started_at"), "held": False})
         return views
 
 
-EXECUTOR = SlurmExecutor()
+EXECUTOR: Executor = SlurmExecutor()

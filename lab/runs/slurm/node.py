@@ -13,6 +13,7 @@ state (COMPLETED or FAILED) agrees with the record.
 
 from __future__ import annotations
 
+from lab.runs.state import State
 import json
 import os
 import signal
@@ -38,7 +39,7 @@ def why_stopped(job_id: str, restarts_before: int) -> tuple[str, str]:
         show = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=10).stdout
         fields = dict(f.split("=", 1) for f in show.split() if "=" in f)
         if int(fields.get("Restarts", "0") or 0) > restarts_before or fields.get("JobState") in ("REQUEUED", "PENDING"):
-            return "interrupted", "Slurm requeued the job"
+            return State.INTERRUPTED, "Slurm requeued the job"
         acct = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True, timeout=10).stdout
         state = acct.strip().splitlines()[-1].split()[0] if acct.strip() else ""
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
@@ -47,7 +48,7 @@ def why_stopped(job_id: str, restarts_before: int) -> tuple[str, str]:
 
     if state in FINAL_STATES and state != "COMPLETED" and state != "FAILED":
         return FINAL_STATES[state]
-    return "cancelled", "cancelled (scancel)"
+    return State.CANCELLED, "cancelled (scancel)"
 
 
 def tell(ws, rec: dict) -> None:
@@ -63,7 +64,7 @@ def tell(ws, rec: dict) -> None:
         config = notify.config_for(ws)
         if config is None:
             return
-        if rec.get("state") in ("failed", "interrupted"):
+        if rec.get("state") in (State.FAILED, State.INTERRUPTED):
             notify.deliver(config, notify.job_event(rec["state"], rec, ws.root), log, cwd=ws.root)
         from lab.runs.slurm.executor import drained_event
 
@@ -95,17 +96,17 @@ def main(argv: list[str] | None = None) -> int:
 
     attempt = task["attempt"]
     previous = records.read_record(setting)
-    if previous and previous.get("slurm_job_id") == job_id and previous.get("state") == "cancelled" and not previous.get("started_at"):
+    if previous and previous.get("slurm_job_id") == job_id and previous.get("state") == State.CANCELLED and not previous.get("started_at"):
         print(f"lab: {setting.id} was cancelled before it started; not running it", file=sys.stderr)
         return 0
     if previous and previous.get("slurm_job_id") == job_id:
         # This very job ran before (Slurm requeued it after a node failure, preemption or `scontrol requeue`):
         # the earlier run stays in the history and this one counts as the next attempt.
-        if previous.get("state") == "running":
-            previous = records.settled(setting, previous, "interrupted", "Slurm requeued the job")
+        if previous.get("state") == State.RUNNING:
+            previous = records.settled(setting, previous, State.INTERRUPTED, "Slurm requeued the job")
             records.write_record(setting, previous)
         prior = int(previous.get("attempt") or 0)
-        attempt = max(attempt, prior if previous.get("state") == "queued" else prior + 1)
+        attempt = max(attempt, prior if previous.get("state") == State.QUEUED else prior + 1)
 
     stop = {"signal": None, "at": None}
     proc_box = {"proc": None}
@@ -124,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, forward)
 
     extra = {"slurm_job_id": job_id}
+    if task.get("command"):  # submitted with its command: that one runs, as its submitted settings do
+        extra["fixed_when_queued"] = records.FIXED_WHEN_QUEUED
     if os.environ.get("SLURMD_NODENAME"):
         extra["slurm_node"] = os.environ["SLURMD_NODENAME"]
-    att = Attempt(setting, task["resolved"], attempt=attempt, executor="slurm", extra=extra)
+    att = Attempt(setting, task["resolved"], attempt=attempt, executor="slurm", extra=extra, template=task.get("command"))
     proc = att.start()
     if proc is None:
         return 127
@@ -149,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
     if stop["signal"] is not None:
         state, reason = why_stopped(job_id, restarts)
-        if stop["signal"] != signal.SIGTERM and state == "cancelled":
+        if stop["signal"] != signal.SIGTERM and state == State.CANCELLED:
             reason = f"stopped by {signal.Signals(stop['signal']).name}"
         rec = att.finish(returncode, state=state, reason=reason)
-        if state == "interrupted" and reason == "Slurm requeued the job":
+        if state == State.INTERRUPTED and reason == "Slurm requeued the job":
             from lab.runs.slurm.executor import queued_record
 
             records.write_record(setting, queued_record(setting, task["resolved"], attempt + 1, job_id, rec))
