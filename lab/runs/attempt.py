@@ -50,7 +50,7 @@ class Attempt:
         self.settings_path = records.resolved_settings_path(self.setting)
         self.template = self.template or template_for(self.setting)
         self.argv = build_argv(self.setting, self.settings_path, self.template, resolved=self.resolved)
-        _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
+        _warm_environment(self)  # the package scan for the record (once per runner), done before the program starts
 
     def start(self) -> subprocess.Popen | None:
         """Write the resolved settings and the log header, start the program, write the `running` record.
@@ -215,7 +215,7 @@ def _capture_env(env: dict) -> dict:
     return {k: v for k, v in env.items() if not k.startswith(("PYTHONPROFILE", "CUDA_"))}
 
 
-def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
+def _warm_environment(attempt: Attempt) -> None:  # the environment's scan, cached, so the record is written fast
     from lab.runs.environment import current
 
     try:
@@ -224,7 +224,7 @@ def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
         pass
 
 
-def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook
+def _drift_fields(attempt: Attempt) -> dict:  # inputs and environment, to tell later whether the run is stale
     from lab.runs.environment import record_fields
 
     return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env,
@@ -277,7 +277,7 @@ def package_versions() -> dict:
 
 # The whole repository except lab's own bookkeeping (records and logs, which lab rewrites as jobs are queued and
 # run): a run is "dirty" when the code or data differ from the commit, not because its own record was written.
-# Issue 18: `lab reproduce` applies this diff.
+# `lab reproduce` applies this diff to rebuild the code a run had.
 CODE_PATHSPEC = (":(top)", ":(exclude,glob)experiments/*/runs/**", ":(exclude,glob)experiments/*/logs/**")
 
 
