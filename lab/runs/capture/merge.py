@@ -21,6 +21,7 @@ from lab.runs.capture.output import OutputScraper
 from lab.runs.capture.patterns import Options, Patterns
 
 READ_CHUNK = 16 << 20
+MAP_OVER = 64 << 20
 
 
 class Capture:
@@ -73,6 +74,14 @@ class Capture:
             return False
         read = False
         with f:
+            size = os.fstat(f.fileno()).st_size if self.end is None else self.end
+            if size - self.offset > MAP_OVER:  # a big log (lab recapture): scanned in place, not read
+                import mmap
+
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                    done = self.scraper.whole_lines(buf, self.offset, min(size, len(buf)))
+                read = done > self.offset
+                self.offset = done
             f.seek(self.offset)
             while True:
                 want = READ_CHUNK if self.end is None else min(READ_CHUNK, self.end - self.offset)
