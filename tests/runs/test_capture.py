@@ -371,6 +371,21 @@ def test_unpassable_setting_is_refused_naming_the_key(lab, lab_root, settings, m
     assert not (lab_root / ".lab" / "queue.db").exists()
 
 
+@pytest.mark.parametrize("front_matter, message", [
+    ("capture:\n  patterns: ['(unclosed']\n", "capture pattern '(unclosed': missing ), unterminated subpattern"),
+    ("capture:\n  patterns: ['loss ([0-9.]+)']\n", "has no named group for a value"),
+    ("capture:\n  colour: red\n", "capture: unknown key 'colour'"),
+    ("capture: 3\n", "'capture' must be true, false or a mapping"),
+])
+def test_bad_capture_configuration_queues_nothing(lab, lab_root, front_matter, message):
+    program(lab_root, "prints.py")
+    set_command(lab_root, "badcap", "{python} prints.py {settings}", front_matter)
+    (lab_root / "experiments" / "badcap" / "settings" / "a.json").write_text("{}")
+    proc = lab("run", "badcap", check=2)
+    assert message in proc.stderr and "experiments/badcap/report.md" in proc.stderr
+    assert not (lab_root / ".lab" / "queue.db").exists()
+
+
 def test_one_setting_value_as_a_word(lab, lab_root):
     (lab_root / "echo.py").write_text("import sys\nprint('args', sys.argv[1:])\n")
     write_settings(lab_root, "one", {"a.json": {"optim": {"lr": 0.5}, "tag": "x y", "on": True}},
