@@ -50,27 +50,25 @@ def masked(crc: int) -> int:
 
 
 def _masked_many(blobs: list[bytes]) -> list[int]:
-    """masked(crc32c(b)) for many short byte strings at once (NumPy, vectorised over the strings)."""
+    """masked(crc32c(b)) for many short byte strings at once: NumPy, one table step per byte position for all the
+    strings of one length together (a writer's scalar records come in a few lengths)."""
     import numpy as np
 
-    n = len(blobs)
-    lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=n)
-    width = int(lengths.max()) if n else 0
-    buf = np.zeros((n, width), dtype=np.uint8)
-    joined = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    rows = np.repeat(np.arange(n), lengths)
-    starts = np.cumsum(lengths) - lengths
-    cols = np.arange(len(joined)) - np.repeat(starts, lengths)
-    buf[rows, cols] = joined
     table = np.array(_table(), dtype=np.uint32)
-    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
-    for i in range(width):
-        step = table[(crc ^ buf[:, i]) & 0xFF] ^ (crc >> 8)
-        crc = np.where(lengths > i, step, crc)
-    crc ^= np.uint32(0xFFFFFFFF)
-    crc = crc.astype(np.uint64)
-    out = (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-    return out.tolist()
+    by_length: dict[int, list[int]] = {}
+    for i, b in enumerate(blobs):
+        by_length.setdefault(len(b), []).append(i)
+    out = [0] * len(blobs)
+    for width, members in by_length.items():
+        buf = np.frombuffer(b"".join(blobs[i] for i in members), dtype=np.uint8).reshape(len(members), width)
+        crc = np.full(len(members), 0xFFFFFFFF, dtype=np.uint32)
+        for col in range(width):
+            crc = table[(crc ^ buf[:, col]) & 0xFF] ^ (crc >> 8)
+        crc = (crc ^ np.uint32(0xFFFFFFFF)).astype(np.uint64)
+        sums = ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).tolist()
+        for i, value in zip(members, sums):
+            out[i] = value
+    return out
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -186,6 +184,66 @@ def _event_scalars(buf: bytes):
     return None if found is None else (step, found)
 
 
+def masked_crcs(blobs: list[bytes]) -> list[int]:
+    """masked(crc32c(b)) of each blob: short ones together with NumPy, long or few ones one by one."""
+    sums = [0] * len(blobs)
+    short = [i for i, b in enumerate(blobs) if len(b) <= 512]
+    if len(short) > 8:
+        for i, value in zip(short, _masked_many([blobs[i] for i in short])):
+            sums[i] = value
+    else:
+        short = []
+    done = set(short)
+    for i, b in enumerate(blobs):
+        if i not in done:
+            sums[i] = masked(crc32c(b))
+    return sums
+
+
+def _first_bad_length(data: bytes, starts: list) -> int | None:
+    """The index of the first record whose length field fails its checksum, or None."""
+    if not starts:
+        return None
+    unpack_i = _U32.unpack_from
+    sums = masked_crcs([data[at:at + 8] for at in starts])
+    for k, (at, good) in enumerate(zip(starts, sums)):
+        if unpack_i(data, at + 8)[0] != good:
+            return k
+    return None
+
+
+def _simple(data: bytes, pos: int, end: int, tags: dict):
+    """The common shape, read without the general walk: an Event of wall_time, step and a Summary of one Value
+    holding a tag and a simple_value (what torch's SummaryWriter and the Trainer write). None for anything else."""
+    if end - pos < 20 or data[pos] != 0x09 or data[pos + 9] != 0x10:
+        return None
+    pos += 10
+    b = data[pos]
+    if b < 0x80:
+        step = b
+        pos += 1
+    else:
+        step, pos = _varint(data, pos)
+        if step >= 1 << 63:
+            step -= 1 << 64
+    if data[pos] != 0x2A or data[pos + 1] >= 0x80 or pos + 2 + data[pos + 1] != end:
+        return None
+    pos += 2
+    if data[pos] != 0x0A or data[pos + 1] >= 0x80 or pos + 2 + data[pos + 1] != end:
+        return None
+    pos += 2
+    if data[pos] != 0x0A or data[pos + 1] >= 0x80:
+        return None
+    tag_end = pos + 2 + data[pos + 1]
+    raw = data[pos + 2:tag_end]
+    if tag_end + 5 > end or data[tag_end] != 0x15:
+        return None
+    tag = tags.get(raw)
+    if tag is None:
+        tag = tags[raw] = raw.decode("utf-8", "replace")
+    return step, [(tag, float(f"{_F32.unpack_from(data, tag_end + 1)[0]:.7g}"))]
+
+
 class EventReader:
     """Reads one event file incrementally: `read()` returns the scalars of the records written since the last
     call, as [(tag, step, value)]; a record still being written is left for the next call."""
@@ -203,53 +261,50 @@ class EventReader:
                 data = f.read()
         except OSError:
             return []
-        records = []
+        # The framing first (lengths read, their checksums checked together below), then the records.
+        starts, lengths = [], []
         pos = 0
         n = len(data)
-        unpack_q, unpack_i = _U64.unpack_from, _U32.unpack_from
+        unpack_q = _U64.unpack_from
         while pos + 12 <= n:
             length = unpack_q(data, pos)[0]
-            header = data[pos:pos + 8]
-            if unpack_i(data, pos + 8)[0] != masked(crc32c(header)):
-                self._say("a record length with a bad checksum: the rest of the file skipped")
-                pos = n
-                self.offset += n
-                data = b""
-                break
-            end = pos + 12 + length + 4
+            end = pos + 16 + length
             if end > n:
                 break  # cut mid-record (still being written): read again from here next time
-            records.append((data[pos + 12:pos + 12 + length], unpack_i(data, pos + 12 + length)[0]))
+            starts.append(pos)
+            lengths.append(length)
             pos = end
+        bad = _first_bad_length(data, starts)
+        if bad is not None:
+            self._say("a record length with a bad checksum: the rest of the file skipped")
+            starts, lengths = starts[:bad], lengths[:bad]
+            pos = n  # nothing after it can be trusted (or found)
         self.offset += pos
-        return self._scalars(records)
+        return self._scalars(data, starts, lengths)
 
-    def _scalars(self, records) -> list[tuple[str, int, float]]:
-        parsed = []
-        for body, crc in records:
-            try:
-                got = _event_scalars(body)
-            except (ValueError, IndexError, struct.error):
-                self._say("a record that is no Event skipped")
-                continue
-            if got is not None:
-                parsed.append((body, crc, got))
-        if not parsed:
+    def _scalars(self, data: bytes, starts: list, lengths: list) -> list[tuple[str, int, float]]:
+        unpack_i = _U32.unpack_from
+        tags: dict = {}
+        found = []  # (record index, step, [(tag, value)])
+        for k, (at, length) in enumerate(zip(starts, lengths)):
+            body = at + 12
+            got = _simple(data, body, body + length, tags)
+            if got is None:
+                try:
+                    got = _event_scalars(data[body:body + length])
+                except (ValueError, IndexError, struct.error):
+                    self._say("a record that is no Event skipped")
+                    continue
+                if got is None:
+                    continue
+            found.append((k, got))
+        if not found:
             return []
-        small = [i for i, p in enumerate(parsed) if len(p[0]) <= 512]
-        sums = [0] * len(parsed)
-        if len(small) > 8:
-            for i, s in zip(small, _masked_many([parsed[i][0] for i in small])):
-                sums[i] = s
-        else:
-            small = []
-        done = set(small)
-        for i, p in enumerate(parsed):
-            if i not in done:
-                sums[i] = masked(crc32c(p[0]))
+        blobs = [data[starts[k] + 12:starts[k] + 12 + lengths[k]] for k, _ in found]
+        sums = masked_crcs(blobs)
         out = []
-        for (_body, crc, (step, values)), good in zip(parsed, sums):
-            if crc != good:
+        for (k, (step, values)), good in zip(found, sums):
+            if unpack_i(data, starts[k] + 12 + lengths[k])[0] != good:
                 self._say("a record with a bad checksum skipped")
                 continue
             for tag, value in values:
