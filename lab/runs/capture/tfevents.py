@@ -14,6 +14,7 @@ has small scalar records, so this is a few dozen array operations per file.
 
 from __future__ import annotations
 
+import re
 import struct
 
 _U64 = struct.Struct("<Q")
@@ -21,6 +22,9 @@ _U32 = struct.Struct("<I")
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 _MASK_DELTA = 0xA282EAD8
+# The common shape of a scalar record (torch's SummaryWriter, the Trainer's and Lightning's loggers): an Event of
+# wall_time (1), step (2) and a Summary (5) of one Value of a tag (1) and a simple_value (2), lengths under 128.
+_SIMPLE = re.compile(rb"\x09.{8}\x10([\x80-\xff]{0,9}[\x00-\x7f])\x2a([\x00-\x7f])\x0a([\x00-\x7f])\x0a([\x00-\x7f])", re.S)
 _TABLE: list[int] | None = None
 
 
@@ -212,36 +216,56 @@ def _first_bad_length(data: bytes, starts: list) -> int | None:
     return None
 
 
-def _simple(data: bytes, pos: int, end: int, tags: dict):
-    """The common shape, read without the general walk: an Event of wall_time, step and a Summary of one Value
-    holding a tag and a simple_value (what torch's SummaryWriter and the Trainer write). None for anything else."""
-    if end - pos < 20 or data[pos] != 0x09 or data[pos + 9] != 0x10:
-        return None
-    pos += 10
-    b = data[pos]
-    if b < 0x80:
-        step = b
-        pos += 1
-    else:
-        step, pos = _varint(data, pos)
-        if step >= 1 << 63:
-            step -= 1 << 64
-    if data[pos] != 0x2A or data[pos + 1] >= 0x80 or pos + 2 + data[pos + 1] != end:
-        return None
-    pos += 2
-    if data[pos] != 0x0A or data[pos + 1] >= 0x80 or pos + 2 + data[pos + 1] != end:
-        return None
-    pos += 2
-    if data[pos] != 0x0A or data[pos + 1] >= 0x80:
-        return None
-    tag_end = pos + 2 + data[pos + 1]
-    raw = data[pos + 2:tag_end]
-    if tag_end + 5 > end or data[tag_end] != 0x15:
-        return None
-    tag = tags.get(raw)
-    if tag is None:
-        tag = tags[raw] = raw.decode("utf-8", "replace")
-    return step, [(tag, float(f"{_F32.unpack_from(data, tag_end + 1)[0]:.7g}"))]
+def _simple_records(data: bytes, starts: list, lengths: list) -> dict:
+    """{record index: (step, [(tag, value)])} of the records of the common scalar shape (`_SIMPLE`), read for all
+    records at once with NumPy (the byte at each field's place, for every record together); the others are left
+    to the general walk."""
+    if len(starts) < 64:
+        return {}
+    import numpy as np
+
+    a = np.frombuffer(data, dtype=np.uint8)
+    n = len(a)
+    body = np.asarray(starts, dtype=np.int64) + 12
+    end = body + np.asarray(lengths, dtype=np.int64)
+
+    def at(index):
+        return a[np.minimum(index, n - 1)]
+
+    ok = (end - body >= 20) & (at(body) == 0x09) & (at(body + 9) == 0x10)
+    p = body + 10
+    step = np.zeros(len(body), dtype=np.int64)
+    size = np.zeros(len(body), dtype=np.int64)
+    going = ok.copy()
+    for i in range(9):  # the step's varint, up to 9 bytes
+        byte = at(p + i).astype(np.int64)
+        step = np.where(going, step | ((byte & 0x7F) << (7 * i)), step)
+        size = np.where(going, i + 1, size)
+        going = going & (byte >= 0x80)
+    ok &= ~going
+    q = p + size
+    summary = at(q + 1).astype(np.int64)
+    value = at(q + 3).astype(np.int64)
+    tag_len = at(q + 5).astype(np.int64)
+    tag_end = q + 6 + tag_len
+    ok &= ((at(q) == 0x2A) & (summary < 0x80) & (q + 2 + summary == end) & (at(q + 2) == 0x0A)
+           & (value == summary - 2) & (at(q + 4) == 0x0A) & (tag_len < 0x80) & (tag_end + 5 <= end)
+           & (at(tag_end) == 0x15))
+    idx = np.nonzero(ok)[0]
+    if not len(idx):
+        return {}
+    where = tag_end[idx] + 1
+    raw = a[where[:, None] + np.arange(4)].copy().view("<f4").ravel().astype(np.float64).tolist()
+    tags: dict = {}
+    names = []
+    for s, e in zip((q[idx] + 6).tolist(), tag_end[idx].tolist()):
+        t = data[s:e]
+        tag = tags.get(t)
+        if tag is None:
+            tag = tags[t] = t.decode("utf-8", "replace")
+        names.append(tag)
+    values = [float(f"{v:.7g}") for v in raw]
+    return {k: (st, [(tag, v)]) for k, st, tag, v in zip(idx.tolist(), step[idx].tolist(), names, values)}
 
 
 class EventReader:
@@ -265,51 +289,62 @@ class EventReader:
         starts, lengths = [], []
         pos = 0
         n = len(data)
-        unpack_q = _U64.unpack_from
+        unpack_q, unpack_i = _U64.unpack_from, _U32.unpack_from
         while pos + 12 <= n:
             length = unpack_q(data, pos)[0]
             end = pos + 16 + length
             if end > n:
-                break  # cut mid-record (still being written): read again from here next time
+                # Cut mid-record (still being written): read again from here next time; unless its length is
+                # no length at all (a damaged file), whose records after it cannot be found.
+                if unpack_i(data, pos + 8)[0] != masked(crc32c(data[pos:pos + 8])):
+                    self._say("a record length with a bad checksum: the rest of the file skipped")
+                    pos = n
+                break
             starts.append(pos)
             lengths.append(length)
             pos = end
-        bad = _first_bad_length(data, starts)
-        if bad is not None:
-            self._say("a record length with a bad checksum: the rest of the file skipped")
-            starts, lengths = starts[:bad], lengths[:bad]
-            pos = n  # nothing after it can be trusted (or found)
         self.offset += pos
-        return self._scalars(data, starts, lengths)
+        out, failed = self._scalars(data, starts, lengths)
+        if failed is not None:  # a record failed its checksum: was its length damaged (the framing lost)?
+            bad = _first_bad_length(data, starts[failed:])
+            if bad is not None:
+                self._say("a record length with a bad checksum: the rest of the file skipped")
+                keep = starts[failed + bad]
+                out = [x for x, at in out if at < keep]
+                self.offset = self.offset - pos + n
+                return out
+        return [x for x, _ in out]
 
-    def _scalars(self, data: bytes, starts: list, lengths: list) -> list[tuple[str, int, float]]:
+    def _scalars(self, data: bytes, starts: list, lengths: list):
+        """([((tag, step, value), record start)], index of the first record with a bad checksum or None)."""
         unpack_i = _U32.unpack_from
-        tags: dict = {}
-        found = []  # (record index, step, [(tag, value)])
+        found = _simple_records(data, starts, lengths)  # {record index: (step, [(tag, value)])}
         for k, (at, length) in enumerate(zip(starts, lengths)):
-            body = at + 12
-            got = _simple(data, body, body + length, tags)
-            if got is None:
-                try:
-                    got = _event_scalars(data[body:body + length])
-                except (ValueError, IndexError, struct.error):
-                    self._say("a record that is no Event skipped")
-                    continue
-                if got is None:
-                    continue
-            found.append((k, got))
+            if k in found:
+                continue
+            try:
+                got = _event_scalars(data[at + 12:at + 12 + length])
+            except (ValueError, IndexError, struct.error):
+                self._say("a record that is no Event skipped")
+                continue
+            if got is not None:
+                found[k] = got
         if not found:
-            return []
-        blobs = [data[starts[k] + 12:starts[k] + 12 + lengths[k]] for k, _ in found]
-        sums = masked_crcs(blobs)
+            return [], None
+        order = sorted(found)
+        sums = masked_crcs([data[starts[k] + 12:starts[k] + 12 + lengths[k]] for k in order])
         out = []
-        for (k, (step, values)), good in zip(found, sums):
+        failed = None
+        for k, good in zip(order, sums):
             if unpack_i(data, starts[k] + 12 + lengths[k])[0] != good:
                 self._say("a record with a bad checksum skipped")
+                if failed is None:
+                    failed = k
                 continue
+            step, values = found[k]
             for tag, value in values:
-                out.append((tag, step, value))
-        return out
+                out.append(((tag, step, value), starts[k]))
+        return out, failed
 
     def _say(self, text: str) -> None:
         note = f"{self.path}: {text}"
