@@ -191,11 +191,12 @@ class Attempt:
 
     def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:
         """Record the end of the attempt: state, exit code or signal, duration, final metrics."""
+        duration = self.duration()  # the program's time, not the capture's last reading after it
         try:
             self.end_capture()
         except OSError:
             pass  # the metrics the program wrote itself are still recorded
-        self.record = records.ended(self.setting, self.record, returncode, duration_s=self.duration(), state=state,
+        self.record = records.ended(self.setting, self.record, returncode, duration_s=duration, state=state,
                                     reason=reason, log_offset=self.log_offset)
         records.write_record(self.setting, self.record)
         return self.record
