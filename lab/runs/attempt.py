@@ -194,8 +194,8 @@ class Attempt:
         duration = self.duration()  # the program's time, not the capture's last reading after it
         try:
             self.end_capture()
-        except OSError:
-            pass  # the metrics the program wrote itself are still recorded
+        except Exception as e:  # a capture that fails costs the captured metrics, never the record
+            _capture_failed(self.setting, e)
         self.record = records.ended(self.setting, self.record, returncode, duration_s=duration, state=state,
                                     reason=reason, log_offset=self.log_offset)
         records.write_record(self.setting, self.record)
@@ -203,6 +203,15 @@ class Attempt:
 
 
 CAPTURE_WAIT_S = 300.0  # how long a job's end waits for its live capture to read the rest of the log
+
+
+def _capture_failed(setting: Setting, error: Exception) -> None:
+    from lab.runs.capture import write_result
+
+    try:
+        write_result(records.metrics_path(setting), {"notes": [f"capture failed: {type(error).__name__}: {error}"]})
+    except OSError:
+        pass
 
 
 def capture_options(setting: Setting):

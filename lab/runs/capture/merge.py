@@ -38,13 +38,8 @@ class Capture:
         self.lab_metrics = False
         scrape = self.options.enabled and (self.options.output or self.options.patterns)
         patterns = Patterns(self.options.patterns) if self.options.enabled and self.options.patterns else None
-        self.scraper = OutputScraper(patterns) if scrape else None
-        if self.scraper is not None and not self.options.output:
-            self.scraper.lines = self._patterns_only
+        self.scraper = OutputScraper(patterns, builtin=bool(self.options.output)) if scrape else None
         self.files = Files(output_dirs, since) if self.options.enabled and self.options.files else None
-
-    def _patterns_only(self, chunk: bytes) -> None:
-        self.scraper.patterns.scan(chunk, self.scraper.series)
 
     def writes_lab_metrics(self) -> bool:
         if not self.lab_metrics and self.metrics_path is not None:

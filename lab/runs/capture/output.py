@@ -95,9 +95,10 @@ class Series:
 class OutputScraper:
     """Reads a program's output in pieces (`feed`), whole lines at a time; `end()` takes the last unended line."""
 
-    def __init__(self, patterns=None, series: Series | None = None):
+    def __init__(self, patterns=None, series: Series | None = None, builtin: bool = True):
         self.series = series if series is not None else Series()
         self.patterns = patterns  # a Patterns, or None
+        self.builtin = builtin  # False: the user's patterns only (`capture: {output: false}`)
         self._pending = b""
         self._skipping = False  # inside a line over MAX_LINE, until its newline
         self._block = False
@@ -156,6 +157,8 @@ class OutputScraper:
             self._skipping = False
         if self.patterns:
             self.patterns.scan(chunk[pos:stop], self.series)
+        if not self.builtin:
+            return
         line_of = self.line
         last_end = pos - 1
         for start, end in candidate_lines(chunk, pos, stop):
