@@ -191,17 +191,27 @@ class Attempt:
 
     def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:
         """Record the end of the attempt: state, exit code or signal, duration, final metrics."""
+        duration = self.duration()  # the program's time, not the capture's last reading after it
         try:
             self.end_capture()
-        except OSError:
-            pass  # the metrics the program wrote itself are still recorded
-        self.record = records.ended(self.setting, self.record, returncode, duration_s=self.duration(), state=state,
+        except Exception as e:  # a capture that fails costs the captured metrics, never the record
+            _capture_failed(self.setting, e)
+        self.record = records.ended(self.setting, self.record, returncode, duration_s=duration, state=state,
                                     reason=reason, log_offset=self.log_offset)
         records.write_record(self.setting, self.record)
         return self.record
 
 
 CAPTURE_WAIT_S = 300.0  # how long a job's end waits for its live capture to read the rest of the log
+
+
+def _capture_failed(setting: Setting, error: Exception) -> None:
+    from lab.runs.capture import write_result
+
+    try:
+        write_result(records.metrics_path(setting), {"notes": [f"capture failed: {type(error).__name__}: {error}"]})
+    except OSError:
+        pass
 
 
 def capture_options(setting: Setting):

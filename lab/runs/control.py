@@ -72,6 +72,9 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     resolved = setting.resolve()
     template = template_for(setting)
     argv = build_argv(setting, records.resolved_settings_path(setting), template, resolved=resolved)
+    from lab.runs.capture.patterns import options_for
+
+    options_for(setting.experiment)  # a malformed `capture:` (a bad pattern) is refused before anything is queued
     program = argv[0]
     if os.sep not in program:
         path = (env if env is not None else os.environ).get("PATH", os.defpath)
