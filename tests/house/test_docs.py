@@ -22,4 +22,4 @@ def test_readme_links_only_guide_pages_that_exist():
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     links = re.findall(r"\]\((docs/guide/[^)#]+)", readme)
-    assert links and all((REPO / link).is_file() for link in links), [l for l in links if not (REPO / l).is_file()]
+    assert links and all((REPO / link).is_file() for link in links), [link for link in links if not (REPO / link).is_file()]
