@@ -420,3 +420,17 @@ def test_recapture_of_a_run_made_before_capture(module_lab):
     shutil.rmtree(exp_dir / "logs")  # a run whose log is gone keeps what it had
     assert "its log is gone" in cli("recapture", "old", check=0).stderr
     assert record(root, "old", "a")["metrics"] == again["metrics"]
+
+
+def test_a_printed_training_arguments_object_is_not_taken_for_metrics(tmp_path):
+    """The transformers example scripts log their whole TrainingArguments (`adam_beta1=0.9,` one field a line)
+    before training: those are settings; the Trainer's log lines after them are the metrics."""
+    pytest.importorskip("transformers")
+    from transformers import TrainingArguments
+
+    from lab.runs.capture.output import scrape
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", learning_rate=1e-3, max_steps=20)
+    log = f"Training/evaluation parameters {args}\n{{'loss': 0.52, 'learning_rate': 0.001, 'epoch': 0.4}}\n"
+    assert "adam_beta1=0.9," in log  # the real repr, as the scripts print it
+    assert set(scrape(log.encode()).series.points) == {"loss", "learning_rate", "epoch"}

@@ -231,6 +231,10 @@ class OutputScraper:
         pairs = _PAIR.findall(line)
         if not pairs:
             return
+        # `adam_beta1=0.9,`: one field of a printed object, one a line (the repr of TrainingArguments that every
+        # transformers example script logs when it starts): settings, not metrics.
+        if line.rstrip().endswith(b","):
+            return
         # The line must be made of pairs: words after the first pair (other than a step) mean prose.
         first = _PAIR.search(line).start()
         label = line[:first].rstrip()
