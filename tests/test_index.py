@@ -13,6 +13,7 @@ import pytest
 from lab.search import index
 from lab.search import query
 from lab.search.migrations import MIGRATIONS, SCHEMA_VERSION
+from lab.core.settings import find_setting
 
 REPORT = """\
 ---
@@ -345,7 +346,7 @@ def test_writers_update_the_index_as_they_write(lab_root):
     (lab_root / "prog.py").write_text("import lab\nlab.log_metrics(step=1, zebra_score=0.75)\n")
     write_settings(lab_root, "exp9", {"s1.json": {"lr": 1}}, command="{python} prog.py {settings}")
     search(lab_root, "anything")  # the index exists now
-    job.run(Workspace(lab_root).experiment("exp9").setting("s1"))
+    job.run(find_setting(Workspace(lab_root).experiment("exp9"), "s1"))
     conn = sqlite3.connect(index.index_path(lab_root))
     rows = conn.execute("SELECT type, key, info FROM docs WHERE file = 'experiments/exp9/runs/s1.json'").fetchall()
     conn.close()

@@ -25,6 +25,7 @@ from lab.core.fsutil import atomic_write_text, natural_key, read_text
 # Which metric says which run is best, and which way is better: one decision, in lab.core.metrics (the queue's
 # summary in a notification names the best run too).
 from lab.core.metrics import best_metric, direction, is_number
+from lab.core.settings import flatten, list_settings
 
 RESULTS_START = "<!-- lab:results -->"
 RESULTS_END = "<!-- /lab:results -->"
@@ -95,7 +96,7 @@ def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
                               if is_number(v) and is_number(old.metrics.get(k)) and is_metric(k)}
     checker.close()
     try:
-        settings = exp.settings()
+        settings = list_settings(exp)
     except LabError:
         settings = []
     for setting in settings:
@@ -149,18 +150,6 @@ def _run_from_record(exp, name: str, rec: dict, checker=None, live: bool = True)
         # The streamed file is newer than the record while a run is going.
         run.metrics.update(records.final_metrics(run.rows()))
     return run
-
-
-def flatten(data: dict, prefix: str = "") -> dict:
-    """Nested settings as dotted keys: {"model": {"layers": 2}} -> {"model.layers": 2}."""
-    out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 _MISSING = object()

@@ -14,6 +14,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from lab.core.settings import flatten
 from lab.errors import BadInput
 from lab.runs import record as records
 from lab.runs.environment import read_environment
@@ -58,16 +59,6 @@ def load_run(workspace, ref: str) -> tuple[Path, dict]:
             return exp.dir, rec
     known = ", ".join(str(r.get("attempt")) for r in attempts)
     raise BadInput(f"{exp_name}/{setting} has no attempt {attempt} (attempts: {known})")
-
-
-def flatten(data, prefix: str = "") -> dict:
-    out = {}
-    for key, value in (data or {}).items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _differing(a: dict, b: dict) -> dict:

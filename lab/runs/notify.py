@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lab.core import layout
 from lab.errors import BadInput
 from lab.runs.state import State
 
@@ -368,7 +369,7 @@ def send_detached(workspace, event: dict, config: NotifyConfig | None = None, lo
     config = config if config is not None else config_for(workspace)
     if config is None or not config.wants(event):
         return None
-    log_path = log_path or (workspace.state_dir / "runner.log")
+    log_path = log_path or (workspace.state_dir / layout.RUNNER_LOG)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     return process.spawn_detached([sys.executable, "-m", "lab.runs.notify", "--root", str(workspace.root),
                                    "--event", json.dumps(event, ensure_ascii=False)], log_path, cwd=workspace.root)

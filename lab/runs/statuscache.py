@@ -32,12 +32,13 @@ import os
 import time
 from pathlib import Path
 
+from lab.core import layout
 from lab.core.fsutil import atomic_write_text, natural_key
 from lab.runs import record as records
 from lab.runs.inputs import staleness_token
 from lab.runs.table import table_cells
 
-CACHE_NAME = "status-cache"
+CACHE_NAME = layout.STATUS_CACHE
 CACHE_VERSION = "lab status cache 6 gpus"
 SEP = "\0"
 END = "\0\n"

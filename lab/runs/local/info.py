@@ -8,13 +8,14 @@ import json
 import os
 from pathlib import Path
 
+from lab.core import layout
 from lab.core.fsutil import atomic_write_json
 from lab.runs.local.lock import LOCK_NAME, runner_pid
 from lab.runs.local.queue import Queue
 from lab.runs.state import State
 
-LANES_NAME = "lanes.json"
-QUEUE_NAME = "queue.db"
+LANES_NAME = layout.LANES
+QUEUE_NAME = layout.QUEUE_DB
 
 
 def write_lanes(state_dir: Path, pid: int, lanes) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from lab.core import layout
 from lab.runs import record as records
 from lab.errors import BadInput, LabError
 from lab.core.settings import Setting
@@ -276,7 +277,7 @@ def query(job_ids: list[str]) -> dict[str, dict]:
 
 
 def state_dir(workspace) -> Path:
-    return workspace.state_dir / "slurm"
+    return workspace.state_dir / layout.SLURM
 
 
 @contextmanager

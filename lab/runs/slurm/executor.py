@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from lab.runs import record as records
 from lab.runs import statuscache
 from lab.runs.slurm import cluster as slurm
+from lab.core import layout
 from lab.core.command import build_argv, template_for
 from lab.errors import LabError
 from lab.core.fsutil import atomic_write_json, atomic_write_text
@@ -74,11 +75,11 @@ def _job_id(stdout: str) -> str:
 def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, dependency: str | None,
             array: bool, kill_on_invalid_dep: bool, env: dict | None = None) -> list[str]:
     """Submit one held job (or a held job array) running `tasks`; return the job id of each task."""
-    d = slurm.state_dir(workspace)
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    spec_path = d / "jobs" / f"{name}.json"
-    script_path = d / "jobs" / f"{name}.sh"
-    (d / "out").mkdir(parents=True, exist_ok=True)
+    spec_path = workspace.state_dir / layout.SLURM_JOBS / f"{name}.json"
+    script_path = workspace.state_dir / layout.SLURM_JOBS / f"{name}.sh"
+    out_dir = workspace.state_dir / layout.SLURM_OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(spec_path, {
         "root": str(workspace.root),
         "array": array,
@@ -89,7 +90,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
     first = tasks[0][0]
     label = f"lab:{first.id}" if not array else f"lab:{first.experiment.name}[{len(tasks)}]"
     args = ["sbatch", "--parsable", "--hold", f"--job-name={label}", f"--chdir={workspace.root}",
-            f"--output={d / 'out' / ('%A_%a.out' if array else '%j.out')}", "--open-mode=append"]
+            f"--output={out_dir / ('%A_%a.out' if array else '%j.out')}", "--open-mode=append"]
     if dependency:
         args.append(f"--dependency={dependency}")
         if kill_on_invalid_dep:
@@ -235,7 +236,7 @@ def _ended(setting: Setting, rec: Record, got: dict, state: str, reason: str | N
         line = records.last_error_line(records.log_path(setting))
         if line and rec.get("started_at"):
             reason += f": {line}"
-    out = f".lab/slurm/out/{rec['slurm_job_id']}.out"
+    out = f"{layout.STATE}/{layout.SLURM_OUT}/{rec['slurm_job_id']}.out"
     if "DependencyNeverSatisfied" in (got.get("reason") or ""):
         reason = "not started: the job before it did not succeed (--stop-on-failure)"
     elif state == State.CANCELLED and not rec.get("started_at"):
