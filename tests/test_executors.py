@@ -141,7 +141,7 @@ class ExecutorContract:
     def test_stop_now_ends_the_running_run_and_records_it_cancelled(self, lab_root):
         ws = self.lab(lab_root, {"a": {"sleep": 60}, "b": {}})
         self.run(ws, ["e"], wait=False)
-        wait_for(lambda: self.record(ws, "a")["state"] == "running", what="a runs")
+        wait_for(lambda: self.executions(ws) == ["a"], what="a runs")
         result = get(self.executor).stop(ws, now=True, grace=2.0)
         assert set(result) == {"runner", "running", "cancelled", "queued"}
         assert "e/a" in result["cancelled"]

@@ -31,6 +31,7 @@ from lab.runs.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
     from lab.runs.local.queue import QueueRow
 
 STRAGGLER_GRACE_S = 5.0  # children left behind by a finished job get this long after SIGTERM
@@ -45,7 +46,7 @@ class _Stop(Exception):
     """Raised by the stop signal's handler to break the wait for the program."""
 
 
-def prepare(workspace, job: QueueRow):
+def prepare(workspace: Workspace, job: QueueRow):
     """The attempt of a claimed job, prepared up to its program's start (`Attempt.prepare`), or the reason it
     cannot be: (attempt, None) or (None, why). Done by the runner before it forks the supervisor."""
     from lab.runs.attempt import Attempt
@@ -85,7 +86,7 @@ class Supervisor:
     """One job's supervisor, in the forked child. `stop_at` is when a stop signal (SIGTERM, SIGINT) came;
     `waiting` says the supervisor is blocked waiting for the program, where the signal must break the wait."""
 
-    def __init__(self, workspace, job: QueueRow, lock_fd: int | None, runner: int, prepared=None):
+    def __init__(self, workspace: Workspace, job: QueueRow, lock_fd: int | None, runner: int, prepared=None):
         self.workspace = workspace
         self.state_dir = workspace.state_dir
         self.job = job

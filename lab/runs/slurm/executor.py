@@ -72,7 +72,7 @@ def _job_id(stdout: str) -> str:
     return job_id
 
 
-def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, dependency: str | None,
+def _sbatch(workspace: Workspace, tasks: list[tuple[Setting, dict, int]], options: dict, dependency: str | None,
             array: bool, kill_on_invalid_dep: bool, env: dict | None = None) -> list[str]:
     """Submit one held job (or a held job array) running `tasks`; return the job id of each task."""
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -103,7 +103,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
     return [f"{job_id}_{i}" for i in range(len(tasks))] if array else [job_id]
 
 
-def _chain_tail(workspace) -> str | None:
+def _chain_tail(workspace: Workspace) -> str | None:
     """The last job of the lab root's one-after-another chain, if Slurm still has it queued or running."""
     path = slurm.state_dir(workspace) / "chain"
     try:
@@ -114,7 +114,7 @@ def _chain_tail(workspace) -> str | None:
     return tail if info and slurm.lab_state(info["state"])[0] in (State.QUEUED, State.RUNNING) else None
 
 
-def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False, rerun: bool = False,
+def submit(workspace: Workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False, rerun: bool = False,
            stop_on_failure: bool = False, env: dict | None = None) -> list[Submitted]:
     """Submit resolved settings as Slurm jobs: one after another (after the lab root's earlier chain), or at once.
 
@@ -269,7 +269,7 @@ def _resubmit(setting: Setting, rec: Record) -> Record:
     return new
 
 
-def drained_event(workspace) -> dict | None:
+def drained_event(workspace: Workspace) -> dict | None:
     """The `drained` notification once the lab's Slurm jobs have all ended: a summary of the runs that ended since
     the last one (`.lab/slurm/drained` keeps when that was), or None while any is queued or running. Called by each
     job's entry point as it ends, under the Slurm lock, so two array tasks that end together send it once."""
@@ -284,22 +284,22 @@ def drained_event(workspace) -> dict | None:
             since = stamp.read_text().strip()
         except OSError:
             since = ""
-        ended = [r for r in runs if r.get("ended_at") and r["ended_at"] > since]
+        ended = [r for r in runs if (r.get("ended_at") or "") > since]
         if not ended:
             return None
-        atomic_write_text(stamp, max(r["ended_at"] for r in ended) + "\n")
+        atomic_write_text(stamp, max(r.get("ended_at") or "" for r in ended) + "\n")
     summary = notify.Summary()
     for r in ended:
-        summary.add(r)
+        summary.add(dict(r))
     return summary.event(workspace.root)
 
 
-def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
+def active_settings(workspace: Workspace, targets: list[str] | None = None) -> list[Setting]:
     """The settings with a queued or running Slurm job, found through the status cache (no full scan)."""
     return [records.setting_of(workspace, exp, name) for exp, name in statuscache.active_runs(workspace, "slurm", targets)]
 
 
-def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
+def cancel(workspace: Workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
            targets: list[str] | None = None) -> list[Record]:
     """scancel the lab root's Slurm jobs (or those of `settings`/`targets`): queued ones, running ones if `running`.
 
