@@ -66,9 +66,22 @@ def make_lab(base: Path, jobs: int, sleep: float) -> Path:
     for i in range(1, jobs + 1):
         (exp.settings_dir / f"s{i}.json").write_text(json.dumps({"sleep": sleep, "i": i}))
     (root / "prog.py").write_text(PROGRAM)
+    program_files(root)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(root), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"], check=True)
     return root
+
+
+def program_files(root: Path, n: int = 12) -> dict[str, str]:
+    """A lab's own program beside the experiments (`src/`, as a research repository has): {path: sha256}. Every run's
+    code (lab.runs.code) includes them."""
+    code = {}
+    (root / "src").mkdir(exist_ok=True)
+    for i in range(n):
+        path = root / "src" / f"module{i}.py"
+        path.write_text(f"# part {i} of the model and data code\n" + "def f(x):\n    return x * 2\n" * 200)
+        code[f"src/module{i}.py"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return code
 
 
 def read_times(path: Path) -> list[tuple[float, float]]:
@@ -126,6 +139,7 @@ def make_records(root: Path, runs: int, per_exp: int = 100) -> None:
     from lab.core.fsutil import natural_key  # noqa: F401  (imports lab from this checkout)
 
     diff = "diff --git a/train.py b/train.py\n" + "+    x = compute(y)  # a change\n" * 60
+    code = program_files(root)  # every run's code: the lab's program files (lab.runs.code)
     for e in range(runs // per_exp):
         exp_runs = root / "experiments" / f"exp{e}" / "runs"
         exp_runs.mkdir(parents=True)
@@ -146,7 +160,7 @@ def make_records(root: Path, runs: int, per_exp: int = 100) -> None:
                 "settings_hash": "ab" * 32, "host": "node1", "python": "3.11.9",
                 "packages": {"lab": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0"},
                 "git": {"commit": "f" * 40, "dirty": True, "diff": diff},
-                "inputs": inputs, "environment": "0123456789abcdef",
+                "inputs": inputs, "code": code, "environment": "0123456789abcdef",
                 "metrics": {"step": 1000, "loss": 0.1234, "eval_loss": 0.2345, "eval_accuracy": 0.9},
                 "history": [],
             }

@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 API_DIR = FIXTURES / "arxiv-api"
 FEED_DIR = FIXTURES / "feeds"

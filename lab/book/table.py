@@ -64,6 +64,7 @@ class Run:
     attempt: int | None = None
     reproduces: int | None = None  # the attempt this run reproduces (lab reproduce)
     deltas: dict = field(default_factory=dict)  # with `reproduces`: metric - the reproduced attempt's metric
+    reproduction: dict | None = None  # the last `lab reproduce` of this run, a side attempt (lab.runs.reproduce)
     _rows: list | None = field(default=None, repr=False)
 
     def rows(self) -> list[dict]:
@@ -112,6 +113,18 @@ def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
     return [runs[name] for name in sorted(runs, key=natural_key)]
 
 
+def reproduction_note(summary: dict) -> str:
+    """`reproduced @1 exactly` / `reproduction of @1: eval_loss +0.002` / `reproduction of @1 failed`."""
+    n, state = summary.get("reproduces"), summary.get("state")
+    if state != "succeeded":
+        return f"reproduction of @{n} {state}"
+    if summary.get("exact"):
+        return f"reproduced @{n} exactly"
+    deltas = summary.get("metric_deltas") if isinstance(summary.get("metric_deltas"), dict) else {}
+    shown = "; ".join(f"{k} {format_delta(v)}" for k, v in deltas.items() if is_number(v) and v != 0 and is_metric(k))
+    return f"reproduction of @{n}: {shown or 'no metrics to compare'}"
+
+
 def _reproduced(rec: dict) -> dict | None:
     """The attempt (from the history) that the latest attempt of a record reproduces, if it reproduces one."""
     n = rec.get("reproduces")
@@ -139,6 +152,7 @@ def _run_from_record(exp, name: str, rec: dict, checker=None, live: bool = True)
         metrics_file=metrics_file,
         attempt=rec.get("attempt") if isinstance(rec.get("attempt"), int) else None,
         reproduces=rec.get("reproduces") if isinstance(rec.get("reproduces"), int) else None,
+        reproduction=rec.get("reproduction") if isinstance(rec.get("reproduction"), dict) else None,
     )
     if checker is not None and run.state == "succeeded":
         from lab.runs.inputs import changed_inputs
@@ -244,6 +258,7 @@ class RunsTable:
                     **({"changed_inputs": r.changed_inputs} if r.changed_inputs else {}),
                     **({"attempt": r.attempt, "reproduces": r.reproduces, "metric_deltas": r.deltas}
                        if r.reproduces is not None else {}),
+                    **({"reproduction": r.reproduction} if r.reproduction else {}),
                 }
                 for r in self.runs
             ],
@@ -296,6 +311,8 @@ class RunsTable:
                 same = all(v == 0 for v in r.deltas.values())
                 what = "reproduced exactly" if same and r.deltas else ("; ".join(diffs) or "no metrics to compare")
                 out.append(f"{r.setting} (attempt {r.attempt}) reproduces {r.setting}@{r.reproduces}: {what}")
+            if r.reproduction:
+                out.append(f"{r.setting}: {reproduction_note(r.reproduction)}")
         return out
 
     def best_note(self) -> str:
@@ -328,9 +345,12 @@ class RunsTable:
             header[i] = f"*{header[i]}*"
         align = ["---"] * n + ["---"] * len(self.setting_keys) + ["--:"] * len(self.metric_keys)
         align[2] = "--:"
+        # Every run succeeded: a column saying so on each row says nothing (the notes below name stale runs).
+        keep = [i for i in range(len(header)) if i != 1 or any(r.state != "succeeded" for r in self.runs)]
+        header, align = [header[i] for i in keep], [align[i] for i in keep]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         for run, cells in zip(self.runs, self.rows()):
-            cells = [md_cell(c) for c in cells]
+            cells = [md_cell(cells[i]) for i in keep]
             if run.setting == self.best:
                 cells[0] = f"**{cells[0]}** ★"
             lines.append("| " + " | ".join(cells) + " |")

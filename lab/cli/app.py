@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("lab.cli.runs", "logs_cmd", "Print or follow a run's log."),
     "stop": ("lab.cli.runs", "stop_cmd", "Stop the queue after the running job (--now: end it too)."),
     "cancel": ("lab.cli.runs", "cancel_cmd", "Remove queued jobs from the queue."),
+    "gpus": ("lab.cli.gpus", "gpus_cmd", "Show the machine's GPUs and what runs on each: this lab's jobs, other labs', other processes."),
     "notify": ("lab.cli.runs", "notify_cmd", "Show where lab sends word of failures and a drained queue; --test sends one."),
     "search": ("lab.cli.search", "search_cmd", "Search experiments, settings, runs, papers and feed items."),
     "related": ("lab.cli.search", "related_cmd", "Papers, feed items and experiments closest to an experiment."),
@@ -36,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
     "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
     "reproduce": ("lab.cli.drift", "reproduce_cmd", "Run a recorded attempt again as recorded (its commit, settings, command)."),
+    "recapture": ("lab.cli.capture", "recapture_cmd", "Derive ended runs' metrics again from their logs and output files."),
+    "capture": ("lab.cli.capture", "capture_cmd", "Show what lab would capture from a log file (try capture patterns)."),
     "diff": ("lab.cli.drift", "diff_cmd", "Show why two runs differ: settings, command, code, inputs, packages, metrics."),
 }
 
@@ -51,6 +54,14 @@ class LazyGroup(click.Group):
             return None
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name is not None and name not in COMMANDS and not name.startswith("-"):
+            from lab.core.keys import unknown_name
+
+            raise click.UsageError(f"No such command {name!r}{unknown_name(name, sorted(COMMANDS), 'commands', limit=40)}", ctx)
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -73,6 +84,13 @@ class LabContext:
 
             self._workspace = Workspace.find(self.root_option)
         return self._workspace
+
+    @property
+    def lab(self):
+        """The Python API's Lab (lab.api) over the same workspace: what a command calls, then formats."""
+        from lab.api import Lab
+
+        return Lab(self.workspace)
 
 
 pass_lab = click.make_pass_decorator(LabContext)

@@ -59,7 +59,10 @@ def new_cmd(lab, name, source, title):
         if found:
             click.echo("related work (lab related " + exp.name + " for more):", err=True)
             click.echo(format_related(found), nl=False, err=True)
-    click.echo(f"next: add settings to {exp.settings_dir}/ and describe the experiment in {exp.report_path}", err=True)
+    if source:  # its settings came along: they can run as they are
+        click.echo(f"next: change the settings in {exp.settings_dir}/, then: lab run {exp.name}", err=True)
+    else:
+        click.echo(f"next: add settings to {exp.settings_dir}/ and describe the experiment in {exp.report_path}", err=True)
 
 
 @click.command("list")

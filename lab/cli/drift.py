@@ -8,7 +8,6 @@ import sys
 import click
 
 from lab.cli.app import echo_json, pass_lab
-from lab.runs.state import State
 
 
 def _value(v) -> str:
@@ -30,14 +29,14 @@ def _delta(v) -> str:
 @click.command("reproduce")
 @click.argument("target")
 @click.option("--attempt", type=int, metavar="N", help="The attempt to reproduce (default: the latest that started; EXP/SETTING@N says the same).")
-@click.option("--json", "as_json", is_flag=True, help="Print the new attempt's record and the metric differences as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reproduction's outcome and the metric differences as JSON.")
 @pass_lab
 def reproduce_cmd(lab, target, attempt, as_json):
     """Run a recorded attempt of EXP/SETTING again, as recorded: its resolved settings and command, on the code
     of its git commit with its uncommitted diff applied, in a temporary git worktree (your working tree is not
     touched). Inputs and packages that differ from the record are named first. It runs in the foreground
-    (progress on stderr); the result is the setting's next attempt, marked `reproduces: N`, and its metrics are
-    compared with the recorded ones. Exit 1 without git, when the commit is gone, or when the run fails.
+    (progress on stderr) as a side attempt: the setting's state, result and skip decision never change; the
+    outcome is kept in runs/reproduce/SETTING.json and its metrics are compared with the recorded ones. Exit 1 without git, when the commit is gone, or when the run fails.
 
     \b
     Examples:
@@ -70,22 +69,22 @@ def reproduce_cmd(lab, target, attempt, as_json):
     try:
         new = reproduce(lab.workspace, target, attempt, on_event=event)
     except KeyboardInterrupt:
-        click.echo("interrupted; the attempt is recorded as cancelled", err=True)
+        click.echo("interrupted; the setting's record and state are unchanged (the outcome is kept in runs/reproduce/)", err=True)
         sys.exit(130)
     deltas = compare_metrics(original, new)
+    run_id = f"{original['experiment']}/{original['setting']}@{new['reproduces']}"
     if as_json:
-        echo_json({"record": {k: v for k, v in new.items() if k != "history"}, "metrics": deltas})
+        echo_json({"outcome": new, "metrics": deltas})
     else:
         shown = {k: d for k, d in deltas.items() if is_metric(k)}
         width = max((len(k) for k in shown), default=0)
         for key, d in shown.items():
             click.echo(f"  {key.ljust(width)}  {_number(d['recorded'])} -> {_number(d['reproduced'])}  {_delta(d['delta'])}")
-        exact = shown and all(d["delta"] == 0 for d in shown.values())
-        run_id = f"{new['experiment']}/{new['setting']}"
-        click.echo(f"{new['state']} {run_id} attempt {new['attempt']} (reproduces attempt {new['reproduces']})"
-                   + (": metrics reproduced exactly" if exact else ""), err=True)
-    if new["state"] != State.SUCCEEDED:
-        raise LabError(f"the reproduction of {target} {new['state']} (exit {new.get('exit_code')}); see lab logs {new['experiment']}/{new['setting']}")
+        click.echo(f"reproduction of {run_id} {new['state']}" + (": metrics reproduced exactly" if new.get("exact") else "")
+                   + " (the setting's own record is unchanged)", err=True)
+    if new["state"] != "succeeded":
+        log = f"experiments/{original['experiment']}/{new['log_path']}"
+        raise LabError(f"the reproduction of {run_id} {new['state']} ({new.get('reason') or 'exit ' + str(new.get('exit_code'))}); its log: {log}")
 
 
 @click.command("diff")
@@ -132,6 +131,7 @@ def diff_cmd(lab, a, b, as_json):
             out += [f"  {line}" for line in code["stat"].splitlines()]
         elif code["a"] and code["b"] and code["a"] != code["b"]:
             out.append("  (git diff --stat unavailable: a commit is not in this repository)")
+    out += _pairs("code files", d.get("code_files"), width=12)
     out += _pairs("inputs", d["inputs"], width=12)  # content hashes: their first 12 digits tell them apart
     out += _pairs("packages", d["packages"])
     metrics = {k: m for k, m in d["metrics"].items() if is_metric(k)}

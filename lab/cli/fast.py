@@ -7,7 +7,8 @@ parses its few options, and prints without importing click, rich, YAML or sqlite
 (`--help`, a bad option, every other command) goes to the click CLI in `lab.cli.app`, which registers both
 commands too (lab/cli/search.py, lab/cli/runs.py, calling the functions here) so help and errors look as usual.
 Both paths share the error mapping (lab.cli.exits), root discovery (lab.core.layout.find_root) and the name check
-(lab.core.names); tests/test_cli.py checks that this parser either declines a command line or agrees with click.
+(lab.core.names); tests/cli/test_fast_path.py checks that this parser either declines a command line or agrees with
+click.
 """
 
 from __future__ import annotations
@@ -16,19 +17,14 @@ import os
 import sys
 
 from lab.cli.exits import run
-from lab.core import layout
 from lab.core.layout import find_root
-from lab.errors import BadInput
 
 TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
 if TYPE_CHECKING:
     from lab.core.workspace import Workspace
 
-TYPES = ("experiment", "setting", "run", "paper", "feed")
-MAX_LIMIT = 1_000_000  # --limit: more results than any lab holds, and well within SQLite's integers
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit", "--mode": "mode"}
-MODES = ("hybrid", "keyword", "semantic")
 
 
 def main(argv=None) -> None:
@@ -140,7 +136,7 @@ def lanes_text(lanes: dict | None) -> str:
         which = f" (GPU{'s' if len(lanes['busy_gpus']) != 1 else ''} {','.join(lanes['busy_gpus'])})" if lanes["busy_gpus"] else ""
         parts.append(f"{lanes['gpu_slots_busy']} of {lanes['gpu_slots']} GPU slots busy{which}")
     parts.append(f"{lanes['cpu_busy']} of {lanes['max_parallel']} CPU lane{'s' if lanes['max_parallel'] != 1 else ''} busy")
-    return "; " + ", ".join(parts)
+    return "; " + ", ".join(parts) + (f"; {lanes['waiting']}" if lanes.get("waiting") else "")
 
 
 def _parse_search(args: list[str]) -> dict | None:
@@ -168,6 +164,8 @@ def _parse_search(args: list[str]) -> dict | None:
         else:
             return None  # --help, a typo: click explains
         i += 1
+    from lab.search.searcher import MAX_LIMIT, MODES, TYPES  # here: `lab status` and `lab --help` need none of it
+
     if out["type"] is not None and out["type"] not in TYPES:
         return None
     if out["mode"] is not None and out["mode"] not in MODES:
@@ -182,56 +180,24 @@ def _parse_search(args: list[str]) -> dict | None:
 
 
 def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=False, color=None, mode=None) -> int:
-    """Search the lab at `root` and print the results (stdout) and diagnostics (stderr); return the exit status.
+    """Search the lab at `root` (lab.search.searcher.search) and print the results (stdout) and diagnostics
+    (stderr); return the exit status.
 
     `mode`: "keyword", "semantic" or "hybrid" (None: hybrid where semantic search can run, else keyword).
     """
-    from lab.search import index
-    from lab.search import query
+    from lab.search.searcher import search
 
     query_text = " ".join(words)
-    for value in (query_text, tag, exp):
-        if value is not None and not _utf8(value):
-            raise BadInput(f"{value!r}: holds bytes that are not UTF-8; type the words in UTF-8")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadInput(f"--limit {limit}: give a number from 1 to {MAX_LIMIT}")
-    if exp is not None:
-        _check_exp(root, exp)
     if color is None:
         color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-
-    by_meaning = mode != "keyword" and not query.Query(query_text).empty()
-    helper = None
-
-    def before_scan():
-        """No watcher ranks for this search: fork the helper that embeds the query while this process scans."""
-        nonlocal helper
-        if by_meaning and helper is None:
-            from lab.search import prefork
-
-            helper = prefork.start(root, query_text)
-
-    def reader(conn):
-        semantic, chosen = None, mode
-        if by_meaning:
-            from lab.search import embed
-
-            semantic = embed.prepare(root, conn, query_text, required=mode == "semantic", helper=helper)
-        if semantic is None and mode is None:
-            chosen = "keyword"
-        return query.search(conn, query_text, type=type, exp=exp, tag=tag, limit=limit, marks=marks,
-                            mode=chosen or "hybrid", semantic=semantic)
-
-    try:
-        results, stats = index.read(root, reader, before_scan=before_scan)
-    finally:
-        if helper is not None:
-            helper.close()
-    for message in stats.warnings:
+    found = search(root, query_text, type=type, exp=exp, tag=tag, limit=limit, mode=mode, marks=marks,
+                   say=_say, download_progress=download_progress if sys.stderr.isatty() else None)
+    results = found.results
+    for message in found.warnings:
         sys.stderr.write(f"lab: warning: {message}\n")
-    if stats.scanned > SLOW_SCAN and sys.stderr.isatty():
-        sys.stderr.write(f"lab: checking the lab's files for changes took {stats.scanned * 1000:.0f} ms; "
+    if found.scanned > SLOW_SCAN and sys.stderr.isatty():
+        sys.stderr.write(f"lab: checking the lab's files for changes took {found.scanned * 1000:.0f} ms; "
                          "'lab watch --detach' keeps the index fresh so searches skip that\n")
     if as_json:
         import json
@@ -241,27 +207,22 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
         sys.stdout.write(format_results(results, color))
     if not results:
         filters = " ".join(f"--{k} {v}" for k, v in (("type", type), ("exp", exp), ("tag", tag)) if v)
-        if query.fts_query(query_text) is None:
+        if found.nothing_to_search:
             sys.stderr.write("nothing to search for: give some words, e.g. lab search \"learning rate warmup\"\n")
         else:
             sys.stderr.write(f"no results for {query_text!r}{' with ' + filters if filters else ''}\n")
     return 0
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
-        return False
-    return True
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
 
 
-def _check_exp(root, exp: str) -> None:
-    from lab.core.names import check_name  # the CLI's one name check (only when --exp is given)
-
-    check_name(exp)
-    if not os.path.isdir(os.path.join(root, layout.EXPERIMENTS, exp)):
-        raise BadInput(f"no experiment {exp!r} in {os.path.join(root, layout.EXPERIMENTS)}")
+def download_progress(done: int, total: int) -> None:
+    """The model's download on a terminal: one line on stderr, redrawn in place."""
+    end = "\n" if total and done >= total else ""
+    sys.stderr.write(f"\rdownloading the search model: {done / 1e6:.0f} of {total / 1e6:.0f} MB{end}")
+    sys.stderr.flush()
 
 
 def format_results(results: list[dict], color: bool = False) -> str:

@@ -50,19 +50,25 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     results = submit(ws, list(targets), rerun=rerun, stop_on_failure=stop_on_failure, executor=on, parallel=parallel)
     if as_json:
         echo_json(results)
+    skipped = [r for r in results if r["action"] == "skipped"]
+    if len(skipped) == 1:
+        click.echo(f"skipped {skipped[0]['id']}: its last run succeeded with the same settings, command and code (--rerun runs it again)", err=True)
+    elif skipped:
+        click.echo(f"skipped {len(skipped)} settings that already succeeded; --rerun runs them", err=True)
     for r in results:
+        if r["action"] == "skipped":
+            continue
         if r["action"] == "queued" and r.get("executor") == "slurm":
             click.echo(f"submitted {r['id']} (Slurm job {r['slurm_job_id']}); log: {r['log']}", err=True)
         elif r.get("executor") == "slurm" and r["action"].startswith("already"):
             click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
         elif r["action"] == "queued":
             click.echo(f"queued {r['id']} (job {r['job_id']}); log: {r['log']}", err=True)
-        elif r["action"] == "skipped":
-            click.echo(f"skipped {r['id']}: its last run succeeded with the same settings and command (--rerun runs it again)", err=True)
         elif r.get("slurm_job_id"):
             click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
         else:
-            click.echo(f"{r['id']} is {r['action']}" + (f" (job {r['job_id']})" if r.get("job_id") is not None else ""), err=True)
+            click.echo(f"{r['id']} is {r['action']}" + (f" (job {r['job_id']})" if r.get("job_id") is not None else "")
+                       + (f": {r['reason']}" if r.get("reason") else ""), err=True)
     if not targets:
         click.echo("queue resumed", err=True)
     queued = [r for r in results if r["action"] != "skipped"]
@@ -109,20 +115,32 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
             text.append(f"  {waiting} waiting")
         return text
 
-    with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
-        def progress(views):
-            for v in views:
-                if v["state"] not in (State.QUEUED, State.RUNNING) and v["id"] not in reported:
-                    reported.add(v["id"])
-                    style = "green" if v["state"] == State.SUCCEEDED else "red"
-                    where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
-                    how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
-                    why = f": {v['reason']}" if v.get("reason") and v["state"] != State.SUCCEEDED else ""
-                    display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style))
-            display.update(line(views))
+    import signal
 
-        views = wait(ws, entries, on_progress=progress)
-    left = [v for v in views if v["state"] in (State.QUEUED, State.RUNNING)]
+    def ended_from_outside(signum, frame):
+        raise KeyboardInterrupt  # leaves the live display, which shows the terminal's cursor again
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, ended_from_outside)
+    try:
+        with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
+            def progress(views):
+                for v in views:
+                    if v["state"] not in ("queued", "running") and v["id"] not in reported:
+                        reported.add(v["id"])
+                        style = "green" if v["state"] == "succeeded" else "red"
+                        where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
+                        how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
+                        why = f": {v['reason']}" if v.get("reason") and v["state"] != "succeeded" else ""
+                        if why.startswith((": exit code", ": killed by")):
+                            how = ""  # the reason says it already
+                        display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style), soft_wrap=True)
+                display.update(line(views))
+
+            views = wait(ws, entries, on_progress=progress)
+    finally:
+        console.show_cursor(True)  # however waiting ends (Ctrl-C, SIGTERM, SIGHUP, an error), even mid-start
+    left = [v for v in views if v["state"] in ("queued", "running")]
     if left:
         click.echo(f"the queue was stopped; {len(left)} job(s) still queued (resume with: lab run)", err=True)
     return not left and all(v["state"] == State.SUCCEEDED for v in views)
@@ -150,31 +168,29 @@ def status_cmd(lab, targets, as_json):
 @click.command("logs")
 @click.argument("target")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what the run writes until it ends (Ctrl-C leaves).")
+@click.option("--tail", "tail", type=int, metavar="N", help="Only the last N lines.")
 @pass_lab
-def logs_cmd(lab, target, follow):
-    """Print the log of EXP/SETTING (every attempt, each under a header line); -f follows a running job.
+def logs_cmd(lab, target, follow, tail):
+    """Print the log of EXP/SETTING (every attempt, each under a header line), or of one attempt, EXP/SETTING@N;
+    -f follows a running job.
 
     \b
     Examples:
       lab logs exp3/lr-high
+      lab logs exp3/lr-high@2 --tail 20
       lab logs exp3/lr-high -f
     """
-    from lab.runs import record as records
-    from lab.errors import BadInput
     from lab.runs.control import follow_state
-    from lab.core.settings import parse_target
+    from lab.runs.logs import locate, read_part
 
     ws = lab.workspace
-    exp_name, setting_name = parse_target(target)
-    if not setting_name:
-        raise BadInput(f"name one run as EXP/SETTING, not {target!r}")
-    exp = ws.experiment(exp_name)
-    setting = records.setting_of(ws, exp.name, setting_name)
-    path = records.log_path(setting)
-    if not path.exists() and not (follow and follow_state(ws, setting)):
-        raise BadInput(f"no log for {setting.id} yet ({path.relative_to(ws.root)}); run it with: lab run {setting.id}")
+    setting, path, attempt = locate(ws, target, follow_active=(lambda s: follow_state(ws, s)) if follow else None)
     out = sys.stdout.buffer
-    position = 0
+    text, position = read_part(path, attempt, tail)
+    out.write(text)
+    out.flush()
+    if not follow or attempt is not None:
+        return
 
     def pump() -> None:
         nonlocal position
@@ -188,9 +204,6 @@ def logs_cmd(lab, target, follow):
             return
         out.flush()
 
-    pump()
-    if not follow:
-        return
     try:
         while follow_state(ws, setting):
             time.sleep(0.25)
@@ -220,9 +233,12 @@ def stop_cmd(lab, now, grace, as_json):
     result = stop(lab.workspace, now=now, grace=grace)
     if as_json:
         echo_json(result)
+    if result.get("ended"):
+        click.echo("ended on its own before it could be stopped: "
+                   + ", ".join(f"{sid} ({state})" for sid, state in result["ended"].items()), err=True)
     if result["cancelled"]:
         click.echo(f"cancelled {', '.join(result['cancelled'])}", err=True)
-    elif result["running"]:
+    elif result["running"] and not result.get("ended"):
         click.echo(f"{', '.join(result['running'])} will finish; no other job starts", err=True)
     elif not result["runner"]:
         click.echo("no job is running", err=True)

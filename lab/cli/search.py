@@ -7,12 +7,13 @@ through `lab.cli.fast.run_search`.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
 
 from lab.cli.app import echo_json, pass_lab
-from lab.cli.fast import MAX_LIMIT, MODES, TYPES
+from lab.search.searcher import MAX_LIMIT, MODES, TYPES
 
 
 @click.command("search")
@@ -69,18 +70,13 @@ def related_cmd(lab, exp, limit, mode, as_json):
       lab related exp3
       lab related exp3 --limit 5 --json
     """
-    from lab.search.related import related
-
-    experiment = lab.workspace.experiment(exp)
-    found = related(lab.workspace.root, experiment.name, limit=limit, semantic=mode != "keyword",
-                    say=lambda line: click.echo(line, err=True))
-    if mode == "semantic":
-        found = [r for r in found if "semantic" in r["match"]]
+    found = [r.to_dict() for r in lab.lab.related(exp, limit=limit, mode=mode, say=lambda line: click.echo(line, err=True))]
     if as_json:
         echo_json(found)
         return
     click.echo(format_related(found), nl=False)
     if not found:
+        experiment = lab.workspace.experiment(exp)
         click.echo(f"nothing related to {experiment.name} yet: describe it in {experiment.report_path}", err=True)
 
 
@@ -108,11 +104,8 @@ def reindex_cmd(lab, keyword_only, as_json):
     Example:
       lab reindex
     """
-    from lab.search import embed, model
-    from lab.search.index import connect, index_path, reindex
+    from lab.search.rebuild import rebuild
 
-    root = lab.workspace.root
-    start = time.monotonic()
     last = [0.0]
 
     def progress(done, total):
@@ -121,68 +114,50 @@ def reindex_cmd(lab, keyword_only, as_json):
             last[0] = now
             click.echo(f"\rindexing: {done}/{total} files", err=True, nl=done == total)
 
-    embed.stop(root)  # one embedder per lab: this one, now
-    saved = embed.saved_vectors(root)  # unchanged text keeps its vector (--keyword-only too: embedding is the slow part)
-    stats = reindex(root, progress=progress)
-    if saved:
-        conn = connect(root)
-        try:
-            embed.restore(conn, saved)
-        finally:
-            conn.close()
-    for message in stats.warnings:
+    from lab.cli.fast import download_progress
+
+    with _EmbedBar(sys.stderr.isatty()) as bar:
+        done = rebuild(lab.workspace.root, keyword_only=keyword_only, progress=progress, embed_progress=bar.update,
+                       download_progress=download_progress if sys.stderr.isatty() else None,
+                       say=lambda line: click.echo(f"lab: {line}", err=True))
+    for message in done.warnings:
         click.echo(f"lab: warning: {message}", err=True)
-    seconds = time.monotonic() - start
-    embedded, why = 0, None
-    if not keyword_only:
-        model.single_thread(model.document_threads())
-        why = model.available()
-        if why is not None:
-            click.echo(f"lab: no semantic search: {why}", err=True)
-        else:
-            embedded = _embed_all(root)
-    total_seconds = time.monotonic() - start
     if as_json:
-        echo_json({"files": stats.read, "documents": stats.documents, "embedded": embedded, "seconds": round(total_seconds, 3),
-                   "warnings": stats.warnings, "path": str(index_path(root))})
-    click.echo(f"indexed {stats.read} files, {stats.documents} documents in {seconds:.1f}s: {index_path(root)}", err=True)
-    if embedded:
-        click.echo(f"embedded {embedded} documents in {total_seconds - seconds:.1f}s", err=True)
+        echo_json({"files": done.files, "documents": done.documents, "embedded": done.embedded,
+                   "seconds": round(done.seconds, 3), "warnings": done.warnings, "path": done.path})
+    click.echo(f"indexed {done.files} files, {done.documents} documents in {done.index_seconds:.1f}s: {done.path}", err=True)
+    if done.embedded:
+        click.echo(f"embedded {done.embedded} documents in {done.seconds - done.index_seconds:.1f}s", err=True)
 
 
-def _embed_all(root) -> int:
-    """Embed every document without a vector, with a progress bar on a terminal (a line at the end otherwise)."""
-    import sys
+class _EmbedBar:
+    """The embedding's progress bar on a terminal (rich, on stderr), drawn from the first update; nothing
+    elsewhere."""
 
-    from lab.search import embed
-    from lab.search.index import connect
+    def __init__(self, shown: bool):
+        self.shown = shown
+        self.bar = None
+        self.task = None
 
-    conn = connect(root)
-    try:
-        covered, total = embed.coverage(conn)
-        if covered == total:
-            return 0
-        from lab.search import fastmodel
+    def __enter__(self):
+        return self
 
-        why = getattr(fastmodel.load(), "reason", None)  # loaded once; embed_missing uses it
-        if why:
-            click.echo(f"lab: embedding with the slower NumPy model: {why}", err=True)
-        if not sys.stderr.isatty():
-            return embed.embed_missing(conn, fast=True)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def update(self, done: int, total: int) -> None:
+        if not self.shown:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=_stderr_console(), transient=True) as bar:
-            task = bar.add_task("embedding", total=total - covered)
-            return embed.embed_missing(conn, progress=lambda done, _: bar.update(task, completed=done), fast=True)
-    finally:
-        conn.close()
+            self.bar = Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("embedding", total=total)
+        self.bar.update(self.task, completed=done, total=total)
 
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @click.command("watch")

@@ -35,6 +35,25 @@ def atomic_write_text(path: Path | str, text: str, fsync: bool = True) -> None:
         raise
 
 
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """`atomic_write_text` for bytes (a copy of a user's file kept as it is), fsynced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def read_text(path: Path | str, where: str | None = None, newline: str | None = None) -> str:
     """A user's text file, decoded as UTF-8; a file that is not UTF-8 (a binary file, another encoding) raises
     BadInput naming it and the first bad byte. FileNotFoundError passes through for callers that check."""

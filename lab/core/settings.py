@@ -90,7 +90,11 @@ def find_settings(exp: Experiment, name: str) -> list[Setting]:
     found = exact or [s for s in settings if s.sweep == name]
     if found:
         return found
-    raise BadInput(f"no setting {name!r} in {exp.settings_dir} (expected {name}.json or {name}.jsonnet)")
+    from lab.core.keys import unknown_name
+
+    names = list(dict.fromkeys([*(s.name for s in settings), *(s.sweep for s in settings if s.sweep)]))
+    raise BadInput(f"no setting {name!r} in {exp.settings_dir} (expected {name}.json or {name}.jsonnet)"
+                   f"{unknown_name(name, names, f'settings of {exp.name}')}")
 
 
 # -- sweeps ------------------------------------------------------------------------------------------------
@@ -359,8 +363,14 @@ def listing(workspace: Workspace) -> list[dict]:
     for exp in workspace.experiments():
         row = {"name": exp.name, "title": exp.name, "tags": [], "settings": [], "path": str(exp.dir), "error": None}
         try:
-            row["settings"] = [s.name for s in list_settings(exp)]
+            from lab.core.keys import check_report
+
+            settings = list_settings(exp)
+            row["settings"] = [s.name for s in settings]
             row["title"], row["tags"] = exp.title(), exp.tags()
+            check_report(exp.meta(), exp.report_path)
+            for setting in settings:
+                setting.resolve()  # a setting that cannot be read is this experiment's error
         except BadInput as e:
             row["error"] = str(e)
         except OSError as e:  # report.md is a directory, say

@@ -48,7 +48,8 @@ REPORT_TEMPLATE = """\
 title: {title}
 tags: []
 # The program each setting runs, split as a shell would and run without one, from the lab root.
-# Placeholders: {{settings}} (resolved settings JSON), {{output_dir}}, {{name}} (the setting), {{python}}.
+# Placeholders: {{settings}} (the path of the resolved settings JSON), {{flags}} (the settings as --key=value
+# flags), {{settings.KEY}} (one value), {{output_dir}}, {{name}} (the setting), {{python}}.
 # Empty: lab's own transformers training program (python -m lab.train {{settings}}).
 command: {command}
 ---
@@ -176,7 +177,10 @@ class Workspace:
         check_name(name)
         exp = Experiment(self, name)
         if must_exist and not exp.dir.is_dir():
-            raise BadInput(f"no experiment {name!r} in {self.experiments_dir}")
+            from lab.core.keys import unknown_name
+
+            known = [e.name for e in self.experiments()]
+            raise BadInput(f"no experiment {name!r} in {self.experiments_dir}{unknown_name(name, known, 'experiments')}")
         return exp
 
     def experiments(self) -> list[Experiment]:
@@ -228,11 +232,23 @@ def _yaml_scalar(value: str) -> str:
     return yaml.safe_dump(value, default_style=None, width=1000).strip().removesuffix("...").strip()
 
 
+def enclosing_lab(directory: Path) -> Path | None:
+    """The lab root that `directory` lies inside (an ancestor holding experiments/), or None."""
+    for parent in Path(directory).parents:
+        if (parent / layout.EXPERIMENTS).is_dir():
+            return parent
+    return None
+
+
 def init(directory: Path | str) -> list[Path]:
     """Make a lab in `directory`; return the paths created. Existing files are never touched."""
     root = Path(directory).resolve()
     if root.exists() and not root.is_dir():
         raise BadInput(f"{root} exists and is not a directory")
+    outer = enclosing_lab(root)
+    if outer is not None:
+        raise BadInput(f"{root} is inside the lab {outer}; a lab in a lab is never found from inside it. "
+                       f"Work in that one (lab --root {outer} new NAME), or make the new lab elsewhere (lab init DIR)")
     created: list[Path] = []
     for sub in (layout.EXPERIMENTS, layout.PAPERS, layout.DOCS):
         d = root / sub

@@ -231,6 +231,17 @@ def _error_summary(content: bytes | None) -> str:
     return normalise(m.group(1).decode("utf-8", "replace")) if m else ""
 
 
+def connection_cause(error: Exception, limit: int = 200) -> str:
+    """The cause of a failed connection, in its own words (`Failed to resolve 'export.arxiv.org' ([Errno -3] ...)`),
+    not the retry wrapper around it that names the whole URL first."""
+    import re
+
+    inner = error.args[0] if getattr(error, "args", None) else error
+    cause = getattr(inner, "reason", None) or inner
+    text = normalise(re.sub(r"^<[^>]*>:\s*", "", str(cause))) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def api_url() -> str:
     return os.environ.get("LAB_ARXIV_API_URL") or DEFAULT_API_URL
 
@@ -270,8 +281,7 @@ def fetch(ids: list[ArxivId] | list[str], progress: Callable[[str], None] | None
     except requests.exceptions.Timeout:
         raise LabError(f"arXiv did not answer within {policy.timeout:g} s ({where}); try again later") from None
     except requests.exceptions.RequestException as e:
-        reason = normalise(str(getattr(e, "args", [e])[0] if getattr(e, "args", None) else e)) or type(e).__name__
-        raise LabError(f"cannot reach arXiv at {where}: {reason[:200]}") from None
+        raise LabError(f"cannot reach arXiv at {where}: {connection_cause(e)}") from None
     resp = session.last_response
     if not results and resp is not None and b"<feed" not in resp.content[:2000]:
         raise LabError(f"the answer from {where} is not an arXiv Atom feed ({resp.headers.get('Content-Type') or 'no type'})")

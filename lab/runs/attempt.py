@@ -38,14 +38,18 @@ class Attempt:
     base_env: dict | None = None
     extra: dict = field(default_factory=dict)  # executor fields kept in the record (job_id, slurm_job_id)
     own_group: bool = True  # the program leads its own process group (False: it joins its supervisor's)
+    template: str | None = None  # the command template fixed when the job was queued (None: the report's now)
+    pass_fds: tuple = ()  # descriptors the program inherits (the local runner's GPU lease)
     argv: list[str] = field(init=False)
     record: dict = field(init=False)
     log_offset: int = field(init=False, default=0)
     _started: float = field(init=False, default=0.0)
+    _capturer: subprocess.Popen | None = field(init=False, default=None)
 
     def __post_init__(self):
         self.settings_path = records.resolved_settings_path(self.setting)
-        self.argv = build_argv(self.setting, self.settings_path)
+        self.template = self.template or template_for(self.setting)
+        self.argv = build_argv(self.setting, self.settings_path, self.template, resolved=self.resolved)
         _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
 
     def start(self) -> subprocess.Popen | None:
@@ -69,6 +73,7 @@ class Attempt:
         atomic_write_json(self.settings_path, self.resolved, fsync=False)
         metrics = records.metrics_path(setting)
         _rotate_metrics(metrics, self.attempt)
+        _forget_capture(metrics)
         log = records.log_path(setting)
         started_at = records.now_iso()
         header = f"===== lab: attempt {self.attempt} of {setting.id} at {started_at}: {subprocess.list2cmdline(self.argv)}\n"
@@ -77,6 +82,8 @@ class Attempt:
             self.log_offset = f.tell()
         self.env = lab_env(setting, self.settings_path, metrics, base=self.base_env)
         self.started_at = started_at
+        self._since = time.time()
+        self.capture = capture_options(setting)
 
     def spawn(self) -> subprocess.Popen | None:
         """Start the prepared program and write the `running` record."""
@@ -93,6 +100,7 @@ class Attempt:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=self.own_group,
+                pass_fds=self.pass_fds,  # the job's GPU lease (lab.runs.gpulease): held while any of its processes lives
             )
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or str(e)
@@ -116,11 +124,59 @@ class Attempt:
                 pass
             proc.wait()
             raise
+        self._start_capture()
         return proc
+
+    def _capture_spec(self) -> dict:
+        from lab.runs.capture.live import spec
+        from lab.runs.capture.merge import output_dirs
+
+        return spec(records.log_path(self.setting), self.log_offset, output_dirs(output_dir(self.setting), self.env),
+                    self.capture, self._since, records.metrics_path(self.setting))
+
+    def _start_capture(self) -> None:
+        """The live capture beside the program (lab.runs.capture.live): it reads the log the program writes."""
+        if not self.capture.enabled:
+            return
+        import json
+
+        try:
+            self._capturer = subprocess.Popen(
+                [sys.executable, "-m", "lab.runs.capture.live", json.dumps(self._capture_spec())],
+                cwd=self.setting.experiment.workspace.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, env=_capture_env(self.env))
+        except OSError:
+            self._capturer = None  # finish() captures in-process instead
+
+    def end_capture(self) -> None:
+        """Let the live capture read the rest and write its result; capture here when it could not."""
+        if not getattr(self, "capture", None) or not self.capture.enabled:
+            return
+        from lab.runs.capture import read_summary, write_result
+
+        proc, self._capturer = self._capturer, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=CAPTURE_WAIT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        summary = read_summary(records.metrics_path(self.setting))
+        if summary is not None and summary.get("done"):
+            return
+        from lab.runs.capture.live import capture_from
+
+        cap = capture_from(self._capture_spec())
+        cap.poll(final=True)
+        write_result(records.metrics_path(self.setting), cap.result())
 
     def _running(self, started_at: str) -> dict:
         return records.running(self.setting, attempt=self.attempt, executor=self.executor, resolved=self.resolved,
-                               hash_=settings_hash(self.resolved), template=template_for(self.setting), argv=self.argv,
+                               hash_=settings_hash(self.resolved), template=self.template, argv=self.argv,
                                started_at=started_at, provenance=provenance(self.setting.experiment.workspace.root),
                                extra=self.extra, drift=_drift_fields(self))
 
@@ -129,10 +185,28 @@ class Attempt:
 
     def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:
         """Record the end of the attempt: state, exit code or signal, duration, final metrics."""
+        try:
+            self.end_capture()
+        except OSError:
+            pass  # the metrics the program wrote itself are still recorded
         self.record = records.ended(self.setting, self.record, returncode, duration_s=self.duration(), state=state,
                                     reason=reason, log_offset=self.log_offset)
         records.write_record(self.setting, self.record)
         return self.record
+
+
+CAPTURE_WAIT_S = 300.0  # how long a job's end waits for its live capture to read the rest of the log
+
+
+def capture_options(setting: Setting):
+    from lab.runs.capture.patterns import options_for
+
+    return options_for(setting.experiment)
+
+
+def _capture_env(env: dict) -> dict:
+    """The capture process's environment: the job's, less what would make it slow or loud."""
+    return {k: v for k, v in env.items() if not k.startswith(("PYTHONPROFILE", "CUDA_"))}
 
 
 def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
@@ -223,6 +297,14 @@ def git_state(root: Path, max_diff: int = 200_000) -> dict | None:
     if len(diff) > max_diff:
         diff = diff[:max_diff] + f"\n... (diff cut at {max_diff} characters)\n"
     return {"commit": commit, "dirty": dirty, "diff": diff}
+
+
+def _forget_capture(metrics: Path) -> None:
+    """An earlier attempt's capture is not this one's (`lab recapture` can derive it again from its log)."""
+    from lab.runs.capture import rows_path, summary_path
+
+    for path in (rows_path(metrics), summary_path(metrics)):
+        path.unlink(missing_ok=True)
 
 
 def _rotate_metrics(path: Path, attempt: int) -> None:

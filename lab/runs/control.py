@@ -49,7 +49,12 @@ class Planned:
 def check(workspace: Workspace, targets: list[str], env: dict | None = None) -> list[Planned]:
     """Resolve and check every setting of the targets; raise BadInput naming the bad one, or BadInputs naming
     every bad one, one line each."""
+    from lab.core.keys import check_config, check_report
+
     settings = select(workspace, targets)
+    check_config(workspace.config, workspace.root / "lab.yaml")
+    for exp in dict.fromkeys(s.experiment for s in settings):
+        check_report(exp.meta(), exp.report_path)  # `comand:` would run the default program instead
     planned, errors = [], []
     for setting in settings:
         try:
@@ -66,7 +71,7 @@ def check(workspace: Workspace, targets: list[str], env: dict | None = None) -> 
 def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     resolved = setting.resolve()
     template = template_for(setting)
-    argv = build_argv(setting, records.resolved_settings_path(setting), template)
+    argv = build_argv(setting, records.resolved_settings_path(setting), template, resolved=resolved)
     program = argv[0]
     if os.sep not in program:
         path = (env if env is not None else os.environ).get("PATH", os.defpath)
@@ -74,6 +79,13 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
             raise BadInput(f"{setting.experiment.report_path}: command: program {program!r} not found on PATH")
     elif not os.access(program if os.path.isabs(program) else setting.experiment.workspace.root / program, os.X_OK):
         raise BadInput(f"{setting.experiment.report_path}: command: {program!r} is not an executable file")
+    from lab.runs.code import missing_program, patterns_for
+
+    script = missing_program(setting.experiment.workspace.root, argv)
+    if script is not None:
+        raise BadInput(f"{setting.experiment.report_path}: command: {script!r} does not exist "
+                       f"(paths are relative to the lab root, {setting.experiment.workspace.root})")
+    patterns_for(setting)  # a bad `code:` is bad input now, not a run without its code recorded
     if is_default_program(template):
         _require_training_stack(setting)
         validate = _train_validator()
@@ -181,7 +193,9 @@ latest_metrics = records.latest_metrics
 def stop(workspace: Workspace, now: bool = False, grace: float = 10.0) -> dict:
     """Stop the queue: no other job starts. With `now`, also end the running jobs (SIGTERM to their process
     group, SIGKILL after `grace` seconds; Slurm: scancel) and record them `cancelled`.
-    Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "queued": n}`.
+    Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "ended": {EXP/SETTING: state},
+    "queued": n}`: `ended` are the running jobs whose program ended on its own before `now` reached it. What it
+    says is what happens: no queued job starts once the queue is stopped (`Queue.claim`).
     """
     import math
 
@@ -193,12 +207,13 @@ def stop(workspace: Workspace, now: bool = False, grace: float = 10.0) -> dict:
         raise BadInput(f"--grace must be a finite number of seconds, 0 or more, not {grace}")
     from lab.runs.executor import get, in_use
 
-    result = {"runner": None, "running": [], "cancelled": [], "queued": 0}
+    result = {"runner": None, "running": [], "cancelled": [], "ended": {}, "queued": 0}
     for name in in_use(workspace):
         got = get(name).stop(workspace, now=now, grace=grace)
         result["runner"] = result["runner"] or got.get("runner")
         for key in ("running", "cancelled"):
             result[key] += got.get(key, [])
+        result["ended"].update(got.get("ended") or {})
         result["queued"] += got.get("queued", 0)
         if name != "local":
             result[f"{name}_cancelled"] = got.get("cancelled", [])

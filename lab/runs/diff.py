@@ -52,6 +52,10 @@ def load_run(workspace: Workspace, ref: str) -> tuple[Path, dict]:
     exp = workspace.experiment(exp_name)
     record = records.read_record_file(exp.runs_dir / f"{setting}.json")
     if record is None:
+        if not records.setting_of(workspace, exp.name, setting).path.exists():
+            from lab.core.settings import find_settings
+
+            find_settings(exp, setting)  # raises: no such setting, did you mean, the settings that exist
         raise BadInput(f"{exp_name}/{setting} has no run record ({exp.runs_dir.relative_to(workspace.root)}/{setting}.json); run it with: lab run {exp_name}/{setting}")
     attempts = started_attempts(record)
     if not attempts:
@@ -122,6 +126,9 @@ def diff_runs(workspace: Workspace, a_ref: str, b_ref: str) -> dict:
         out["inputs"] = _differing({k: v for k, v in ia.items() if k not in own}, {k: v for k, v in ib.items() if k not in own})
     else:
         out["inputs"] = None
+    ca_, cb_ = a.get("code"), b.get("code")
+    # The program files (lab.runs.code) whose content differs: {path: [hash in a, hash in b]}.
+    out["code_files"] = _differing(ca_, cb_) if isinstance(ca_, dict) and isinstance(cb_, dict) else None
     pa, full_a = _packages(a_dir, a)
     pb, full_b = _packages(b_dir, b)
     if pa is None or pb is None:

@@ -204,8 +204,9 @@ def read_environment(exp_dir: Path, digest: str | None) -> dict[str, str] | None
 
 
 def record_fields(setting, resolved: dict, argv: list[str] | None, env: dict | None) -> dict:
-    """What a run record adds about the run's inputs and environment: `inputs` and `environment` (the hook the
-    record's owner calls where it builds a record)."""
+    """What a run record adds about the run's inputs and environment: `inputs`, `code` (and `untracked`, see
+    lab.runs.code) and `environment` (the hook the record's owner calls where it builds a record)."""
+    from lab.runs.code import code_fields
     from lab.runs.inputs import setting_inputs
 
     # Provenance must never stop a run: what cannot be read (an unreadable directory, a read-only runs/) is left out.
@@ -217,4 +218,4 @@ def record_fields(setting, resolved: dict, argv: list[str] | None, env: dict | N
         digest = record_environment(setting.experiment.dir, argv, env)
     except OSError:
         digest = None
-    return {"inputs": inputs, "environment": digest}
+    return {"inputs": inputs, **code_fields(setting, argv or []), "environment": digest}

@@ -101,6 +101,7 @@ class StopResult(TypedDict):
     running: list[str]  # EXP/SETTING of the runs that were running
     cancelled: list[str]  # those ended and recorded cancelled (with now)
     queued: int  # jobs left queued
+    ended: NotRequired[dict[str, str]]  # runs that ended on their own while the stop reached them: their result
 
 
 class CancelResult(TypedDict):

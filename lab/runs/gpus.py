@@ -50,7 +50,7 @@ TYPE_CHECKING = False  # typing's costs an import; this is only for the type che
 if TYPE_CHECKING:
     from lab.core.workspace import Workspace
 
-KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run")
+KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run", "gpu_check", "gpu_free_below")
 # Other keys lab reads from lab.yaml or a report, so only near misses of ours are called typos.
 _OTHER_KEYS = {"title", "tags", "command", "executor", "slurm", "notify", "papers", "date", "author", "authors"}
 DETECT_TIMEOUT_S = 10.0
@@ -246,14 +246,17 @@ def check_fits(setting, lanes: Lanes) -> Need:
     return need
 
 
-def plan(workspace: Workspace, lanes: Lanes, running: list[dict], queued) -> Plan:
+def plan(workspace: Workspace, lanes: Lanes, running: list[dict], queued, outside=()) -> Plan:
     """One round of the runner: which of the `queued` rows (queue order) start now, on which GPUs.
+
+    `outside`: what is taken by others on this machine (`Held`s from `lab.runs.gpushare`: busy GPUs, other labs'
+    slots); the scheduler counts them as it counts the runner's own running jobs.
 
     `running` rows carry `lane` (what `lane_json` wrote when they started), so a report edited since cannot change
     what a running job holds. A queued job whose report became unreadable or asks for what the lanes never have is
     in `impossible` with the reason. The plan's keys are the rows' `id`s; each report is read once a round.
     """
-    held = [held_from(row.get("lane")) for row in running]
+    held = [held_from(row.get("lane")) for row in running] + list(outside)
     metas: dict = {}
     broken: list = []
 

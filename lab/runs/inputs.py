@@ -8,7 +8,8 @@ experiment directory). The setting's own file is recorded too, but only the reso
 change to it matters (`settings_hash`), so it never makes a run stale.
 
 A run record keeps `inputs` as {path relative to the lab root: sha256}; a directory's hash covers the relative
-path and hash of each file under it. Hashes are cached in `.lab/input-hashes.tsv` (derived: delete it and files
+path and hash of each file under it. Its `code` (lab.runs.code) is checked the same way: a changed or deleted
+data file or program file makes the run stale. Hashes are cached in `.lab/input-hashes.tsv` (derived: delete it and files
 are read again), keyed by (size, mtime_ns, inode), so an unchanged large file is never read twice.
 """
 
@@ -21,7 +22,6 @@ from pathlib import Path
 
 from lab.core import layout
 from lab.core.fsutil import atomic_write_text
-from lab.runs.state import State
 
 CACHE_NAME = layout.INPUT_HASHES
 CACHE_HEADER = "lab input hashes 1"
@@ -220,24 +220,41 @@ class Checker:
         self.cache.save()
 
 
+def watched(record: dict) -> dict[str, str]:
+    """What a finished run's staleness is checked against: its recorded data `inputs` (its own settings file left
+    out) and its `code` (lab.runs.code), {path relative to the lab root: sha256}."""
+    out: dict[str, str] = {}
+    inputs, code = record.get("inputs"), record.get("code")
+    if isinstance(inputs, dict):
+        own = own_settings_file(record)
+        out.update((k, v) for k, v in inputs.items() if k != own)
+    if isinstance(code, dict):
+        out.update(code)
+    return out
+
+
 def changed_inputs(root: Path, record: dict | None, checker: Checker | None = None) -> list[str]:
-    """The inputs of a finished run that changed since it ran ([] when none did, or it recorded none)."""
-    if not record or not isinstance(record.get("inputs"), dict):
+    """The inputs and code files of a finished run that changed since it ran ([] when none did, or it recorded
+    none)."""
+    if not record:
+        return []
+    files = watched(record)
+    if not files:
         return []
     own = checker or Checker(root)
     try:
-        return own.changed(record["inputs"], ignore=own_settings_file(record))
+        return own.changed(files)
     finally:
         if checker is None:
             own.close()
 
 
 def staleness_token(record: dict) -> str:
-    """What `lab status` caches to check a succeeded record's inputs without reading the record again."""
-    if record.get("state") != State.SUCCEEDED or not isinstance(record.get("inputs"), dict):
+    """What `lab status` caches to check a succeeded record's inputs and code without reading the record again."""
+    if record.get("state") != "succeeded":
         return ""
-    own = own_settings_file(record)
-    return json.dumps({k: v for k, v in record["inputs"].items() if k != own}, separators=(",", ":"), ensure_ascii=False)
+    files = watched(record)
+    return json.dumps(files, separators=(",", ":"), ensure_ascii=False) if files else ""
 
 
 def describe_changes(changed: list[str], experiment: str | None = None) -> str:

@@ -25,7 +25,6 @@ files (relative to the experiment directory), `executor` (`local` or `slurm`), `
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 from datetime import datetime, timezone
@@ -33,9 +32,12 @@ from pathlib import Path
 from types import EllipsisType
 
 from lab.core.clock import now_iso as now_iso  # re-exported: the clock lives in lab.core.clock
-from lab.core.fsutil import atomic_write_json, read_jsonl
+from lab.core.fsutil import atomic_write_json
 from lab.core.settings import Setting
 from lab.errors import BadInput
+from lab.runs.outputs import ERROR_WORDS as ERROR_WORDS, final_metrics as final_metrics, finite as finite
+from lab.runs.outputs import last_error_line as last_error_line, latest_metrics as latest_metrics
+from lab.runs.outputs import read_metrics as read_metrics
 from lab.runs.state import ACTIVE as ACTIVE, FINISHED as FINISHED, STATES as STATES, State  # the first three re-exported
 
 TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and importing typing costs it a millisecond
@@ -85,7 +87,14 @@ if TYPE_CHECKING:
         pgid: int
         reason: str
         metrics: dict[str, Any]  # the final value of each key
+        code: dict[str, str]  # the program files' hashes (lab.runs.code), and the untracked ones kept
+        untracked: list[str]
+        reproduction: dict[str, Any]  # the last `lab reproduce` of it (lab.runs.reproduce)
+        reproduces: int  # the attempt a reproduction's record reproduces
         history: list[Record]  # earlier attempts, each without a history
+        metrics_sources: dict[str, str]  # where each final metric came from (lab_metrics, trainer_state, ...)
+        capture_notes: list[str]  # what capture could not read, said once each
+        hparams: dict[str, Any]  # hyperparameters a program wrote (Lightning's hparams.yaml)
 
 
 def as_record(data: dict[str, Any]) -> Record:
@@ -93,6 +102,8 @@ def as_record(data: dict[str, Any]) -> Record:
     plain dict becomes one: records are JSON, and a file holds what it holds)."""
     return data  # type: ignore[return-value]
 
+# What a queued job keeps as it was when queued (the local executor): its later edits do not change the job.
+FIXED_WHEN_QUEUED = ["settings", "command"]
 
 
 def seconds_since(iso: str | None) -> float | None:
@@ -247,50 +258,6 @@ def keep_corrupt(path: Path) -> Path | None:
     return aside
 
 
-def finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by the string "NaN", "Infinity" or "-Infinity"
-    (strict JSON has no such numbers; a program's metrics line may)."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The metrics rows of a run; lines that are not JSON objects are skipped, never fatal."""
-    return read_jsonl(path)
-
-
-def final_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last value of each key (non-finite numbers as strings, see `finite`)."""
-    final: dict[str, Any] = {}
-    for row in rows:
-        final.update(row)
-    result: dict[str, Any] = finite(final)
-    return result
-
-
-def latest_metrics(path: Path | str) -> dict[str, Any] | None:
-    """The last metrics values of a running job (read from the end of its metrics file), or None."""
-    from lab.core.fsutil import json_objects
-
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
-    return final_metrics(list(json_objects(lines))) or None
-
-
 # -- attempts and history ------------------------------------------------------------------------------------
 
 
@@ -431,7 +398,7 @@ def ended(setting: Setting, rec: Record, returncode: int | None, *, duration_s: 
         reason = f"{what}: {line}" if line else what
     if reason:
         rec["reason"] = reason
-    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
 
 
@@ -444,8 +411,44 @@ def settled(setting: Setting, rec: Record, state: str, reason: str, exit_code: i
     rec["duration_s"] = seconds_since(rec.get("started_at")) if rec.get("started_at") else None
     rec["exit_code"] = exit_code if exit_code is not None else rec.get("exit_code")
     rec["reason"] = reason
-    rec["metrics"] = final_metrics(read_metrics(metrics_path(setting)))
+    rec.update(metrics_fields(setting))
     return _without_process(rec)
+
+
+def recaptured(setting: Setting, rec: Record) -> Record:
+    """The record of an ended attempt with its metrics derived again (`lab recapture`), written."""
+    rec = as_record(dict(rec))
+    rec.pop("metrics_sources", None)
+    rec.pop("capture_notes", None)
+    rec.pop("hparams", None)
+    rec["metrics_path"] = str(metrics_path(setting).relative_to(setting.experiment.dir))
+    rec.update(metrics_fields(setting))
+    write_record(setting, rec)
+    return rec
+
+
+def metrics_fields(setting: Setting) -> Record:
+    """The record's `metrics` of an ended attempt, and `metrics_sources`: what the program wrote to LAB_METRICS,
+    exactly, when it wrote anything there; else what lab captured (lab.runs.capture), whose rows then are the
+    run's `metrics_path`."""
+    own = metrics_path(setting)
+    metrics = final_metrics(read_metrics(own))
+    if metrics:
+        return {"metrics": metrics, "metrics_sources": {k: "lab_metrics" for k in metrics if k != "step"}}
+    from lab.runs.capture import read_summary, rows_path
+
+    summary = read_summary(own) or {}
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+    if not final:
+        return {"metrics": {}}
+    fields: Record = {"metrics": finite(final), "metrics_sources": summary.get("sources") or {}}
+    if rows_path(own).exists():
+        fields["metrics_path"] = str(rows_path(own).relative_to(setting.experiment.dir))
+    if summary.get("notes"):
+        fields["capture_notes"] = summary["notes"][:20]
+    if summary.get("hparams"):
+        fields["hparams"] = summary["hparams"]
+    return fields
 
 
 def _without_process(rec: Record) -> Record:
@@ -471,26 +474,3 @@ def failed_to_start(setting: Setting, *, attempt: int, executor: str, resolved: 
         "ended_at": now, "duration_s": 0.0, "reason": reason, "settings": resolved,
         "settings_hash": hash_, **record_paths(setting), "metrics": {}, "history": history_after(previous),
     })
-
-
-ERROR_WORDS = ("error", "exception", "fatal", "killed", "abort", "traceback", "panic", "failed")
-
-
-def last_error_line(path: Path, offset: int | None = None, max_len: int = 300) -> str | None:
-    """The program's last error line in its log (from `offset`): the last line that names an error, else the
-    last non-empty line; None when the attempt wrote nothing."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            start = max(offset or 0, size - 65536)
-            f.seek(start)
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("===== lab: ")]
-    if not lines:
-        return None
-    chosen = next((line for line in reversed(lines) if any(w in line.lower() for w in ERROR_WORDS)), lines[-1])
-    chosen = "".join(c if c.isprintable() else " " for c in chosen)
-    return chosen if len(chosen) <= max_len else chosen[: max_len - 3] + "..."

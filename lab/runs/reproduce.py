@@ -5,8 +5,11 @@ recorded uncommitted diff applied, in a temporary `git worktree` (the user's wor
 never touched; the worktree is removed afterwards). The program's working directory, `LAB_ROOT` and
 `LAB_EXPERIMENT_DIR` are in that worktree, so relative paths read the files as committed; inputs the commit does
 not hold (untracked or git-ignored data, another experiment's models) are linked in from the lab. Its log,
-metrics, record and output directory are the setting's own, as for any attempt: the result is the setting's next
-attempt, marked `reproduces: N`. Before it starts, each input whose content differs from the recorded hash and
+metrics and output directory are kept apart (`side_paths`): a reproduction is a side attempt. It never changes the
+setting's state, its record's result or whether `lab run` skips it, whatever its end (failed, interrupted); its
+outcome is appended to `runs/reproduce/S.json` and summarised in the record's `reproduction` (shown by
+`lab status --json` and the book). Untracked files the run used (lab.runs.code) are put back from the record's
+copies. Before it starts, each input whose content differs from the recorded hash and
 each package whose version differs from the recorded environment is named in a warning.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,12 +25,13 @@ import time
 from pathlib import Path
 
 from lab.core import process
-from lab.core.command import build_argv, lab_env, output_dir
+from lab.core.command import build_argv, lab_env
 from lab.core.fsutil import atomic_write_json
 from lab.errors import LabError
 from lab.runs import record as records
 from lab.runs import environment
 from lab.runs.diff import load_run, parse_ref
+from lab.runs.code import restore_untracked
 from lab.runs.inputs import setting_inputs
 from lab.runs.state import State
 
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
     from lab.core.workspace import Workspace
 
 DIFF_CUT = "... (diff cut at"
+REPRODUCE_DIR = "reproduce"
+MAX_KEPT = 20  # outcomes kept per setting
 
 
 def _git(args: list[str], cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:
@@ -148,8 +155,8 @@ def _is_our_python(program: str) -> bool:
 
 
 def reproduce(workspace: Workspace, ref: str, attempt: int | None = None, on_event=None, poll: float = 0.5) -> dict:
-    """Run the recorded attempt `ref` (`EXP/SETTING[@N]`, or `attempt`) again as recorded and return the new
-    attempt's record. `on_event(kind, payload)` reports progress: ("start", text), ("warning", text),
+    """Run the recorded attempt `ref` (`EXP/SETTING[@N]`, or `attempt`) again as recorded and return its outcome
+    (kept in `runs/reproduce/S.json`). `on_event(kind, payload)` reports progress: ("start", text), ("warning", text),
     ("progress", latest metrics), ("done", record)."""
     emit = on_event or (lambda kind, payload: None)
     setting, rec, top = plan(workspace, ref, attempt)
@@ -166,17 +173,19 @@ def reproduce(workspace: Workspace, ref: str, attempt: int | None = None, on_eve
         _apply_diff(git.get("diff") or "", worktree)
         wt_root = worktree / root.relative_to(top)
         # Inputs the commit does not hold (untracked or ignored data, other experiments' outputs): the lab's own.
+        missing = restore_untracked(rec, setting.experiment.runs_dir, wt_root)
+        if missing:
+            raise LabError(f"{setting.id}@{rec.get('attempt')} ran untracked files whose kept copies are gone: {', '.join(missing)}")
         for key in (rec.get("inputs") or {}):
             there, here = wt_root / key, root / key
             if not os.path.lexists(there) and os.path.exists(here):
                 there.parent.mkdir(parents=True, exist_ok=True)
                 there.symlink_to(here, target_is_directory=here.is_dir())
         wt_exp = wt_root / setting.experiment.dir.relative_to(root)
-        settings_path = records.resolved_settings_path(setting)
-        argv = build_argv(setting, settings_path, rec["command"])
-        metrics = records.metrics_path(setting)
-        env = lab_env(setting, settings_path, metrics)
-        env.update(LAB_ROOT=str(wt_root), LAB_EXPERIMENT_DIR=str(wt_exp))
+        side = side_paths(setting)
+        argv = build_argv(setting, side["settings"], rec["command"], out_dir=side["output_dir"], resolved=rec.get("settings"))
+        env = lab_env(setting, side["settings"], side["metrics"])
+        env.update(LAB_ROOT=str(wt_root), LAB_EXPERIMENT_DIR=str(wt_exp), LAB_OUTPUT_DIR=str(side["output_dir"]))
         emit("start", f"reproducing {setting.id}@{rec.get('attempt')} at commit {git['commit'][:12]}"
                       f"{' with its uncommitted changes' if git.get('dirty') else ''} (worktree {worktree})")
         warnings, inputs, env_digest = _warnings(setting, rec, wt_root, argv, env)
@@ -189,46 +198,58 @@ def reproduce(workspace: Workspace, ref: str, attempt: int | None = None, on_eve
         _git(["worktree", "prune"], root)
 
 
+def side_paths(setting) -> dict:
+    """Where a reproduction of `setting` keeps its files, beside the setting's own and never in their place:
+    `runs/reproduce/S.json` (its outcomes), `runs/reproduce/S.settings.json`, `logs/reproduce/S.log`,
+    `logs/reproduce/S.metrics.jsonl` and `models/reproduce/S/`."""
+    exp = setting.experiment
+    return {"outcomes": exp.runs_dir / REPRODUCE_DIR / f"{setting.name}.json",
+            "settings": exp.runs_dir / REPRODUCE_DIR / f"{setting.name}.settings.json",
+            "log": exp.logs_dir / REPRODUCE_DIR / f"{setting.name}.log",
+            "metrics": exp.logs_dir / REPRODUCE_DIR / f"{setting.name}.metrics.jsonl",
+            "output_dir": exp.models_dir / REPRODUCE_DIR / setting.name}
+
+
+def outcomes(setting) -> list[dict]:
+    """The setting's reproductions, oldest first (`lab reproduce` keeps each outcome)."""
+    from lab.runs.record import read_record_file
+
+    data = read_record_file(side_paths(setting)["outcomes"]) or {}
+    return [o for o in data.get("reproductions", []) if isinstance(o, dict)] if isinstance(data.get("reproductions"), list) else []
+
+
 def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll) -> dict:
     from lab.runs.attempt import provenance
 
     exp = setting.experiment
-    for d in (exp.logs_dir, exp.runs_dir, output_dir(setting)):
+    side = side_paths(setting)
+    for d in (side["outcomes"].parent, side["log"].parent, side["output_dir"]):
         d.mkdir(parents=True, exist_ok=True)
-    previous = records.read_record(setting)
-    number = records.next_attempt(previous)
-    settings_path = records.resolved_settings_path(setting)
-    atomic_write_json(settings_path, rec["settings"], fsync=False)
-    metrics = records.metrics_path(setting)
-    if metrics.exists() and metrics.stat().st_size > 0 and number > 1:  # as every attempt: keep the previous one's
-        os.replace(metrics, metrics.with_name(f"{setting.name}.attempt{number - 1}.metrics.jsonl"))
+    atomic_write_json(side["settings"], rec["settings"], fsync=False)
+    side["metrics"].unlink(missing_ok=True)
     started_at = records.now_iso()
-    log = records.log_path(setting)
-    with open(log, "a", encoding="utf-8") as f:
-        f.write(f"===== lab: attempt {number} of {setting.id} at {started_at}, reproducing attempt {rec.get('attempt')} "
-                f"at commit {rec['git']['commit'][:12]}: {subprocess.list2cmdline(argv)}\n")
+    with open(side["log"], "a", encoding="utf-8") as f:
+        f.write(f"===== lab: reproduction of {setting.id}@{rec.get('attempt')} at {started_at}, "
+                f"commit {rec['git']['commit'][:12]}: {subprocess.list2cmdline(argv)}\n")
+        log_offset = f.tell()
     info = provenance(exp.workspace.root)
-    info["git"] = {**rec["git"], "worktree": True}  # the code that ran: the recorded commit and diff
-    record = records.running(setting, attempt=number, executor="local", resolved=rec["settings"],
-                             hash_=rec.get("settings_hash"), template=rec["command"], argv=argv, started_at=started_at,
-                             provenance=info, extra={"reproduces": rec.get("attempt")},
-                             drift={"inputs": inputs, "environment": env_digest, "reproduce_warnings": warnings})
-    if "settings_file" in rec:
-        record["settings_file"] = rec["settings_file"]
+    outcome = {"reproduces": rec.get("attempt"), "state": "running", "started_at": started_at, "ended_at": None,
+               "duration_s": None, "exit_code": None, "signal": None, "argv": argv,
+               "git": {**rec["git"], "worktree": True}, "host": info.get("host"), "python": info.get("python"),
+               "inputs": inputs, "environment": env_digest, "warnings": warnings,
+               "log_path": str(side["log"].relative_to(exp.dir)), "metrics_path": str(side["metrics"].relative_to(exp.dir)),
+               "output_dir": str(side["output_dir"].relative_to(exp.dir)), "metrics": {}}
     started = time.monotonic()
-    with open(log, "ab") as out:
+    with open(side["log"], "ab") as out:
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         except OSError as e:
             raise LabError(f"could not start {argv[0]!r}: {e.strerror}") from None
-    records.write_record(setting, record)
     state = None
     try:
         while proc.poll() is None:
-            from lab.runs.control import latest_metrics
-
-            live = latest_metrics(metrics)
+            live = records.latest_metrics(side["metrics"])
             if live:
                 emit("progress", live)
             time.sleep(poll)
@@ -236,13 +257,39 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
         process.terminate_group(proc.pid, 10.0, is_gone=lambda: proc.poll() is not None)
         state = State.CANCELLED
     code = proc.wait()
-    record = records.ended(setting, record, code, duration_s=round(time.monotonic() - started, 3), state=state,
-                           reason="lab reproduce was interrupted" if state == State.CANCELLED else None)
-    records.write_record(setting, record)
-    emit("done", record)
-    if state == State.CANCELLED:
+    outcome["ended_at"] = records.now_iso()
+    outcome["duration_s"] = round(time.monotonic() - started, 3)
+    if code is not None and code < 0:
+        outcome["signal"] = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+    else:
+        outcome["exit_code"] = code
+    outcome["state"] = state or ("succeeded" if code == 0 else "failed")
+    if outcome["state"] == "cancelled":
+        outcome["reason"] = "lab reproduce was interrupted"
+    elif outcome["state"] == "failed":
+        line = records.last_error_line(side["log"], log_offset)
+        outcome["reason"] = f"exit code {code}: {line}" if line else f"exit code {code}"
+    outcome["metrics"] = records.final_metrics(records.read_metrics(side["metrics"]))
+    outcome["metric_deltas"] = {k: d["delta"] for k, d in compare_metrics(rec, outcome).items()}
+    outcome["exact"] = outcome["state"] == "succeeded" and bool(outcome["metric_deltas"]) and all(
+        d == 0 for d in outcome["metric_deltas"].values())
+    _keep_outcome(setting, outcome)
+    emit("done", outcome)
+    if state == "cancelled":
         raise KeyboardInterrupt
-    return record
+    return outcome
+
+
+def _keep_outcome(setting, outcome: dict) -> None:
+    """Append the outcome to `runs/reproduce/S.json`; the record gets a one-line summary (`reproduction`), its
+    state, result and skip decision untouched."""
+    kept = outcomes(setting)[-(MAX_KEPT - 1):]
+    atomic_write_json(side_paths(setting)["outcomes"], {"experiment": setting.experiment.name, "setting": setting.name,
+                                                        "reproductions": [*kept, outcome]})
+    rec = records.read_record(setting, strict=False)
+    if rec is not None and rec.get("state") not in records.ACTIVE:
+        summary = {k: outcome.get(k) for k in ("reproduces", "state", "exact", "ended_at", "metric_deltas")}
+        records.write_record(setting, {**rec, "reproduction": summary})
 
 
 def compare_metrics(original: dict, new: dict) -> dict:

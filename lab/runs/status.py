@@ -55,9 +55,14 @@ def _gather(workspace: Workspace, targets: list[str] | None, recover: bool) -> l
 
     parsed = cache.parse_targets(targets)
     if parsed is not None:
-        for exp, _ in parsed:
+        for exp, setting in parsed:
             if not (workspace.experiments_dir / exp).is_dir():
+                workspace.experiment(exp)  # raises: no such experiment, did you mean, the experiments there are
                 raise BadInput(f"no experiment {exp!r} in {workspace.experiments_dir}")
+            if setting is not None and not (workspace.experiments_dir / exp / "runs" / f"{setting}.json").exists():
+                from lab.core.settings import find_settings
+
+                find_settings(workspace.experiment(exp), setting)  # raises when there is no such setting either
     jobs = active_jobs(workspace)
     if recover and any(j["state"] == State.RUNNING and j["executor"] == "local" for j in jobs):
         from lab.runs.local.recovery import recover_if_needed
@@ -78,6 +83,7 @@ def _gather(workspace: Workspace, targets: list[str] | None, recover: bool) -> l
         blocks += [(exp, [], []) for exp in by_exp if exp not in known]
         blocks.sort(key=lambda b: natural_key(b[0]))
     out: list = []  # cached (meta, json) pairs, and dicts where the queue knows better
+    waits = _gpu_waits(workspace, jobs)
     for exp, metas, jsons in blocks:
         exp_jobs = by_exp.get(exp)
         exp_slurm = slurm_live.get(exp) if slurm_live else None
@@ -91,7 +97,7 @@ def _gather(workspace: Workspace, targets: list[str] | None, recover: bool) -> l
         for name, job in (exp_jobs or {}).items():
             item = items.get(name)
             summary = json.loads(item[1]) if isinstance(item, tuple) else cache.summarize({}, exp, name)
-            items[name] = _merge_job(workspace, summary, job)
+            items[name] = _merge_job(workspace, summary, job, waits)
         for name, rec in (exp_slurm or {}).items():  # Slurm jobs as Slurm sees them now
             if cache.wanted(parsed, exp, name):
                 items[name] = _slurm_entry(workspace, rec)
@@ -125,11 +131,25 @@ def _mark_stale(workspace: Workspace, out: list) -> list:
     return out
 
 
-def _merge_job(workspace: Workspace, entry: Summary, job: QueueRow) -> Summary:
-    """A record's summary as the queue knows it better: waiting jobs are `queued`; a running one shows progress."""
+def _gpu_waits(workspace: Workspace, jobs: list[QueueRow]) -> dict[int, str]:
+    """Why queued local jobs wait for a GPU that others hold (`lab.runs.local.gpugate`), by job id."""
+    if not any(j["state"] == State.QUEUED and j["executor"] == "local" for j in jobs):
+        return {}
+    from lab.runs.local.gpugate import read_wait
+    from lab.runs.local.lock import runner_pid
+
+    wait = read_wait(workspace.state_dir, runner_pid(workspace.state_dir))
+    return {job_id: wait["reason"] for job_id in wait.get("jobs", ())}
+
+
+def _merge_job(workspace: Workspace, entry: Summary, job: QueueRow, waits: dict[int, str] | None = None) -> Summary:
+    """A record's summary as the queue knows it better: waiting jobs are `queued` (with why, while a GPU that others
+    hold keeps them waiting); a running one shows progress."""
     if job["state"] == State.QUEUED:
         entry.update({"state": State.QUEUED, "queued_at": job["queued_at"], "job_id": job["id"], "exit_code": None,
                       "signal": None, "started_at": None, "ended_at": None, "duration_s": None, "metrics": {}})
+        if waits and job["id"] in waits:
+            entry["waiting"] = waits[job["id"]]
         return entry
     if entry.get("state") != State.RUNNING:
         entry.update({"state": State.RUNNING, "job_id": job["id"], "started_at": job["started_at"]})

@@ -66,12 +66,13 @@ if TYPE_CHECKING:
         progress: dict[str, Any]  # a running run's latest metrics
         slurm_state: str
         changed_inputs: list[str]  # a stale run's inputs that changed
+        waiting: str  # why a queued local job waits (a GPU that others hold)
 
     from lab.core.workspace import Workspace
     from lab.runs.record import Record
 
 CACHE_NAME = layout.STATUS_CACHE
-CACHE_VERSION = "lab status cache 6 gpus"
+CACHE_VERSION = "lab status cache 7 code"  # 7: the staleness token holds the code files too
 SEP = "\0"
 END = "\0\n"
 CELL_SEP = "\x1f"
@@ -92,6 +93,8 @@ def summarize(record: Record | dict[str, Any], experiment: str, setting: str) ->
         out[key] = records.finite(record.get(key))
     if not isinstance(out["metrics"], dict):
         out["metrics"] = {}
+    if isinstance(record.get("reproduction"), dict):  # the last `lab reproduce`, a side attempt
+        out["reproduction"] = records.finite(record["reproduction"])
     return out
 
 

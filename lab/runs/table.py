@@ -32,6 +32,8 @@ def table_cells(r: Mapping[str, Any]) -> list[str]:
     if running and r.get("gpus"):
         state += f" (GPU {','.join(map(str, r['gpus']))})"
     last = metrics_text(metrics, with_step=running)
+    if r.get("state") == State.QUEUED and r.get("waiting"):
+        last = r["waiting"]  # waiting for a GPU: 0 busy (pid 4242, uid 1001, 21.3 GiB)
     if r.get("state") in (State.FAILED, State.INTERRUPTED) and isinstance(r.get("reason"), str) and r["reason"]:
         why = r["reason"].split(": ", 1)[1] if r["reason"].startswith(("exit code ", "killed by ")) and ": " in r["reason"] else r["reason"]
         if why != f"exit code {r.get('exit_code')}":

@@ -70,7 +70,7 @@ def embed_missing(conn, progress=None, limit: int | None = None, stop=None, fast
     `fast` (`lab reindex`, the background embedder): with onnxruntime's int8 model on every usable core
     (lab.search.fastmodel; ~7x the NumPy model's speed on 2 cores), which loads in a fraction of a second; else
     (the few notes a search embeds itself) with the NumPy model a search has loaded anyway. The two paths' vectors
-    differ by less than cosine 0.01 (tests/test_fastmodel.py), so they sit together in one index.
+    differ by less than cosine 0.01 (tests/search/test_fastmodel.py), so they sit together in one index.
     """
     from lab.search.model import DOC_TOKENS, load
 
@@ -281,7 +281,9 @@ def prepare(root, conn, text: str, required: bool = False, say=None, background:
     here: LabError when `required`, else said once per lab). Documents without vectors: a few are embedded
     just before ranking (by the watcher when it ranks), more by the lab's background embedder (started here
     when none runs), and `say` (default: stderr) gets one line on how much of the lab is covered meanwhile.
-    `background=False` embeds nothing and starts nothing. `helper`: a lab.search.prefork.Ranker for `text`."""
+    Where the model's files are all that is missing, their download starts in the background (lab.search.weights)
+    and the search goes by keyword meanwhile. `background=False` embeds nothing and starts nothing. `helper`:
+    a lab.search.prefork.Ranker for `text`."""
     from lab.errors import LabError
     from lab.search import model
 
@@ -290,6 +292,12 @@ def prepare(root, conn, text: str, required: bool = False, say=None, background:
     if why is not None:
         if required:
             raise LabError(f"semantic search is not available: {why}")
+        if background and model.weights_missing():  # only the model's files: fetched once, in the background
+            from lab.search import weights
+
+            weights.start()
+            say(f"lab: no semantic matches yet, keyword search only: {weights.missing_reason()}")
+            return None
         _say_once(root, f"lab: no semantic matches, keyword search only: {why}", say)
         return None
     model.single_thread()  # one query's small matrices: threads only wait for each other

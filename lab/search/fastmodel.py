@@ -13,7 +13,7 @@ again, and where the cache cannot be written they are built in a temporary direc
 
 Vectors from this path and from the NumPy path sit together in one index (a search embeds a few edited notes
 inline with NumPy): their cosine to the float32 NumPy vectors is at least 0.99 on real text (all 2,101 SciFact
-abstracts: min 0.993, mean 0.997; tests/test_fastmodel.py checks a bound of 0.99 each), far closer than any two
+abstracts: min 0.993, mean 0.997; tests/search/test_fastmodel.py checks a bound of 0.99 each), far closer than any two
 different texts, so rankings mix them safely. Without onnxruntime or onnx (or where the graphs cannot be built
 or loaded), `load()` returns the NumPy model.
 """
@@ -26,6 +26,7 @@ import os
 import tempfile
 
 from lab.search import model as numpy_model
+from lab.search.weights import cache_dir  # where built graphs are kept, beside lab's other caches
 
 BUILDER_VERSION = 1  # bump when the graph built below changes: the cached file's name changes with it
 # Matrix products kept in float32. The inputs of the feed-forward output products (1536 GELU activations) are
@@ -34,12 +35,6 @@ BUILDER_VERSION = 1  # bump when the graph built below changes: the cached file'
 # mean 0.995; these two in float32, min 0.995 / mean 0.997, for ~10% more time (the four others: < 0.001 each).
 FLOAT_NODES = ("ffn_out0", "ffn_out2")
 _LOADED: dict = {}
-
-
-def cache_dir() -> str:
-    """Where built graphs are kept: $XDG_CACHE_HOME/lab, else ~/.cache/lab."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "lab")
 
 
 def _weights_hash(path: str) -> str:

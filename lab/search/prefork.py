@@ -22,6 +22,10 @@ import sys
 
 TIMEOUT = 60.0  # seconds the parent waits for an answer (a cold page cache can make the model's load slow)
 
+# False in a long-lived process that calls lab's search itself and must never be forked (a test suite running the
+# CLI in its own process): the search then ranks by meaning in its own process, as it does where no fork can run.
+enabled = True
+
 
 class Ranker:
     """The parent's handle on the forked child: `begin(allowed, depth, inline)` sends the request and returns
@@ -73,9 +77,9 @@ class Ranker:
 def start(root, text: str) -> Ranker | None:
     """Fork the child that embeds `text` and will rank the lab at `root` by meaning; None where it cannot run or
     would not help (not Linux, one usable core, more than one thread in this process, or semantic search
-    unavailable here)."""
+    unavailable here), and never where `enabled` is False."""
     threading = sys.modules.get("threading")
-    if not sys.platform.startswith("linux") or (threading is not None and threading.active_count() > 1):
+    if not enabled or not sys.platform.startswith("linux") or (threading is not None and threading.active_count() > 1):
         return None
     if len(os.sched_getaffinity(0)) < 2:  # nothing would run side by side
         return None

@@ -26,6 +26,20 @@ if TYPE_CHECKING:
     from lab.runs.record import Record
 
 
+def changed_since_queued(job: QueueRow, plan) -> str | None:
+    """Why `lab run` leaves a queued job as it is although the setting's file or the report's command changed since
+    it was queued (the job runs what was queued), and how to queue the new version instead; None when unchanged."""
+    if job["state"] != "queued":
+        return None
+    what = [w for w, same in (("settings", job.get("settings_hash") == plan.hash),
+                              ("command", job.get("command") in (None, plan.template))) if not same]
+    if not what:
+        return None
+    sid = plan.setting.id
+    return (f"its {' and '.join(what)} changed since it was queued; the job runs them as queued. "
+            f"To run the new version: lab cancel {sid} && lab run {sid}")
+
+
 class LocalExecutor:
     name = "local"
 
@@ -53,16 +67,17 @@ class LocalExecutor:
         setting = plan.setting
         active = queue.active(setting.experiment.name, setting.name)
         if active is not None:
-            return entry(setting, f"already {active['state']}", "local", job_id=active["id"])
+            return entry(setting, f"already {active['state']}", "local", job_id=active["id"], reason=changed_since_queued(active, plan))
         action, why, busy = decide(workspace, plan, rerun, "local")
         if busy is not None:  # queued or running on another executor
             return entry(setting, action, busy.get("executor") or "local", reason=why, slurm_job_id=busy.get("slurm_job_id"))
         if action != "run":
             return entry(setting, action, "local", reason=why)
         job_id = queue.insert(setting.experiment.name, setting.name, plan.resolved, plan.hash, env,
-                              executor="local", stop_on_failure=stop_on_failure, batch=batch)
+                              executor="local", stop_on_failure=stop_on_failure, batch=batch, command=plan.template)
         records.write_record(setting, records.queued(setting, executor="local", resolved=plan.resolved, hash_=plan.hash,
-                                                     template=plan.template, argv=plan.argv, extra={"job_id": job_id}))
+                                                     template=plan.template, argv=plan.argv,
+                                                     extra={"job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}))
         return entry(setting, "queued", "local", job_id=job_id)
 
     def active(self, workspace: Workspace, settings: Sequence[Setting] | None = None) -> list[ActiveRun]:
@@ -91,12 +106,15 @@ class LocalExecutor:
     def stop(self, workspace: Workspace, now: bool = False, grace: float = 10.0) -> StopResult:
         queue = Queue.open_existing(workspace.state_dir)
         if queue is None:
-            return {"runner": None, "running": [], "cancelled": [], "queued": 0}
+            return {"runner": None, "running": [], "cancelled": [], "ended": {}, "queued": 0}
         try:
             with queue.transaction():
                 queue.set_flag("stop", f"lab stop at {records.now_iso()}")
-            running = queue.jobs((State.RUNNING,), executor="local")
-            cancelled = []
+            # Read after the flag is set: a job is claimed only while the flag is not set (Queue.claim), so these
+            # are all the jobs that started or will, and every queued one stays queued.
+            running = queue.jobs(("running",), executor="local")
+            cancelled: list[str] = []
+            ended: dict[str, str] = {}
             if now:
                 with queue.transaction():
                     for job in running:
@@ -121,10 +139,16 @@ class LocalExecutor:
                     if waiting:
                         recover_if_needed(workspace)
                         time.sleep(0.02)
-                cancelled = [job_setting(workspace, job).id for job in running]
-            queued = len(queue.jobs((State.QUEUED,), executor="local"))
+                # A program that ended on its own while the stop reached it is said as it ended, not as cancelled.
+                for job in running:
+                    row = queue.job(job["id"])
+                    if row is not None and row["state"] == "done" and row["result"] not in (None, "cancelled"):
+                        ended[job_setting(workspace, job).id] = row["result"]
+                    else:
+                        cancelled.append(job_setting(workspace, job).id)
+            queued = len(queue.jobs(("queued",), executor="local"))
             return {"runner": runner_pid(workspace.state_dir), "running": [job_setting(workspace, j).id for j in running],
-                    "cancelled": cancelled, "queued": queued}
+                    "cancelled": cancelled, "ended": ended, "queued": queued}
         finally:
             queue.close()
 

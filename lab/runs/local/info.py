@@ -84,4 +84,10 @@ def lanes_busy(workspace: Workspace, pid: int, running: list[dict]) -> dict | No
     return {"gpus": list(pool.gpus), "jobs_per_gpu": per_gpu, "max_parallel": pool.cpu,
             "gpu_slots": len(pool.gpus) * per_gpu, "gpu_slots_busy": round(sum(used["gpus"].values()) * per_gpu),
             "busy_gpus": [g for g, share in used["gpus"].items() if share > 0],
-            "cpu_busy": used["cpu_busy"]}
+            "cpu_busy": used["cpu_busy"], "waiting": _gpu_wait(workspace, pid)}
+
+
+def _gpu_wait(workspace, pid: int) -> str | None:
+    from lab.runs.local.gpugate import read_wait
+
+    return read_wait(workspace.state_dir, pid).get("reason")

@@ -7,8 +7,8 @@ turn, so each sees what the others queued and no setting is queued twice. A part
 
 A job row (`jobs`) goes `queued` -> `running` -> `done` (its `result`: succeeded, failed or cancelled), or
 `queued` -> `cancelled` (`lab cancel`). Claiming a job gives it a fresh `token`; its supervisor writes its
-identity to `.lab/jobs/ID.json` before the program starts (see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings
-and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
+identity to `.lab/jobs/ID.json` before the program starts (see `lab.runs.local.runner`). An interrupted job goes back to `queued` at its old place. The row keeps what the job needs to run exactly as it was asked for: the resolved settings,
+the report's command template (`command`) and the environment of the `lab run` that queued it (so the file is private to its owner: mode 0600). The run
 record in the experiment directory stays the truth about runs; the queue only says what is still to do.
 
 `executor` names who runs the job: the local runner takes only `local` jobs; another executor (Slurm) may keep
@@ -125,7 +125,12 @@ def _m003_lane(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN lane TEXT")  # what a running job holds: GPUs, share (lab.runs.gpus)
 
 
-MIGRATIONS = [_m001_jobs, _m002_token, _m003_lane]
+def _m004_command(db: sqlite3.Connection) -> None:
+    # The report's command template as it was when the job was queued: the job runs it, not a later edit.
+    db.execute("ALTER TABLE jobs ADD COLUMN command TEXT")
+
+
+MIGRATIONS = [_m001_jobs, _m002_token, _m003_lane, _m004_command]
 
 
 def _row(row: sqlite3.Row) -> QueueRow:
@@ -272,11 +277,11 @@ class Queue:
             for queued_at, exp, setting, rec in found:
                 if self.active(exp, setting) is None:
                     self.db.execute(
-                        "INSERT INTO jobs (id, experiment, setting, state, executor, settings, settings_hash, env, queued_at)"
-                        " VALUES (?, ?, ?, 'queued', 'local', ?, ?, ?, ?)",
+                        "INSERT INTO jobs (id, experiment, setting, state, executor, settings, settings_hash, env, queued_at,"
+                        " command) VALUES (?, ?, ?, 'queued', 'local', ?, ?, ?, ?, ?)",
                         (rec["job_id"] if isinstance(rec.get("job_id"), int) and self.job(rec["job_id"]) is None else None,
                          exp, setting, json.dumps(rec["settings"]), str(rec.get("settings_hash") or ""), json.dumps(env),
-                         queued_at or now_iso()),
+                         queued_at or now_iso(), rec.get("command") if isinstance(rec.get("command"), str) else None),
                     )
         return len(found)
 
@@ -334,12 +339,15 @@ class Queue:
     # -- writing ------------------------------------------------------------------------------------------
 
     def insert(self, experiment: str, setting: str, resolved: dict, settings_hash: str, env: dict | None, *,
-               executor: str = "local", stop_on_failure: bool = False, batch: str | None = None) -> int:
-        """Queue one job (call inside a transaction, after checking `active`)."""
+               executor: str = "local", stop_on_failure: bool = False, batch: str | None = None,
+               command: str | None = None) -> int:
+        """Queue one job (call inside a transaction, after checking `active`). `command`: the report's template as
+        it is now, fixed for the job as its settings are."""
         cur = self.db.execute(
-            "INSERT INTO jobs (experiment, setting, state, executor, settings, settings_hash, env, stop_on_failure, batch, queued_at)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-            (experiment, setting, executor, json.dumps(resolved), settings_hash, json.dumps(env), int(stop_on_failure), batch, now_iso()),
+            "INSERT INTO jobs (experiment, setting, state, executor, settings, settings_hash, env, stop_on_failure, batch,"
+            " queued_at, command) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (experiment, setting, executor, json.dumps(resolved), settings_hash, json.dumps(env), int(stop_on_failure), batch,
+             now_iso(), command),
         )
         return cur.lastrowid
 
@@ -349,7 +357,7 @@ class Queue:
             row = self.db.execute(
                 "SELECT * FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1", (executor,)
             ).fetchone()
-            if row is None:
+            if row is None or self.get_flag("stop"):
                 return None
             self.db.execute("UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?,"
                             " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ?",
@@ -358,11 +366,14 @@ class Queue:
 
     def claim(self, job_id: int, token: str, lane: str | None = None) -> QueueRow | None:
         """Mark the queued job `job_id` running with `token` and the lanes it holds (`lane`), in one transaction;
-        None when it is no longer queued (cancelled meanwhile)."""
+        None when it is no longer queued (cancelled meanwhile) or the queue is stopped: the stop flag is read in the
+        same transaction, so once `lab stop` has set it no job starts, whatever the timing, and what it said
+        stays queued does."""
         with self.transaction():
             cur = self.db.execute(
                 "UPDATE jobs SET state = 'running', started_at = ?, ended_at = NULL, token = ?, lane = ?,"
-                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'",
+                " pid = NULL, pgid = NULL, proc_start = NULL, boot_id = NULL WHERE id = ? AND state = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM control WHERE key = 'stop')",
                 (now_iso(), token, lane, job_id))
         return self.job(job_id) if cur.rowcount == 1 else None
 

@@ -49,6 +49,7 @@ from lab.runs import gpus, notify
 from lab.runs import record as records
 from lab.runs.local import diary, info, subreaper
 from lab.runs.local.faults import kill_point
+from lab.runs.local.gpugate import TAKEN, GpuGate
 from lab.runs.local.jobfiles import identity, supervisor_alive
 from lab.runs.local.lock import WAIT_FOR_LOCK_S, RunnerLock
 from lab.runs.local.queue import Queue
@@ -78,6 +79,7 @@ class Runner:
         self.exits: dict[int, int] = {}  # supervisor pid -> a pidfd that wakes the runner when it ends
         self.watched: dict[int, dict] = {}  # job id -> identity, for supervisors that outlived an earlier runner
         self.lanes = gpus.Lanes()
+        self.gate: GpuGate | None = None  # sharing the machine's GPUs with other labs (lab.runs.local.gpugate)
         self.notifier = None
         self.summary = notify.Summary()
 
@@ -99,6 +101,7 @@ class Runner:
         self.queue = Queue(state_dir, durable=False)
         subreaper.load_prctl()
         self.lanes = self._lanes()
+        self.gate = GpuGate(self.workspace, self.lanes, self.log)
         self.notifier = notify.Sender(self.workspace, self.log)
         self.log(f"runner {os.getpid()} started: {self.lanes.describe()}")
         code = 0
@@ -151,7 +154,7 @@ class Runner:
             started = 0
             if not self.queue.get_flag("stop"):
                 started = self.start_what_fits(running)
-            if not running and not started and not self.children:
+            if not running and not started and not self.children and not (self.gate and self.gate.holding_back):
                 return
             self.wait_for_change()
 
@@ -159,23 +162,47 @@ class Runner:
         queued = self.queue.jobs((State.QUEUED,), executor="local")
         if not queued:
             return 0
+        started = 0
+        for _ in range(3):  # again at once when another lab took a GPU this round's look saw free
+            n, taken = self._start_round(running, queued)
+            started += n
+            if not taken:
+                break
+            running = self.queue.jobs(("running",), executor="local")
+            queued = self.queue.jobs(("queued",), executor="local")
+        return started
+
+    def _start_round(self, running: list[dict], queued: list[dict]) -> tuple[int, bool]:
         plan = gpus.plan(self.workspace, self.lanes, running, queued)
+        looked = False
+        if self.gate and self.gate.active and (self.gate.holding_back or any(g for _, g in plan.start)):
+            # A job would start on a GPU: first ask the machine what others hold (lab.runs.local.gpugate).
+            plan, looked = gpus.plan(self.workspace, self.lanes, running, queued, self.gate.outside(running)), True
         rows = {job["id"]: job for job in queued}
         for job_id, reason in plan.impossible:
             self.refuse(rows[job_id], reason)
-        if not plan.start:
-            return len(plan.impossible)
-        warm()
-        started = 0
+        begun: set = set()
+        taken = False
+        if plan.start:
+            warm()  # the caches the supervisors inherit
         for job_id, gpu_ids in plan.start:
-            lane = gpus.lane_json(plan.needs[job_id], gpu_ids, gpus.job_env(self.lanes, gpu_ids))
+            need = plan.needs[job_id]
+            lease = self.gate.lease(gpu_ids, need.share) if self.gate else None
+            if lease is TAKEN:
+                taken = True
+                continue
+            lane = gpus.lane_json(need, gpu_ids, gpus.job_env(self.lanes, gpu_ids))
             job = self.queue.claim(job_id, uuid.uuid4().hex, lane)
             if job is None:
+                if lease is not None:
+                    lease.close()
                 continue  # cancelled meanwhile
             kill_point("runner-claimed", self.workspace.state_dir)
-            self.fork(job)
-            started += 1
-        return started + len(plan.impossible)
+            self.fork(job, lease, need.share)
+            begun.add(job_id)
+        if self.gate:
+            self.gate.waiting(plan, begun, looked)
+        return len(begun) + len(plan.impossible), taken
 
     def refuse(self, job: QueueRow, reason: str) -> None:
         """A queued job that can never run on these lanes fails at once, with the reason (it holds no lane)."""
@@ -193,10 +220,13 @@ class Runner:
                 self.queue.set_flag("stop", f"stopped after {setting.id} failed (--stop-on-failure)")
         self._ended(job["experiment"], job["setting"], job["id"])
 
-    def fork(self, job: QueueRow) -> None:
+    def fork(self, job: QueueRow, lease=None, share=None) -> None:
         """Prepare the attempt and fork the job's supervisor (it starts the program and records its end); the
-        runner does not wait here (see `wait_for_change`)."""
+        runner does not wait here (see `wait_for_change`). The supervisor inherits the job's GPU `lease` with the
+        fork and hands it on to the program, so that it lasts as long as any process of the job."""
         prepared = prepare(self.workspace, job)
+        if lease is not None and prepared[0] is not None:
+            prepared[0].pass_fds = tuple(lease.fds)
         sys.stdout.flush()
         sys.stderr.flush()
         gc.freeze()  # the supervisor shares this process's memory: no collection may copy all of it
@@ -204,6 +234,8 @@ class Runner:
         if pid == 0:
             Supervisor(self.workspace, job, self.lock.fd, os.getppid(), prepared).run()  # never returns (no SQLite)
         gc.unfreeze()
+        if lease is not None:
+            self.gate.started(lease, job, pid, share)
         self.children[pid] = job
         try:
             self.exits[pid] = os.pidfd_open(pid)  # readable once the supervisor ends (Linux 5.3 and later)
@@ -219,7 +251,8 @@ class Runner:
         version = self._queue_version()
         deadline = time.monotonic() + self.RESCAN_S
         while not self._terminating:
-            if self._reap() or self._queue_version() != version or time.monotonic() >= deadline:
+            if (self._reap() or self._queue_version() != version or time.monotonic() >= deadline
+                    or (self.gate and self.gate.changed())):
                 return
             self._pause()
 

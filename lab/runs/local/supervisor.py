@@ -56,10 +56,13 @@ def prepare(workspace: Workspace, job: QueueRow):
     try:
         lane = gpus.lane_of(job.get("lane"))
         extra = {"job_id": job["id"]}
+        if job.get("command"):  # queued with its command: it runs that one, as it runs its queued settings
+            extra["fixed_when_queued"] = records.FIXED_WHEN_QUEUED
         if lane.get("env"):  # lab hands out GPUs: the record says which this job got
             extra["gpus"] = lane.get("gpus") or []
         att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False)
+                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False,
+                      template=job.get("command") or None)
         att.prepare()
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -45,7 +45,7 @@ def _plan(setting: Setting, resolved: dict):
     from types import SimpleNamespace
 
     return SimpleNamespace(setting=setting, resolved=resolved, hash=settings_hash(resolved), template=template_for(setting),
-                           argv=build_argv(setting, records.resolved_settings_path(setting)))
+                           argv=build_argv(setting, records.resolved_settings_path(setting), resolved=resolved))
 
 
 def active_on_slurm(setting: Setting) -> Record | None:
@@ -59,8 +59,8 @@ def active_on_slurm(setting: Setting) -> Record | None:
 def queued_record(setting: Setting, resolved: dict, attempt: int, job_id: str, previous: Record | None) -> Record:
     """The record of a submitted job that has not started (`record.queued`, the keys of every executor)."""
     rec = records.queued(setting, executor="slurm", resolved=resolved, hash_=settings_hash(resolved),
-                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting)),
-                         extra={"slurm_job_id": job_id}, previous=previous)
+                         template=template_for(setting), argv=build_argv(setting, records.resolved_settings_path(setting), resolved=resolved),
+                         extra={"slurm_job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}, previous=previous)
     rec["attempt"] = attempt
     return rec
 
@@ -84,7 +84,7 @@ def _sbatch(workspace: Workspace, tasks: list[tuple[Setting, dict, int]], option
         "root": str(workspace.root),
         "array": array,
         "tasks": [{"experiment": s.experiment.name, "setting": s.name, "settings_file": str(s.path.relative_to(s.experiment.dir)),
-                   "attempt": attempt, "resolved": resolved} for s, resolved, attempt in tasks],
+                   "attempt": attempt, "resolved": resolved, "command": template_for(s)} for s, resolved, attempt in tasks],
     })
     atomic_write_text(script_path, slurm.batch_script(workspace.root, spec_path, options))
     first = tasks[0][0]

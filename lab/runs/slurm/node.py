@@ -125,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, forward)
 
     extra = {"slurm_job_id": job_id}
+    if task.get("command"):  # submitted with its command: that one runs, as its submitted settings do
+        extra["fixed_when_queued"] = records.FIXED_WHEN_QUEUED
     if os.environ.get("SLURMD_NODENAME"):
         extra["slurm_node"] = os.environ["SLURMD_NODENAME"]
-    att = Attempt(setting, task["resolved"], attempt=attempt, executor="slurm", extra=extra)
+    att = Attempt(setting, task["resolved"], attempt=attempt, executor="slurm", extra=extra, template=task.get("command"))
     proc = att.start()
     if proc is None:
         return 127

@@ -1,0 +1,249 @@
+"""Metrics scraped from what a program prints: the log lab already keeps, read as it grows.
+
+What is taken, line by line (bytes: any encoding, binary output is skipped, never fatal):
+- a printed Python dict of numbers, as the transformers Trainer prints per log step
+  (`{'loss': 0.52, 'grad_norm': 1.3, 'learning_rate': 5e-05, 'epoch': 0.4}`; `nan`/`inf` values; also after a
+  progress bar's `\\r` on the same line; `tensor(0.5)` read as 0.5; nested dicts and strings skipped);
+- the `***** eval metrics *****` blocks of `key = value` lines that the Trainer's `log_metrics` prints
+  (`*_runtime` as `h:mm:ss.ff` read as seconds);
+- `key: value` and `key=value` pairs (several a line, indented or not, ANSI colours stripped), when the line is
+  made of such pairs (an optional label first: `Validation: acc=0.9`); the step comes from `step N`, `(step N)`,
+  `step=N` or `epoch N` on the same line, else each key counts its own steps (1, 2, ...) as Guild AI does;
+- the user's own patterns (`Patterns`), with named groups.
+
+Caps (each said once in `notes`): lines over `MAX_LINE` bytes are skipped, at most `MAX_KEYS` metric names, names
+up to `MAX_NAME` characters, at most `MAX_POINTS` points a metric (beyond, every other point is dropped).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+MAX_LINE = 1 << 20
+MAX_KEYS = 1000
+MAX_NAME = 200
+MAX_POINTS = 100_000
+
+_ANSI = re.compile(rb"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_DICT_ITEM = re.compile(rb"'((?:[^'\\]|\\.){1,1000})'\s*:\s*([^,{}]*)")
+_NESTED = re.compile(rb"\{[^{}]*\}")
+_TENSOR = re.compile(rb"^tensor\(\s*([^,)\s]+)")
+_NUMBER = rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|NaN|NAN|inf|Inf|INF|infinity|Infinity)"
+_PAIR = re.compile(rb"(?<![\w./-])([A-Za-z_][\w./-]{0,1000})[ \t]*(?::|=)[ \t]*(" + _NUMBER + rb")(?![\w.:/-])")
+_STEP = re.compile(rb"(?<![\w.])(?:(global_step|step|iteration|iter)|(epoch))[ \t]+(\d+)(?:[ \t]*/[ \t]*\d+)?(?![\w.])", re.I)
+_BLOCK_HEAD = re.compile(rb"^\*{5} ?(.*?) ?metrics ?\*{5}$")
+_BLOCK_LINE = re.compile(rb"^\s*([\w./-]{1,300})\s*=\s*(\S+)\s*$")
+_DURATION = re.compile(rb"^(?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
+_LEFTOVER = re.compile(rb"[A-Za-z]{2,}")
+_STEP_KEYS = {"step", "global_step"}
+
+
+def number(text: bytes) -> float | int | None:
+    """A number written as a program prints it (ints stay ints; nan and inf kept), or None."""
+    text = text.strip()
+    m = _TENSOR.match(text)
+    if m:
+        text = m.group(1)
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value
+
+
+class Series:
+    """Metric name -> its points [(step, value)], with the caps of this module (said once each in `notes`)."""
+
+    def __init__(self):
+        self.points: dict[str, list] = {}
+        self.counts: dict[str, int] = {}
+        self.notes: list[str] = []
+        self._said: set[str] = set()
+
+    def note(self, kind: str, text: str) -> None:
+        if kind not in self._said:
+            self._said.add(kind)
+            self.notes.append(text)
+
+    def add(self, name: str, value, step: int | None = None) -> None:
+        points = self.points.get(name)
+        if points is None:
+            if len(name) > MAX_NAME:
+                self.note("name", f"metric names over {MAX_NAME} characters skipped (first: {name[:40]}...)")
+                return
+            if not name.strip():
+                return
+            if len(self.points) >= MAX_KEYS:
+                self.note("keys", f"more than {MAX_KEYS} metric names: the rest skipped (first skipped: {name[:80]})")
+                return
+            points = self.points[name] = []
+        if step is None:
+            step = self.counts.get(name, 0) + 1
+            self.counts[name] = step
+        points.append((step, value))
+        if len(points) > MAX_POINTS:
+            del points[1::2]
+            self.note("points:" + name, f"{name}: more than {MAX_POINTS} points; every other one kept")
+
+    def __bool__(self):
+        return bool(self.points)
+
+
+class OutputScraper:
+    """Reads a program's output in pieces (`feed`), whole lines at a time; `end()` takes the last unended line."""
+
+    def __init__(self, patterns=None, series: Series | None = None):
+        self.series = series if series is not None else Series()
+        self.patterns = patterns  # a Patterns, or None
+        self._pending = b""
+        self._skipping = False  # inside a line over MAX_LINE, until its newline
+        self._block = False
+
+    @property
+    def notes(self) -> list[str]:
+        return self.series.notes + (self.patterns.notes if self.patterns else [])
+
+    def feed(self, data: bytes) -> None:
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._hold(data)
+            return
+        if end + 1 < len(data):
+            self._hold(data[end + 1:])
+        self.lines(data[:end + 1])
+
+    def _hold(self, rest: bytes) -> None:
+        if self._skipping:
+            return
+        if len(rest) > MAX_LINE:
+            self.series.note("line", f"a line over {MAX_LINE >> 20} MB was skipped")
+            self._skipping = True
+            return
+        self._pending = rest
+
+    def end(self) -> None:
+        rest, self._pending = self._pending, b""
+        if rest and not self._skipping:
+            self.lines(rest + b"\n")
+        self._skipping = False
+
+    def lines(self, chunk: bytes) -> None:
+        """Scrape a run of whole lines (each ended by a newline)."""
+        if self._skipping:
+            cut = chunk.find(b"\n")
+            self._skipping = False
+            chunk = chunk[cut + 1:]
+        if self.patterns:
+            self.patterns.scan(chunk, self.series)
+        line_of = self.line
+        for line in chunk.split(b"\n"):
+            if len(line) > MAX_LINE:
+                self.series.note("line", f"a line over {MAX_LINE >> 20} MB was skipped")
+                continue
+            if self._block or b"=" in line or b":" in line or b"*****" in line:
+                line_of(line)
+
+    def line(self, line: bytes) -> None:
+        if b"\x1b" in line:
+            line = _ANSI.sub(b"", line)
+        if self._block:
+            m = _BLOCK_LINE.match(line)
+            if m:
+                self._block_value(m.group(1), m.group(2))
+                return
+            self._block = False
+        if b"\r" in line:
+            segments = line.split(b"\r")
+            for seg in segments[:-1]:
+                if b"{'" in seg:
+                    self._dict(seg.strip())
+            line = segments[-1]
+        stripped = line.strip()
+        if stripped.startswith(b"{'"):
+            self._dict(stripped)
+            return
+        if stripped.startswith(b"*****") and _BLOCK_HEAD.match(stripped):
+            self._block = True
+            return
+        if b"%|" in line:  # a progress bar (its postfix is no metric line)
+            return
+        self._pairs(line)
+
+    def _dict(self, text: bytes) -> None:
+        if not text.endswith(b"}"):
+            return
+        body = text[1:-1]
+        if b"{" in body:
+            for _ in range(20):
+                body, n = _NESTED.subn(b"", body)
+                if not n:
+                    break
+        add = self.series.add
+        for key, raw in _DICT_ITEM.findall(body):
+            raw = raw.strip()
+            if raw[:1] in (b"'", b'"') and raw[-1:] == raw[:1]:  # transformers 5 prints numbers as strings
+                raw = raw[1:-1]
+            value = number(raw)
+            if value is not None and not isinstance(value, bool):
+                add(key.decode("utf-8", "replace"), value)
+
+    def _block_value(self, key: bytes, raw: bytes) -> None:
+        name = key.decode("utf-8", "replace")
+        value = number(raw)
+        if value is None:
+            m = _DURATION.match(raw)
+            if not m:
+                return
+            days, h, mi, s = m.groups()
+            value = round(int(days or 0) * 86400 + int(h) * 3600 + int(mi) * 60 + float(s), 4)
+        self.series.add(name, value)
+
+    def _pairs(self, line: bytes) -> None:
+        pairs = _PAIR.findall(line)
+        if not pairs:
+            return
+        # The line must be made of pairs: words after the first pair (other than a step) mean prose.
+        first = _PAIR.search(line).start()
+        label = line[:first].rstrip()
+        if label[-1:].isalpha():  # `Num examples = 8`: the key ends a phrase
+            return
+        rest = _STEP.sub(b" ", _PAIR.sub(b" ", line[first:]))
+        if _LEFTOVER.search(rest):
+            return
+        step = None
+        m = _STEP.search(line)
+        if m is not None:
+            step = int(m.group(3))
+        values = []
+        for key, raw in pairs:
+            name = key.decode("utf-8", "replace")
+            value = number(raw)
+            if value is None:
+                continue
+            if name.lower() in _STEP_KEYS and isinstance(value, int):
+                step = value
+                continue
+            values.append((name, value))
+        add = self.series.add
+        for name, value in values:
+            add(name, value, step)
+
+
+def scrape(data: bytes, patterns=None) -> OutputScraper:
+    """Scrape a whole output at once (tests, the pattern tester)."""
+    scraper = OutputScraper(patterns)
+    scraper.feed(data)
+    scraper.end()
+    return scraper
+
+
+def is_finite(value) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
