@@ -61,7 +61,7 @@ def prepare(workspace: Workspace, job: QueueRow):
         if lane.get("env"):  # lab hands out GPUs: the record says which this job got
             extra["gpus"] = lane.get("gpus") or []
         att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False,
+                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False, fork_capture=True,
                       template=job.get("command") or None)
         att.prepare()
     except OSError as e:
@@ -75,11 +75,13 @@ def prepare(workspace: Workspace, job: QueueRow):
 
 def warm() -> None:
     """Fill, in the runner, the caches that every supervisor would otherwise fill anew after its fork: package
-    versions, the platform string (`uname -p` is a subprocess) and the modules a record's fields need."""
+    versions, the platform string (`uname -p` is a subprocess) and the modules that each supervisor imports to
+    record a run (its inputs, the capture of its metrics)."""
     import platform
 
-    from lab.runs import inputs  # noqa: F401  (imported by each record's inputs)
+    from lab.runs import inputs  # noqa: F401
     from lab.runs.attempt import package_versions
+    from lab.runs.capture import live, merge, tfevents  # noqa: F401
 
     package_versions()
     platform.platform()
