@@ -1,4 +1,5 @@
-"""How long `mkdocs build` takes on a large lab: 1,000 experiments and 10,000 paper notes (goal: under 3 minutes).
+"""How long the lab book takes on a large lab: 1,000 experiments and 10,000 paper notes (goal: under 3 minutes), rendered
+by lab alone (`lab book --out`) and built by each generator (mkdocs, ProperDocs, Zensical).
 
 It builds labs in a temporary directory (every experiment with 3 runs and streamed metrics as lab's runner leaves
 them, 5 curves each; every paper note as `lab note` writes it) and measures:
@@ -7,6 +8,9 @@ them, 5 curves each; every paper note as `lab note` writes it) and measures:
   and `mkdocs serve`, sees; the cache is filled by copying the sample's figures, so the drawing is not paid twice);
 - baseline: the same build of a lab a tenth of the size; the ratio book / baseline shows how the build scales
   (about 10 when linear; a navigation listing every page makes it quadratic);
+- rendering alone: `lab book --out DIR` of the large lab (goal: at most a third of the mkdocs build);
+- the same lab built by ProperDocs (`properdocs build`, goal: within 1.1x of mkdocs) and by Zensical (`lab book`
+  with `book: generator: zensical`: lab renders, then `zensical build`), curves cached; --generators picks them;
 - with --cold: also the first build of the large lab, every figure drawn (what a fresh clone, e.g. `mkdocs gh-deploy`
   in CI, sees): worker processes draw while mkdocs renders the pages, so its wall time is about (pages + drawing) CPU
   seconds / cores (on 2 cores with matplotlib's SVG curves: 160.0 s wall, 303.6 s CPU, against 128.1 s for the cached
@@ -16,6 +20,7 @@ them, 5 curves each; every paper note as `lab note` writes it) and measures:
 Wall seconds depend on what else the machine runs (the load average is printed with each line); CPU seconds
 (user+sys of mkdocs and its workers) much less.
 Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]
+         [--generators mkdocs,properdocs,zensical]
 """
 
 from __future__ import annotations
@@ -104,17 +109,25 @@ def make_lab(root: Path, n_experiments: int, n_papers: int, runs: int = 3, seed:
         (papers / f"{key}.md").write_text(render(meta, f"\n{abstract_block(abstract)}\n\n## Notes\n\nRead it: {rng.choice(WORDS)}.\n"))
 
 
-def build(root: Path, site: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of `mkdocs build --strict` in `root`."""
+def build(root: Path, site: Path, generator: str = "mkdocs") -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of a strict build of the book in `root`: `mkdocs build`, `properdocs build`,
+    `lab book` with Zensical (render, then `zensical build`), or `lab book --out` ("render": no generator)."""
+    if generator in ("mkdocs", "properdocs"):
+        argv = [sys.executable, "-m", generator, "build", "--strict", "-q", "-d", str(site)]
+    elif generator == "render":
+        argv = [sys.executable, "-m", "lab", "book", "--out", str(site)]
+    else:
+        (root / "lab.yaml").write_text(f"book:\n  generator: {generator}\n")
+        argv = [sys.executable, "-m", "lab", "book", "--strict", "-d", str(site)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)], cwd=root,
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    (root / "lab.yaml").unlink(missing_ok=True)
     if proc.returncode != 0:
-        sys.exit(f"mkdocs build failed in {root}:\n{proc.stderr[-3000:]}")
+        sys.exit(f"{generator} build failed in {root}:\n{proc.stderr[-3000:]}")
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -167,6 +180,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=10, help="Experiments whose curves are drawn cold to measure drawing.")
     parser.add_argument("--cold", action="store_true", help="Also time the first build of the large lab, every figure drawn.")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary labs and print where they are.")
+    parser.add_argument("--generators", default="mkdocs,properdocs,zensical",
+                        help="The generators to time besides rendering alone (comma-separated).")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-book-"))
     try:
@@ -193,6 +208,17 @@ def main() -> None:
         say(f"book ({args.experiments} experiments, {args.papers} papers), curves cached: {wall:7.1f} s wall, {cpu:7.1f} s CPU ({pages} pages)")
         say(f"ratio book / baseline: {wall / base:.2f}x wall, {cpu / base_cpu:.2f}x CPU (10x the data; ~10x when linear)")
         say(f"goal under 180 s: {'met' if wall < 180 else 'NOT met'} (wall), {'met' if cpu < 180 else 'NOT met'} (CPU)")
+        shutil.rmtree(tmp / "site-large")
+        r_wall, r_cpu = build(large, tmp / "out", "render")
+        say(f"rendering alone (lab book --out): {r_wall:7.1f} s wall, {r_cpu:7.1f} s CPU; "
+            f"{r_wall / wall:.2f}x the mkdocs build wall, {r_cpu / cpu:.2f}x CPU (goal: at most 0.33x)")
+        shutil.rmtree(tmp / "out")
+        for generator in [g for g in args.generators.split(",") if g and g != "mkdocs"]:
+            g_wall, g_cpu = build(large, tmp / f"site-{generator}", generator)
+            goal = " (goal: within 1.1x)" if generator == "properdocs" else ""
+            say(f"{generator} build: {g_wall:7.1f} s wall, {g_cpu:7.1f} s CPU; {g_wall / wall:.2f}x mkdocs wall, "
+                f"{g_cpu / cpu:.2f}x CPU{goal}")
+            shutil.rmtree(tmp / f"site-{generator}")
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)

@@ -7,6 +7,8 @@
 - `/rss/CATEGORY`: arXiv's RSS for cs.AI, cs.CL, cs.LG; `/feeds/FILE`: any recorded feed. Both carry an ETag
   and Last-Modified and answer 304 to a matching conditional request (unless `honour_conditional` is off).
 - `files` (set by a test): path -> (body, headers), answered as they are.
+- `/pdf/ID`: the PDF arXiv's answer links to, where tests/fixtures/pdf/ holds it as `ID.pdf` (else 404), as
+  `application/pdf`.
 - `/status/CODE`: an empty answer with that status; `/page.html`: an HTML page, not a feed.
 Scripted trouble for the API: `api_script` (a list of statuses answered, in order, before the real answer) and
 `delay` (seconds to wait before answering), `trickle` (seconds between the bytes of an answer, headers included).
@@ -26,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from helpers import FIXTURES
 
 API_DIR = FIXTURES / "arxiv-api"
+PDF_DIR = FIXTURES / "pdf"
 FEED_DIR = FIXTURES / "feeds"
 LAST_MODIFIED = "Mon, 27 Apr 2026 04:00:02 GMT"
 RSS = {"cs.AI": "arxiv_cs_ai.xml", "cs.CL": "arxiv_cs_cl.xml", "cs.LG": "arxiv_cs_lg.xml"}
@@ -59,6 +62,7 @@ class FixtureServer:
         self.requests: list[dict] = []
         self.api_script: list[int] = []
         self.delay = 0.0
+        self.pdf_delay = 0.0  # seconds to wait before answering for a PDF
         self.files: dict[str, tuple[bytes, dict]] = {}  # extra answers by path: (body, headers)
         self.trickle = 0.0  # when set: API answers are sent one byte every `trickle` seconds
         self._stopping = threading.Event()
@@ -78,6 +82,8 @@ class FixtureServer:
                     status, body, headers = server.answer(self.path, self.headers)
                     if server.delay and self.path.startswith("/api/"):
                         time.sleep(server.delay)
+                    if server.pdf_delay and self.path.startswith("/pdf/"):
+                        server._stopping.wait(server.pdf_delay)
                     if server.trickle and self.path.startswith("/api/"):
                         # The whole answer, status line and headers included, one byte at a time.
                         head = f"HTTP/1.0 {status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -136,6 +142,11 @@ class FixtureServer:
                 body, status = self.recorded[id_list]
                 return status, body, xml
             return 200, self._compose(id_list), xml
+        if url.path.startswith("/pdf/") and url.path not in self.files:
+            pdf = PDF_DIR / (url.path[len("/pdf/"):].replace("/", "_") + ".pdf")
+            if pdf.is_file():
+                return 200, pdf.read_bytes(), {"Content-Type": "application/pdf"}
+            return 404, b"<html><body>not found</body></html>", {"Content-Type": "text/html"}
         if url.path.startswith("/status/"):
             return int(url.path.rsplit("/", 1)[1]), b"", {}
         if url.path == "/page.html":

@@ -91,7 +91,8 @@ class Lab:
         """
         from lab.core.fsutil import natural_key
         from lab.core.settings import check_setting_name
-        from lab.runs.record import STATES, read_record_file
+        from lab.runs.record import read_record_file
+        from lab.runs.state import STATES
 
         states = _states(state, STATES)
         if setting is not None and not any(c in setting for c in "*?["):
@@ -158,12 +159,14 @@ class Lab:
         return dict(cancel(self.workspace, list(targets)))
 
     def compare(self, experiment: str, metric: str | None = None, mode: str | None = None,
-                metrics: list[str] | None = None) -> dict[str, Any]:
+                metrics: list[str] | None = None, all_metrics: bool = False) -> dict[str, Any]:
         """`lab compare EXP --json`: the settings that differ between the runs, their final metrics and the best
-        run (by `metric`, `mode` "max" or "min"; default: the experiment's own choice)."""
+        run (by `metric`, `mode` "max" or "min"; default: the experiment's own choice). `metrics`: these metric
+        columns; `all_metrics`: every metric, bookkeeping included."""
         from lab.book.table import runs_table
 
-        table = runs_table(self.workspace.experiment(experiment), metric=metric, mode=mode, metrics=metrics)
+        table = runs_table(self.workspace.experiment(experiment), metric=metric, mode=mode, metrics=metrics,
+                           all_metrics=all_metrics)
         return dict(table.to_json())
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
@@ -206,18 +209,19 @@ class Lab:
         return [Related.from_dict(r) for r in found]
 
     def note(self, *ids: str, exp: str | Iterable[str] = (), tags: Iterable[str] = (), offline: bool = False,
-             progress: Callable[[str], None] | None = None) -> list[Note]:
+             pdf: bool = True, progress: Callable[[str], None] | None = None) -> list[Note]:
         """Keep arXiv papers `ids` (any form: 2301.12345, arXiv:2301.12345v2, an abs or pdf URL) as notes in
         `papers/`, linked to the experiments `exp` and tagged `tags`, as `lab note` does. A note written again
-        keeps everything its owner wrote. `offline`: only add links and tags to existing notes."""
-        from lab.papers.notes import note
+        keeps everything its owner wrote. `offline`: only add links and tags to existing notes. `pdf`: also keep
+        the paper's PDF and index its full text (unless lab.yaml's `papers: full_text: false` turns that off)."""
+        from lab.papers.intake import note
 
         if not ids:
             from lab.errors import BadInput
 
             raise BadInput("give at least one arXiv id, e.g. note('2301.12345')")
         exps = [exp] if isinstance(exp, str) else list(exp)
-        written = note(self.workspace, list(ids), exps=exps, tags=list(tags), offline=offline, progress=progress)
+        written = note(self.workspace, list(ids), exps=exps, tags=list(tags), offline=offline, pdf=pdf, progress=progress)
         return [Note(arxiv_id=w.arxiv_id, path=Path(w.path), title=w.title, created=w.created) for w in written]
 
 
@@ -234,7 +238,7 @@ def _states(state: str | Iterable[str] | None, known: Iterable[str]) -> set[str]
 
 
 def _matches(settings: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    from lab.api.runs import flatten
+    from lab.core.settings import flatten
 
     flat = flatten(settings)
     return all(key in flat and flat[key] == value for key, value in where.items())

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.core.settings import flatten
+
 if TYPE_CHECKING:
     import pandas
 
@@ -56,7 +58,8 @@ class Attempt:
 class Run:
     """The latest run of one setting, read from its record.
 
-    `state`: queued, running, succeeded, failed, cancelled or interrupted. `settings`: the resolved settings
+    `state`: queued, running, succeeded, failed, cancelled or interrupted (a lab.runs.state.State, which is a
+    str). `settings`: the resolved settings
     the program received. `metrics`: the final value of each metric. `inputs`: the files the settings name,
     with their SHA-256 when the run started. `git`, `environment`: the code and the packages it ran with.
     `attempts`: the earlier attempts, oldest first. `record`: the record itself (a dict), for anything else.
@@ -116,7 +119,7 @@ class Run:
         return cls(
             experiment=_str(rec.get("experiment")) or path.parent.parent.name,
             setting=_str(rec.get("setting")) or path.stem,
-            state=_str(rec.get("state")) or "unknown",
+            state=_state(rec.get("state")),
             attempt=_int(rec.get("attempt")),
             exit_code=_int(rec.get("exit_code")),
             started_at=_str(rec.get("started_at")),
@@ -185,18 +188,6 @@ def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as dotted names: {"model": {"layers": 2}} -> {"model.layers": 2}."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def _number(value: Any) -> Any:
     """Records keep NaN and the infinities as strings (strict JSON); a table wants them as floats."""
     if value in ("NaN", "Infinity", "-Infinity"):
@@ -205,10 +196,23 @@ def _number(value: Any) -> Any:
 
 
 def _attempt(h: Mapping[str, Any]) -> Attempt:
-    return Attempt(attempt=_int(h.get("attempt")), state=_str(h.get("state")) or "unknown",
+    return Attempt(attempt=_int(h.get("attempt")), state=_state(h.get("state")),
                    exit_code=_int(h.get("exit_code")), started_at=_str(h.get("started_at")),
                    ended_at=_str(h.get("ended_at")), duration_s=_float(h.get("duration_s")),
                    metrics=_dict(h.get("metrics")))
+
+
+def _state(value: Any) -> str:
+    """A recorded state as lab.runs.state.State (a str: `State.SUCCEEDED == "succeeded"`); "unknown" when the
+    record holds none, and an unknown string as it is."""
+    from lab.runs.state import State
+
+    if not isinstance(value, str):
+        return "unknown"
+    try:
+        return State(value)
+    except ValueError:
+        return value
 
 
 def _str(value: Any) -> str | None:

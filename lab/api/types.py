@@ -41,7 +41,8 @@ class Setting:
 class SearchResult:
     """One search hit, as `lab search --json` prints it: `type` (experiment, setting, run, paper, feed), `id`,
     `title`, `section` (the heading the text is under, or None), `snippet` (matched words in `**`), `path`
-    (relative to the lab's root), `score` (fused, 0-2), `match` ("keyword", "semantic" or both)."""
+    (relative to the lab's root), `score` (fused, 0-2), `match` ("keyword", "semantic" or both); for a paper found
+    in its PDF's full text, `page` (1-based) and `passage` (the best passage's text), else None."""
 
     type: str
     id: str
@@ -51,16 +52,20 @@ class SearchResult:
     path: str
     score: float
     match: tuple[str, ...]
+    page: int | None = None
+    passage: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchResult:
         return cls(type=d["type"], id=d["id"], title=d["title"], section=d.get("section"), snippet=d["snippet"],
-                   path=d["path"], score=d["score"], match=tuple(d["match"]))
+                   path=d["path"], score=d["score"], match=tuple(d["match"]), page=d.get("page"),
+                   passage=d.get("passage"))
 
     def to_dict(self) -> dict[str, Any]:
         """The result as `lab search --json` prints it."""
         return {"type": self.type, "id": self.id, "title": self.title, "section": self.section,
-                "snippet": self.snippet, "path": self.path, "score": self.score, "match": list(self.match)}
+                "snippet": self.snippet, "path": self.path, "score": self.score, "match": list(self.match),
+                "page": self.page, "passage": self.passage}
 
 
 class SearchResults(list[SearchResult]):

@@ -1,4 +1,6 @@
-"""The lab book's pages, as Markdown, generated from `experiments/` and `papers/` (no mkdocs import here).
+"""The lab book's pages, as Markdown, generated from `experiments/` and `papers/` (no generator is imported here):
+`Book` holds the home page, the indexes and the tag pages; an experiment's page is in lab.book.experiment_page,
+a paper's page and the reading list in lab.book.paper_pages, what is read from the lab in lab.book.sources.
 
 The pages mirror the lab's layout, so the relative links users write in reports and notes keep working:
 `index.md` (home), `experiments/index.md`, `experiments/EXP/report.md` (+ `curves/PANEL.svg`, the settings files
@@ -6,38 +8,25 @@ and figures, and what `book: publish:` in lab.yaml adds), `papers/index.md`, `pa
 (the newest feed items), `tags/index.md`, `tags/SLUG.md`.
 
 Text that came from arXiv or feeds (titles, authors, abstracts, comments, tags) is untrusted: it is escaped
-everywhere (`md_escape` in Markdown, `html.escape` in raw HTML) and its URLs are linked only when http(s).
+everywhere (lab.core.markdown in Markdown, `html.escape` in raw HTML) and its URLs are linked only when http(s).
 Reports and the `## Notes` of paper notes are the user's own Markdown and render as they are.
 """
 
 from __future__ import annotations
 
-import hashlib
-import html
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from lab.book import table as book
-from lab.core import frontmatter
-from lab.errors import BadInput, LabError
-from lab.core.fsutil import natural_key
-from lab.core.workspace import NAME_RE
-from lab.papers import notes as paper_notes
+from lab.book.experiment_page import ExperimentPages, results_html  # noqa: F401
+from lab.book.paper_pages import PaperPages
+from lab.book.sources import ExperimentInfo, Paper, load_experiment, load_papers, own_files, publish_patterns, tag_slugs
+from lab.book.text import date, front, h, html_table, md, plural, table, when
 
 HOME_LATEST_RUNS = 10
 HOME_EXPERIMENTS = 20
 HOME_PAPERS = 10
-READING_PER_FEED = 15
-# An experiment's own files published beside its page by default: its settings files and figures, never what lies
-# in these directories; `book: publish: [glob, ...]` in lab.yaml adds more.
-SKIP_DIRS = {"models", "logs", "runs"}
-SETTINGS_SUFFIXES = {".json", ".jsonnet", ".libsonnet"}
-FIGURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".avif"}
-MAX_STATIC_BYTES = 10_000_000
-ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(v\d+)?", re.I)
-_NOTES = re.compile(r"^## Notes[ \t]*\n?", re.M)
 
 
 @dataclass
@@ -47,219 +36,17 @@ class Page:
     in_nav: bool = False
 
 
-@dataclass
-class Paper:
-    key: str
-    meta: dict
-    abstract: str
-    notes: str
 
-    def text(self, name: str) -> str:
-        value = self.meta.get(name)
-        if value is None:
-            return ""
-        if isinstance(value, list):
-            return ", ".join(str(v) for v in value)
-        return str(value)
-
-    def title(self) -> str:
-        return " ".join(self.text("title").split()) or self.key
-
-    def authors(self) -> list[str]:
-        return _str_list(self.meta.get("authors"))
-
-    def experiments(self) -> list[str]:
-        return _str_list(self.meta.get("experiments"))
-
-    def tags(self) -> list[str]:
-        return _str_list(self.meta.get("tags"))
-
-    def added_at(self) -> str:
-        return str(self.meta.get("added_at") or "")
-
-
-@dataclass
-class ExperimentInfo:
-    exp: object
-    name: str
-    title: str
-    tags: list[str]
-    command: str | None
-    body: str
-    table: book.RunsTable
-    curves: dict[str, Path] = field(default_factory=dict)
-
-
-def _str_list(value) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple)):
-        return [" ".join(str(v).split()) for v in value if v is not None and str(v).strip()]
-    return [" ".join(str(value).split())]
-
-
-def md(text) -> str:
-    return book.md_escape(text)
-
-
-def h(text) -> str:
-    return html.escape(" ".join(str(text).split()), quote=True)
-
-
-def safe_url(url) -> str | None:
-    """`url` when it is a plain http(s) URL, else None (no javascript:, data:, or odd characters)."""
-    if not isinstance(url, str):
-        return None
-    url = url.strip()
-    if not url or any(c.isspace() or ord(c) < 32 for c in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def ext_link(url: str, label: str) -> str:
-    """An external link as inline HTML; `url` must have passed safe_url."""
-    return f'<a href="{html.escape(url, quote=True)}">{h(label)}</a>'
-
-
-def front(title: str) -> str:
-    """Front matter for a generated page; the title is HTML-escaped (themes print it unescaped)."""
-    import yaml
-
-    title = html.escape(" ".join(title.split()), quote=True)
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return "---\n" + yaml.dump({"title": title}, Dumper=dumper, allow_unicode=True, width=10_000) + "---\n\n"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table of cells that are already escaped Markdown."""
-    if not rows:
-        return ""
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    """A raw HTML table of cells that are already safe HTML (one line: Markdown leaves it alone)."""
-    if not rows:
-        return ""
-    # Spaces between cells: the search index takes the text of raw HTML as it is, and would run words together.
-    head = " ".join(f"<th>{c}</th>" for c in header)
-    body = " ".join("<tr> " + " ".join(f"<td>{c}</td>" for c in r) + " </tr>" for r in rows)
-    return f"<table><thead><tr> {head} </tr></thead><tbody> {body} </tbody></table>\n"
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def date(iso) -> str:
-    return str(iso or "")[:10]
-
-
-def when(iso) -> str:
-    text = str(iso or "")
-    return text[:16].replace("T", " ") if text else ""
-
-
-# --- reading the lab ------------------------------------------------------------------------------------------
-
-
-def note_abstract(body: str) -> str | None:
-    """The abstract of a paper note's body as plain text, None when the note has no abstract block.
-
-    The book's one reader of the abstract: lab.papers.notes owns the note's format (`abstract_of`)."""
-    return paper_notes.abstract_of(body)
-
-
-def read_paper(path: Path) -> Paper | None:
-    """A paper note, or None when the file is some other Markdown file (no title or arxiv_id). Its abstract is
-    the abstract block's text; everything else in the body (the `## Notes` heading aside) is the user's Markdown."""
-    meta, body = frontmatter.read(path)
-    if not (meta.get("title") or meta.get("arxiv_id")):
-        return None
-    abstract = note_abstract(body)
-    own = body
-    if abstract is not None and paper_notes.ABSTRACT_END in body:
-        before = body.split("<!-- lab:abstract", 1)[0]
-        own = before + body.split(paper_notes.ABSTRACT_END, 1)[1]
-    own = _NOTES.sub("", own, count=1)
-    return Paper(path.stem, meta, abstract or "", own.strip("\n"))
-
-
-def load_papers(ws, warn) -> list[Paper]:
-    papers = []
-    if not ws.papers_dir.is_dir():
-        return papers
-    for path in sorted(ws.papers_dir.glob("*.md")):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        try:
-            paper = read_paper(path)
-        except (LabError, OSError, UnicodeDecodeError) as e:
-            warn(f"lab: skipped paper note {path}: {e}")
-            continue
-        if paper is None:
-            continue
-        if not NAME_RE.fullmatch(paper.key) or paper.key == "index":
-            warn(f"lab: skipped paper note {path}: name it with letters, digits, '-', '_' and '.' (not 'index')")
-            continue
-        papers.append(paper)
-    return papers
-
-
-def load_experiment(exp, warn) -> ExperimentInfo:
-    meta, body = {}, ""
-    if exp.report_path.is_file():
-        try:
-            meta, body = frontmatter.read(exp.report_path)
-        except (LabError, OSError, UnicodeDecodeError) as e:
-            warn(f"lab: {e}" if str(e).startswith(str(exp.report_path)) else f"lab: {exp.report_path}: {e}")
-    command = meta.get("command")
-    try:
-        configured = book.configured_metrics(exp, meta)
-    except LabError as e:
-        warn(f"lab: {e}; the default columns are shown")
-        configured = []
-    return ExperimentInfo(
-        exp=exp,
-        name=exp.name,
-        title=" ".join(str(meta.get("title") or exp.name).split()),
-        tags=_str_list(meta.get("tags")),
-        command=command if isinstance(command, str) and command.strip() else None,
-        body=body,
-        table=book.runs_table(exp, runs=book.load_runs(exp, resolve_missing=False), configured=configured),
-    )
-
-
-def tag_slugs(tags) -> dict[str, str]:
-    """tag -> a unique, URL-safe page name."""
-    slugs, used = {}, set()
-    for tag in sorted(set(tags), key=natural_key):
-        base = re.sub(r"[^a-z0-9]+", "-", tag.lower()).strip("-")
-        if not base or base == "index":
-            base = "tag-" + hashlib.sha1(tag.encode()).hexdigest()[:8]
-        slug, n = base, 2
-        while slug in used:
-            slug, n = f"{base}-{n}", n + 1
-        used.add(slug)
-        slugs[tag] = slug
-    return slugs
-
-
-# --- the pages ------------------------------------------------------------------------------------------------
-
-
-class Book:
+class Book(ExperimentPages, PaperPages):
     """Every page of the lab book, from one read of the lab."""
 
     def __init__(self, ws, site_name: str = "Lab book", plots: bool = True, cache_dir: Path | None = None,
-                 warn=lambda message: None, progress=lambda message: None, directory_urls: bool = True):
+                 warn=lambda message: None, progress=lambda message: None, directory_urls: bool = True,
+                 links: str = "site"):
         self.ws = ws
+        # Links in raw HTML: "site" gives the built page's URL (mkdocs and ProperDocs leave raw HTML alone);
+        # "source" gives the .md file, relative to the page's own (Zensical rewrites raw HTML links as it does Markdown's).
+        self.links = links
         self.directory_urls = directory_urls
         self.site_name = site_name
         self.warn = warn
@@ -317,7 +104,7 @@ class Book:
         for e in self.experiments:
             for path in e.curves.values():
                 yield f"experiments/{e.name}/curves/{path.name}", path
-            yield from _own_files(e.exp.dir, f"experiments/{e.name}", self.publish)
+            yield from own_files(e.exp.dir, f"experiments/{e.name}", self.publish)
 
     # --- links ---
 
@@ -453,6 +240,8 @@ class Book:
     def href(self, here: str, target: str) -> str:
         import posixpath
 
+        if self.links == "source":
+            return quote(posixpath.relpath(target, posixpath.dirname(here) or "."), safe="/.-_~")
         base = self.url(here)
         base_dir = base if base.endswith("/") or not base else posixpath.dirname(base) + "/"
         to = self.url(target)
@@ -466,282 +255,3 @@ class Book:
 
     def tag_anchors(self, tags, here: str) -> str:
         return ", ".join(self.a(here, f"tags/{self.slugs[t]}.md", t) for t in dict.fromkeys(tags) if t in self.slugs)
-
-    # --- an experiment ---
-
-    def experiment_page(self, e: ExperimentInfo) -> str:
-        info = [f"Experiment `{e.name}`"]
-        if e.tags:
-            info.append("tags: " + self.tag_links(e.tags, "../../"))
-        if e.command:
-            info.append(f"command: <code>{h(e.command)}</code>")
-        info_line = " · ".join(info) + "\n"
-        body = e.body.strip("\n") + "\n"
-        m = re.match(r"\A\s*(# [^\n]*\n)", body)
-        if m:
-            body = body[: m.end()] + "\n" + info_line + body[m.end():]
-        else:
-            body = f"# {md(e.title)}\n\n{info_line}\n{body}"
-        results = self._results(e)
-        try:
-            body = book.replace_block(body, book.RESULTS_START, book.RESULTS_END, f"\n{results}\n", "report")
-        except LabError as err:
-            self.warn(f"lab: {e.exp.report_path}: {err}; the results are shown at the end")
-            body += f"\n## Results\n\n{results}\n"
-        papers = self._papers_list(e)
-        try:
-            body = book.replace_block(body, "<!-- lab:papers -->", "<!-- /lab:papers -->", f"\n{papers}\n", "report", heading="## Papers")
-        except LabError as err:
-            self.warn(f"lab: {e.exp.report_path}: {err}; the papers are shown at the end")
-            body += f"\n## Papers\n\n{papers}\n"
-        body += self._related(e)  # lab.search.related: papers, feed items and experiments not linked yet
-        return front(e.title) + body
-
-    def _related(self, e: ExperimentInfo) -> str:
-        from lab.search.related import for_book  # [] without an index (or on any trouble): the book builds regardless
-
-        keys = {p.key: p for p in self.papers}
-        lines = []
-        for r in for_book(self.ws.root, e.name):
-            stem = r["path"][len("papers/"):-len(".md")] if r["type"] == "paper" else ""
-            if stem in keys:
-                lines.append(f"- paper: {self.paper_link(keys[stem], '../../')}")
-            elif r["type"] == "experiment":
-                lines.append(f"- experiment: {self.exp_link(r['id'], '../../')}: {md(r['title'])}")
-            elif r["type"] == "feed" and safe_url(r.get("link")):
-                lines.append(f"- feed item: {ext_link(safe_url(r['link']), r['title'])}")
-            else:
-                lines.append(f"- {r['type']}: {md(r['title'])}")
-        return "\n## Related\n\n" + "\n".join(lines) + "\n" if lines else ""
-
-    def _results(self, e: ExperimentInfo) -> str:
-        out = [results_html(e.table)]
-        if e.curves:
-            # <object>, not <img>: a browser shows the points' hover titles only in an embedded SVG document.
-            up = "../" if self.directory_urls else ""
-            figures = " ".join(f'<object type="image/svg+xml" data="{up}curves/{quote(path.name)}" aria-label="{h(panel)}"></object>'
-                               for panel, path in e.curves.items())
-            out += ["\n### Curves\n", f'<div class="lab-curves"> {figures} </div>\n']
-        return "\n".join(out)
-
-    def _papers_list(self, e: ExperimentInfo) -> str:
-        papers = self.papers_of.get(e.name, [])
-        if not papers:
-            return "_No linked papers: link one with `lab note ARXIV_ID --exp " + e.name + "`._"
-        return "\n".join(f"- {self.paper_link(p, '../../')}: {self.short_authors(p)} ({md(date(p.meta.get('published'))[:4])})"
-                         for p in papers)
-
-    # --- the reading list ---
-
-    def reading_list(self) -> str:
-        """The newest items of each feed, each marked when it has a paper note, else with the `lab note` that keeps
-        it. Feed text is fetched text: escaped, and linked only when the link is http(s)."""
-        from lab.papers.feeds import Feeds
-
-        here = "reading-list/index.md"
-        out = [front("Reading list"), "# Reading list\n"]
-        feeds_ = Feeds(self.ws)
-        try:
-            feeds = feeds_.load()
-        except LabError as e:
-            self.warn(f"lab: the reading list is empty: {e}")
-            return "\n".join(out + [f"_The feeds could not be read: {md(e)}_\n"])
-        if not feeds:
-            return "\n".join(out + ["_No feeds yet: add one with `lab feed add cs.CL`, then `lab feed pull`._\n"])
-        keys = {p.key for p in self.papers}
-        out.append(f"The newest items of each feed ({READING_PER_FEED} at most; `lab feed pull` brings new ones). "
-                   "✓ marks an item that has a paper note; `lab note ID` keeps one.\n")
-        for feed in feeds:
-            name = str(feed.get("name"))
-            try:
-                items = [i for i in feeds_.items(name) if isinstance(i, dict)] if NAME_RE.fullmatch(name) else []
-            except (LabError, OSError, UnicodeDecodeError) as e:
-                self.warn(f"lab: feed {name}: {e}")
-                items = []
-            items.sort(key=lambda i: (str(i.get("published") or i.get("added_at") or ""), str(i.get("added_at") or "")), reverse=True)
-            pulled = f", last pulled {h(when(feed.get('last_pull')))}" if feed.get("last_pull") else ""
-            out.append(f"## {md(name)}\n")
-            out.append(f'<p class="lab-feed-info">{plural(len(items), "item")}{pulled}'
-                       + (f' · <a href="{h(safe_url(feed.get("url")))}">feed</a>' if safe_url(feed.get("url")) else "") + "</p>\n")
-            if not items:
-                out.append("_No items yet: `lab feed pull`._\n")
-                continue
-            lis = [self._reading_item(item, keys, here) for item in items[:READING_PER_FEED]]
-            out.append('<ul class="lab-reading"> ' + " ".join(lis) + " </ul>\n")
-        return "\n".join(out) + "\n"
-
-    def _reading_item(self, item: dict, keys: set[str], here: str) -> str:
-        title = " ".join(str(item.get("title") or item.get("id") or "untitled").split())
-        link = safe_url(item.get("link"))
-        head = ext_link(link, title) if link else h(title)
-        aid = item.get("arxiv_id")
-        aid = aid.strip() if isinstance(aid, str) and ARXIV_ID.fullmatch(aid.strip()) else None
-        mark = ""
-        if aid:
-            key = aid.replace("/", "_")
-            if key in keys:
-                mark = f' <span class="lab-kept" title="has a paper note">✓ {self.a(here, f"papers/{key}.md", "note")}</span>'
-            else:
-                mark = f" <code>lab note {h(aid)}</code>"
-        authors = _str_list(item.get("authors"))
-        meta = [h(", ".join(authors[:3]) + (" et al." if len(authors) > 3 else ""))] if authors else []
-        if date(item.get("published")):
-            meta.append(h(date(item.get("published"))))
-        summary = " ".join(str(item.get("summary") or "").split())
-        if len(summary) > 280:
-            summary = summary[:277].rsplit(" ", 1)[0] + " …"
-        parts = [f"<li>{head}{mark}"]
-        if meta:
-            parts.append(f'<br><span class="lab-meta">{" · ".join(meta)}</span>')
-        if summary:
-            parts.append(f'<br><span class="lab-summary">{h(summary)}</span>')
-        return " ".join(parts) + "</li>"
-
-    # --- a paper ---
-
-    def paper_page(self, p: Paper) -> str:
-        # The metadata is fetched text: one raw HTML table, every value escaped, no Markdown reads it.
-        rows = []
-        arxiv_id = p.text("arxiv_id").strip()
-        version = p.text("version").strip().removeprefix("v")
-        if arxiv_id:
-            full = arxiv_id if re.search(r"v\d+$", arxiv_id) or not version.isdigit() else f"{arxiv_id}v{version}"
-            rows.append(("arXiv", ext_link(f"https://arxiv.org/abs/{full}", full) if ARXIV_ID.fullmatch(arxiv_id) else h(arxiv_id)))
-        if p.authors():
-            rows.append(("authors", h(", ".join(p.authors()))))
-        for key in ("published", "updated"):
-            if p.text(key):
-                rows.append((key, h(date(p.text(key)))))
-        cats = _str_list(p.meta.get("categories"))
-        primary = p.text("primary_category")
-        if primary or cats:
-            rows.append(("categories", h(", ".join(dict.fromkeys(([primary] if primary else []) + cats)))))
-        doi = p.text("doi").strip()
-        if doi:
-            rows.append(("DOI", ext_link("https://doi.org/" + quote(doi, safe="/:;()._-"), doi)))
-        for key in ("journal_ref", "comment"):
-            if p.text(key).strip():
-                rows.append((key.replace("_", " "), h(p.text(key))))
-        links = [ext_link(u, label) for label, u in (("abstract page", safe_url(p.meta.get("url"))), ("PDF", safe_url(p.meta.get("pdf_url")))) if u]
-        if links:
-            rows.append(("links", " · ".join(links)))
-        if p.added_at():
-            rows.append(("added", h(when(p.added_at()))))
-        out = [front(p.title()), f"# {md(p.title())}\n"]
-        if rows:
-            out.append('<table><tbody> ' + " ".join(f"<tr> <th>{k}</th> <td>{v}</td> </tr>" for k, v in rows) + " </tbody></table>\n")
-        if p.tags():
-            out.append("Tags: " + self.tag_links(p.tags(), "../") + "\n")
-        if p.abstract.strip():
-            # Plain text from the note's abstract block, escaped once, as one raw HTML paragraph: Markdown never reads it.
-            out += ["## Abstract\n", f'<p class="lab-abstract">{h(p.abstract)}</p>\n']
-        out += ["## Notes\n", (p.notes.strip() or "_No notes yet._") + "\n"]
-        out.append("## Experiments\n")
-        names = p.experiments()
-        out.append("\n".join(f"- {self.exp_link(n, '../')}" + (f": {md(self.by_name[n].title)}" if n in self.by_name else "") for n in names)
-                   if names else "_Not linked to an experiment yet: `lab note " + md(arxiv_id or p.key) + " --exp EXP`._")
-        return "\n".join(out) + "\n"
-
-
-def publish_patterns(ws) -> list[str]:
-    """`book: publish: [glob, ...]` of lab.yaml: more of an experiment's files to publish, relative to its directory."""
-    where = f"{ws.root / 'lab.yaml'}: book"
-    config = ws.config.get("book")
-    if config is None:
-        return []
-    if not isinstance(config, dict):
-        raise BadInput(f"{where}: must be a mapping, e.g. book: {{publish: ['data/*.csv']}}")
-    patterns = config.get("publish") or []
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    if not isinstance(patterns, list) or not all(isinstance(g, str) and g.strip() for g in patterns):
-        raise BadInput(f"{where}.publish: must be a list of glob patterns relative to an experiment, e.g. ['data/*.csv']")
-    for glob in patterns:
-        if glob.startswith(("/", "~")) or ".." in Path(glob).parts:
-            raise BadInput(f"{where}.publish: {glob!r} must stay inside the experiment (no leading '/', no '..')")
-    return [g.strip() for g in patterns]
-
-
-def _publishable(path: Path) -> bool:
-    try:
-        return path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_STATIC_BYTES
-    except OSError:
-        return False
-
-
-def _own_files(exp_dir: Path, prefix: str, patterns: list[str] = ()):
-    """The experiment's own files to publish beside its page: the settings files in `settings/` and figures
-    anywhere outside runs, logs and models, then the files `patterns` (book: publish:) match; nothing hidden."""
-    import os
-
-    chosen: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(exp_dir):
-        rel_dir = Path(dirpath).relative_to(exp_dir)
-        if rel_dir == Path("."):
-            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and d != "curves"]
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        in_settings = rel_dir.parts[:1] == ("settings",)
-        for name in sorted(filenames):
-            suffix = Path(name).suffix.lower()
-            if name.startswith(".") or not (suffix in FIGURE_SUFFIXES or in_settings and suffix in SETTINGS_SUFFIXES):
-                continue
-            path = Path(dirpath) / name
-            if _publishable(path):
-                chosen[(rel_dir / name).as_posix()] = path
-    root = exp_dir.resolve()
-    for glob in patterns:
-        for path in sorted(exp_dir.glob(glob)):
-            rel = path.relative_to(exp_dir)
-            if any(part.startswith(".") for part in rel.parts) or rel.suffix == ".md" or rel.parts[:1] == ("curves",):
-                continue
-            if path.resolve().is_relative_to(root) and _publishable(path):
-                chosen.setdefault(rel.as_posix(), path)
-    for rel, path in chosen.items():
-        yield f"{prefix}/{rel}", path
-
-
-def results_html(t: book.RunsTable) -> str:
-    """The runs table of an experiment page: a header row of groups (settings, eval, test ...) over the columns,
-    settings tinted apart from metrics, numbers right-aligned, the best run marked ★; inside a box that scrolls
-    sideways when the table is wider than the page. The state column is left out when every run succeeded."""
-    if not t.runs:
-        return "_No runs yet._"
-    groups = t.groups()
-    rows = t.rows()
-    show_state = any(r.state != "succeeded" for r in t.runs)
-    if not show_state:
-        groups[0] = ("run", ["setting", "duration"])
-        rows = [[r[0], *r[2:]] for r in rows]
-    head1, head2, classes = [], [], []
-    for g, (name, columns) in enumerate(groups):
-        kind = "run" if g == 0 else "set" if name == "settings" else "met"
-        label = "" if name == "run" else (name or "metrics")
-        head1.append(f'<th colspan="{len(columns)}" class="lab-{kind} lab-g">{h(label)}</th>')
-        for c, column in enumerate(columns):
-            cls = f"lab-{kind}" + (" lab-g" if c == 0 else "") + (" lab-num" if kind == "met" or column == "duration" else "")
-            classes.append(cls)
-            head2.append(f'<th class="{cls}">{h(column)}</th>')
-    body = []
-    for run, cells in zip(t.runs, rows):
-        tds = []
-        for c, (cell, cls) in enumerate(zip(cells, classes)):
-            text = h(cell)
-            if c == 0 and run.setting == t.best:
-                text = f"<strong>{text}</strong> ★"
-            tds.append(f'<td class="{cls}">{text}</td>')
-        body.append("<tr> " + " ".join(tds) + " </tr>")
-    html_out = (f'<div class="lab-table"><table><thead><tr class="lab-groups"> {" ".join(head1)} </tr> '
-                f'<tr> {" ".join(head2)} </tr></thead><tbody> {" ".join(body)} </tbody></table></div>\n')
-    notes = []
-    if t.best:
-        notes.append(f"★ {h(t.best_note())}")
-    elif t.metric:
-        notes.append(f"<em>{h(t.best_note())}</em>")
-    if not show_state:
-        notes.append(f"{'both' if len(t.runs) == 2 else 'all ' + str(len(t.runs)) if len(t.runs) > 1 else 'the'} "
-                     f"run{'s' if len(t.runs) > 1 else ''} succeeded")
-    if t.hidden_metrics:
-        notes.append(h(t.hidden_note()) + " (choose with <code>metrics:</code> in the front matter)")
-    if notes:
-        html_out += f'<p class="lab-table-note">{" · ".join(notes)}</p>\n'
-    return html_out

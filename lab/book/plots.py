@@ -22,7 +22,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from lab.book.table import CURVE_ONLY, GROUP_ORDER, is_metric, is_number, metric_group
+from lab.book.metrics import CURVE_ONLY, GROUP_ORDER, is_metric, is_number, metric_group
 from lab.core.fsutil import atomic_write_json, atomic_write_text
 
 VERSION = 7  # bump when the drawing changes, so cached figures are redrawn

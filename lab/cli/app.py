@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "watch": ("lab.cli.search", "watch_cmd", "Keep the search index fresh from file events (faster searches)."),
     "compare": ("lab.cli.book", "compare_cmd", "Compare an experiment's runs: differing settings, final metrics, best run."),
     "report": ("lab.cli.book", "report_cmd", "Write an experiment's runs table into its report.md (between markers)."),
-    "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book with mkdocs."),
+    "book": ("lab.cli.book", "book_cmd", "Build (or --serve) the lab book; --out renders it; EXP --single FILE writes one page."),
     "reproduce": ("lab.cli.drift", "reproduce_cmd", "Run a recorded attempt again as recorded (its commit, settings, command)."),
     "recapture": ("lab.cli.capture", "recapture_cmd", "Derive ended runs' metrics again from their logs and output files."),
     "capture": ("lab.cli.capture", "capture_cmd", "Show what lab would capture from a log file (try capture patterns)."),

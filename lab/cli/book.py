@@ -39,59 +39,16 @@ def _with_columns(f):
     return f
 
 
-def text_table(table) -> list[str]:
-    """The runs table for a terminal: a line of groups (settings, eval, test ...) over the column names, numbers
-    right-aligned, the best run marked with *; the state column only when some run did not succeed."""
-    groups = table.groups()
-    rows = [["*" if run.setting == table.best else " ", *cells] for run, cells in zip(table.runs, table.rows())]
-    rows = [[c if len(c) <= 24 else c[:23] + "…" for c in row] for row in rows]
-    if all(run.state == "succeeded" for run in table.runs):
-        groups[0] = ("run", ["setting", "time"])
-        rows = [[row[0], row[1], *row[3:]] for row in rows]
-    else:
-        groups[0] = ("run", ["setting", "state", "time"])
-    n_run = len(groups[0][1])
-    labels = [label for _, columns in groups for label in columns]
-    starts, i = [], 0
-    for _, columns in groups:
-        starts.append(i)
-        i += len(columns)
-    widths = [max(len(labels[c]), *(len(r[c + 1]) for r in rows)) for c in range(len(labels))]
-    # A group's name must fit over its columns: widen the last one.
-    for (name, columns), start in zip(groups, starts):
-        span = sum(widths[start:start + len(columns)]) + 2 * (len(columns) - 1)
-        if len(name) > span:
-            widths[start + len(columns) - 1] += len(name) - span
-    numeric = {n_run - 1} | set(range(n_run + len(table.setting_keys), len(labels)))
-    group_sep, col_sep = "  ", "  "
-
-    def line(cells, first=" "):
-        parts = []
-        for (_, columns), start in zip(groups, starts):
-            parts.append(col_sep.join(cells[c].rjust(widths[c]) if c in numeric else cells[c].ljust(widths[c])
-                                      for c in range(start, start + len(columns))))
-        return (first + " " + group_sep.join(parts)).rstrip()
-
-    def group_line():
-        parts = []
-        for (name, columns), start in zip(groups, starts):
-            span = sum(widths[start:start + len(columns)]) + len(col_sep) * (len(columns) - 1)
-            parts.append(("" if name == "run" else name or "metrics").ljust(span))
-        return ("  " + group_sep.join(parts)).rstrip()
-
-    out = [group_line(), line(labels), line(["-" * w for w in widths])]
-    out += [line(row[1:], row[0]) for row in rows]
-    return out
-
-
 @click.command("compare")
-@click.argument("experiment")
+@click.argument("experiments", nargs=-1, required=True, metavar="EXPERIMENT...")
 @_with_mode
 @_with_columns
+@click.option("--group", is_flag=True, help="Fold runs that differ only in seed (or the keys of group_by: in the report or lab.yaml) into one row: mean ± std and n.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: every run with its differing settings and all final metrics.")
 @pass_lab
-def compare_cmd(lab, experiment, metric, mode, metrics, all_metrics, as_json):
-    """Compare the runs of EXPERIMENT: the settings that differ, final metrics, the best run marked with *.
+def compare_cmd(lab, experiments, metric, mode, metrics, all_metrics, group, as_json):
+    """Compare the runs of EXPERIMENT (or of several, each run named EXP/SETTING): the settings that differ,
+    final metrics, the best run marked with *. Rows follow the differing settings' values, numbers as numbers.
 
     Evaluation and test metrics come first; bookkeeping (runtimes, max_steps, sample counts, the last logged
     loss beside train_loss) is left out unless named or --all is given.
@@ -99,19 +56,45 @@ def compare_cmd(lab, experiment, metric, mode, metrics, all_metrics, as_json):
     \b
     Examples:
       lab compare exp1
+      lab compare exp1 --group
+      lab compare exp1 exp2
       lab compare exp1 --metrics eval_accuracy,eval_loss
       lab compare exp1 --metric eval_f1 --max --all
       lab compare exp1 --json
     """
-    from lab.book.table import runs_table
+    from lab.book.sweep import group_keys, group_runs, grouped_rows
+    from lab.book.table import across, runs_table
+    from lab.book.table_text import text_grid, text_table
 
-    table = runs_table(lab.workspace.experiment(experiment), metric=metric, mode=mode,
-                       metrics=_metric_names(metrics), all_metrics=all_metrics)
+    exps = [lab.workspace.experiment(name) for name in dict.fromkeys(experiments)]
+    options = dict(metric=metric, mode=mode, metrics=_metric_names(metrics), all_metrics=all_metrics)
+    table = runs_table(exps[0], **options) if len(exps) == 1 else across(exps, **options)
+    name = table.experiment
+    keys = group_keys(exps[0]) if group else []
+    groups = group_runs(table, keys) if group else []
     if as_json:
-        echo_json(table.to_json())
+        data = table.to_json()
+        if group:
+            data["group_by"] = keys
+            data["groups"] = [{"settings": g.settings, "n": g.n, "runs": [r.setting for r in g.runs],
+                               "metrics": {m: {"mean": s[0], "std": s[1], "n": s[2]} for m, s in g.stats.items()}}
+                              for g in groups]
+        echo_json(data)
         return
     if not table.runs:
-        click.echo(f"{experiment} has no settings or runs yet", err=True)
+        click.echo(f"{name} has no settings or runs yet", err=True)
+        return
+    title = exps[0].meta().get("title") if len(exps) == 1 else None
+    if isinstance(title, str) and title.strip() and title.strip() != name:
+        click.echo(f"{name}: {' '.join(title.split())}", err=True)
+    if group and not groups:
+        click.echo(f"{name} has no finished runs to group yet", err=True)
+        return
+    if group:
+        header, rows = grouped_rows(table, groups)
+        for text in text_grid(header, rows, len(header) - len(table.metric_keys) - 1):
+            click.echo(text)
+        click.echo(f"mean ± std over the runs that differ only in {', '.join(keys)}; n: finished runs in each row", err=True)
         return
     for text in text_table(table):
         click.echo(text)
@@ -143,7 +126,7 @@ def report_cmd(lab, experiment, metric, mode, metrics, all_metrics):
       lab report exp1
       lab report exp1 --metrics eval_accuracy,eval_f1,eval_loss
     """
-    from lab.book.table import write_results
+    from lab.book.report import write_results
 
     exp = lab.workspace.experiment(experiment)
     table = write_results(exp, metric=metric, mode=mode, metrics=_metric_names(metrics), all_metrics=all_metrics)
@@ -152,13 +135,17 @@ def report_cmd(lab, experiment, metric, mode, metrics, all_metrics):
 
 
 @click.command("book")
-@click.option("--serve", is_flag=True, help="Serve the book with live reload (mkdocs serve) instead of building it.")
+@click.argument("experiment", required=False)
+@click.option("--single", "single", metavar="FILE", help="With EXPERIMENT: write it as one file to share: FILE.html (self-contained, no script, nothing fetched) or FILE.md.")
+@click.option("--out", "out", metavar="DIR", help="Only render the book's Markdown, curves and files into DIR, for any static site generator.")
+@click.option("--serve", is_flag=True, help="Serve the book with live reload instead of building it.")
 @click.option("--strict", is_flag=True, help="Fail on warnings, e.g. a broken link (mkdocs build --strict).")
 @click.option("-d", "--site-dir", metavar="DIR", help="Where to build the site (default: site/ in the lab root).")
 @click.option("-a", "--dev-addr", metavar="IP:PORT", help="With --serve: the address to serve on (default 127.0.0.1:8000).")
 @pass_lab
-def book_cmd(lab, serve, strict, site_dir, dev_addr):
-    """Build the lab book (mkdocs build in the lab root), or serve it with --serve (mkdocs serve).
+def book_cmd(lab, experiment, single, out, serve, strict, site_dir, dev_addr):
+    """Build the lab book with its generator (book: generator: mkdocs | properdocs | zensical in lab.yaml; default
+    mkdocs), or serve it with --serve; --out DIR only renders it; EXPERIMENT --single FILE writes one page to share.
 
     The book has a page per experiment (report, runs table, curves, papers), a page per paper note, tag pages
     and a home page; plain `mkdocs build`, `mkdocs serve` and `mkdocs gh-deploy` in the lab root do the same.
@@ -167,7 +154,42 @@ def book_cmd(lab, serve, strict, site_dir, dev_addr):
     Examples:
       lab book --strict
       lab book --serve
+      lab book --out /tmp/book-md
+      lab book exp1 --single exp1.html
+      lab book exp1 --single exp1.md
     """
-    from lab.book.table import run_mkdocs
+    from pathlib import Path
 
-    run_mkdocs(lab.workspace.root, serve=serve, strict=strict, site_dir=site_dir, dev_addr=dev_addr)
+    from lab.errors import BadInput
+
+    def warn(message):
+        click.echo(message, err=True)
+
+    ws = lab.workspace
+    if experiment is not None or single is not None:
+        if experiment is None or single is None:
+            raise BadInput("lab book EXPERIMENT needs --single FILE.html or FILE.md (and --single needs EXPERIMENT)")
+        from lab.book.single import single_html, single_markdown
+        from lab.core.fsutil import atomic_write_text
+
+        path = Path(single)
+        if path.suffix.lower() not in (".html", ".htm", ".md"):
+            raise BadInput(f"--single {single}: name a .html or a .md file")
+        text = single_markdown(ws, experiment, warn=warn) if path.suffix.lower() == ".md" else single_html(ws, experiment, warn=warn)
+        atomic_write_text(path, text)
+        click.echo(str(path))
+        return
+    if out is not None:
+        from lab.book import generators, render
+
+        config = generators.site_config(ws.root)
+        counts = render.write(ws, Path(out), site_name=str(config.get("site_name") or "Lab book"),
+                              directory_urls=config.get("use_directory_urls", True) is not False,
+                              own_docs=ws.root / str(config.get("docs_dir") or "docs"), warn=warn)
+        click.echo(str(Path(out)))
+        click.echo(f"rendered {counts['pages']} pages and {counts['files']} files ({counts['experiments']} experiment(s), "
+                   f"{counts['papers']} paper(s)) into {out}", err=True)
+        return
+    from lab.book.generators import run
+
+    run(ws, serve=serve, strict=strict, site_dir=site_dir, dev_addr=dev_addr, warn=warn)

@@ -234,7 +234,15 @@ def format_results(results: list[dict], color: bool = False) -> str:
         if r.get("section"):
             head += f" › {r['section']}"
         lines.append(head)
-        lines.append(f"    {r['path']}")
+        where = r["path"]
+        if r.get("page") is not None:  # a passage of the paper's PDF: `papers/2301.12345.md p. 5 §4.2`
+            where += f" p. {r['page']}"
+            if r.get("section"):
+                import re
+
+                number = re.match(r"(\d+(?:\.\d+)*|[IVX]+|[A-H])\.?\s", r["section"])
+                where += f" §{number.group(1) if number else r['section']}"
+        lines.append(f"    {where}")
         if r["snippet"]:
             lines.append(f"    {r['snippet']}")
         lines.append("")

@@ -17,35 +17,56 @@ def _progress(message: str) -> None:
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the notes (repeatable).")
 @click.option("--offline", is_flag=True, help="Only add links and tags to existing notes; ask arXiv nothing.")
 @click.option("--sync", "sync", is_flag=True, help="With no IDs: rebuild every report's papers block from the notes.")
+@click.option("--pdf", "pdf_files", is_flag=True,
+              help="The arguments are PDF files to keep as notes; with --sync: fetch the PDFs notes lack.")
+@click.option("--no-pdf", is_flag=True, help="Keep only the metadata: no PDF, no full text.")
 @click.option("--json", "as_json", is_flag=True, help="Print the notes written as JSON.")
 @pass_lab
-def note_cmd(lab, ids, exps, tags, offline, sync, as_json):
-    """Keep arXiv papers ID... as notes papers/KEY.md, linked to experiments.
+def note_cmd(lab, ids, exps, tags, offline, sync, pdf_files, no_pdf, as_json):
+    """Keep arXiv papers ID... as notes papers/KEY.md, linked to experiments, with their full text.
 
     IDs come in any form: 2301.12345, 2301.12345v2, arXiv:2301.12345, https://arxiv.org/abs/2301.12345,
     https://arxiv.org/pdf/2301.12345.pdf, hep-th/9901001, math.GT/0309136. All go to arXiv in one request.
     Running it again for a paper refreshes the metadata and keeps everything you wrote.
 
+    Each new paper's PDF is kept as papers/KEY.pdf (ignored by git unless lab.yaml says papers: {commit_pdfs:
+    true}) and its text indexed page by page, so `lab search` finds passages inside it. --no-pdf, or
+    papers: {full_text: false} in lab.yaml, skips that. --pdf FILE.pdf keeps a PDF that is not on arXiv.
+
     \b
     Examples:
       lab note 1706.03762 --exp exp1 --tag transformers
       lab note arXiv:1810.04805v2 https://arxiv.org/abs/1907.11692
-      lab note --sync
+      lab note --pdf ~/Downloads/paper.pdf --exp exp1
+      lab note --sync            (rebuild the reports' papers blocks)
+      lab note --sync --pdf      (fetch the PDFs of notes that have none)
     """
     from lab.errors import BadInput
-    from lab.papers.notes import NotFoundOnArxiv, note, sync_all
+    from lab.papers.intake import NotFoundOnArxiv, note, note_pdf, sync_pdfs
+    from lab.papers.links import sync_all
 
     ws = lab.workspace
+    if pdf_files and no_pdf:
+        raise BadInput("--pdf and --no-pdf contradict each other")
     if sync:
         if ids or exps or tags:
             raise BadInput("--sync takes no ids, --exp or --tag")
+        if pdf_files:
+            kept = sync_pdfs(ws, progress=_progress)
+            _progress(f"kept {kept} PDF(s)")
+            return
         changed = sync_all(ws)
         _progress(f"updated the papers block of {', '.join(changed)}" if changed else "every report's papers block is up to date")
         return
     if not ids:
         raise BadInput("give at least one arXiv id, e.g. lab note 2301.12345 (see 'lab note --help')")
+    if pdf_files:
+        if offline:
+            raise BadInput("--pdf takes local files; --offline is for existing arXiv notes")
+        _print([note_pdf(ws, f, exps=exps, tags=tags, progress=_progress) for f in ids], as_json, ws)
+        return
     try:
-        written = note(ws, ids, exps=exps, tags=tags, offline=offline, progress=_progress)
+        written = note(ws, ids, exps=exps, tags=tags, offline=offline, pdf=not no_pdf, progress=_progress)
     except NotFoundOnArxiv as e:
         _print(e.written, as_json, ws)
         raise
@@ -72,7 +93,7 @@ def bib_cmd(lab, exps, tags):
       lab bib --exp exp1 > refs.bib
       lab bib --tag transformers
     """
-    from lab.papers.notes import bibtex
+    from lab.papers.bibtex import bibtex
 
     text = bibtex(lab.workspace, exps=exps, tags=tags)
     if not text:

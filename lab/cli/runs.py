@@ -276,16 +276,19 @@ def cancel_cmd(lab, targets, as_json):
 
 @click.command("notify")
 @click.option("--test", "send_test", is_flag=True, help="Send a test message to every target now and say how each went.")
+@click.option("--summary", "summary_of", metavar="EXP", help="Send EXP's summary now (best run, its key metrics, the runs table as text).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (targets, events, timeout; with --test: results).")
 @pass_lab
-def notify_cmd(lab, send_test, as_json):
+def notify_cmd(lab, send_test, summary_of, as_json):
     """Show where lab sends word (notify: in lab.yaml): a job failed, a run was interrupted, the queue drained.
-    --test sends a test message to every target and exits 1 if one failed.
+    --test sends a test message to every target and exits 1 if one failed; --summary EXP sends an experiment's
+    results to the team the same way.
 
     \b
     Examples:
       lab notify
       lab notify --test
+      lab notify --summary exp1
     """
     from lab.cli.app import echo_json
     from lab.errors import BadInput, LabError
@@ -298,7 +301,23 @@ def notify_cmd(lab, send_test, as_json):
     targets = [notify.redact(u) for u in config.urls] + ([f"on_event {config.on_event[0]}"] if config.on_event else [])
     info = {"targets": targets, "events": sorted(config.events), "timeout": config.timeout}
     results = None
-    if send_test:
+    if summary_of is not None:
+        import dataclasses
+        import socket
+        from datetime import datetime, timezone
+
+        from lab.book.single import summary
+
+        title, message = summary(ws, summary_of)
+        event = {"event": "summary", "lab": str(ws.root), "host": socket.gethostname(),
+                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiment": summary_of,
+                 "title": f"lab {ws.root.name}: {title}", "message": message}
+        click.echo(f"sending the summary of {summary_of} to {len(targets)} target(s)...", err=True)
+        # Asked for by name: sent whatever `events:` says.
+        wanted = dataclasses.replace(config, events=frozenset(config.events) | {"summary"})
+        results = notify.deliver(wanted, event, lambda message: None, cwd=ws.root)
+        info["results"] = [{"target": t, "ok": ok, "error": why or None} for t, ok, why in results]
+    elif send_test:
         click.echo(f"sending a test message to {len(targets)} target(s)...", err=True)
         results = notify.deliver(config, notify.probe_event(ws.root), lambda message: None, cwd=ws.root)
         info["results"] = [{"target": t, "ok": ok, "error": why or None} for t, ok, why in results]

@@ -2,7 +2,8 @@
 
     ROOT/
       experiments/EXP/   settings/ (S.json, S.jsonnet, B.libsonnet), logs/, models/, runs/, report.md
-      papers/            paper notes (Markdown with YAML front matter), subdirectories allowed
+      papers/            paper notes (Markdown with YAML front matter), subdirectories allowed; KEY.pdf
+                         beside a note KEY.md is its full text (ignored by git unless lab.yaml says)
       feeds/             feeds.json; items/FEED.jsonl
       docs/, mkdocs.yml  the lab book's own pages and its configuration
       lab.yaml           optional configuration
@@ -28,6 +29,7 @@ STATE = ".lab"
 INDEX = f"{STATE}/index.db"
 QUEUE = f"{STATE}/queue.db"  # the run queue (lab.runs.local.queue)
 WATCH_LOG = f"{STATE}/watch.log"
+FULLTEXT = f"{STATE}/fulltext"  # the text extracted from the PDFs under papers/ (lab.core.pdftext), derived
 
 # Inside .lab/, by name (each module joins them to the workspace's state_dir).
 QUEUE_DB = "queue.db"  # the run queue (lab.runs.local.queue)
@@ -83,6 +85,7 @@ INDEXED = (
     Indexed("base", f"{EXPERIMENTS}/*/{SETTINGS}", suffixes=BASE_SUFFIXES),
     Indexed("run", f"{EXPERIMENTS}/*/{RUNS}", suffixes=(".json",), exclude=".settings.json", whole=True),
     Indexed("paper", PAPERS, suffixes=(".md", ".MD", ".Md", ".mD"), tree=True),
+    Indexed("fulltext", PAPERS, suffixes=(".pdf", ".PDF"), tree=True),  # a paper's PDF, beside its note
     Indexed("feed", FEED_ITEMS, suffixes=(".jsonl",)),
 )
 

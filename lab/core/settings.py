@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
 from lab.core.names import check_file_name, check_name
 from lab.core.workspace import Experiment, Workspace
 from lab.errors import BadInput, os_error_message
+
+TYPE_CHECKING = False  # typing's costs `lab status` an import; this is only for the type checker
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)
@@ -169,10 +174,10 @@ def _kind(value) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def flatten(data: dict | None, prefix: str = "") -> dict:
+def flatten(data: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     """Nested settings as dotted keys: {"model": {"layers": 2}} -> {"model.layers": 2} (an empty object stays one
-    key; None is {}). The one flattening of settings: sweep names, `lab diff`, the book's tables."""
-    out = {}
+    key; None is {}). The one flattening of settings: sweep names, `lab diff`, the book's tables, the API's rows."""
+    out: dict[str, Any] = {}
     for key, value in (data or {}).items():
         if isinstance(value, dict) and value:
             out.update(flatten(value, f"{prefix}{key}."))

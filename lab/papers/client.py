@@ -298,3 +298,55 @@ def fetch(ids: list[ArxivId] | list[str], progress: Callable[[str], None] | None
         if aid is None or aid.id not in found:
             missing.append(text)
     return found, missing
+
+
+# ---- PDFs ----------------------------------------------------------------------------------------------------
+
+MAX_PDF_BYTES = 50 * 1024 * 1024  # `LAB_PDF_MAX_MB` changes it
+
+
+def pdf_url(paper: Paper) -> str:
+    """Where the paper's PDF is: the link arXiv's answer gives, on `LAB_ARXIV_PDF_URL` when that is set."""
+    base = os.environ.get("LAB_ARXIV_PDF_URL")
+    if base:
+        return f"{base.rstrip('/')}/{paper.pdf_url.rsplit('/pdf/', 1)[-1]}"
+    return paper.pdf_url
+
+
+def download_pdf(url: str, progress: Callable[[str], None] | None = None) -> bytes:
+    """The PDF at `url`, with the same pacing, deadline and retries as the metadata (see `_Policy`), at most
+    `LAB_PDF_MAX_MB` (default 50) megabytes. LabError (one line) when it cannot be had; whether the bytes are a
+    PDF is for the extractor to say."""
+    import requests
+
+    policy = _Policy(progress)
+    megabytes = _env_float("LAB_PDF_MAX_MB", MAX_PDF_BYTES / 2**20)
+    limit = int(megabytes * 2**20)
+    session = _session(policy)
+
+    def get():
+        with session.get(url, stream=True, headers={"User-Agent": USER_AGENT}) as resp:
+            if resp.status_code != 200:
+                return resp.status_code, b""
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                return "big", b""
+            chunks, size = [], 0
+            for chunk in resp.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    return "big", b""
+                chunks.append(chunk)
+            return 200, b"".join(chunks)
+
+    try:
+        status, body = _within(policy.timeout, get)
+    except requests.exceptions.Timeout:
+        raise LabError(f"the PDF did not arrive within {policy.timeout:g} s ({url})") from None
+    except requests.exceptions.RequestException as e:
+        raise LabError(f"cannot download the PDF {url}: {type(e).__name__}") from None
+    if status == "big":
+        raise LabError(f"the PDF {url} is larger than {megabytes:g} MB (LAB_PDF_MAX_MB); not kept")
+    if status != 200:
+        raise LabError(f"the PDF {url} answered HTTP {status}")
+    return body

@@ -31,7 +31,6 @@ from lab.papers.ids import category_of, from_entry_id
 from lab.errors import BadInput, LabError
 from lab.core import layout
 from lab.core.fsutil import atomic_write_json, atomic_write_text, read_jsonl, read_text
-from lab.search.index import refresh_paths
 from lab.core.workspace import check_name
 
 ARXIV_RSS_URL = "https://rss.arxiv.org/rss/"
@@ -251,7 +250,6 @@ class Feeds:
                 old += "\n"
             # Rewriting the whole file atomically keeps it whole even if lab is killed mid-pull.
             atomic_write_text(path, old + "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in new))
-            refresh_paths(self.workspace.root, [path])
         feed["etag"] = headers.get("etag") or feed.get("etag")
         feed["modified"] = headers.get("last-modified") or feed.get("modified")
         feed["last_error"] = None

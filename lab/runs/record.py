@@ -228,17 +228,14 @@ def _shown(path: Path, root: Path) -> str:
 
 
 def write_record(setting: Setting, record: Record) -> None:
-    """Write the record atomically and bring the search index up to date with it (when the lab has one).
+    """Write the record atomically (the search index sees it on its next sync; writers never touch it).
 
     A file in the record's place that is not a JSON object (damaged by hand, by a tool) is kept beside it as
     `S.json.corrupt-TIME`, never overwritten.
     """
-    from lab.search.index import refresh_paths
-
     path = record_path(setting)
     keep_corrupt(path)
     atomic_write_json(path, finite(record))
-    refresh_paths(setting.experiment.workspace.root, [path])
 
 
 def keep_corrupt(path: Path) -> Path | None:

@@ -3,8 +3,14 @@
 `documents(root, rel)` reads one file and returns its documents (dicts with type, key, title, section, path,
 exp, tags, exps, info and the searched fields title/heading/meta/body); which files are indexed, and of which
 kind, is lab.core.layout's. Files are read as their owners write them (lab.core.workspace, lab.core.settings,
-lab.runs.record, `lab note`, the feed puller); a malformed file is indexed as its raw text, with a warning, and
-never stops indexing. Imported only when files changed.
+lab.runs.record, notes as lab.core.note models them, the feed puller); a malformed file is indexed as its raw
+text, with a warning, and never stops indexing. Imported only when files changed.
+
+Long text is cut into passages (lab.search.passages), each a document with the key and path of the whole: a
+note's body, a report's sections, and a paper's PDF (`papers/KEY.pdf` beside `papers/KEY.md`), whose passages
+carry their page (`info["page"]`) and section heading. A PDF's text comes from lab.core.pdftext's cache; PDFs
+not extracted yet are extracted by a child process first (`prepare`), so no search imports pypdf. The text lab
+itself puts into a new report (its template's prompts) is not indexed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 
 from lab.core import frontmatter
 from lab.core.layout import kind_of
+from lab.search.passages import pdf_passages, split
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
@@ -24,6 +31,8 @@ _md = None
 def documents(root: Path, rel: str, warn=None) -> list[dict]:
     """The documents of file `rel` under `root` ([] for a file that holds none or vanished meanwhile)."""
     kind = kind_of(rel)
+    if kind == "fulltext":
+        return _fulltext(root, rel, warn or (lambda message: None))
     try:
         text = (root / rel).read_text(encoding="utf-8", errors="replace")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -40,6 +49,16 @@ def documents(root: Path, rel: str, warn=None) -> list[dict]:
     if kind == "feed":
         return _feed(rel, text, warn)
     return []
+
+
+def prepare(root: Path, rels: list[str], warn=None) -> None:
+    """Before `documents` reads them: extract, in a child process, the PDFs among `rels` with no kept text."""
+    from lab.core import pdftext
+
+    pdfs = [r for r in rels if kind_of(r) == "fulltext" and not pdftext.fresh(root, r) and (root / r).is_file()]
+    problem = pdftext.extract_in_child(root, pdfs)
+    if problem and warn:
+        warn(problem)
 
 
 def _doc(type, key, title, path, *, exp=None, section=None, tags=(), exps=(), info=None, heading="", meta="", body="", title_text=None):
@@ -94,7 +113,7 @@ def _report(rel: str, text: str, warn) -> list[dict]:
             inline = tokens[i + 1].content if i + 1 < len(tokens) else ""
             heads.append((tok.map[0], int(tok.tag[1:]), inline.strip(), tok.map[1]))
     path = f"experiments/{exp}/report.md"
-    preamble = "\n".join(lines[: heads[0][0]] if heads else lines)
+    preamble = _without_template("\n".join(lines[: heads[0][0]] if heads else lines))
     docs = [
         _doc("experiment", exp, title, path, exp=exp, tags=tags, info={"tags": tags},
              meta=" ".join([exp, *tags, str(command)]), body=_COMMENT.sub(" ", preamble))
@@ -108,15 +127,36 @@ def _report(rel: str, text: str, warn) -> list[dict]:
         if not (level == 1 and heading == title):  # the report's `# title` is no section of its own
             trail.append((level, heading))
         slug = _slug(heading, seen)
-        section_text = _COMMENT.sub(" ", "\n".join(lines[body_start:end])).strip()
-        if not section_text:  # a heading alone (the report's `# title`): nothing to point at
+        section_text = _without_template(_COMMENT.sub(" ", "\n".join(lines[body_start:end]))).strip()
+        if not section_text:  # a heading alone (the report's `# title`), or only the template's prompt
             continue
         section = " › ".join(h for _, h in trail) or heading
-        docs.append(
-            _doc("experiment", f"{exp}#{slug}", title, f"{path}#{slug}", exp=exp, section=section, tags=tags,
-                 info={"tags": tags}, title_text="", heading=section, body=section_text)
-        )
+        for part in split(section_text):
+            docs.append(
+                _doc("experiment", f"{exp}#{slug}", title, f"{path}#{slug}", exp=exp, section=section, tags=tags,
+                     info={"tags": tags}, title_text="", heading=section, body=part)
+            )
     return docs
+
+
+_template_lines: set[str] | None = None
+
+
+def _without_template(text: str) -> str:
+    """`text` without the lines that lab's report template wrote (its prompts: "What do we want to learn, and
+    why?"): a new report's sections hold nothing the researcher wrote."""
+    global _template_lines
+    if _template_lines is None:
+        from lab.core.workspace import REPORT_TEMPLATE
+
+        _, body = frontmatter.split(REPORT_TEMPLATE)
+        _template_lines = {
+            line.strip() for line in body.splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", "<!--")) and "{" not in line
+        }
+    if not any(line.strip() in _template_lines for line in text.splitlines()):
+        return text
+    return "\n".join(line for line in text.splitlines() if line.strip() not in _template_lines)
 
 
 class _Literal(float):
@@ -214,21 +254,58 @@ def _run(rel: str, text: str, warn) -> list[dict]:
 
 
 def _paper(rel: str, text: str, warn) -> list[dict]:
-    meta, body = _front(rel, text, warn)
+    """The note: one document with its title, authors and links, then one per further passage of its body."""
+    from lab.core.note import Note
+
+    note = Note.parse(text, rel, lenient=True)
+    if note.problem:
+        warn(f"{note.problem}; indexed as plain text")
+    meta, body = note.meta, note.body
     headings = _MD_HEADING.findall(body)
-    stem = rel[len("papers/") : -len(".md")]
-    title = str(meta.get("title") or (headings[0] if headings else "") or Path(rel).stem).strip()
-    authors = _strs(meta.get("authors"))
-    tags = _strs(meta.get("tags"))
-    exps = _strs(meta.get("experiments"))
-    arxiv_id = str(meta.get("arxiv_id") or "").strip()
-    info = {"authors": authors, "arxiv_id": arxiv_id or None, "tags": tags, "experiments": exps}
+    title = str(note.title or (headings[0] if headings else "") or Path(rel).stem).strip()
+    key, info = _paper_key(rel, note)
     other = [str(meta[k]) for k in ("arxiv_id", "url", "link", "published", "year", "venue") if meta.get(k)]
     heading = "\n".join(h for h in headings if h.strip() != title)
-    return [
-        _doc("paper", arxiv_id or stem, title, rel, tags=tags, exps=exps, info=info, heading=heading,
-             meta=" ".join([*authors, *tags, *exps, *other]), body=_COMMENT.sub(" ", body))
+    parts = split(_COMMENT.sub(" ", body)) or [""]
+    docs = [
+        _doc("paper", key, title, rel, tags=note.tags, exps=note.experiments, info=info, heading=heading,
+             meta=" ".join([*note.authors, *note.tags, *note.experiments, *other]), body=parts[0])
     ]
+    for part in parts[1:]:
+        docs.append(_doc("paper", key, title, rel, tags=note.tags, exps=note.experiments, info=info, title_text="", body=part))
+    return docs
+
+
+def _paper_key(rel: str, note) -> tuple[str, dict]:
+    stem = rel[len("papers/") :].rsplit(".", 1)[0]
+    info = {"authors": note.authors, "arxiv_id": note.arxiv_id, "tags": note.tags, "experiments": note.experiments}
+    return (note.arxiv_id or "").strip() or stem, info
+
+
+def _fulltext(root: Path, rel: str, warn) -> list[dict]:
+    """A paper's PDF: one document per passage, with its page and section, under the note's key and path."""
+    from lab.core import pdftext
+    from lab.core.note import Note
+
+    entry = pdftext.cached(root, rel)
+    if entry is None:
+        if (root / rel).is_file():
+            warn(f"{rel}: its text is not extracted yet; indexed on the next search")
+        return []
+    note_rel = rel.rsplit(".", 1)[0] + ".md"
+    try:
+        note = Note.parse((root / note_rel).read_text(encoding="utf-8", errors="replace"), note_rel, lenient=True)
+    except OSError:
+        note = Note.parse("", note_rel)
+    key, info = _paper_key(note_rel, note)
+    title = str(note.title or Path(rel).stem)
+    docs = []
+    for page, section, text in pdf_passages(entry.get("pages") or []):
+        docs.append(
+            _doc("paper", key, title, note_rel, section=section, tags=note.tags, exps=note.experiments,
+                 info={**info, "page": page, "pdf": rel}, title_text="", heading=section or "", body=text)
+        )
+    return docs
 
 
 def _feed(rel: str, text: str, warn) -> list[dict]:

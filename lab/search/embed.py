@@ -295,8 +295,8 @@ def prepare(root, conn, text: str, required: bool = False, say=None, background:
         if background and model.weights_missing():  # only the model's files: fetched once, in the background
             from lab.search import weights
 
-            weights.start()
-            say(f"lab: no semantic matches yet, keyword search only: {weights.missing_reason()}")
+            started = weights.start()
+            say(f"lab: no semantic matches yet, keyword search only: {weights.missing_reason(started or None)}")
             return None
         _say_once(root, f"lab: no semantic matches, keyword search only: {why}", say)
         return None

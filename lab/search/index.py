@@ -9,8 +9,8 @@ records whole). Only directories whose signature changed are compared file by fi
 changed files are read, and a vanished file's documents are deleted. Nothing beyond the standard library is
 imported unless something changed.
 
-Writers (the runner, `lab note`, feed pulls) call `refresh_paths(root, paths)` after writing files; it is a
-no-op when there is no index yet and never fails the writer (the next reader syncs anyway).
+Writers (the runner, `lab note`, feed pulls) never touch the index: they write their files, and the next
+reader's sync (or the watcher) sees the change. The scan itself is lab.search.scan's.
 Deleting the index loses nothing: `lab reindex`, or the next search, rebuilds it from the files. A damaged
 index (not a database, damaged pages: SQLite's "malformed") is the same as a missing one: `read` deletes it and
 builds it again from the files, once, with a warning saying so.
@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-import zlib
 
-from lab.core.layout import INDEX, PLACES
+from lab.core.layout import INDEX
 from lab.errors import LabError
+from lab.search.scan import RACY_NS, scan, signature
 
 TYPE_CHECKING = False  # not typing's: importing typing (and re) costs more than the search itself
 if TYPE_CHECKING:  # pathlib is not imported at run time on the search path
@@ -141,129 +141,6 @@ def remove_index(root: Path | str) -> None:
             pass
 
 
-RACY_NS = 2_000_000_000  # a time stamp this recent may yet be shared by a later change in the same clock tick
-
-
-def scan(root: Path | str, known: dict | None = None) -> dict[str, tuple]:
-    """Every indexed file under `root` (where `lab.core.layout.INDEXED` says), by directory: {dir: (dir mtime_ns,
-    [name, ...], [size, mtime_ns, ...], the names as recorded in the index when they came from there, else None)}.
-
-    `known` (the `dirs` table) lets a directory whose mtime is unchanged skip its listing: its names are
-    those recorded. Files are still stat'ed one by one, since an in-place edit changes only the file; the
-    exception is a directory of files that lab always replaces whole (`runs/`: a new directory entry), so an
-    unchanged directory there means unchanged files and its sizes come back as None. Files known by name (an
-    experiment's report) are stat'ed without listing their directory (its mtime is then recorded as 0). Written
-    for speed (this runs before every search): plain strings, `os.scandir`, no per-file objects.
-    """
-    root = str(root)
-    known = known or {}
-    units: dict = {}
-    stat = os.stat
-    listed: dict[str, list[str]] = {}
-    for place, names, suffixes, exclude, tree, whole in PLACES:
-        head, star, tail = place.partition("*")
-        if star:
-            if head not in listed:
-                try:
-                    listed[head] = [e.name for e in os.scandir(f"{root}/{head}")
-                                    if e.name[0] != "." and (e.name.isascii() or _utf8(e.name)) and e.is_dir()]
-                except (FileNotFoundError, NotADirectoryError):
-                    listed[head] = []
-            dirs = [f"{head}{name}{tail}" for name in listed[head]]
-        else:
-            dirs = [place]
-        if names:
-            for rel in dirs:
-                present, ints = [], []
-                for name in names:
-                    try:
-                        st = stat(f"{root}/{rel}/{name}")
-                    except (FileNotFoundError, NotADirectoryError):
-                        continue
-                    present.append(name)
-                    ints += (st.st_size, st.st_mtime_ns)
-                if present:
-                    units[rel] = (0, present, ints, "\n".join(present))
-        else:
-            for rel in dirs:
-                _scan_dir(root, rel, suffixes, exclude, whole, known, units, tree)
-    return units
-
-
-def _scan_dir(root, rel, suffixes, exclude, atomic, known, units, tree=False) -> None:
-    path = f"{root}/{rel}"
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    recorded = known.get(rel)
-    if recorded is not None and recorded[0] == mtime:
-        # The same entries as last time: stat them by name, without listing the directory.
-        listed = recorded[1].split("\n") if recorded[1] else []
-        if atomic:
-            units[rel] = (mtime, listed, None, recorded[1])
-            return
-        subdirs = [n[:-1] for n in listed if n[-1] == "/"] if tree else []
-        names = [n for n in listed if n[-1] != "/"] if tree else listed
-        stat = os.stat
-        try:
-            # Relative to an open directory: the kernel walks the path once, not once per file.
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                ints = [v for st in [stat(n, dir_fd=fd) for n in names] for v in (st.st_size, st.st_mtime_ns)]
-            finally:
-                os.close(fd)
-        except (FileNotFoundError, NotADirectoryError):  # cannot happen without an mtime change; list it after all
-            recorded = None
-        else:
-            units[rel] = (mtime, listed, ints, recorded[1])
-            for d in subdirs:
-                _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
-            return
-    names, ints, subdirs = [], [], []
-    try:
-        entries = os.scandir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    with entries:
-        for e in entries:
-            n = e.name
-            if n[0] == "." or not n.isascii() and not _utf8(n):
-                continue  # a name with bytes that are not UTF-8 cannot be a path in the index; lab never writes one
-            if n.endswith(suffixes) and not (exclude and n.endswith(exclude)):
-                try:
-                    if tree and not e.is_file():
-                        continue
-                    st = e.stat()
-                except FileNotFoundError:
-                    continue
-                names.append(n)
-                ints.append(st.st_size)
-                ints.append(st.st_mtime_ns)
-            elif tree and e.is_dir():
-                subdirs.append(n)
-    units[rel] = (mtime, names + [f"{d}/" for d in subdirs] if subdirs else names, ints, None)
-    for d in subdirs:
-        _scan_dir(root, f"{rel}/{d}", suffixes, exclude, atomic, known, units, tree=True)
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # os.scandir gives undecodable bytes as lone surrogates
-        return False
-    return True
-
-
-def _signature(joined_names: str, ints: list[int]) -> str:
-    """A digest of a directory's indexed files (names, sizes, mtimes): equal means nothing changed there.
-
-    `hash` of a tuple of ints is the same in every process (only str hashing is randomised); the names
-    go through crc32. A false mismatch only costs a per-file comparison, never a wrong result.
-    """
-    return f"{zlib.crc32(joined_names.encode('utf-8', 'surrogateescape'))}:{hash(tuple(ints))}"
-
-
 def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats:
     """Bring the index up to date with every indexed file under `root`.
 
@@ -286,7 +163,7 @@ def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats
             sig = f"{recorded[2].partition(':')[0]}:{hash(tuple(ints))}"
         else:
             joined = "\n".join(names) if joined is None else joined
-            sig = _signature(joined, ints)
+            sig = signature(joined, ints)
         racy = now - mtime < RACY_NS or (ints and max(ints[1::2]) > now - RACY_NS)
         row = (0 if racy else mtime, joined, "" if racy else sig)
         if recorded is None or recorded[2] != sig:
@@ -325,7 +202,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     import json
     from pathlib import Path
 
-    from lab.search.documents import documents
+    from lab.search.documents import documents, prepare
     from lab.search.embedtext import text_hash
     from lab.search.query import index_text
 
@@ -334,63 +211,89 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     def warn(message):
         stats.warnings.append(message)
 
+    prepare(root, changed, warn)  # PDFs whose text is not kept yet: extracted by a child process, all at once
     total = len(changed) + len(removed)
     done = 0
     batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
-    for start in range(0, max(len(changed), 1), batch):
-        last = start + batch >= len(changed)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if start == 0:
-                for path in removed:
+    bulk = len(changed) >= BULK
+    if bulk:
+        _bulk(conn, True)
+    try:
+        for start in range(0, max(len(changed), 1), batch):
+            last = start + batch >= len(changed)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if start == 0:
+                    for path in removed:
+                        conn.execute("DELETE FROM docs WHERE file = ?", (path,))
+                        conn.execute("DELETE FROM files WHERE path = ?", (path,))
+                        stats.removed += 1
+                    done += len(removed)
+                for path in changed[start : start + batch]:
+                    docs = documents(root, path, warn)
+                    # Even for a file that was new when `known` was read: another writer may have indexed it since.
                     conn.execute("DELETE FROM docs WHERE file = ?", (path,))
-                    conn.execute("DELETE FROM files WHERE path = ?", (path,))
-                    stats.removed += 1
-                done += len(removed)
-            for path in changed[start : start + batch]:
-                docs = documents(root, path, warn)
-                # Even for a file that was new when `known` was read: another writer may have indexed it since.
-                conn.execute("DELETE FROM docs WHERE file = ?", (path,))
-                for d in docs:
-                    cur = conn.execute(
-                        "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
-                        "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
-                            json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
-                            json.dumps(d["info"], ensure_ascii=False, default=str),
-                            index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
-                            index_text(d["body"]),
-                        ),
-                    )
-                    digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
-                    if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
-                        conn.execute(
-                            "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
-                            (cur.lastrowid, digest, digest),
+                    for d in docs:
+                        cur = conn.execute(
+                            "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
+                            "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            (
+                                path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
+                                json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
+                                json.dumps(d["info"], ensure_ascii=False, default=str),
+                                index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
+                                index_text(d["body"]),
+                            ),
                         )
-                size, mtime = current[path]
-                conn.execute(
-                    "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                    (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
-                )
-                stats.read += 1
-                stats.documents += len(docs)
-                done += 1
-                if progress is not None and done % 200 == 0:
-                    progress(done, total)
-            if last:
-                # Directory signatures last: if anything above fails, the next sync compares these again.
-                conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
-                conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite has already rolled back after some errors (a damaged page)
-                conn.execute("ROLLBACK")
-            raise
+                        digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
+                        if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
+                            conn.execute(
+                                "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
+                                (cur.lastrowid, digest, digest),
+                            )
+                    size, mtime = current[path]
+                    conn.execute(
+                        "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                        (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
+                    )
+                    stats.read += 1
+                    stats.documents += len(docs)
+                    done += 1
+                    if progress is not None and done % 200 == 0:
+                        progress(done, total)
+                if last:
+                    # Directory signatures last: if anything above fails, the next sync compares these again.
+                    conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
+                    conn.executemany("INSERT OR REPLACE INTO dirs (path, mtime_ns, names, sig) VALUES (?, ?, ?, ?)", dirs)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite has already rolled back after some errors (a damaged page)
+                    conn.execute("ROLLBACK")
+                raise
+    finally:
+        if bulk:
+            _bulk(conn, False)
     if progress is not None and total:
         progress(total, total)
     return stats
+
+
+BULK = 500  # files: a rebuild, or a lab that changed wholesale (papers' full text is most of the text indexed)
+
+
+def _bulk(conn, start: bool) -> None:
+    """Write many documents fast: a larger page cache, and FTS5's incremental merging off while they go in (it
+    would merge the index's segments again and again); at the end, merging back on and one merge of all."""
+    try:
+        if start:
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('automerge', 0)")
+        else:
+            conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('automerge', 4)")  # FTS5's default
+            conn.execute("INSERT INTO docs_fts(docs_fts) VALUES('optimize')")
+            conn.execute("PRAGMA cache_size = -2000")
+    except sqlite3.Error:
+        pass  # busy, or damaged (the caller's error says so): the writes go in at the ordinary pace, and the index is just as right
 
 
 def open_index(root: Path | str, progress=None, scan: bool = False, before_scan=None) -> tuple[sqlite3.Connection, SyncStats]:
@@ -467,29 +370,6 @@ def reindex(root: Path | str, progress=None) -> SyncStats:
     conn, stats = open_index(root, progress, scan=True)  # a running watcher reopens the new file on its own
     conn.close()
     return stats
-
-
-def refresh_paths(root: Path | str, paths: list[Path | str]) -> None:
-    """Re-index just `paths` (files or directories, absolute or relative to the root) after writing them.
-
-    Cheap, a no-op when the lab has no index yet, and it never raises for index trouble: the next reader's
-    sync repairs whatever this could not do.
-    """
-    from pathlib import Path
-
-    root = Path(root).resolve()
-    if not index_path(root).exists():
-        return
-    try:
-        conn = connect(root, create=False)
-        if conn is None:
-            return
-        try:
-            refresh(conn, root, paths)
-        finally:
-            conn.close()
-    except (sqlite3.Error, OSError, LabError):
-        pass
 
 
 def refresh(conn, root: Path, paths, force: bool = False) -> SyncStats:

@@ -91,8 +91,15 @@ def m005_vectors_version(db) -> None:
                "BEGIN UPDATE vectors_version SET n = n + 1; END")
 
 
+def m006_passages(db) -> None:
+    """Long text as passages (lab.search.passages), papers' PDFs as their full text (`info.page`): every file is
+    read again, so that an index written before holds the same documents as a new one."""
+    db.execute("DELETE FROM files")
+    db.execute("DELETE FROM dirs")
+
+
 MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab, m004_vectors_beside_documents,
-              m005_vectors_version]
+              m005_vectors_version, m006_passages]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

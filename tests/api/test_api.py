@@ -103,8 +103,10 @@ def test_runs_made_by_the_runner_filter_by_state_setting_and_values(exp1_lab):
     with pytest.raises(BadInput, match="no experiment 'nope'"):
         mylab.runs(experiment="nope")
     assert mylab.stop()["queued"] == 0 and mylab.cancel("exp1")["cancelled"] == []
-    assert mylab.compare("exp1")["best"] is not None
-    assert mylab.diff("exp1/lr-high", "exp1/lr-low")["settings"]
+    cli = LabCLI(exp1_lab)
+    as_printed = lambda data: json.loads(json.dumps(data, default=str))  # noqa: E731 (the CLI's echo_json)
+    assert as_printed(mylab.compare("exp1")) == cli.json("compare", "exp1") and mylab.compare("exp1")["best"]
+    assert as_printed(mylab.diff("exp1/lr-high", "exp1/lr-low")) == cli.json("diff", "exp1/lr-high", "exp1/lr-low")
 
 
 def test_to_pandas_without_pandas_names_the_extra(exp1_lab, monkeypatch):

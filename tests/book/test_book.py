@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from helpers import FIXTURES, REPO, LabCLI
-from lab.book.table import direction, md_escape, replace_block, RESULTS_END, RESULTS_START
-from lab.book.pages import safe_url
+from lab.book.metrics import direction
+from lab.book.report import replace_block, RESULTS_END, RESULTS_START
+from lab.book.text import safe_url
+from lab.core.markdown import escape_markdown as md_escape
 from lab.errors import BadInput
 from lab.core.workspace import Workspace, init
 from lab.papers.notes import render_note
@@ -238,17 +241,54 @@ def resolve(site: Path, page: Path, href: str) -> Path | None:
     return target / "index.html" if target.is_dir() or href.split("#")[0].endswith("/") else target
 
 
+GENERATORS = ("mkdocs", "properdocs", "zensical")
+
+
+def book_build(root: Path, site: Path, generator: str) -> subprocess.CompletedProcess:
+    """`lab book --strict` with `book: generator:` set in lab.yaml (removed again after)."""
+    config = root / "lab.yaml"
+    before = config.read_text() if config.is_file() else None
+    config.write_text((before or "") + f"\nbook:\n  generator: {generator}\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), NO_MKDOCS_2_WARNING="1")
+    try:
+        return subprocess.run([sys.executable, "-m", "lab", "book", "--strict", "-d", str(site)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        if before is None:
+            config.unlink()
+        else:
+            config.write_text(before)
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def sites(tmp_path_factory):
+    """One lab built by each generator (all before any test changes the lab)."""
     root = make_lab(tmp_path_factory.mktemp("book") / "lab")
     site = root.parent / "site"
     proc = mkdocs_build(root, site)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return root, site, proc
+    out = {"mkdocs": (root, site, proc)}
+    for generator in GENERATORS[1:]:
+        other = root.parent / f"site-{generator}"
+        proc = book_build(root, other, generator)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        out[generator] = (root, other, proc)
+    return out
 
 
-def test_book_pages_and_links_both_ways(built):
-    root, site, proc = built
+@pytest.fixture(scope="module")
+def built(sites):
+    return sites["mkdocs"]
+
+
+@pytest.fixture(params=GENERATORS)
+def site_by(sites, request):
+    """(generator, (root, site, build process)): the reader checks run on the site of every generator."""
+    return request.param, sites[request.param]
+
+
+def test_book_pages_and_links_both_ways(site_by):
+    generator, (root, site, proc) = site_by
     exp_page = site / "experiments" / "exp1" / "report" / "index.html"
     paper_page = site / "papers" / "1605.08386" / "index.html"
     for path in (site / "index.html", site / "experiments" / "index.html", exp_page, site / "experiments" / "exp2" / "report" / "index.html",
@@ -285,8 +325,8 @@ def test_book_pages_and_links_both_ways(built):
     assert exp_page in tag_targets and site / "papers" / "1111.2011" / "index.html" in tag_targets
 
 
-def test_every_internal_link_resolves(built):
-    root, site, _ = built
+def test_every_internal_link_resolves(site_by):
+    generator, (root, site, _) = site_by
     pages = [p for p in site.rglob("*.html") if "assets" not in p.parts and p.name != "404.html"]  # 404 links from /
     assert len(pages) >= 12
     for page in pages:
@@ -368,8 +408,8 @@ def test_drawing_runs_in_workers_that_end_with_it(tmp_path):
     assert len(list(tmp_path.glob("late*/manifest.json"))) < 200
 
 
-def test_no_markup_from_fetched_text_survives(built):
-    _, site, _ = built
+def test_no_markup_from_fetched_text_survives(site_by):
+    generator, (_, site, _) = site_by
     for page in [p for p in site.rglob("*.html") if "assets" not in p.parts]:
         parsed = Page(page)
         for tag, name, value in parsed.attrs:
@@ -389,8 +429,8 @@ def test_no_markup_from_fetched_text_survives(built):
     # The abstract's fake "## Notes" stays in the abstract; the real notes are the user's own Markdown.
     assert "<em>notes</em>" in evil.read_text()
     assert "<title>" in evil.read_text() and "&lt;script&gt;" in evil.read_text().split("<title>")[1].split("</title>")[0]
-    index = json.loads((site / "search" / "search_index.json").read_text())
-    blob = json.dumps(index)
+    search = site / "search.json" if generator == "zensical" else site / "search" / "search_index.json"
+    blob = json.dumps(json.loads(search.read_text()))
     assert "<script" not in blob and "<img" not in blob and "<svg" not in blob
     # The reading list: hostile feed items are shown as text, their javascript: and data: links are not links, and an
     # "arXiv id" that is not one gets no `lab note` command.
@@ -471,7 +511,7 @@ def test_home_and_search_text(built):
     _, site, _ = built
     home = " ".join(" ".join(Page(site / "index.html").text).split())
     assert "4 experiments" in home and "s2 ★" in home and "c ★" in home  # the latest runs mark each experiment's best
-    from lab.book.pages import plural
+    from lab.book.text import plural
 
     assert plural(1, "experiment") == "1 experiment" and plural(0, "run") == "0 runs"
     index = json.loads((site / "search" / "search_index.json").read_text())
@@ -650,7 +690,7 @@ CHROMIUM = any(__import__("shutil").which(b) for b in ("chromium", "chromium-bro
 
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("LAB_REQUIRE_CHROMIUM"), reason="no chromium (apt-get install -y chromium)")
-def test_screenshots_in_chromium_without_sideways_scroll(built, tmp_path):
+def test_screenshots_in_chromium_without_sideways_scroll(site_by, tmp_path):
     """Home, an experiment with 3 runs and 6 metrics, a paper, the reading list (and the hostile paper, and a table
     too wide for the page) at 1280x2000 in headless Chromium: no page scrolls sideways, and once the pages' scripts
     ran no event handler or javascript: URL is in the DOM. LAB_SCREENSHOTS=DIR keeps the PNGs."""
@@ -659,7 +699,7 @@ def test_screenshots_in_chromium_without_sideways_scroll(built, tmp_path):
         from screenshot import shoot
     finally:
         sys.path.pop(0)
-    _, site, _ = built
+    generator, (_, site, _) = site_by
     out = Path(os.environ.get("LAB_SCREENSHOTS") or tmp_path)
     pages = {"home": "/", "experiment": "/experiments/exp3/report/", "paper": "/papers/2401.00003/",
              "reading-list": "/reading-list/", "hostile-paper": "/papers/2401.00001/", "wide-table": "/experiments/exp4/report/"}
@@ -679,10 +719,140 @@ def test_papers_block_escapes_a_hand_edited_arxiv_id(lab, lab_root):
     (lab_root / "papers" / "2401.00001.md").write_text(render_note(note, "An abstract."))
     lab("note", "--sync", check=0)
     block = (lab_root / "experiments" / "e" / "report.md").read_text().split("<!-- lab:papers -->")[1]
-    assert "<img" not in block and "&lt;img src=x onerror=alert(1)>" in block and "\\[x\\](javascript:alert(2))" in block
+    assert "<img" not in block and "&lt;img src=x onerror=alert(1)&gt;" in block and "\\[x\\](javascript:alert(2))" in block
     assert "T \\*t\\*" in block
     # A well-formed id is written as it is.
     note["arxiv_id"] = "2401.00001"
     (lab_root / "papers" / "2401.00001.md").write_text(render_note(note, "An abstract."))
     lab("note", "--sync", check=0)
     assert "(arXiv:2401.00001)" in (lab_root / "experiments" / "e" / "report.md").read_text()
+
+
+class ArticleText(HTMLParser):
+    """The text of a page's article (the theme's chrome left out), whitespace and permalink marks collapsed."""
+
+    def __init__(self, path: Path):
+        super().__init__(convert_charrefs=True)
+        self.inside, self.skip, self.parts = False, 0, []
+        self.feed(path.read_text(encoding="utf-8"))
+        self.text = " ".join(" ".join(self.parts).replace("¶", " ").split())
+
+    def handle_starttag(self, tag, attrs):
+        self.inside = self.inside or tag == "article"
+        self.skip += self.inside and tag in ("script", "style")
+
+    def handle_endtag(self, tag):
+        self.skip -= self.inside and tag in ("script", "style")
+        self.inside = self.inside and tag != "article"
+
+    def handle_data(self, data):
+        if self.inside and not self.skip:
+            self.parts.append(data)
+
+
+def test_every_generator_shows_the_same_text_and_curves(sites):
+    _, site, _ = sites["mkdocs"]
+    pages = sorted(p.relative_to(site) for p in site.rglob("index.html") if "assets" not in p.parts)
+    assert len(pages) >= 15
+    for generator in GENERATORS[1:]:
+        _, other, proc = sites[generator]
+        for rel in pages:
+            assert (other / rel).is_file(), f"{generator}: no {rel}"
+            mine, theirs = ArticleText(site / rel).text, ArticleText(other / rel).text
+            assert mine and mine == theirs, f"{generator}: {rel} differs"
+        assert sorted(p.name for p in (other / "experiments" / "exp1" / "curves").glob("*.svg")) == ["eval_accuracy.svg", "loss.svg"]
+        assert (other / "assets" / "lab" / "lab.css").is_file()
+        assert "lab.css" in (other / "index.html").read_text()
+
+
+def test_zensical_names_once_the_settings_it_does_not_carry_over(built, tmp_path):
+    root, _, _ = built
+    config = root / "mkdocs.yml"
+    before = config.read_text()
+    config.write_text(before.replace("  - lab\n", "  - lab\n  - rss\n  - macros:\n      module_name: main\n") + "hooks:\n  - hooks.py\n")
+    try:
+        proc = book_build(root, tmp_path / "site", "zensical")
+    finally:
+        config.write_text(before)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if "not carried over" in line]
+    assert len(lines) == 1 and "hooks" in lines[0] and "plugins: rss" in lines[0] and "plugins: macros" in lines[0], proc.stderr
+    assert (tmp_path / "site" / "experiments" / "exp1" / "report" / "index.html").is_file()
+
+
+def test_a_missing_generator_names_its_extra(built):
+    """A Python where ProperDocs is not installed (hidden from the import system): one line naming the extra, exit 1."""
+    root, _, _ = built
+    config = root / "lab.yaml"
+    config.write_text("book:\n  generator: properdocs\n")
+    code = ("import importlib.util as u, runpy, sys; real = u.find_spec;"
+            " u.find_spec = lambda name, *a: None if name == 'properdocs' else real(name, *a);"
+            " sys.argv = ['lab', 'book']; runpy.run_module('lab', run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        config.unlink()
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().endswith("pip install 'lab[properdocs]'") and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    config.write_text("book:\n  generator: hugo\n")
+    try:
+        proc = LabCLI(root)("book", check=2)
+    finally:
+        config.unlink()
+    assert "book.generator: 'hugo' is not one of mkdocs, properdocs, zensical" in proc.stderr
+
+
+def test_out_writes_the_book_as_plain_markdown(built, tmp_path):
+    root, _, _ = built
+    out = tmp_path / "md"
+    LabCLI(root)("book", "--out", out, check=0)
+    report = (out / "experiments" / "exp1" / "report.md").read_text()
+    assert report.startswith("---\ntitle: Warmup on small data\n") and 'class="lab-table"' in report
+    assert (out / "experiments" / "exp1" / "curves" / "loss.svg").is_file() and (out / "assets" / "lab" / "lab.css").is_file()
+    assert (out / "papers" / "1605.08386.md").is_file() and (out / "index.md").is_file() and (out / "tags" / "warmup.md").is_file()
+    assert not (out / "experiments" / "exp1" / "data").exists()  # unpublished files stay private
+    LabCLI(root)("book", "--out", out, check=0)  # its own directory: written again
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    proc = LabCLI(root)("book", "--out", tmp_path / "other", check=2)
+    assert "not empty" in proc.stderr and (tmp_path / "other" / "keep.txt").read_text() == "mine"
+
+
+def test_single_html_is_one_self_contained_page(built, tmp_path):
+    root, _, _ = built
+    page = tmp_path / "exp1.html"
+    LabCLI(root)("book", "exp1", "--single", page, check=0)
+    raw = page.read_text()
+    parsed = Page(page)
+    assert "<svg" in raw and 'class="lab-table"' in raw and "Warmup on small data" in raw
+    assert parsed.scripts == [] and "<link" not in raw and "@import" not in raw
+    assert all(ref.startswith("url(#") for ref in re.findall(r"url\([^)]*\)", raw))  # only the curves' own clip paths
+    # Nothing the browser would fetch: no image, object, frame or stylesheet from elsewhere (links to click are fine).
+    assert not [(t, k, v) for t, k, v in parsed.attrs if k in ("src", "data", "srcset", "poster")]
+    assert "Heat-bath random walks with Markov bases" in raw
+    text = " ".join(parsed.text)
+    assert "s1" in text and "s2" in text and "★" in text
+    md = tmp_path / "exp1.md"
+    LabCLI(root)("book", "exp1", "--single", md, check=0)
+    assert "| setting |" in md.read_text() and "Heat-bath random walks" in md.read_text()
+    # No runs, or a wide sweep of settings: still a page that reads.
+    LabCLI(root)("book", "exp2", "--single", tmp_path / "exp2.html", check=0)
+    assert "not run" in (tmp_path / "exp2.html").read_text()
+    proc = LabCLI(root)("book", "exp1", "--single", tmp_path / "x.pdf", check=2)
+    assert ".html or a .md" in proc.stderr
+
+
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("LAB_REQUIRE_CHROMIUM"), reason="no chromium (apt-get install -y chromium)")
+def test_single_html_opens_offline_in_chromium(built, tmp_path):
+    root, _, _ = built
+    page = tmp_path / "exp1.html"
+    LabCLI(root)("book", "exp1", "--single", page, check=0)
+    browser = next(b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b))
+    # No network at all: a proxy that does not exist; every request would fail and show in the log.
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
+                           "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    assert "<svg" in dom and "lab-table" in dom and "Warmup on small data" in dom
+    assert "ERR_PROXY" not in proc.stderr and "net::ERR" not in proc.stderr

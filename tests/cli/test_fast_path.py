@@ -14,6 +14,7 @@ import sys
 import click
 import pytest
 
+from conftest import REPO
 from lab.cli import app, fast
 from lab.core.layout import find_root
 
@@ -230,11 +231,37 @@ def test_old_entry_points_still_run(old, new, args, tmp_path):
     assert before.returncode == (0 if args else 2) and (before.stdout or before.stderr).startswith("usage:")
 
 
-def test_the_mkdocs_plugin_entry_point():
+@pytest.mark.parametrize("group", ["mkdocs.plugins", "properdocs.plugins"])
+def test_the_book_plugin_entry_point_for_mkdocs_and_properdocs(group):
+    """Both generators load the plugin by its own group (ProperDocs also reads mkdocs.plugins). Needs lab installed
+    from this tree (pip install -e .), as `make setup` does."""
     from importlib.metadata import entry_points
 
-    found = [e for e in entry_points(group="mkdocs.plugins") if e.name == "lab"]
+    found = [e for e in entry_points(group=group) if e.name == "lab"]
     assert found and found[0].value == "lab.book.plugin:LabBookPlugin"
     from lab.book.plugin import LabBookPlugin
 
     assert found[0].load() is LabBookPlugin
+
+
+def test_mkdocs_2_cannot_be_installed_with_lab():
+    """MkDocs 2 has no plugins: the dependency stays below it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [mkdocs] = [Requirement(d) for d in deps if Requirement(d).name == "mkdocs"]
+    assert not mkdocs.specifier.contains("2.0") and not mkdocs.specifier.contains("2.0.0.dev1", prereleases=True)
+    assert mkdocs.specifier.contains("1.6.1")
+
+
+def test_the_book_renders_without_importing_mkdocs(tmp_path):
+    """lab's renderer is the book; only the plugin (the adapter) imports mkdocs."""
+    code = ("import sys; from lab.core.workspace import Workspace, init; init(sys.argv[1]);"
+            " from lab.book import render, single, generators;"
+            " render.write(Workspace(sys.argv[1]), sys.argv[1] + '/../out');"
+            " assert not [m for m in sys.modules if m.split('.')[0] in ('mkdocs', 'properdocs', 'zensical')], 'imported'")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lab")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "index.md").is_file()

@@ -16,6 +16,7 @@ from lab.papers.notes import LAB_KEYS
 def arxiv_env(server, tmp_path, monkeypatch):
     env = {
         "LAB_ARXIV_API_URL": f"{server.url}/api/query",
+        "LAB_ARXIV_PDF_URL": f"{server.url}/pdf",
         "LAB_ARXIV_MIN_INTERVAL": "0",
         "LAB_ARXIV_BACKOFF": "0",
         "LAB_ARXIV_TIMEOUT": "5",
@@ -572,7 +573,8 @@ def test_timeout_is_a_deadline_for_the_whole_request(lab, lab_root, server):
 def test_bib_escapes_what_latex_needs_outside_math(lab_root, title, expected):
     from lab.core.workspace import Workspace
     from lab.papers.client import Paper
-    from lab.papers.notes import bibtex, write_note
+    from lab.papers.bibtex import bibtex
+    from lab.papers.notes import write_note
 
     paper = Paper("2301.12345", 1, title, ["Ana_B. Author"], "2023-01-01T00:00:00+00:00", None, "cs.LG", ["cs.LG"],
                   None, None, None, "https://arxiv.org/abs/2301.12345", "https://arxiv.org/pdf/2301.12345v1", abstract="x")
@@ -602,6 +604,6 @@ def test_bib_escapes_what_latex_needs_outside_math(lab_root, title, expected):
     ],
 )
 def test_update_front_matter_in_place(source, values, expected):
-    from lab.papers.notes import update_front_matter
+    from lab.papers.frontedit import update_front_matter
 
     assert update_front_matter(source, values) == expected

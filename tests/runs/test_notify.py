@@ -15,6 +15,7 @@ from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import notify
 from lab.runs.notify import NotifyConfig, Sender, Summary
+from lab.core.settings import find_setting
 
 
 @pytest.fixture
@@ -264,3 +265,22 @@ def test_send_detached_delivers_from_its_own_process(lab_root, receiver):
     wait_for(lambda: receiver.posts, timeout=60, what="the detached delivery")
     assert receiver.posts[0][1]["title"] == f"lab {lab_root.name}: exp3/lr-high interrupted"
     assert receiver.posts[0][1]["type"] == "warning"
+
+
+def test_notify_summary_sends_the_best_run_and_the_table(lab_root, receiver):
+    """`lab notify --summary EXP`: the experiment's best run, its key metrics and the runs table, as text."""
+    from conftest import LabCLI
+    from lab.runs import attempt as job
+
+    (lab_root / "p.py").write_text("import json, os, sys\ns = json.load(open(sys.argv[1]))\n"
+                                   "open(os.environ['LAB_METRICS'], 'a').write(json.dumps({'step': 1, 'eval_accuracy': s['lr'] * 10}) + '\\n')\n")
+    exp = Workspace(lab_root).new_experiment("exp1")
+    exp.report_path.write_text(exp.report_path.read_text().replace("command: \n", 'command: "{python} p.py {settings}"\n'))
+    for name, lr in (("low", 0.01), ("high", 0.05)):
+        (exp.settings_dir / f"{name}.json").write_text(json.dumps({"lr": lr}))
+        assert job.run(find_setting(exp, name))["state"] == "succeeded"
+    (lab_root / "lab.yaml").write_text(f"notify:\n  urls: ['{receiver.url}']\n  events: [failed]\n")
+    LabCLI(lab_root)("notify", "--summary", "exp1", check=0)
+    [(_, body)] = receiver.posts
+    assert "best: high by eval_accuracy" in body["title"]
+    assert "best: high (eval_accuracy 0.5)" in body["message"] and "low" in body["message"] and "lr" in body["message"]

@@ -148,19 +148,40 @@ def test_fresh_after_edit_and_delete_without_reindex(root):
     assert search(root, "axolotl") == [] and search(root, "wombat_score") == []
 
 
-def test_refresh_paths(root):
-    index.refresh_paths(root, [root / "papers" / "1908.03265.md"])
-    assert not index.index_path(root).exists()  # no index yet: nothing to do, nothing created
+def test_refresh_reindexes_just_the_paths_the_watcher_names(root):
     search(root, "warmup")
     write(root / "papers" / "fresh.md", "# Ocelot notes\n")
     (root / "experiments" / "exp1" / "runs" / "s1.json").unlink()
-    index.refresh_paths(root, [root / "papers" / "fresh.md", "experiments/exp1/runs/s1.json", "/elsewhere/x.md"])
-    conn = sqlite3.connect(index.index_path(root))
-    files = {row[0] for row in conn.execute("SELECT path FROM files")}
-    conn.close()
-    assert "papers/fresh.md" in files and "experiments/exp1/runs/s1.json" not in files
-    index.refresh_paths(root, [root / "experiments"])  # a directory: everything under it
+    conn = index.connect(root)
+    try:
+        index.refresh(conn, root.resolve(), [root / "papers" / "fresh.md", "experiments/exp1/runs/s1.json", "/elsewhere/x.md"])
+        files = {row[0] for row in conn.execute("SELECT path FROM files")}
+        assert "papers/fresh.md" in files and "experiments/exp1/runs/s1.json" not in files
+        index.refresh(conn, root.resolve(), [root / "experiments"])  # a directory: everything under it
+    finally:
+        conn.close()
     assert ids(search(root, "ocelot")) == [("paper", "fresh")]
+
+
+def test_writers_leave_the_index_alone_and_searches_still_see_their_files(root, lab_root):
+    """A run record written by the runner's writer, a note written by `lab note`: the next search finds them
+    through its own freshness scan, and no writer opened the index."""
+    from lab.core.workspace import Workspace
+    from lab.papers.client import Paper
+    from lab.papers.notes import write_note
+    from lab.runs.record import write_record
+
+    search(root, "warmup")
+    before = index.index_path(root).stat().st_mtime_ns
+    ws = Workspace(root)
+    paper = Paper("2401.00042", 1, "Capybara scaling laws", ["A. Author"], None, None, "cs.LG", ["cs.LG"], None,
+                  None, None, "https://arxiv.org/abs/2401.00042", "https://arxiv.org/pdf/2401.00042v1", "About capybaras.")
+    write_note(ws, paper)
+    setting = find_setting(ws.experiment("exp1"), "s1")
+    write_record(setting, {"state": "done", "metrics": {"quokka_rate": 0.5}, "settings": {}})
+    assert index.index_path(root).stat().st_mtime_ns == before
+    assert ids(search(root, "capybara")) == [("paper", "2401.00042")]
+    assert ids(search(root, "quokka_rate")) == [("run", "exp1/s1")]
 
 
 def test_deleted_index_is_rebuilt_to_the_same_answers(root):
@@ -253,8 +274,8 @@ def test_unchanged_directories_are_not_listed_but_edits_inside_are_seen(root):
     assert ids(run) == [("run", "exp1/s1")] and run[0]["title"] == "exp1/s1 (failed)"
 
 
-def test_writers_update_the_index_as_they_write(lab_root):
-    """A finished run's record reaches the index when it is written, before any reader syncs."""
+def test_a_finished_run_is_found_by_the_next_search(lab_root):
+    """A finished run's record is not pushed into the index by the runner; the next search's sync reads it."""
     from helpers import write_settings
     from lab.runs import attempt as job
     from lab.core.workspace import Workspace
@@ -263,6 +284,7 @@ def test_writers_update_the_index_as_they_write(lab_root):
     write_settings(lab_root, "exp9", {"s1.json": {"lr": 1}}, command="{python} prog.py {settings}")
     search(lab_root, "anything")  # the index exists now
     job.run(find_setting(Workspace(lab_root).experiment("exp9"), "s1"))
+    assert ids(search(lab_root, "zebra_score")) == [("run", "exp9/s1")]
     conn = sqlite3.connect(index.index_path(lab_root))
     rows = conn.execute("SELECT type, key, info FROM docs WHERE file = 'experiments/exp9/runs/s1.json'").fetchall()
     conn.close()

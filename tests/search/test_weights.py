@@ -151,3 +151,15 @@ def test_another_snapshot_with_the_same_files_in_the_hugging_face_cache_is_used_
     found = lab.json("search", "linear ramp of the step size", "--mode", "semantic", env={**bare, "HF_HUB_OFFLINE": "1"})
     assert [r["id"] for r in found] == ["warmup"]
     assert hub.requests == [] and not _snapshot(bare).exists()
+
+
+def test_where_lab_cannot_write_its_cache_a_search_says_so_and_lab_reindex_downloads_all_the_same(lab, bare, hub, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # XDG_CACHE_HOME is a file: lab's cache (the download's lock and log) cannot be made
+    env = {**bare, "XDG_CACHE_HOME": str(blocked)}
+    found = lab("search", "learning rate warmup", "--json", env=env, check=0)
+    assert [r["match"] for r in json.loads(found.stdout)] == [["keyword"]]
+    assert "is not here yet; 'lab reindex' downloads it" in found.stderr and hub.requests == []
+    rebuilt = lab("reindex", "--json", env=env, check=0, timeout=300)
+    assert json.loads(rebuilt.stdout)["embedded"] >= 1, rebuilt.stderr
+    assert (_snapshot(bare) / "model.safetensors").is_file()
