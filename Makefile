@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make example   sets up .venv and runs the example experiment (offline, on the packaged model)
-#   make test      sets up .venv and runs the tests
+#   make test      sets up .venv and runs every test (what CI runs)
+#   make test-fast the tests a developer runs while working: all but the `slow` and `slurm` ones, in a minute or two
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: example test setup bench screenshots clean
+.PHONY: example test test-fast setup bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +22,16 @@ example: setup
 	$(BIN)/lab run exp1 --wait --rerun
 	$(BIN)/lab status exp1
 
+# Tests run side by side in up to 4 worker processes (pytest-xdist): most of their time is spent waiting on real
+# runners, jobs and servers, each under its own tmp_path and on a free port; the Slurm tests share one worker (one
+# cluster). PYTEST_ARGS adds options, e.g. PYTEST_ARGS=-x; PYTEST_WORKERS= runs them in this one process.
+PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadgroup
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Not `slow` (training, checks against the torch model, the browser, storms of kill -9) nor `slurm` (a cluster).
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra $(PYTEST_WORKERS) -m "not slow and not slurm" $(PYTEST_ARGS)
 
 # The repository's own lab book at 1280x2000 in headless Chromium (apt-get install chromium): PNGs in .lab/screenshots/.
 screenshots: setup

@@ -17,6 +17,9 @@ them, 5 curves each; every paper note as `lab note` writes it) and measures:
   build of the same run; since the panels are written as SVG text, drawing is about a millisecond a panel: on
   2026-11-29, 2 cores shared with other work at load 13-15, cold 182.0 s wall / 44.9 s CPU, cached 144.5 s wall /
   44.5 s CPU, drawing 4.9 ms CPU an experiment).
+On 2026-12-07 (2 cores shared, load 6-15), 1,000 experiments and 10,000 papers, curves cached: mkdocs build 258-331 s
+wall / 74-76 s CPU; `lab book --out` 56-64 s wall / 19-23 s CPU (0.17-0.25x the mkdocs build's wall, 0.25-0.30x
+its CPU); ProperDocs 80.0 s CPU (1.08x mkdocs); Zensical 87.9 s CPU (1.15x mkdocs), 227 s wall.
 Wall seconds depend on what else the machine runs (the load average is printed with each line); CPU seconds
 (user+sys of mkdocs and its workers) much less.
 Run: .venv/bin/python benchmarks/bench_book.py [--experiments 1000] [--papers 10000] [--cold]

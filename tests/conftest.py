@@ -64,3 +64,11 @@ def embedded(lab, lab_root):
     write(lab_root / "experiments" / "tok" / "report.md", OTHER_REPORT)
     lab("reindex", check=0)
     return lab_root
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist's --dist loadgroup (make test), the tests that need the Slurm cluster run in one worker,
+    one after another: there is one cluster, with few slots, and their waits assume it is theirs."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -113,6 +113,7 @@ def run_in_process(argv: list[str], env: dict | None = None, input: str | None =
     """`lab ARGV` in this process, as `python -m lab ARGV` would run it: see LabCLI. Everything the command may
     change in this process (the environment, the working directory, signal handlers) is put back afterwards, and
     the search's forked helper (lab.search.prefork) is switched off, so that no search forks the test process."""
+    from click import formatting
     from click.testing import CliRunner
 
     from lab.cli.fast import main
@@ -123,6 +124,7 @@ def run_in_process(argv: list[str], env: dict | None = None, input: str | None =
     code = 0
     with CliRunner().isolation(input=input, env={"LAB_ROOT": None, **(env or {})}) as (out, err, _):
         try:
+            formatting.FORCED_WIDTH = None  # help as wide as a real process makes it (CliRunner forces 80 columns)
             prefork.enabled = False
             if cwd is not None:
                 os.chdir(cwd)

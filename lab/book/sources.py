@@ -109,8 +109,16 @@ def load_papers(ws, warn) -> list[Paper]:
 
 def fulltext_indexed(ws, keys: list[str]) -> dict[str, bool]:
     """Hook for the papers' full text: note key -> whether its full text is in the search index. A paper page
-    shows a "full text" row for the keys given here; {} (nothing known) until the full-text index says more."""
-    return {}
+    shows a "full text" row for the keys given here: the notes that have a PDF (`papers/KEY.pdf`), indexed when
+    text was extracted from it (lab.core.pdftext.summary also gives its pages, words and problem)."""
+    from lab.core import pdftext
+
+    out = {}
+    for key in keys:
+        found = pdftext.summary(ws.root, f"papers/{key}.md")
+        if found is not None:
+            out[key] = found["pages"] > 0
+    return out
 
 
 def load_experiment(exp, warn) -> ExperimentInfo:

@@ -65,14 +65,21 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+# A list longer than this is kept out of the search index (every entry's own page is in it): Zensical refuses a
+# page section over 16,384 words, and a search for a word would otherwise find the index beside the page.
+SEARCH_MAX_ROWS = 200
+
+
 def html_table(header: list[str], rows: list[list[str]]) -> str:
-    """A raw HTML table of cells that are already safe HTML (one line: Markdown leaves it alone)."""
+    """A raw HTML table of cells that are already safe HTML (one line: Markdown leaves it alone); a long one is
+    marked `data-search-exclude` (Material, Zensical)."""
     if not rows:
         return ""
     # Spaces between cells: the search index takes the text of raw HTML as it is, and would run words together.
     head = " ".join(f"<th>{c}</th>" for c in header)
     body = " ".join("<tr> " + " ".join(f"<td>{c}</td>" for c in r) + " </tr>" for r in rows)
-    return f"<table><thead><tr> {head} </tr></thead><tbody> {body} </tbody></table>\n"
+    table = f"<table><thead><tr> {head} </tr></thead><tbody> {body} </tbody></table>"
+    return (f"<div data-search-exclude>{table}</div>" if len(rows) > SEARCH_MAX_ROWS else table) + "\n"
 
 
 def plural(n: int, word: str) -> str:

@@ -35,8 +35,8 @@ def atomic_write_text(path: Path | str, text: str, fsync: bool = True) -> None:
         raise
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """`atomic_write_text` for bytes (a copy of a user's file kept as it is), fsynced."""
+def atomic_write_bytes(path: Path | str, data: bytes, fsync: bool = True) -> None:
+    """`atomic_write_text` for bytes (a copy of a user's file kept as it is)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -44,7 +44,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

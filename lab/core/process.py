@@ -167,8 +167,11 @@ def spawn_detached(argv: list[str], log: Path | str, cwd: Path | str, env: dict 
 
     The child imports lab from wherever this process did (an editable install, a checkout on PYTHONPATH), and
     holds none of the caller's descriptors, so it never keeps the caller's output open. Returns the Popen.
+    A daemon thread waits for the child, so that a long-lived caller (a notebook through `lab.open()`, a test
+    process) never keeps it as a zombie, whose pid would still look alive, once it ends.
     """
     import subprocess
+    import threading
 
     env = dict(os.environ if env is None else env)
     package_parent = str(Path(__file__).resolve().parents[2])  # the folder that holds the lab package
@@ -176,5 +179,7 @@ def spawn_detached(argv: list[str], log: Path | str, cwd: Path | str, env: dict 
     if package_parent not in paths:
         env["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    return proc

@@ -51,7 +51,7 @@ class Attempt:
         self.settings_path = records.resolved_settings_path(self.setting)
         self.template = self.template or template_for(self.setting)
         self.argv = build_argv(self.setting, self.settings_path, self.template, resolved=self.resolved)
-        _warm_environment(self)  # issue 18 hook: the package scan (once per runner) before the program starts
+        _warm_environment(self)  # the package scan for the record (once per runner), done before the program starts
 
     def start(self) -> subprocess.Popen | None:
         """Write the resolved settings and the log header, start the program, write the `running` record.
@@ -85,6 +85,9 @@ class Attempt:
         self.started_at = started_at
         self._since = time.time()
         self.capture = capture_options(setting)
+        # The code's hashes before the program starts (cached: a few stats), so that the `running` record, written
+        # once it runs, follows at once: a supervisor that dies in between leaves a job that never said it ran.
+        self.code = _code_fields(self)
 
     def spawn(self) -> subprocess.Popen | None:
         """Start the prepared program and write the `running` record."""
@@ -184,27 +187,40 @@ class Attempt:
         write_result(records.metrics_path(self.setting), cap.result())
 
     def _running(self, started_at: str) -> dict:
+        info = provenance(self.setting.experiment.workspace.root)
+        drift = _drift_fields(self)
+        if drift.get("untracked") and info.get("git"):
+            info["git"]["dirty"] = True  # it ran files the commit does not hold (kept with the record: lab.runs.code)
         return records.running(self.setting, attempt=self.attempt, executor=self.executor, resolved=self.resolved,
                                hash_=settings_hash(self.resolved), template=self.template, argv=self.argv,
-                               started_at=started_at, provenance=provenance(self.setting.experiment.workspace.root),
-                               extra=self.extra, drift=_drift_fields(self))
+                               started_at=started_at, provenance=info, extra=self.extra, drift=drift)
 
     def duration(self) -> float | None:
         return round(time.monotonic() - self._started, 3) if self._started else None
 
     def finish(self, returncode: int | None, state: str | None = None, reason: str | None = None) -> dict:
         """Record the end of the attempt: state, exit code or signal, duration, final metrics."""
+        duration = self.duration()  # the program's time, not the capture's last reading after it
         try:
             self.end_capture()
-        except OSError:
-            pass  # the metrics the program wrote itself are still recorded
-        self.record = records.ended(self.setting, self.record, returncode, duration_s=self.duration(), state=state,
+        except Exception as e:  # a capture that fails costs the captured metrics, never the record
+            _capture_failed(self.setting, e)
+        self.record = records.ended(self.setting, self.record, returncode, duration_s=duration, state=state,
                                     reason=reason, log_offset=self.log_offset)
         records.write_record(self.setting, self.record)
         return self.record
 
 
 CAPTURE_WAIT_S = 300.0  # how long a job's end waits for its live capture to read the rest of the log
+
+
+def _capture_failed(setting: Setting, error: Exception) -> None:
+    from lab.runs.capture import write_result
+
+    try:
+        write_result(records.metrics_path(setting), {"notes": [f"capture failed: {type(error).__name__}: {error}"]})
+    except OSError:
+        pass
 
 
 def capture_options(setting: Setting):
@@ -218,7 +234,7 @@ def _capture_env(env: dict) -> dict:
     return {k: v for k, v in env.items() if not k.startswith(("PYTHONPROFILE", "CUDA_"))}
 
 
-def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
+def _warm_environment(attempt: Attempt) -> None:  # the environment's scan, cached, so the record is written fast
     from lab.runs.environment import current
 
     try:
@@ -227,10 +243,17 @@ def _warm_environment(attempt: Attempt) -> None:  # issue 18 hook
         pass
 
 
-def _drift_fields(attempt: Attempt) -> dict:  # issue 18 hook
+def _drift_fields(attempt: Attempt) -> dict:  # inputs and environment, to tell later whether the run is stale
     from lab.runs.environment import record_fields
 
-    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env)
+    return record_fields(attempt.setting, attempt.resolved, attempt.argv, attempt.base_env,
+                         code=getattr(attempt, "code", None))
+
+
+def _code_fields(attempt: Attempt) -> dict:
+    from lab.runs.code import code_fields
+
+    return code_fields(attempt.setting, attempt.argv)
 
 
 def provenance(root: Path) -> dict:
@@ -273,7 +296,7 @@ def package_versions() -> dict:
 
 # The whole repository except lab's own bookkeeping (records and logs, which lab rewrites as jobs are queued and
 # run): a run is "dirty" when the code or data differ from the commit, not because its own record was written.
-# Issue 18: `lab reproduce` applies this diff.
+# `lab reproduce` applies this diff to rebuild the code a run had.
 CODE_PATHSPEC = (":(top)", ":(exclude,glob)experiments/*/runs/**", ":(exclude,glob)experiments/*/logs/**")
 
 

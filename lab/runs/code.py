@@ -36,12 +36,17 @@ MAX_DEFAULT_FILES = 2000  # more tracked program files than this: only the named
 def patterns_for(setting) -> list[str] | None:
     """The `code:` globs of the setting's report, else of lab.yaml, else None (the default set). BadInput when
     `code:` is neither a string nor a list of strings."""
-    meta = setting.experiment.meta()
+    return experiment_patterns(setting.experiment)
+
+
+def experiment_patterns(exp, meta: dict | None = None) -> list[str] | None:
+    """`patterns_for` of an experiment (`meta`: its report's front matter, when the caller has read it)."""
+    meta = exp.meta() if meta is None else meta
     if "code" in meta and meta["code"] is not None:
-        return _globs(meta["code"], setting.experiment.report_path)
-    config = setting.experiment.workspace.config
+        return _globs(meta["code"], exp.report_path)
+    config = exp.workspace.config
     if "code" in config and config["code"] is not None:
-        return _globs(config["code"], setting.experiment.workspace.root / "lab.yaml")
+        return _globs(config["code"], exp.workspace.root / "lab.yaml")
     return None
 
 
@@ -71,8 +76,39 @@ def missing_program(root: Path, argv: list[str]) -> str | None:
     return None
 
 
+TRACKED_CACHE = "tracked-files"
+
+
 def tracked_files(root: Path) -> list[str] | None:
-    """The files git tracks under `root` (paths relative to it), or None when `root` is not in a git work tree."""
+    """The files git tracks under `root` (paths relative to it), or None when `root` is not in a git work tree.
+
+    At a repository's top level the answer is kept in `.lab/tracked-files` with the stamp of `.git/index` (which
+    git rewrites whenever what it tracks changes), so a queue of jobs asks git once, not once per job."""
+    index = Path(root) / ".git" / "index"
+    try:
+        st = index.stat()
+        stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+    except OSError:
+        return _ask_git(root)
+    cache = Path(root) / ".lab" / TRACKED_CACHE
+    try:
+        head, _, body = cache.read_bytes().decode("utf-8", "surrogateescape").partition("\n")
+        if head == stamp:
+            return [p for p in body.split("\0") if p]
+    except OSError:
+        pass
+    files = _ask_git(root)
+    if files is not None:
+        from lab.core.fsutil import atomic_write_bytes
+
+        try:
+            atomic_write_bytes(cache, (stamp + "\n" + "\0".join(files)).encode("utf-8", "surrogateescape"), fsync=False)
+        except OSError:
+            pass  # derived: asked again next time
+    return files
+
+
+def _ask_git(root: Path) -> list[str] | None:
     try:
         out = subprocess.run(["git", "-c", "core.quotepath=off", "ls-files", "-z"], cwd=root, capture_output=True,
                              timeout=30)

@@ -53,8 +53,12 @@ def check(workspace: Workspace, targets: list[str], env: dict | None = None) -> 
 
     settings = select(workspace, targets)
     check_config(workspace.config, workspace.root / "lab.yaml")
+    from lab.runs.code import experiment_patterns
+
     for exp in dict.fromkeys(s.experiment for s in settings):
-        check_report(exp.meta(), exp.report_path)  # `comand:` would run the default program instead
+        meta = exp.meta()
+        check_report(meta, exp.report_path)  # `comand:` would run the default program instead
+        experiment_patterns(exp, meta)  # a bad `code:` is bad input now, not a run without its code recorded
     planned, errors = [], []
     for setting in settings:
         try:
@@ -72,6 +76,9 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
     resolved = setting.resolve()
     template = template_for(setting)
     argv = build_argv(setting, records.resolved_settings_path(setting), template, resolved=resolved)
+    from lab.runs.capture.patterns import options_for
+
+    options_for(setting.experiment)  # a malformed `capture:` (a bad pattern) is refused before anything is queued
     program = argv[0]
     if os.sep not in program:
         path = (env if env is not None else os.environ).get("PATH", os.defpath)
@@ -79,13 +86,12 @@ def check_setting(setting: Setting, env: dict | None = None) -> Planned:
             raise BadInput(f"{setting.experiment.report_path}: command: program {program!r} not found on PATH")
     elif not os.access(program if os.path.isabs(program) else setting.experiment.workspace.root / program, os.X_OK):
         raise BadInput(f"{setting.experiment.report_path}: command: {program!r} is not an executable file")
-    from lab.runs.code import missing_program, patterns_for
+    from lab.runs.code import missing_program
 
     script = missing_program(setting.experiment.workspace.root, argv)
     if script is not None:
         raise BadInput(f"{setting.experiment.report_path}: command: {script!r} does not exist "
                        f"(paths are relative to the lab root, {setting.experiment.workspace.root})")
-    patterns_for(setting)  # a bad `code:` is bad input now, not a run without its code recorded
     if is_default_program(template):
         _require_training_stack(setting)
         validate = _train_validator()

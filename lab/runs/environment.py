@@ -203,7 +203,7 @@ def read_environment(exp_dir: Path, digest: str | None) -> dict[str, str] | None
         return None
 
 
-def record_fields(setting, resolved: dict, argv: list[str] | None, env: dict | None) -> dict:
+def record_fields(setting, resolved: dict, argv: list[str] | None, env: dict | None, code: dict | None = None) -> dict:
     """What a run record adds about the run's inputs and environment: `inputs`, `code` (and `untracked`, see
     lab.runs.code) and `environment` (the hook the record's owner calls where it builds a record)."""
     from lab.runs.code import code_fields
@@ -218,4 +218,6 @@ def record_fields(setting, resolved: dict, argv: list[str] | None, env: dict | N
         digest = record_environment(setting.experiment.dir, argv, env)
     except OSError:
         digest = None
-    return {"inputs": inputs, **code_fields(setting, argv or []), "environment": digest}
+    if code is None:  # `code`: the attempt's code fields, when it read them before its program started
+        code = code_fields(setting, argv or [])
+    return {"inputs": inputs, **code, "environment": digest}

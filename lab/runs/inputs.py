@@ -203,6 +203,7 @@ class Checker:
         self.root = Path(root)
         self.cache = HashCache.for_lab(self.root)
         self.now: dict[str, str] = {}
+        self.sets: dict = {}
 
     def current(self, key: str) -> str:
         if key not in self.now:
@@ -211,10 +212,22 @@ class Checker:
         return self.now[key]
 
     def changed(self, inputs: dict, ignore: str | None = None) -> list[str]:
-        """The recorded inputs whose content is not what it was (deleted ones included), sorted."""
+        """The recorded inputs whose content is not what it was (deleted ones included), sorted. A token's code set
+        (`staleness_token`) is read from `.lab/code-sets/` once per checker."""
         if not isinstance(inputs, dict):
             return []
+        if CODE_SET in inputs:
+            inputs = {**{k: v for k, v in inputs.items() if k != CODE_SET}, **self.code_set(inputs[CODE_SET])}
         return sorted(k for k, v in inputs.items() if k != ignore and isinstance(k, str) and self.current(k) != v)
+
+    def code_set(self, digest) -> dict:
+        if digest not in self.sets:
+            try:
+                data = json.loads(code_set_path(self.root, str(digest)).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = {}  # gone with .lab/: the status cache that names it goes too, and is rebuilt
+            self.sets[digest] = data if isinstance(data, dict) else {}
+        return self.sets[digest]
 
     def close(self) -> None:
         self.cache.save()
@@ -249,11 +262,43 @@ def changed_inputs(root: Path, record: dict | None, checker: Checker | None = No
             own.close()
 
 
-def staleness_token(record: dict) -> str:
-    """What `lab status` caches to check a succeeded record's inputs and code without reading the record again."""
+CODE_SET = "@code-set"  # a staleness token's key for the run's code files, stored once per distinct set
+CODE_SETS_DIR = "code-sets"
+_known_sets: dict[tuple[str, str], str] = {}  # (lab root, code set as JSON) -> digest, once written, in this process
+
+
+def code_set_path(root: Path, digest: str) -> Path:
+    return Path(root) / ".lab" / CODE_SETS_DIR / f"{digest}.json"
+
+
+def staleness_token(record: dict, root: Path | None = None) -> str:
+    """What `lab status` caches to check a succeeded record's inputs and code without reading the record again.
+
+    The code files of most runs are the same set (the lab's program at one moment): with `root`, the set is kept
+    once in `.lab/code-sets/DIGEST.json` (derived, like the token) and the token names its DIGEST, so 10,000
+    cached runs do not repeat it 10,000 times."""
     if record.get("state") != "succeeded":
         return ""
     files = watched(record)
+    code = record.get("code")
+    if root is not None and isinstance(code, dict) and code:
+        text = json.dumps(code, separators=(",", ":"), ensure_ascii=False)
+        digest = _known_sets.get((str(root), text))
+        if digest is None:
+            digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+            path = code_set_path(root, digest)
+            if not path.exists():
+                try:
+                    atomic_write_text(path, text, fsync=False)
+                except OSError:
+                    digest = None  # the token holds the files themselves
+            if digest is not None:
+                _known_sets[(str(root), text)] = digest
+        if digest is not None:
+            data = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}
+            own = own_settings_file(record)
+            files = {k: v for k, v in data.items() if k != own}
+            files[CODE_SET] = digest
     return json.dumps(files, separators=(",", ":"), ensure_ascii=False) if files else ""
 
 

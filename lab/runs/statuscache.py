@@ -222,7 +222,7 @@ def _read_runs(ename: str, runs_path: str, block) -> list[tuple[str, str, str]]:
             summary = summarize(record, ename, setting)
             cells = CELL_SEP.join(_printable(c) for c in table_cells(summary))
             active = str(summary.get("executor") or "local") if summary.get("state") in records.ACTIVE else ""
-            inputs = staleness_token(dict(record))
+            inputs = staleness_token(dict(record), Path(runs_path).parents[2])
             lines.append((setting, f"{stamp}{_printable(active)}{SEP}{cells}{SEP}{inputs}", json.dumps(summary, ensure_ascii=False)))
     lines.sort(key=lambda line: natural_key(line[0]))
     return lines

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from lab.search.results import RUN_WEIGHT, opening, page_of, units
+
 TYPES = ("experiment", "setting", "run", "paper", "feed")
 
 # bm25 weights of the FTS columns, in order: titles above headings above the rest.
@@ -310,15 +312,16 @@ def _ranked(conn, match: str, where: list[str], params: list, limit: int) -> lis
     return conn.execute(sql, [match, *params, int(limit)]).fetchall()
 
 
-def keyword_ranking(conn, q: Query, where: list[str], params: list, depth: int) -> list[tuple[int, float, int]]:
+def keyword_ranking(conn, q: Query, where: list[str], params: list, depth: int, need: int | None = None) -> list[tuple[int, float, int]]:
     """(doc id, bm25 with its sign flipped, phase) best first: documents with every word (phase 0), then those with
     some of the words (1), each by bm25 (which grows with every word a document holds), then those with only
-    the quoted phrases and prefix* terms (2)."""
+    the quoted phrases and prefix* terms (2). A later phase runs only while fewer than `depth` rows, or with
+    `need`, fewer than `need` documents (passages of one count once), were found."""
     rows: list[tuple[int, float, int]] = []
     seen: set[int] = set()
     phases = [q.all_words(), q.some_words(), q.required_expr() if q.words else None]
     for phase, expr in enumerate(phases):
-        if expr is None or len(rows) >= depth:
+        if expr is None or len(rows) >= depth or (need and rows and len(set(units(conn, seen).values())) >= need):
             continue
         for doc_id, score in _ranked(conn, expr, where, params, depth):
             if doc_id not in seen and len(rows) < depth:
@@ -394,7 +397,7 @@ def search(
         # embeds the query while the keyword ranking runs here.
         begin = getattr(semantic, "begin", None)
         finish = begin(allowed, depth) if begin is not None else (lambda: semantic(allowed, depth))
-    keyword = keyword_ranking(conn, q, where, params, depth) if mode != "semantic" else []
+    keyword = keyword_ranking(conn, q, where, params, depth, limit if mode == "keyword" else None) if mode != "semantic" else []
     if finish is not None:
         similar = finish()
     by_keyword = {r[0] for r in keyword}
@@ -402,7 +405,7 @@ def search(
     candidates = {r[0] for r in keyword} | by_meaning
     if not candidates:
         return []
-    kinds = _kinds(conn, candidates)
+    kinds = units(conn, candidates)
     # (doc id, score, order): `order` sorts, equal ones by path (the same after any rebuild). A run record
     # matches mostly on its settings' names (`learning_rate`): it goes below documents that match in text.
     if mode == "keyword":
@@ -454,10 +457,10 @@ def search(
         type_, key, title, section, path, body, title_text, info = details[doc_id]
         snippet = snippets.get(doc_id)
         if snippet is None:
-            snippet = _opening(body or title_text or "")
+            snippet = opening(body or title_text or "")
         snippet = decode_snippet(" ".join((snippet or "").split()), *marks)
         match = [m for m, found in (("keyword", doc_id in by_keyword), ("semantic", doc_id in by_meaning)) if found]
-        page = _page(info)
+        page = page_of(info)
         results.append(
             {
                 "type": type_,
@@ -473,28 +476,3 @@ def search(
             }
         )
     return results
-
-
-RUN_WEIGHT = 0.5  # a run record's share of a hybrid score: it has no meaning of its own, only setting names
-
-
-def _kinds(conn, ids) -> dict:
-    """{doc id: (type, key)}: which document each matching row is a part of."""
-    ids = list(ids)
-    return {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT id, type, key FROM docs WHERE id IN ({','.join('?' * len(ids))})", ids)}
-
-
-def _page(info: str | None) -> int | None:
-    """The page of a passage of a paper's PDF (None for everything else). Parsed only when there is one."""
-    if not info or '"page"' not in info:
-        return None
-    import json
-
-    value = json.loads(info).get("page")
-    return value if isinstance(value, int) else None
-
-
-def _opening(text: str, words: int = 24) -> str:
-    """The first words of a document, for a result found by meaning alone (no word of the query to show)."""
-    parts = text[:2000].split()
-    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")

@@ -7,7 +7,7 @@ overflows and a replaced index file make the next apply a full `lab.search.index
 A `rank` request applies the same way first, then ranks by meaning (lab.search.embed.ranker): the model loads at
 the first one and stays, and the vectors stay mapped until the index's `vectors_version` changes.
 
-Why inotify itself, not watchfiles (looked at for issue 13): watchfiles passes on only events that name a path, so
+Why inotify itself, not watchfiles (which was weighed for this): watchfiles passes on only events that name a path, so
 an event-queue overflow (notify's path-less Rescan event) would go unseen and the watcher would answer `ok` over
 lost changes; and its events arrive only from a loop that polls every `step` ms (interrupting that loop discards
 what it holds), so each `sync` would wait for a batch (about 6 ms at a 5 ms step, with the thread waking 200 times

@@ -689,6 +689,7 @@ def test_escaping_helpers():
 CHROMIUM = any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome"))
 
 
+@pytest.mark.slow  # a headless browser
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("LAB_REQUIRE_CHROMIUM"), reason="no chromium (apt-get install -y chromium)")
 def test_screenshots_in_chromium_without_sideways_scroll(site_by, tmp_path):
     """Home, an experiment with 3 runs and 6 metrics, a paper, the reading list (and the hostile paper, and a table

@@ -141,8 +141,8 @@ def test_setting_file_names_that_cannot_be_shown_are_refused_when_queued(lab, la
 
 
 @pytest.mark.parametrize("field", [
-    "{settings.foo}", "{settings.__class__}", "{settings.__class__.__mro__}", "{0}", "{}", "{name!r}",
-    "{name:>9}", "{output_dir[0]}", "{name:{settings.__class__}}", "{python.__init__.__globals__}",
+    "{0}", "{}", "{name!r}", "{name:>9}", "{output_dir[0]}", "{name:{settings.__class__}}",
+    "{python.__init__.__globals__}", "{settings.foo!r}",
 ])
 def test_command_template_takes_only_the_documented_placeholders(lab, lab_root, field):
     write_settings(lab_root, "e1", {"s1.json": {"lr": 1}}, command=f"python -c pass {field}")
@@ -150,6 +150,18 @@ def test_command_template_takes_only_the_documented_placeholders(lab, lab_root, 
     line = one_error(lab("run", "e1"), "experiments/e1/report.md: command: unknown placeholder", field,
                      "known: {settings}, {output_dir}, {name}, {python}")
     assert "class" not in line.replace(field, "")  # nothing was evaluated: the field is only quoted back
+    nothing_queued(lab_root, "e1")
+    assert files(lab_root) == before
+
+
+@pytest.mark.parametrize("field", ["{settings.foo}", "{settings.__class__}", "{settings.__class__.__mro__}"])
+def test_settings_key_placeholder_only_looks_up_keys(lab, lab_root, field):
+    """`{settings.KEY}` is a key of the resolved setting, looked up in the JSON object: never an attribute."""
+    write_settings(lab_root, "e1", {"s1.json": {"lr": 1}}, command=f"python -c pass {field}")
+    before = files(lab_root)
+    key = field[len("{settings."):-1]
+    line = one_error(lab("run", "e1"), "experiments/e1/settings/s1.json: no key", f"{key!r} for {field}")
+    assert "class '" not in line and "type" not in line  # nothing was evaluated: the key is only quoted back
     nothing_queued(lab_root, "e1")
     assert files(lab_root) == before
 

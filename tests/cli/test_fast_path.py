@@ -14,7 +14,7 @@ import sys
 import click
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from lab.cli import app, fast
 from lab.core.layout import find_root
 

@@ -1,4 +1,4 @@
-"""Settings ported from transformers' run_glue.py / run_classification.py, as people wrote them (issue 16).
+"""Settings ported from transformers' run_glue.py / run_classification.py, as people wrote them.
 
 The files in tests/fixtures/settings/ are real (schlevik/nlr, as committed) or transcribed from transformers'
 own tests and README (provenance in tests/fixtures/README.md). Each goes through `lab run`'s check, and the
@@ -124,6 +124,7 @@ def test_sentence_pairs_are_found_as_run_glue_finds_them():
     assert default_text_columns(["body", "label"]) is None
 
 
+@pytest.mark.slow  # trains a model
 def test_the_trainer_uses_the_pair(tmp_path):
     pytest.importorskip("datasets")
     from lab.train.args import DataTrainingArguments

@@ -159,7 +159,7 @@ def test_feed_help_has_examples(lab):
         assert "Example" in lab(*args, check=0).stdout
 
 
-# ---- issue 16: feeds as they come (feedparser's own test feeds, tests/fixtures/feedparser/) -----------------
+# ---- feeds as they come in the wild (feedparser's own test feeds, tests/fixtures/feedparser/) ---------------
 
 FEEDPARSER = FIXTURES / "feedparser"
 

@@ -228,3 +228,26 @@ def test_private_use_text_only_is_said(tmp_path, monkeypatch):
     monkeypatch.setattr(pypdf.PageObject, "extract_text", lambda self, *a, **k: "\ue031\ue032\ue033 \ue034")
     out = pdftext.extract(PDFS / "multicolumn.pdf")
     assert out["problem"].startswith("its text is private-use glyphs only")
+
+
+def test_the_book_knows_which_papers_have_their_full_text_indexed(lab, lab_root):
+    from lab.book.sources import fulltext_indexed
+    from lab.core.workspace import Workspace
+
+    lab("note", "1111.2011v2", check=0)
+    (lab_root / "papers" / "1605.08386.md").write_text("---\ntitle: No PDF here\n---\n")
+    assert fulltext_indexed(Workspace(lab_root), ["1111.2011", "1605.08386"]) == {"1111.2011": True}
+
+
+def test_related_work_finds_a_paper_by_its_full_text(lab, lab_root):
+    from lab.search.related import related
+
+    (lab_root / "experiments" / "exp1").mkdir(parents=True, exist_ok=True)
+    (lab_root / "experiments" / "exp1" / "report.md").write_text(
+        "---\ntitle: Coupled chains\n---\n\n## Question\n\nWhere does a double log divergence come from?\n"
+    )
+    (lab_root / "papers").mkdir(exist_ok=True)
+    (lab_root / "papers" / "other.md").write_text("---\ntitle: Log-linear models\n---\n\nA log divergence of the likelihood.\n")
+    lab("note", "1111.2011v2", check=0)  # its abstract says nothing of a double log divergence; page 7 does
+    found = related(lab_root, "exp1", semantic=False)
+    assert [r["id"] for r in found][:1] == ["1111.2011"] and found[0]["match"] == ["keyword"]

@@ -405,7 +405,7 @@ def test_heavy_imports_stay_behind_the_commands():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# ---- issue 16: notes keep the user's front matter as written; one Note model --------------------------------
+# ---- notes keep the user's front matter as written; one Note model ------------------------------------------
 
 
 def test_refresh_keeps_the_users_front_matter_text(lab, lab_root, server):
@@ -498,7 +498,7 @@ def test_note_that_cannot_be_edited_in_place_is_refused_before_fetching(lab, lab
     assert path.read_text() == "---\n{arxiv_id: '1605.08386', mine: 1}\n---\nmine\n"
 
 
-# ---- issue 16: ids with non-ASCII digits, arXiv's own identifier tests ------------------------------------
+# ---- ids with non-ASCII digits, arXiv's own identifier tests ----------------------------------------------
 
 
 def _id_fixture():
@@ -553,7 +553,7 @@ def test_timeout_is_a_deadline_for_the_whole_request(lab, lab_root, server):
     assert elapsed < 10, elapsed
 
 
-# ---- issue 16: BibTeX that LaTeX can read ------------------------------------------------------------------
+# ---- BibTeX that LaTeX can read ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

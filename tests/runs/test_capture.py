@@ -250,7 +250,7 @@ def test_bad_output_leaves_the_other_metrics_intact(module_lab):
     notes = rec["capture_notes"]
     assert any("more than 1000 metric names" in n for n in notes)
     assert any("stopped" in n and "(a+)+" in n for n in notes)
-    assert sum("metric names" in n for n in notes) == 1  # said once
+    assert sum("more than 1000 metric names" in n for n in notes) == 1  # said once
     log = (bad / "logs" / "a.log").read_bytes()
     assert b"\xff\xfe\x00 binary\n" in log and log.count(b"\nm") >= 1_000_000  # the log is what the program wrote
     assert time.monotonic() - started < 300
@@ -368,6 +368,21 @@ def test_unpassable_setting_is_refused_naming_the_key(lab, lab_root, settings, m
     write_settings(lab_root, "fl", {"a.json": settings}, command="{python} prints.py {flags}")
     proc = lab("run", "fl", check=2)
     assert message in proc.stderr and "experiments/fl/settings/a.json" in proc.stderr
+    assert not (lab_root / ".lab" / "queue.db").exists()
+
+
+@pytest.mark.parametrize("front_matter, message", [
+    ("capture:\n  patterns: ['(unclosed']\n", "capture pattern '(unclosed': missing ), unterminated subpattern"),
+    ("capture:\n  patterns: ['loss ([0-9.]+)']\n", "has no named group for a value"),
+    ("capture:\n  colour: red\n", "capture: unknown key 'colour'"),
+    ("capture: 3\n", "'capture' must be true, false or a mapping"),
+])
+def test_bad_capture_configuration_queues_nothing(lab, lab_root, front_matter, message):
+    program(lab_root, "prints.py")
+    set_command(lab_root, "badcap", "{python} prints.py {settings}", front_matter)
+    (lab_root / "experiments" / "badcap" / "settings" / "a.json").write_text("{}")
+    proc = lab("run", "badcap", check=2)
+    assert message in proc.stderr and "experiments/badcap/report.md" in proc.stderr
     assert not (lab_root / ".lab" / "queue.db").exists()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,10 @@ import pytest
 from helpers import LabCLI, kill_lab_processes, wait_for, write_settings
 
 TRAIN = """\
-import json, os, sys
+import json, os, sys, time
 import lab
 s = json.load(open(sys.argv[1]))
+time.sleep(s.get("sleep", 0))
 with open(os.path.join(os.environ["LAB_ROOT"], "starts.txt"), "a") as f:
     f.write(os.environ["LAB_SETTING"] + "\\n")
 lab.log_metrics(step=1, score=s["lr"] * 2)
@@ -129,7 +132,7 @@ def test_an_untracked_script_is_kept_and_reproduces(glab, lab_root):
     write_settings(lab_root, "exp5", {"s1.json": {"lr": 0.5}}, command="{python} src/train_new.py {settings}")
     glab("run", "exp5", "--wait", check=0)
     rec = record(lab_root, "exp5", "s1")
-    assert rec["state"] == "succeeded" and rec["untracked"] == ["src/train_new.py"]
+    assert rec["state"] == "succeeded" and rec["untracked"] == ["src/train_new.py"] and rec["git"]["dirty"] is True
     kept = lab_root / "experiments" / "exp5" / "runs" / "files" / rec["code"]["src/train_new.py"]
     assert kept.read_text() == new.read_text()
     new.unlink()  # gone from the lab; the record's copy remains
@@ -185,3 +188,31 @@ def test_the_files_a_command_names_are_found_and_bookkeeping_is_not(tmp_path):
     assert missing_program(tmp_path, ["python", "-m", "nowhere"]) is None
     assert [p for p in ("src/a.py", "README.md", "lab.yaml", "docs/x.py", "experiments/e/p.py", ".github/w.yml")
             if is_program_file(p)] == ["src/a.py"]
+
+
+def test_an_interrupted_reproduction_leaves_lab_status_as_it_was(glab, lab_root):
+    import signal
+
+    write_settings(lab_root, "exp2", {"slow.json": {"lr": 0.3, "sleep": 1.5}})
+    git(lab_root, "add", "-A")
+    git(lab_root, "commit", "-q", "-m", "slow")
+    glab("run", "exp2/slow", "--wait", check=0)
+    original = record(lab_root, "exp2", "slow")
+    before = glab.json("status", "exp2")
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "--root", str(lab_root), "reproduce", "exp2/slow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (lab_root / "experiments/exp2/logs/reproduce/slow.log").exists(), what="the reproduction starts")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "the setting's record and state are unchanged" in err
+    after = glab.json("status", "exp2")
+    assert [(r["setting"], r["state"], r["attempt"], r["metrics"]) for r in after] == \
+           [(r["setting"], r["state"], r["attempt"], r["metrics"]) for r in before]
+    rec = record(lab_root, "exp2", "slow")
+    assert rec["state"] == "succeeded" and rec["metrics"] == original["metrics"] and rec["reproduction"]["state"] == "cancelled"
+    assert "skipped exp2/slow" in glab("run", "exp2/slow", check=0).stderr

@@ -1,5 +1,5 @@
 """Exactly once under kill -9: the runner (or a job's supervisor) killed at each named point of starting and
-finishing a job, and random kill -9 of the runner over a queue of short jobs (issue 14)."""
+finishing a job, and random kill -9 of the runner over a queue of short jobs: each setting still runs exactly once."""
 
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ def test_a_kill_at_each_point_of_a_job_leaves_each_setting_done_once(lab_root, c
     assert not list((lab_root / ".lab" / "jobs").glob("*.exit"))
 
 
+@pytest.mark.slow  # a storm of kill -9
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_kill9_of_the_runner_runs_every_setting_exactly_once(lab_root, cleanup, seed):
     rng = random.Random(seed)

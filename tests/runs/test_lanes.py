@@ -362,6 +362,7 @@ def test_a_kill_at_any_step_of_starting_or_ending_a_job_on_three_lanes_runs_each
     wait_for(lambda: not lab_processes(lab_root), what="no process left")
 
 
+@pytest.mark.slow  # a storm of kill -9
 @pytest.mark.real_process  # the runner is killed: orphaned, as a real `lab run` leaves it, not a child of pytest
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_kill9_of_the_runner_while_three_lanes_run_runs_each_setting_once(llab, lab_root, seed):

@@ -269,7 +269,7 @@ def test_send_detached_delivers_from_its_own_process(lab_root, receiver):
 
 def test_notify_summary_sends_the_best_run_and_the_table(lab_root, receiver):
     """`lab notify --summary EXP`: the experiment's best run, its key metrics and the runs table, as text."""
-    from conftest import LabCLI
+    from helpers import LabCLI
     from lab.runs import attempt as job
 
     (lab_root / "p.py").write_text("import json, os, sys\ns = json.load(open(sys.argv[1]))\n"

@@ -1,4 +1,5 @@
-"""Drift (issue 18): inputs and environments in run records, stale runs, lab reproduce, lab diff, sweeps.
+"""What a run depended on, and drift from it: inputs and environments in run records, stale runs, lab reproduce,
+lab diff, sweeps.
 
 Real parts: the real `lab` command, the real runner and real programs (a tiny deterministic one that reads its
 settings' files the way lab.train does), exp1's own settings and data copied from the repository, and real git.

@@ -1,4 +1,5 @@
-"""Bad state in the runs wing heals or gives one clear line (issue 14, points 3, 4, 5, 6 (records), 7)."""
+"""Bad state in the runs wing heals or gives one clear line: odd setting names, NaN metrics, bad
+grace values, wrongly typed record fields, a damaged queue, a garbage record, a full disk."""
 
 from __future__ import annotations
 

@@ -387,3 +387,19 @@ def test_a_node_failure_is_interrupted_and_submitted_again(cluster, lab_root, mo
     assert "node failure" in shown["history"][0]["reason"]
     [rec] = slurmqueue.wait(ws, [setting], poll_s=0.3)
     assert rec["state"] == "succeeded" and rec["attempt"] == 2
+
+
+def test_a_slurm_jobs_metrics_are_captured_on_the_node(cluster, lab_root):
+    """A program that prints its metrics (no LAB_METRICS) run as a Slurm job: the node captures them as the local
+    runner does, and the record says where they came from."""
+    (lab_root / "printer.py").write_text("print('step 1: loss=0.5 acc=0.7')\nprint('step 2: loss=0.25 acc=0.8')\n")
+    write_settings(lab_root, "cap", {"s1.json": {}}, command="{python} printer.py")
+    ws = Workspace(lab_root)
+    chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("cap"))]
+    slurmqueue.submit(ws, chosen)
+    [rec] = slurmqueue.wait(ws, [chosen[0][0]], poll_s=0.3)
+    assert rec["state"] == "succeeded" and rec["executor"] == "slurm"
+    assert rec["metrics"] == {"loss": 0.25, "acc": 0.8}
+    assert rec["metrics_sources"] == {"loss": "output", "acc": "output"}
+    rows = (lab_root / "experiments/cap" / rec["metrics_path"]).read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [1, 2]

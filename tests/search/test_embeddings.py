@@ -12,6 +12,7 @@ np = pytest.importorskip("numpy")
 pytest.importorskip("tokenizers")
 
 
+@pytest.mark.slow  # loads the torch model
 def test_vectors_match_the_torch_model():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")

@@ -45,6 +45,7 @@ def graphs(cache) -> list:
     return sorted(folder.glob("*.onnx")) if folder.exists() else []
 
 
+@pytest.mark.slow  # builds the int8 graphs
 def test_vectors_stay_within_cosine_0_99_of_the_numpy_model(tmp_path, monkeypatch):
     """Each document vector from the int8 path is within cosine 0.99 of the float32 NumPy model's, on real
     abstracts (SciFact, most truncated at 256 word pieces) and short sentences. Two different texts, even on
@@ -69,6 +70,7 @@ def test_vectors_stay_within_cosine_0_99_of_the_numpy_model(tmp_path, monkeypatc
     assert ((alone * ours[:6]).sum(1)).min() > 0.99
 
 
+@pytest.mark.slow  # builds the int8 graphs
 def test_the_graphs_are_built_once_reused_and_rebuilt_when_damaged(tmp_path):
     cache = tmp_path / "cache"
     texts = corpus_texts(2) + SENTENCES[:2]  # long ones (the int8 graph) and short ones (the float32 graph)
@@ -92,6 +94,7 @@ def test_the_graphs_are_built_once_reused_and_rebuilt_when_damaged(tmp_path):
     assert repaired["vectors"] == first["vectors"]
 
 
+@pytest.mark.slow  # builds the int8 graphs
 def test_an_unwritable_cache_builds_the_graph_for_the_process(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")  # the cache would be a folder under a file: every write fails (even as root)
@@ -113,6 +116,8 @@ def test_without_onnxruntime_the_numpy_model_embeds(tmp_path):
     assert np.allclose(np.array(found["vectors"], dtype=np.float32), reference, atol=1e-5)
 
 
+@pytest.mark.slow  # builds the int8 graphs
+@pytest.mark.real_process  # onnxruntime is blocked through PYTHONPATH, which only a new process reads
 def test_reindex_embeds_with_the_fast_model_or_says_why_not(lab, tmp_path):
     from lab.search import index
 
@@ -125,14 +130,15 @@ def test_reindex_embeds_with_the_fast_model_or_says_why_not(lab, tmp_path):
     slow = lab("reindex", "--json", check=0,
                env={**env, "PYTHONPATH": os.pathsep.join([str(blocked), str(REPO), os.environ.get("PYTHONPATH", "")])})
     assert "lab: embedding with the slower NumPy model: onnxruntime is not installed" in slow.stderr
-    assert json.loads(slow.stdout)["embedded"] == 20
+    passages = json.loads(slow.stdout)["embedded"]
+    assert passages >= 20  # every note, a long one as several passages
     conn = index.connect(lab.root)
     numpy_vectors = dict(conn.execute("SELECT hash, vec FROM doc_vectors"))
     conn.close()
 
     (lab.root / ".lab" / "index.db").unlink()
     fast = lab("reindex", "--json", check=0, env=env)
-    assert "NumPy" not in fast.stderr and json.loads(fast.stdout)["embedded"] == 20
+    assert "NumPy" not in fast.stderr and json.loads(fast.stdout)["embedded"] == passages
     assert len(graphs(tmp_path / "cache")) == 2
     conn = index.connect(lab.root)
     fast_vectors = dict(conn.execute("SELECT hash, vec FROM doc_vectors"))
@@ -143,6 +149,7 @@ def test_reindex_embeds_with_the_fast_model_or_says_why_not(lab, tmp_path):
         assert a @ b >= 0.99
 
 
+@pytest.mark.slow  # builds the int8 graphs
 def test_onnxruntime_writes_no_telemetry_id(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -1,5 +1,5 @@
-"""Issue 15's acceptance: plain-language queries rank, word forms match, semantic matches fused in, the index
-rebuilt without blocking a search, and no torch on the query path. Real processes, real SQLite, the real model."""
+"""Search by meaning as a user asks: plain-language queries rank, word forms match, semantic matches fused in, the
+index rebuilt without blocking a search, and no torch on the query path. Real processes, real SQLite, the real model."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ def test_watch_outside_a_lab_and_bad_options(tmp_path, lab):
     assert lab("watch", "--stop", check=0).stderr.strip() == "no watcher runs for this lab"
 
 
-# -- the watcher ranks by meaning (issue 15: the model and the vectors kept warm) ---------------------------------
+# -- the watcher ranks by meaning (the model and the vectors kept warm between searches) ----------------------
 
 
 def test_the_watcher_ranks_by_meaning_with_the_same_results(lab, embedded):

@@ -175,6 +175,7 @@ def test_metrics_match_scikit_learn():
 
 # --- the program, end to end (real subprocesses) ---
 
+@pytest.mark.slow  # trains a model
 def test_trains_saves_and_streams_metrics(lab_root, tiny_model):
     exp_dir = make_exp(lab_root, tiny_model)
     rec = run_setting(lab_root)
@@ -200,6 +201,7 @@ def test_trains_saves_and_streams_metrics(lab_root, tiny_model):
     assert "Traceback" not in log
 
 
+@pytest.mark.slow  # trains a model
 def test_same_setting_twice_gives_identical_metrics(lab_root, tiny_model):
     exp_dir = make_exp(lab_root, tiny_model)
     first = run_setting(lab_root)
@@ -238,6 +240,7 @@ def test_run_by_hand_outside_lab(lab_root, tiny_model):
     assert helped.returncode == 0 and "DataTrainingArguments:" in helped.stdout and "  train_file: " in helped.stdout
 
 
+@pytest.mark.slow  # trains a model
 def test_two_text_columns_int_labels_and_multi_label(lab_root, tiny_model):
     """CSV with a sentence pair and integer labels; JSONL with lists of labels (multi-label)."""
     import csv
@@ -272,6 +275,7 @@ def test_two_text_columns_int_labels_and_multi_label(lab_root, tiny_model):
     assert {"eval_accuracy", "eval_f1", "eval_f1_micro"} <= set(multi["metrics"])
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.skipif(not HAS_RUNNER, reason="lab.runner (lab run) is not merged yet")
 def test_lab_run_wait_runs_the_default_program(lab, lab_root, tiny_model):
     exp_dir = make_exp(lab_root, tiny_model)

@@ -1,7 +1,8 @@
 """The live capture beside a job: `python -m lab.runs.capture.live SPEC-JSON` (started by `lab.runs.attempt`).
 
 The program writes straight to its log, as without capture (the log stays byte for byte what it wrote, and no
-pipe can ever slow or block it); this process, at low priority in its own session, reads the log as it grows and
+pipe can ever slow or block it); this process, at the lowest priority (nice 19, SCHED_BATCH) in its own session and
+using at most a quarter of a core while the job runs, reads the log as it grows and
 the output directory's files, and writes the progress `lab status` shows (`logs/S.capture.json`). When its
 standard input closes (the job ended and its supervisor closed the pipe, or the supervisor died) it reads the
 rest, writes the full capture (`logs/S.captured.jsonl` and the summary, `done`) and exits.
@@ -40,9 +41,10 @@ def serve(spec: dict, stdin_fd: int = 0) -> int:
     cap = capture_from(spec)
     last_write = 0.0
     dirty = False
+    wait = POLL_S
     while True:
         try:
-            ready, _, _ = select.select([stdin_fd], [], [], POLL_S)
+            ready, _, _ = select.select([stdin_fd], [], [], wait)
         except InterruptedError:
             ready = []
         if ready:
@@ -55,6 +57,9 @@ def serve(spec: dict, stdin_fd: int = 0) -> int:
         started = time.monotonic()
         dirty = cap.poll() or dirty
         spent = time.monotonic() - started
+        # At most a quarter of one core while the job runs (the rest is read when it ends): a program that prints
+        # a lot is not slowed by the reading of its own output.
+        wait = max(POLL_S, 3 * spent)
         # Writing the summary costs little, but merging a long history does not: write it rarely then.
         if dirty and time.monotonic() - last_write >= max(MIN_WRITE_S, 20 * spent):
             write_progress(spec["metrics"], cap.result())
@@ -128,8 +133,9 @@ class Forked:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        os.nice(10)
-    except OSError:
+        os.nice(19)  # the job comes first
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (OSError, AttributeError):
         pass
     return serve(json.loads(argv[0]))
 

@@ -21,6 +21,7 @@ from lab.runs.capture.output import OutputScraper
 from lab.runs.capture.patterns import Options, Patterns
 
 READ_CHUNK = 16 << 20
+MAP_OVER = 64 << 20
 
 
 class Capture:
@@ -37,13 +38,8 @@ class Capture:
         self.lab_metrics = False
         scrape = self.options.enabled and (self.options.output or self.options.patterns)
         patterns = Patterns(self.options.patterns) if self.options.enabled and self.options.patterns else None
-        self.scraper = OutputScraper(patterns) if scrape else None
-        if self.scraper is not None and not self.options.output:
-            self.scraper.lines = self._patterns_only
+        self.scraper = OutputScraper(patterns, builtin=bool(self.options.output)) if scrape else None
         self.files = Files(output_dirs, since) if self.options.enabled and self.options.files else None
-
-    def _patterns_only(self, chunk: bytes) -> None:
-        self.scraper.patterns.scan(chunk, self.scraper.series)
 
     def writes_lab_metrics(self) -> bool:
         if not self.lab_metrics and self.metrics_path is not None:
@@ -73,6 +69,14 @@ class Capture:
             return False
         read = False
         with f:
+            size = os.fstat(f.fileno()).st_size if self.end is None else self.end
+            if size - self.offset > MAP_OVER:  # a big log (lab recapture): scanned in place, not read
+                import mmap
+
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                    done = self.scraper.whole_lines(buf, self.offset, min(size, len(buf)))
+                read = done > self.offset
+                self.offset = done
             f.seek(self.offset)
             while True:
                 want = READ_CHUNK if self.end is None else min(READ_CHUNK, self.end - self.offset)

@@ -41,18 +41,16 @@ _STEP_KEYS = {"step", "global_step"}
 
 def number(text: bytes) -> float | int | None:
     """A number written as a program prints it (ints stay ints; nan and inf kept), or None."""
-    text = text.strip()
-    m = _TENSOR.match(text)
-    if m:
-        text = m.group(1)
-    try:
-        return int(text)
-    except ValueError:
-        pass
     try:
         value = float(text)
     except ValueError:
-        return None
+        text = text.strip()
+        m = _TENSOR.match(text)
+        if m is None:
+            return None
+        return number(m.group(1))
+    if text.isdigit() or (text[:1] in (b"-", b"+") and text[1:].isdigit()):
+        return int(text)
     return value
 
 
@@ -97,9 +95,10 @@ class Series:
 class OutputScraper:
     """Reads a program's output in pieces (`feed`), whole lines at a time; `end()` takes the last unended line."""
 
-    def __init__(self, patterns=None, series: Series | None = None):
+    def __init__(self, patterns=None, series: Series | None = None, builtin: bool = True):
         self.series = series if series is not None else Series()
         self.patterns = patterns  # a Patterns, or None
+        self.builtin = builtin  # False: the user's patterns only (`capture: {output: false}`)
         self._pending = b""
         self._skipping = False  # inside a line over MAX_LINE, until its newline
         self._block = False
@@ -118,7 +117,7 @@ class OutputScraper:
             return
         if end + 1 < len(data):
             self._hold(data[end + 1:])
-        self.lines(data[:end + 1])
+        self.lines(data, end + 1)
 
     def _hold(self, rest: bytes) -> None:
         if self._skipping:
@@ -135,21 +134,43 @@ class OutputScraper:
             self.lines(rest + b"\n")
         self._skipping = False
 
-    def lines(self, chunk: bytes) -> None:
-        """Scrape a run of whole lines (each ended by a newline)."""
+    def whole_lines(self, buf, start: int, stop: int) -> int:
+        """Scrape the whole lines of buf[start:stop] in place (a memory map of a big log: nothing is copied but
+        the candidate lines); return where the unended last line begins (to be fed next)."""
+        if self._pending or self._skipping:
+            return start
+        last = buf.rfind(b"\n", start, stop)
+        if last < 0:
+            return start
+        self.lines(buf, last + 1, start)
+        return last + 1
+
+    def lines(self, chunk: bytes, stop: int | None = None, pos: int = 0) -> None:
+        """Scrape the whole lines of chunk[:stop] (each ended by a newline).
+
+        Only lines that hold a candidate (`=`, `: `, `{`, `*****`) are looked at (`candidate_lines`): most of a
+        log (progress bars, warnings) is passed over at the speed of memchr, not line by line in Python.
+        """
+        stop = len(chunk) if stop is None else stop
         if self._skipping:
-            cut = chunk.find(b"\n")
+            pos = chunk.find(b"\n", pos, stop) + 1
             self._skipping = False
-            chunk = chunk[cut + 1:]
         if self.patterns:
-            self.patterns.scan(chunk, self.series)
+            self.patterns.scan(chunk[pos:stop], self.series)
+        if not self.builtin:
+            return
         line_of = self.line
-        for line in chunk.split(b"\n"):
-            if len(line) > MAX_LINE:
+        last_end = pos - 1
+        for start, end in candidate_lines(chunk, pos, stop):
+            if start > last_end + 1:
+                self._block = False  # lines without a candidate ended any block
+            if end - start > MAX_LINE:
                 self.series.note("line", f"a line over {MAX_LINE >> 20} MB was skipped")
-                continue
-            if self._block or b"=" in line or b":" in line or b"*****" in line:
-                line_of(line)
+            else:
+                line_of(chunk[start:end])
+            last_end = end
+        if last_end + 1 < stop:
+            self._block = False
 
     def line(self, line: bytes) -> None:
         if b"\x1b" in line:
@@ -235,6 +256,36 @@ class OutputScraper:
         add = self.series.add
         for name, value in values:
             add(name, value, step)
+
+
+_COLON = re.compile(rb": ")
+
+
+def candidate_lines(chunk: bytes, pos: int, stop: int) -> list[tuple[int, int]]:
+    """(start, end) of the lines of chunk[pos:stop] that may hold a metric, in order: each candidate is found by a
+    search for one literal (`bytes.find` of one byte is memchr), and the search goes on after its line's end."""
+    found: dict[int, int] = {}
+    find, rfind = chunk.find, chunk.rfind
+    for needle in (b"=", b"{", b"*****", None):
+        i = pos
+        search = _COLON.search if needle is None else None
+        while True:
+            if search is None:
+                i = find(needle, i, stop)
+                if i < 0:
+                    break
+            else:
+                m = search(chunk, i, stop)
+                if m is None:
+                    break
+                i = m.start()
+            start = rfind(b"\n", pos, i) + 1 or pos
+            end = find(b"\n", i, stop)
+            if end < 0:
+                end = stop
+            found[start] = end
+            i = end + 1
+    return sorted(found.items())
 
 
 def scrape(data: bytes, patterns=None) -> OutputScraper:

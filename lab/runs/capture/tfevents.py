@@ -14,6 +14,7 @@ has small scalar records, so this is a few dozen array operations per file.
 
 from __future__ import annotations
 
+import re
 import struct
 
 _U64 = struct.Struct("<Q")
@@ -21,6 +22,9 @@ _U32 = struct.Struct("<I")
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 _MASK_DELTA = 0xA282EAD8
+# The common shape of a scalar record (torch's SummaryWriter, the Trainer's and Lightning's loggers): an Event of
+# wall_time (1), step (2) and a Summary (5) of one Value of a tag (1) and a simple_value (2), lengths under 128.
+_SIMPLE = re.compile(rb"\x09.{8}\x10([\x80-\xff]{0,9}[\x00-\x7f])\x2a([\x00-\x7f])\x0a([\x00-\x7f])\x0a([\x00-\x7f])", re.S)
 _TABLE: list[int] | None = None
 
 
@@ -50,27 +54,25 @@ def masked(crc: int) -> int:
 
 
 def _masked_many(blobs: list[bytes]) -> list[int]:
-    """masked(crc32c(b)) for many short byte strings at once (NumPy, vectorised over the strings)."""
+    """masked(crc32c(b)) for many short byte strings at once: NumPy, one table step per byte position for all the
+    strings of one length together (a writer's scalar records come in a few lengths)."""
     import numpy as np
 
-    n = len(blobs)
-    lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=n)
-    width = int(lengths.max()) if n else 0
-    buf = np.zeros((n, width), dtype=np.uint8)
-    joined = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-    rows = np.repeat(np.arange(n), lengths)
-    starts = np.cumsum(lengths) - lengths
-    cols = np.arange(len(joined)) - np.repeat(starts, lengths)
-    buf[rows, cols] = joined
     table = np.array(_table(), dtype=np.uint32)
-    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
-    for i in range(width):
-        step = table[(crc ^ buf[:, i]) & 0xFF] ^ (crc >> 8)
-        crc = np.where(lengths > i, step, crc)
-    crc ^= np.uint32(0xFFFFFFFF)
-    crc = crc.astype(np.uint64)
-    out = (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-    return out.tolist()
+    by_length: dict[int, list[int]] = {}
+    for i, b in enumerate(blobs):
+        by_length.setdefault(len(b), []).append(i)
+    out = [0] * len(blobs)
+    for width, members in by_length.items():
+        buf = np.frombuffer(b"".join(blobs[i] for i in members), dtype=np.uint8).reshape(len(members), width)
+        crc = np.full(len(members), 0xFFFFFFFF, dtype=np.uint32)
+        for col in range(width):
+            crc = table[(crc ^ buf[:, col]) & 0xFF] ^ (crc >> 8)
+        crc = (crc ^ np.uint32(0xFFFFFFFF)).astype(np.uint64)
+        sums = ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).tolist()
+        for i, value in zip(members, sums):
+            out[i] = value
+    return out
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -186,6 +188,86 @@ def _event_scalars(buf: bytes):
     return None if found is None else (step, found)
 
 
+def masked_crcs(blobs: list[bytes]) -> list[int]:
+    """masked(crc32c(b)) of each blob: short ones together with NumPy, long or few ones one by one."""
+    sums = [0] * len(blobs)
+    short = [i for i, b in enumerate(blobs) if len(b) <= 512]
+    if len(short) > 8:
+        for i, value in zip(short, _masked_many([blobs[i] for i in short])):
+            sums[i] = value
+    else:
+        short = []
+    done = set(short)
+    for i, b in enumerate(blobs):
+        if i not in done:
+            sums[i] = masked(crc32c(b))
+    return sums
+
+
+def _first_bad_length(data: bytes, starts: list) -> int | None:
+    """The index of the first record whose length field fails its checksum, or None."""
+    if not starts:
+        return None
+    unpack_i = _U32.unpack_from
+    sums = masked_crcs([data[at:at + 8] for at in starts])
+    for k, (at, good) in enumerate(zip(starts, sums)):
+        if unpack_i(data, at + 8)[0] != good:
+            return k
+    return None
+
+
+def _simple_records(data: bytes, starts: list, lengths: list) -> dict:
+    """{record index: (step, [(tag, value)])} of the records of the common scalar shape (`_SIMPLE`), read for all
+    records at once with NumPy (the byte at each field's place, for every record together); the others are left
+    to the general walk."""
+    if len(starts) < 64:
+        return {}
+    import numpy as np
+
+    a = np.frombuffer(data, dtype=np.uint8)
+    n = len(a)
+    body = np.asarray(starts, dtype=np.int64) + 12
+    end = body + np.asarray(lengths, dtype=np.int64)
+
+    def at(index):
+        return a[np.minimum(index, n - 1)]
+
+    ok = (end - body >= 20) & (at(body) == 0x09) & (at(body + 9) == 0x10)
+    p = body + 10
+    step = np.zeros(len(body), dtype=np.int64)
+    size = np.zeros(len(body), dtype=np.int64)
+    going = ok.copy()
+    for i in range(9):  # the step's varint, up to 9 bytes
+        byte = at(p + i).astype(np.int64)
+        step = np.where(going, step | ((byte & 0x7F) << (7 * i)), step)
+        size = np.where(going, i + 1, size)
+        going = going & (byte >= 0x80)
+    ok &= ~going
+    q = p + size
+    summary = at(q + 1).astype(np.int64)
+    value = at(q + 3).astype(np.int64)
+    tag_len = at(q + 5).astype(np.int64)
+    tag_end = q + 6 + tag_len
+    ok &= ((at(q) == 0x2A) & (summary < 0x80) & (q + 2 + summary == end) & (at(q + 2) == 0x0A)
+           & (value == summary - 2) & (at(q + 4) == 0x0A) & (tag_len < 0x80) & (tag_end + 5 <= end)
+           & (at(tag_end) == 0x15))
+    idx = np.nonzero(ok)[0]
+    if not len(idx):
+        return {}
+    where = tag_end[idx] + 1
+    raw = a[where[:, None] + np.arange(4)].copy().view("<f4").ravel().astype(np.float64).tolist()
+    tags: dict = {}
+    names = []
+    for s, e in zip((q[idx] + 6).tolist(), tag_end[idx].tolist()):
+        t = data[s:e]
+        tag = tags.get(t)
+        if tag is None:
+            tag = tags[t] = t.decode("utf-8", "replace")
+        names.append(tag)
+    values = [float(f"{v:.7g}") for v in raw]
+    return {k: (st, [(tag, v)]) for k, st, tag, v in zip(idx.tolist(), step[idx].tolist(), names, values)}
+
+
 class EventReader:
     """Reads one event file incrementally: `read()` returns the scalars of the records written since the last
     call, as [(tag, step, value)]; a record still being written is left for the next call."""
@@ -203,58 +285,66 @@ class EventReader:
                 data = f.read()
         except OSError:
             return []
-        records = []
+        # The framing first (lengths read, their checksums checked together below), then the records.
+        starts, lengths = [], []
         pos = 0
         n = len(data)
         unpack_q, unpack_i = _U64.unpack_from, _U32.unpack_from
         while pos + 12 <= n:
             length = unpack_q(data, pos)[0]
-            header = data[pos:pos + 8]
-            if unpack_i(data, pos + 8)[0] != masked(crc32c(header)):
-                self._say("a record length with a bad checksum: the rest of the file skipped")
-                pos = n
-                self.offset += n
-                data = b""
-                break
-            end = pos + 12 + length + 4
+            end = pos + 16 + length
             if end > n:
-                break  # cut mid-record (still being written): read again from here next time
-            records.append((data[pos + 12:pos + 12 + length], unpack_i(data, pos + 12 + length)[0]))
+                # Cut mid-record (still being written): read again from here next time; unless its length is
+                # no length at all (a damaged file), whose records after it cannot be found.
+                if unpack_i(data, pos + 8)[0] != masked(crc32c(data[pos:pos + 8])):
+                    self._say("a record length with a bad checksum: the rest of the file skipped")
+                    pos = n
+                break
+            starts.append(pos)
+            lengths.append(length)
             pos = end
         self.offset += pos
-        return self._scalars(records)
+        out, failed = self._scalars(data, starts, lengths)
+        if failed is not None:  # a record failed its checksum: was its length damaged (the framing lost)?
+            bad = _first_bad_length(data, starts[failed:])
+            if bad is not None:
+                self._say("a record length with a bad checksum: the rest of the file skipped")
+                keep = starts[failed + bad]
+                out = [x for x, at in out if at < keep]
+                self.offset = self.offset - pos + n
+                return out
+        return [x for x, _ in out]
 
-    def _scalars(self, records) -> list[tuple[str, int, float]]:
-        parsed = []
-        for body, crc in records:
+    def _scalars(self, data: bytes, starts: list, lengths: list):
+        """([((tag, step, value), record start)], index of the first record with a bad checksum or None)."""
+        unpack_i = _U32.unpack_from
+        found = _simple_records(data, starts, lengths)  # {record index: (step, [(tag, value)])}
+        for k, (at, length) in enumerate(zip(starts, lengths)):
+            if k in found:
+                continue
             try:
-                got = _event_scalars(body)
+                got = _event_scalars(data[at + 12:at + 12 + length])
             except (ValueError, IndexError, struct.error):
                 self._say("a record that is no Event skipped")
                 continue
             if got is not None:
-                parsed.append((body, crc, got))
-        if not parsed:
-            return []
-        small = [i for i, p in enumerate(parsed) if len(p[0]) <= 512]
-        sums = [0] * len(parsed)
-        if len(small) > 8:
-            for i, s in zip(small, _masked_many([parsed[i][0] for i in small])):
-                sums[i] = s
-        else:
-            small = []
-        done = set(small)
-        for i, p in enumerate(parsed):
-            if i not in done:
-                sums[i] = masked(crc32c(p[0]))
+                found[k] = got
+        if not found:
+            return [], None
+        order = sorted(found)
+        sums = masked_crcs([data[starts[k] + 12:starts[k] + 12 + lengths[k]] for k in order])
         out = []
-        for (_body, crc, (step, values)), good in zip(parsed, sums):
-            if crc != good:
+        failed = None
+        for k, good in zip(order, sums):
+            if unpack_i(data, starts[k] + 12 + lengths[k])[0] != good:
                 self._say("a record with a bad checksum skipped")
+                if failed is None:
+                    failed = k
                 continue
+            step, values = found[k]
             for tag, value in values:
-                out.append((tag, step, value))
-        return out
+                out.append(((tag, step, value), starts[k]))
+        return out, failed
 
     def _say(self, text: str) -> None:
         note = f"{self.path}: {text}"

@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from conftest import LabCLI
+from helpers import LabCLI
 from lab.core.workspace import Workspace, init
 from lab.core.settings import list_settings
 
