@@ -238,7 +238,7 @@ def _states(state: str | Iterable[str] | None, known: Iterable[str]) -> set[str]
 
 
 def _matches(settings: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    from lab.api.runs import flatten
+    from lab.core.settings import flatten
 
     flat = flatten(settings)
     return all(key in flat and flat[key] == value for key, value in where.items())

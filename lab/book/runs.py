@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lab.book.metrics import is_metric, is_number
 from lab.core.fsutil import natural_key
+from lab.core.settings import flatten, list_settings
 from lab.errors import LabError
 from lab.runs import record as records
 
@@ -65,7 +66,7 @@ def load_runs(exp, resolve_missing: bool = True) -> list[Run]:
                               if is_number(v) and is_number(old.metrics.get(k)) and is_metric(k)}
     checker.close()
     try:
-        settings = exp.settings()
+        settings = list_settings(exp)
     except LabError:
         settings = []
     for setting in settings:
@@ -120,18 +121,6 @@ def _run_from_record(exp, name: str, rec: dict, checker=None, live: bool = True)
         # The streamed file is newer than the record while a run is going.
         run.metrics.update(records.final_metrics(run.rows()))
     return run
-
-
-def flatten(data: dict, prefix: str = "") -> dict:
-    """Nested settings as dotted keys: {"model": {"layers": 2}} -> {"model.layers": 2}."""
-    out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 _MISSING = object()

@@ -80,7 +80,9 @@ def list_cmd(lab, as_json):
     """
     from lab.errors import BadInput
 
-    rows = lab.workspace.listing()
+    from lab.core.settings import listing
+
+    rows = listing(lab.workspace)
     if as_json:
         echo_json(rows)
     elif not rows:
@@ -109,14 +111,14 @@ def show_cmd(lab, target, as_json):
       lab show exp1
     """
     from lab.core.command import template_for
-    from lab.core.settings import find_setting, parse_target
+    from lab.core.settings import find_setting, list_settings, parse_target
 
     exp_name, setting_name = parse_target(target)
     exp = lab.workspace.experiment(exp_name)
     if setting_name:
         click.echo(json.dumps(find_setting(exp, setting_name).resolve(), indent=2, ensure_ascii=False))
         return
-    settings = exp.settings()
+    settings = list_settings(exp)
     info = {
         "name": exp.name,
         "title": exp.title(),

@@ -19,6 +19,10 @@ import sys
 from lab.cli.exits import run
 from lab.core.layout import find_root
 
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+
 SLOW_SCAN = 0.15  # seconds: a freshness scan this slow earns a hint about `lab watch`
 _VALUE_OPTIONS = {"--type": "type", "--exp": "exp", "--tag": "tag", "--limit": "limit", "--mode": "mode"}
 
@@ -88,7 +92,7 @@ def _status_at_root(root: str, targets: list[str], as_json: bool) -> int:
     return run_status(Workspace(root), targets, as_json)
 
 
-def run_status(workspace, targets: list[str], as_json: bool = False) -> int:
+def run_status(workspace: Workspace, targets: list[str], as_json: bool = False) -> int:
     """Print the runs (a table, or JSON on stdout) and the runner's state (stderr); return the exit status."""
     from lab.runs.local.info import queue_info
     from lab.runs.status import entries_json, table_rows

@@ -31,6 +31,19 @@ QUEUE = f"{STATE}/queue.db"  # the run queue (lab.runs.local.queue)
 WATCH_LOG = f"{STATE}/watch.log"
 FULLTEXT = f"{STATE}/fulltext"  # the text extracted from the PDFs under papers/ (lab.core.pdftext), derived
 
+# Inside .lab/, by name (each module joins them to the workspace's state_dir).
+QUEUE_DB = "queue.db"  # the run queue (lab.runs.local.queue)
+RUNNER_LOCK = "runner.lock"  # exactly one runner (lab.runs.local.lock)
+RUNNER_LOG = "runner.log"  # the runner's diary (lab.runs.local.diary)
+LANES = "lanes.json"  # the live runner's lanes (lab.runs.local.info)
+JOBS = "jobs"  # the job-file protocol (lab.runs.local.jobfiles)
+TEST_KILL_FIRED = "test-kill-fired"  # the tests' fault hook fired (lab.runs.local.faults)
+STATUS_CACHE = "status-cache"  # lab status's summaries (lab.runs.statuscache)
+INPUT_HASHES = "input-hashes.tsv"  # the hashes of run inputs (lab.runs.inputs)
+SLURM = "slurm"  # the Slurm executor's files (lab.runs.slurm): jobs/, out/, chain, drained
+SLURM_JOBS = f"{SLURM}/jobs"
+SLURM_OUT = f"{SLURM}/out"
+
 # Inside experiments/EXP/.
 SETTINGS = "settings"
 LOGS = "logs"

@@ -15,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.core.fsutil import natural_key, read_text
 from lab.core.layout import SETTING_SUFFIXES as SUFFIXES
 from lab.core.names import check_file_name, check_name
-from lab.errors import BadInput
+from lab.core.workspace import Experiment, Workspace
+from lab.errors import BadInput, os_error_message
 
-TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and typing costs it a millisecond or two
-if TYPE_CHECKING:  # settings belong to an experiment, but the workspace imports this module, not the reverse
-    from lab.core.workspace import Experiment
+TYPE_CHECKING = False  # typing's costs `lab status` an import; this is only for the type checker
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def sweep_names(path: Path, elements: list, where: str) -> list[str]:
     for i, element in enumerate(elements, 1):
         if not isinstance(element, dict):
             raise BadInput(f"{where}: sweep element {i} is {_kind(element)}, not an object (a sweep is an array of settings objects)")
-    flat = [_flatten(e) for e in elements]
+    flat = [flatten(e) for e in elements]
     keys: dict[str, None] = {}
     for f in flat:
         keys.update(dict.fromkeys(f))
@@ -172,11 +174,13 @@ def _kind(value) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def _flatten(data: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in data.items():
+def flatten(data: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: {"model": {"layers": 2}} -> {"model.layers": 2} (an empty object stays one
+    key; None is {}). The one flattening of settings: sweep names, `lab diff`, the book's tables, the API's rows."""
+    out: dict[str, Any] = {}
+    for key, value in (data or {}).items():
         if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -332,7 +336,7 @@ def parse_target(target: str) -> tuple[str, str | None]:
     return exp_name, setting_name or None
 
 
-def select(workspace, targets: list[str]) -> list[Setting]:
+def select(workspace: Workspace, targets: list[str]) -> list[Setting]:
     """The settings named by TARGETs (`EXP` for all of its settings, or `EXP/SETTING`), in order, without repeats.
 
     This is what gets queued, so each setting's file name must also be safe to show and to name later
@@ -355,3 +359,26 @@ def select(workspace, targets: list[str]) -> list[Setting]:
                 seen.add(setting.id)
                 chosen.append(setting)
     return chosen
+
+
+def listing(workspace: Workspace) -> list[dict]:
+    """Every experiment as `{name, title, tags, settings, path, error}`. One whose report or settings cannot be
+    read is listed all the same, with the reason in `error` (else None), so one bad file hides nothing else."""
+    rows = []
+    for exp in workspace.experiments():
+        row = {"name": exp.name, "title": exp.name, "tags": [], "settings": [], "path": str(exp.dir), "error": None}
+        try:
+            from lab.core.keys import check_report
+
+            settings = list_settings(exp)
+            row["settings"] = [s.name for s in settings]
+            row["title"], row["tags"] = exp.title(), exp.tags()
+            check_report(exp.meta(), exp.report_path)
+            for setting in settings:
+                setting.resolve()  # a setting that cannot be read is this experiment's error
+        except BadInput as e:
+            row["error"] = str(e)
+        except OSError as e:  # report.md is a directory, say
+            row["error"] = os_error_message(e)
+        rows.append(row)
+    return rows

@@ -17,7 +17,7 @@ from pathlib import Path
 from lab.core import frontmatter, layout
 from lab.core.fsutil import create_exclusive, read_text
 from lab.core.names import MAX_NAME_BYTES, NAME_PATTERN, check_file_name, check_name, is_name, shown  # noqa: F401  (re-exported)
-from lab.errors import BadInput, os_error_message
+from lab.errors import BadInput
 
 NAME_RE = re.compile(NAME_PATTERN)  # kept for callers that match text; the rule itself is lab.core.names
 
@@ -133,17 +133,6 @@ class Experiment:
             raise BadInput(f"{self.report_path}: 'command' must be a string such as 'python run.py {{settings}}'")
         return command
 
-    def settings(self):
-        """The experiment's settings, in natural file-name order."""
-        from lab.core.settings import list_settings
-
-        return list_settings(self)
-
-    def setting(self, name: str):
-        from lab.core.settings import find_setting
-
-        return find_setting(self, name)
-
 
 class Workspace:
     """A lab root."""
@@ -201,28 +190,6 @@ class Workspace:
             return []
         names = [p.name for p in self.experiments_dir.iterdir() if p.is_dir() and is_name(p.name)]
         return [Experiment(self, n) for n in sorted(names, key=natural_key)]
-
-    def listing(self) -> list[dict]:
-        """Every experiment as `{name, title, tags, settings, path, error}`. One whose report or settings cannot be
-        read is listed all the same, with the reason in `error` (else None), so one bad file hides nothing else."""
-        rows = []
-        for exp in self.experiments():
-            row = {"name": exp.name, "title": exp.name, "tags": [], "settings": [], "path": str(exp.dir), "error": None}
-            try:
-                from lab.core.keys import check_report
-
-                settings = exp.settings()
-                row["settings"] = [s.name for s in settings]
-                row["title"], row["tags"] = exp.title(), exp.tags()
-                check_report(exp.meta(), exp.report_path)
-                for setting in settings:
-                    setting.resolve()  # a setting that cannot be read is this experiment's error
-            except BadInput as e:
-                row["error"] = str(e)
-            except OSError as e:  # report.md is a directory, say
-                row["error"] = os_error_message(e)
-            rows.append(row)
-        return rows
 
     def new_experiment(self, name: str, source: str | None = None, title: str | None = None) -> Experiment:
         """Make `experiments/NAME/` with its directories and a report (titled `title`, default NAME); `source`

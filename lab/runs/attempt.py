@@ -38,6 +38,7 @@ class Attempt:
     base_env: dict | None = None
     extra: dict = field(default_factory=dict)  # executor fields kept in the record (job_id, slurm_job_id)
     own_group: bool = True  # the program leads its own process group (False: it joins its supervisor's)
+    fork_capture: bool = False  # the live capture is a fork of this process (a supervisor), not a new interpreter
     template: str | None = None  # the command template fixed when the job was queued (None: the report's now)
     pass_fds: tuple = ()  # descriptors the program inherits (the local runner's GPU lease)
     argv: list[str] = field(init=False)
@@ -113,6 +114,8 @@ class Attempt:
             self.finish(127, reason=f"could not start {self.argv[0]!r}: {why}")
             return None
         out.close()
+        if self.fork_capture:
+            self._start_capture()  # forked before the record's writer thread starts: a fork copies no thread
         # The record (provenance includes git calls) is written once the program runs, so that collecting it
         # never delays the program's start.
         try:
@@ -127,7 +130,8 @@ class Attempt:
                 pass
             proc.wait()
             raise
-        self._start_capture()
+        if not self.fork_capture:
+            self._start_capture()
         return proc
 
     def _capture_spec(self) -> dict:
@@ -143,6 +147,11 @@ class Attempt:
             return
         import json
 
+        if self.fork_capture:
+            from lab.runs.capture.live import Forked
+
+            self._capturer = Forked(self._capture_spec(), close=self.pass_fds)  # type: ignore[assignment]
+            return
         try:
             self._capturer = subprocess.Popen(
                 [sys.executable, "-m", "lab.runs.capture.live", json.dumps(self._capture_spec())],

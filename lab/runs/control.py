@@ -27,6 +27,10 @@ from lab.core.command import build_argv, is_default_program, template_for
 from lab.errors import BadInput, BadInputs, LabError
 from lab.core.settings import Setting, select, settings_hash
 
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+
 
 @dataclass
 class Planned:
@@ -42,7 +46,7 @@ class Planned:
         return settings_hash(self.resolved)
 
 
-def check(workspace, targets: list[str], env: dict | None = None) -> list[Planned]:
+def check(workspace: Workspace, targets: list[str], env: dict | None = None) -> list[Planned]:
     """Resolve and check every setting of the targets; raise BadInput naming the bad one, or BadInputs naming
     every bad one, one line each."""
     from lab.core.keys import check_config, check_report
@@ -125,7 +129,7 @@ def is_done(plan: Planned) -> bool:
     return records.should_run(plan.setting, plan.hash, plan.template)[0] == "skipped"
 
 
-def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failure: bool = False,
+def submit(workspace: Workspace, targets: list[str], *, rerun: bool = False, stop_on_failure: bool = False,
            env: dict | None = None, executor: str | None = None, parallel: bool = False) -> list[dict]:
     """Check and queue the targets' settings, then make sure they run. Returns one entry per setting:
     `{"id", "experiment", "setting", "action" (queued | skipped | already queued | already running), "executor",
@@ -151,7 +155,7 @@ def submit(workspace, targets: list[str], *, rerun: bool = False, stop_on_failur
     return results
 
 
-def _check_lanes_and_notify(workspace, local: list[Planned], env: dict) -> None:
+def _check_lanes_and_notify(workspace: Workspace, local: list[Planned], env: dict) -> None:
     """Before anything is queued: lab.yaml's lanes and `notify:` are well formed, and every local setting fits on
     the lanes a runner started from this environment would have (one BadInput line otherwise)."""
     from lab.runs import notify
@@ -166,7 +170,7 @@ def _check_lanes_and_notify(workspace, local: list[Planned], env: dict) -> None:
 # -- waiting ---------------------------------------------------------------------------------------------
 
 
-def wait(workspace, entries: list[dict], on_progress=None, poll: float = 0.2) -> list[dict]:
+def wait(workspace: Workspace, entries: list[dict], on_progress=None, poll: float = 0.2) -> list[dict]:
     """Block until the runs of `submit`'s entries end, on whatever executors; return their views (see
     `lab.runs.executor.Executor.wait`). `on_progress(views)` is called after each poll. Waiting ends early, with
     jobs still queued, when the local queue was stopped (`lab stop`, `--stop-on-failure`)."""
@@ -192,7 +196,7 @@ latest_metrics = records.latest_metrics
 # -- stop and cancel -------------------------------------------------------------------------------------
 
 
-def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
+def stop(workspace: Workspace, now: bool = False, grace: float = 10.0) -> dict:
     """Stop the queue: no other job starts. With `now`, also end the running jobs (SIGTERM to their process
     group, SIGKILL after `grace` seconds; Slurm: scancel) and record them `cancelled`.
     Returns `{"runner": pid or None, "running": [EXP/SETTING...], "cancelled": [...], "ended": {EXP/SETTING: state},
@@ -222,7 +226,7 @@ def stop(workspace, now: bool = False, grace: float = 10.0) -> dict:
     return result
 
 
-def cancel(workspace, targets: list[str]) -> dict:
+def cancel(workspace: Workspace, targets: list[str]) -> dict:
     """Remove the queued jobs of the targets (`EXP` or `EXP/SETTING`); their records say `cancelled`.
     Running local jobs are left alone (`lab stop --now` ends them); Slurm jobs are cancelled, queued or running.
     Returns `{"cancelled": [EXP/SETTING...], "running": [EXP/SETTING...]}`.
@@ -244,7 +248,7 @@ def cancel(workspace, targets: list[str]) -> dict:
     return result
 
 
-def follow_state(workspace, setting: Setting) -> bool:
+def follow_state(workspace: Workspace, setting: Setting) -> bool:
     """Whether the setting still has a queued or running job (so `lab logs -f` keeps following)."""
     from lab.runs.executor import get, in_use
 

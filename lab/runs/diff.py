@@ -14,10 +14,15 @@ import json
 import subprocess
 from pathlib import Path
 
+from lab.core.settings import flatten
 from lab.errors import BadInput
 from lab.runs import record as records
 from lab.runs.environment import read_environment
 from lab.runs.inputs import own_settings_file
+
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
 
 STAT_LINES = 12
 
@@ -41,7 +46,7 @@ def started_attempts(record: dict) -> list[dict]:
             if isinstance(r, dict) and r.get("started_at")]
 
 
-def load_run(workspace, ref: str) -> tuple[Path, dict]:
+def load_run(workspace: Workspace, ref: str) -> tuple[Path, dict]:
     """(experiment directory, the attempt's record) of `EXP/SETTING[@N]`; BadInput when there is no such run."""
     exp_name, setting, attempt = parse_ref(ref)
     exp = workspace.experiment(exp_name)
@@ -62,16 +67,6 @@ def load_run(workspace, ref: str) -> tuple[Path, dict]:
             return exp.dir, rec
     known = ", ".join(str(r.get("attempt")) for r in attempts)
     raise BadInput(f"{exp_name}/{setting} has no attempt {attempt} (attempts: {known})")
-
-
-def flatten(data, prefix: str = "") -> dict:
-    out = {}
-    for key, value in (data or {}).items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _differing(a: dict, b: dict) -> dict:
@@ -108,7 +103,7 @@ def _canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def diff_runs(workspace, a_ref: str, b_ref: str) -> dict:
+def diff_runs(workspace: Workspace, a_ref: str, b_ref: str) -> dict:
     """What differs between two runs (see the module docstring); every part says what it compared."""
     a_dir, a = load_run(workspace, a_ref)
     b_dir, b = load_run(workspace, b_ref)

@@ -21,6 +21,7 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
+from lab.core import layout
 from lab.errors import BadInput
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def get(name: str) -> Executor:
 
 def in_use(workspace: Workspace) -> list[str]:
     """The executors this lab has used: local always; Slurm once it has submitted a job (`.lab/slurm/`)."""
-    return ["local", *(["slurm"] if (workspace.state_dir / "slurm").is_dir() else [])]
+    return ["local", *(["slurm"] if (workspace.state_dir / layout.SLURM).is_dir() else [])]
 
 
 def executor_name(setting: Setting, on: str | None = None) -> str:

@@ -46,6 +46,10 @@ from pathlib import Path
 from lab.errors import BadInput
 from lab.runs.slots import Held, Need, Plan, Pool, schedule, why_impossible
 
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+
 KEYS = ("gpus", "jobs_per_gpu", "max_parallel", "gpus_per_run", "gpu_check", "gpu_free_below")
 # Other keys lab reads from lab.yaml or a report, so only near misses of ours are called typos.
 _OTHER_KEYS = {"title", "tags", "command", "executor", "slurm", "notify", "papers", "date", "author", "authors"}
@@ -169,7 +173,7 @@ def options(source: dict, where: str, report: bool = False) -> dict:
     return out
 
 
-def lanes_for(workspace, env: dict | None = None) -> Lanes:
+def lanes_for(workspace: Workspace, env: dict | None = None) -> Lanes:
     """The lanes of a runner started with `env` (default: this process's environment) in this lab."""
     env = os.environ if env is None else env
     where = str(Path(workspace.root) / "lab.yaml")
@@ -242,7 +246,7 @@ def check_fits(setting, lanes: Lanes) -> Need:
     return need
 
 
-def plan(workspace, lanes: Lanes, running: list[dict], queued, outside=()) -> Plan:
+def plan(workspace: Workspace, lanes: Lanes, running: list[dict], queued, outside=()) -> Plan:
     """One round of the runner: which of the `queued` rows (queue order) start now, on which GPUs.
 
     `outside`: what is taken by others on this machine (`Held`s from `lab.runs.gpushare`: busy GPUs, other labs'
@@ -272,7 +276,7 @@ def plan(workspace, lanes: Lanes, running: list[dict], queued, outside=()) -> Pl
     return result
 
 
-def _need_of_row(workspace, lanes: Lanes, row: dict, metas: dict) -> Need:
+def _need_of_row(workspace: Workspace, lanes: Lanes, row: dict, metas: dict) -> Need:
     name = row["experiment"]
     if name not in metas:
         try:

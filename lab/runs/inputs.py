@@ -20,11 +20,12 @@ import json
 import os
 from pathlib import Path
 
+from lab.core import layout
 from lab.core.fsutil import atomic_write_text
 
-CACHE_NAME = "input-hashes.tsv"
+CACHE_NAME = layout.INPUT_HASHES
 CACHE_HEADER = "lab input hashes 1"
-SKIP_DIR_NAMES = frozenset({".git", "__pycache__", ".lab"})
+SKIP_DIR_NAMES = frozenset({".git", "__pycache__", layout.STATE})
 MISSING = "missing"
 
 
@@ -48,7 +49,7 @@ class HashCache:
 
     @classmethod
     def for_lab(cls, root: Path) -> "HashCache":
-        return cls(Path(root) / ".lab" / CACHE_NAME)
+        return cls(Path(root) / layout.STATE / CACHE_NAME)
 
     def file_hash(self, path: str, st: os.stat_result | None = None) -> str:
         st = st or os.stat(path)
@@ -127,7 +128,7 @@ def _strings(value):
 def _excluded(path: str, root: str, output_dir: str) -> bool:
     rel = os.path.relpath(path, root)
     parts = [] if rel == "." else rel.split(os.sep)
-    if not parts or parts[0] in (".git", ".lab"):
+    if not parts or parts[0] in (".git", layout.STATE):
         return True
     if parts[0] == "experiments" and (len(parts) <= 2 or parts[2] in ("runs", "logs")):
         return True

@@ -38,8 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lab.core import layout
 from lab.errors import BadInput
 from lab.runs.state import State
+
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
 
 EVENTS = ("failed", "drained", "interrupted")
 KEYS = ("urls", "on_event", "events", "timeout")
@@ -110,7 +115,7 @@ def parse_config(value, where: str) -> NotifyConfig | None:
     return NotifyConfig(urls=tuple(u.strip() for u in urls), on_event=hook, events=frozenset(events), timeout=float(timeout))
 
 
-def config_for(workspace) -> NotifyConfig | None:
+def config_for(workspace: Workspace) -> NotifyConfig | None:
     """The lab's notification settings (None when lab.yaml has no `notify:`)."""
     return parse_config(workspace.config.get("notify"), str(Path(workspace.root) / "lab.yaml"))
 
@@ -340,7 +345,7 @@ class Sender:
     outlives the runner, so the last word goes out even when the runner exits at once.
     """
 
-    def __init__(self, workspace, log: Callable[[str], None]):
+    def __init__(self, workspace: Workspace, log: Callable[[str], None]):
         self.workspace = workspace
         self.log = log
         self._procs: list = []
@@ -360,7 +365,7 @@ class Sender:
             self.log(f"notify: could not start the sender: {e}")
 
 
-def send_detached(workspace, event: dict, config: NotifyConfig | None = None, log_path=None):
+def send_detached(workspace: Workspace, event: dict, config: NotifyConfig | None = None, log_path=None):
     """Deliver `event` from a short-lived detached process (`python -m lab.runs.notify`) that writes what failed to
     the runner's log; return its Popen (None when nothing is to be sent). The caller never waits for it."""
     from lab.core import process
@@ -368,7 +373,7 @@ def send_detached(workspace, event: dict, config: NotifyConfig | None = None, lo
     config = config if config is not None else config_for(workspace)
     if config is None or not config.wants(event):
         return None
-    log_path = log_path or (workspace.state_dir / "runner.log")
+    log_path = log_path or (workspace.state_dir / layout.RUNNER_LOG)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     return process.spawn_detached([sys.executable, "-m", "lab.runs.notify", "--root", str(workspace.root),
                                    "--event", json.dumps(event, ensure_ascii=False)], log_path, cwd=workspace.root)

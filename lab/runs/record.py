@@ -25,7 +25,6 @@ files (relative to the experiment directory), `executor` (`local` or `slurm`), `
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 from datetime import datetime, timezone
@@ -33,9 +32,12 @@ from pathlib import Path
 from types import EllipsisType
 
 from lab.core.clock import now_iso as now_iso  # re-exported: the clock lives in lab.core.clock
-from lab.core.fsutil import atomic_write_json, read_jsonl
+from lab.core.fsutil import atomic_write_json
 from lab.core.settings import Setting
 from lab.errors import BadInput
+from lab.runs.outputs import ERROR_WORDS as ERROR_WORDS, final_metrics as final_metrics, finite as finite
+from lab.runs.outputs import last_error_line as last_error_line, latest_metrics as latest_metrics
+from lab.runs.outputs import read_metrics as read_metrics
 from lab.runs.state import ACTIVE as ACTIVE, FINISHED as FINISHED, STATES as STATES, State  # the first three re-exported
 
 TYPE_CHECKING = False  # not typing's: `lab status` imports this module, and importing typing costs it a millisecond
@@ -85,6 +87,10 @@ if TYPE_CHECKING:
         pgid: int
         reason: str
         metrics: dict[str, Any]  # the final value of each key
+        code: dict[str, str]  # the program files' hashes (lab.runs.code), and the untracked ones kept
+        untracked: list[str]
+        reproduction: dict[str, Any]  # the last `lab reproduce` of it (lab.runs.reproduce)
+        reproduces: int  # the attempt a reproduction's record reproduces
         history: list[Record]  # earlier attempts, each without a history
         metrics_sources: dict[str, str]  # where each final metric came from (lab_metrics, trainer_state, ...)
         capture_notes: list[str]  # what capture could not read, said once each
@@ -247,56 +253,6 @@ def keep_corrupt(path: Path) -> Path | None:
     aside = Path(path).with_name(f"{Path(path).name}.corrupt-{stamp}")
     os.replace(path, aside)
     return aside
-
-
-def finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by the string "NaN", "Infinity" or "-Infinity"
-    (strict JSON has no such numbers; a program's metrics line may)."""
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The metrics rows of a run; lines that are not JSON objects are skipped, never fatal."""
-    return read_jsonl(path)
-
-
-def final_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last value of each key (non-finite numbers as strings, see `finite`)."""
-    final: dict[str, Any] = {}
-    for row in rows:
-        final.update(row)
-    result: dict[str, Any] = finite(final)
-    return result
-
-
-def latest_metrics(path: Path | str) -> dict[str, Any] | None:
-    """The last metrics values of a running job (read from the end of its metrics file), or None."""
-    from lab.core.fsutil import json_objects
-
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        size, tail = 0, ""
-    lines = tail.splitlines()[1:] if size > 65536 else tail.splitlines()  # the first may be cut
-    own = final_metrics(list(json_objects(lines)))
-    if own:
-        return own
-    from lab.runs.capture import progress  # what lab captured from the program's output and files
-
-    captured = progress(path)
-    return finite(captured) if captured else None
 
 
 # -- attempts and history ------------------------------------------------------------------------------------
@@ -515,26 +471,3 @@ def failed_to_start(setting: Setting, *, attempt: int, executor: str, resolved: 
         "ended_at": now, "duration_s": 0.0, "reason": reason, "settings": resolved,
         "settings_hash": hash_, **record_paths(setting), "metrics": {}, "history": history_after(previous),
     })
-
-
-ERROR_WORDS = ("error", "exception", "fatal", "killed", "abort", "traceback", "panic", "failed")
-
-
-def last_error_line(path: Path, offset: int | None = None, max_len: int = 300) -> str | None:
-    """The program's last error line in its log (from `offset`): the last line that names an error, else the
-    last non-empty line; None when the attempt wrote nothing."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            start = max(offset or 0, size - 65536)
-            f.seek(start)
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("===== lab: ")]
-    if not lines:
-        return None
-    chosen = next((line for line in reversed(lines) if any(w in line.lower() for w in ERROR_WORDS)), lines[-1])
-    chosen = "".join(c if c.isprintable() else " " for c in chosen)
-    return chosen if len(chosen) <= max_len else chosen[: max_len - 3] + "..."

@@ -35,6 +35,10 @@ from lab.runs.code import restore_untracked
 from lab.runs.inputs import setting_inputs
 from lab.runs.state import State
 
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+
 DIFF_CUT = "... (diff cut at"
 REPRODUCE_DIR = "reproduce"
 MAX_KEPT = 20  # outcomes kept per setting
@@ -47,7 +51,7 @@ def _git(args: list[str], cwd: Path, input: str | None = None) -> subprocess.Com
         raise LabError("lab reproduce needs git, and git is not installed") from None
 
 
-def _setting_for(workspace, exp_name: str, name: str, rec: dict):
+def _setting_for(workspace: Workspace, exp_name: str, name: str, rec: dict):
     from lab.core.settings import Setting, sweep_member
 
     exp = workspace.experiment(exp_name)
@@ -57,7 +61,7 @@ def _setting_for(workspace, exp_name: str, name: str, rec: dict):
     return Setting(exp, name, exp.dir / rel)
 
 
-def _refuse_if_active(workspace, setting) -> None:
+def _refuse_if_active(workspace: Workspace, setting) -> None:
     from lab.runs.local.queue import Queue
 
     queue = Queue.open_existing(workspace.state_dir)
@@ -71,7 +75,7 @@ def _refuse_if_active(workspace, setting) -> None:
         raise LabError(f"{setting.id} is {active['state']} (job {active['id']}); reproduce it once that job ended (or lab cancel {setting.id})")
 
 
-def plan(workspace, ref: str, attempt: int | None = None) -> tuple:
+def plan(workspace: Workspace, ref: str, attempt: int | None = None) -> tuple:
     """Check that `ref` can be reproduced: (setting, the recorded attempt, git top level). Raises LabError (exit 1)
     without git, without a recorded commit, or when the commit is gone."""
     exp_name, name, at = parse_ref(ref)
@@ -150,7 +154,7 @@ def _is_our_python(program: str) -> bool:
     return os.path.abspath(program) == os.path.abspath(sys.executable)
 
 
-def reproduce(workspace, ref: str, attempt: int | None = None, on_event=None, poll: float = 0.5) -> dict:
+def reproduce(workspace: Workspace, ref: str, attempt: int | None = None, on_event=None, poll: float = 0.5) -> dict:
     """Run the recorded attempt `ref` (`EXP/SETTING[@N]`, or `attempt`) again as recorded and return its outcome
     (kept in `runs/reproduce/S.json`). `on_event(kind, payload)` reports progress: ("start", text), ("warning", text),
     ("progress", latest metrics), ("done", record)."""

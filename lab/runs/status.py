@@ -22,13 +22,20 @@ from lab.runs import statuscache as cache
 from lab.runs.table import table_cells
 from lab.runs.state import State
 
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+    from lab.runs.local.queue import QueueRow
+    from lab.runs.record import Record
+    from lab.runs.statuscache import Summary
 
-def entries(workspace, targets: list[str] | None = None, recover: bool = True) -> list[dict]:
+
+def entries(workspace: Workspace, targets: list[str] | None = None, recover: bool = True) -> list[Summary]:
     """One summary per setting that has a record or a queued job, sorted by experiment and setting."""
     return [json.loads(e[1]) if isinstance(e, tuple) else e for e in _gather(workspace, targets, recover)]
 
 
-def entries_json(workspace, targets: list[str] | None = None, recover: bool = True) -> str:
+def entries_json(workspace: Workspace, targets: list[str] | None = None, recover: bool = True) -> str:
     """The JSON text of `entries`, joined from the cached JSON texts without decoding them."""
     out = _gather(workspace, targets, recover)
     if not out:
@@ -36,12 +43,12 @@ def entries_json(workspace, targets: list[str] | None = None, recover: bool = Tr
     return "[\n" + ",\n".join(e[1] if isinstance(e, tuple) else json.dumps(e, ensure_ascii=False) for e in out) + "\n]"
 
 
-def table_rows(workspace, targets: list[str] | None = None, recover: bool = True) -> list[list[str]]:
+def table_rows(workspace: Workspace, targets: list[str] | None = None, recover: bool = True) -> list[list[str]]:
     """The rows of the `lab status` table (run, state, started, duration, exit, metrics), one per entry."""
     return [cache.cells_of(e[0]) if isinstance(e, tuple) else table_cells(e) for e in _gather(workspace, targets, recover)]
 
 
-def _gather(workspace, targets: list[str] | None, recover: bool) -> list:
+def _gather(workspace: Workspace, targets: list[str] | None, recover: bool) -> list:
     """The entries in order: cached (meta, json) pairs, and summaries where the queue or Slurm knows better."""
     from lab.errors import BadInput
     from lab.runs.local.info import active_jobs
@@ -84,11 +91,12 @@ def _gather(workspace, targets: list[str] | None, recover: bool) -> list:
         if not exp_jobs and not exp_slurm and not filtered:
             out.extend(zip(metas, jsons))  # the fast path: nothing is split or decoded
             continue
-        items = {cache.name_of(meta): (meta, text) for meta, text in zip(metas, jsons)}
+        items: dict[str, tuple[str, str] | Summary] = {cache.name_of(meta): (meta, text) for meta, text in zip(metas, jsons)}
         if filtered:
             items = {name: item for name, item in items.items() if cache.wanted(parsed, exp, name)}
         for name, job in (exp_jobs or {}).items():
-            summary = json.loads(items[name][1]) if name in items else cache.summarize({}, exp, name)
+            item = items.get(name)
+            summary = json.loads(item[1]) if isinstance(item, tuple) else cache.summarize({}, exp, name)
             items[name] = _merge_job(workspace, summary, job, waits)
         for name, rec in (exp_slurm or {}).items():  # Slurm jobs as Slurm sees them now
             if cache.wanted(parsed, exp, name):
@@ -97,7 +105,7 @@ def _gather(workspace, targets: list[str] | None, recover: bool) -> list:
     return _mark_stale(workspace, out)
 
 
-def _mark_stale(workspace, out: list) -> list:
+def _mark_stale(workspace: Workspace, out: list) -> list:
     """Cached entries of succeeded runs whose recorded inputs changed become `stale` summaries."""
     checker = None
     answers: dict[str, list] = {}  # runs of one experiment mostly share their inputs: one check per distinct set
@@ -123,7 +131,7 @@ def _mark_stale(workspace, out: list) -> list:
     return out
 
 
-def _gpu_waits(workspace, jobs: list[dict]) -> dict:
+def _gpu_waits(workspace: Workspace, jobs: list[QueueRow]) -> dict[int, str]:
     """Why queued local jobs wait for a GPU that others hold (`lab.runs.local.gpugate`), by job id."""
     if not any(j["state"] == State.QUEUED and j["executor"] == "local" for j in jobs):
         return {}
@@ -134,17 +142,17 @@ def _gpu_waits(workspace, jobs: list[dict]) -> dict:
     return {job_id: wait["reason"] for job_id in wait.get("jobs", ())}
 
 
-def _merge_job(workspace, entry: dict, job: dict, waits: dict | None = None) -> dict:
+def _merge_job(workspace: Workspace, entry: Summary, job: QueueRow, waits: dict[int, str] | None = None) -> Summary:
     """A record's summary as the queue knows it better: waiting jobs are `queued` (with why, while a GPU that others
     hold keeps them waiting); a running one shows progress."""
     if job["state"] == State.QUEUED:
-        entry.update(state=State.QUEUED, queued_at=job["queued_at"], job_id=job["id"], exit_code=None, signal=None,
-                     started_at=None, ended_at=None, duration_s=None, metrics={})
+        entry.update({"state": State.QUEUED, "queued_at": job["queued_at"], "job_id": job["id"], "exit_code": None,
+                      "signal": None, "started_at": None, "ended_at": None, "duration_s": None, "metrics": {}})
         if waits and job["id"] in waits:
             entry["waiting"] = waits[job["id"]]
         return entry
     if entry.get("state") != State.RUNNING:
-        entry.update(state=State.RUNNING, job_id=job["id"], started_at=job["started_at"])
+        entry.update({"state": State.RUNNING, "job_id": job["id"], "started_at": job["started_at"]})
     if entry.get("gpus") is None and job.get("lane"):  # started, its running record not written yet
         from lab.runs.gpus import lane_of
 
@@ -155,7 +163,7 @@ def _merge_job(workspace, entry: dict, job: dict, waits: dict | None = None) -> 
     return entry
 
 
-def _with_progress(workspace, entry: dict) -> None:
+def _with_progress(workspace: Workspace, entry: Summary) -> None:
     """A running entry's live metrics and duration so far."""
     exp_dir = workspace.experiments_dir / entry["experiment"]
     entry["progress"] = records.latest_metrics(exp_dir / "logs" / f"{entry['setting']}.metrics.jsonl") or {}
@@ -163,7 +171,7 @@ def _with_progress(workspace, entry: dict) -> None:
         entry["duration_s"] = records.seconds_since(entry["started_at"])
 
 
-def _refresh_slurm(workspace, blocks) -> dict:
+def _refresh_slurm(workspace: Workspace, blocks) -> dict:
     """Reconcile active Slurm runs with Slurm: {exp: {setting: record as Slurm sees it}}."""
     active = cache.active_in(blocks, "slurm")
     if not active:
@@ -177,7 +185,7 @@ def _refresh_slurm(workspace, blocks) -> dict:
     return live
 
 
-def _slurm_entry(workspace, rec: dict) -> dict:
+def _slurm_entry(workspace: Workspace, rec: Record) -> Summary:
     entry = cache.summarize(rec, rec["experiment"], rec["setting"])
     if rec.get("slurm_state"):
         entry["slurm_state"] = rec["slurm_state"]

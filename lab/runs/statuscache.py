@@ -32,12 +32,46 @@ import os
 import time
 from pathlib import Path
 
+from lab.core import layout
 from lab.core.fsutil import atomic_write_text, natural_key
 from lab.runs import record as records
 from lab.runs.inputs import staleness_token
 from lab.runs.table import table_cells
 
-CACHE_NAME = "status-cache"
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from typing import Any, TypedDict
+
+    class Summary(TypedDict, total=False):
+        """One entry of `lab status` (`--json` prints a list of them): the part of a run record that status shows
+        (SUMMARY_KEYS), and what the queue or Slurm knows better (`progress`, `slurm_state`) or what changed since
+        (`changed_inputs` of a `stale` run)."""
+
+        experiment: str
+        setting: str
+        state: str | None  # a State (None: the record has none)
+        attempt: int | None
+        exit_code: int | None
+        signal: str | int | None
+        queued_at: str | None
+        started_at: str | None
+        ended_at: str | None
+        duration_s: float | None
+        metrics: dict[str, Any]
+        executor: str | None
+        job_id: int | None
+        reason: str | None
+        slurm_job_id: str | None
+        gpus: list[str] | None
+        progress: dict[str, Any]  # a running run's latest metrics
+        slurm_state: str
+        changed_inputs: list[str]  # a stale run's inputs that changed
+        waiting: str  # why a queued local job waits (a GPU that others hold)
+
+    from lab.core.workspace import Workspace
+    from lab.runs.record import Record
+
+CACHE_NAME = layout.STATUS_CACHE
 CACHE_VERSION = "lab status cache 7 code"  # 7: the staleness token holds the code files too
 SEP = "\0"
 END = "\0\n"
@@ -52,9 +86,9 @@ Targets = list[tuple[str, str | None]] | None  # parsed targets (experiment, set
 Block = tuple[str, list[str], list[str]]  # (experiment, metas, jsons): one experiment's cached entries
 
 
-def summarize(record: dict, experiment: str, setting: str) -> dict:
+def summarize(record: Record | dict[str, Any], experiment: str, setting: str) -> Summary:
     """The part of a record that status shows (NaN and infinities as strings: the output is strict JSON)."""
-    out = {"experiment": experiment, "setting": setting}
+    out: Any = {"experiment": experiment, "setting": setting}
     for key in SUMMARY_KEYS:
         out[key] = records.finite(record.get(key))
     if not isinstance(out["metrics"], dict):
@@ -104,13 +138,13 @@ def active_in(blocks: list[Block], executor: str) -> list[tuple[str, str]]:
     return found
 
 
-def active_runs(workspace, executor: str, targets: list[str] | None = None) -> list[tuple[str, str]]:
+def active_runs(workspace: Workspace, executor: str, targets: list[str] | None = None) -> list[tuple[str, str]]:
     """(experiment, setting) of the runs whose record says `executor` has them queued or running."""
     parsed = parse_targets(targets)
     return [(e, n) for e, n in active_in(read(workspace, parsed), executor) if wanted(parsed, e, n)]
 
 
-def summaries(workspace, executor: str) -> list[dict]:
+def summaries(workspace: Workspace, executor: str) -> list[Summary]:
     """The summaries of the records of runs that `executor` ran or runs, as their records say."""
     out = []
     for _, _, jsons in read(workspace, None):
@@ -121,7 +155,7 @@ def summaries(workspace, executor: str) -> list[dict]:
     return out
 
 
-def read(workspace, parsed: Targets) -> list[Block]:
+def read(workspace: Workspace, parsed: Targets) -> list[Block]:
     """The cached summaries of the records, re-reading only what changed: [(exp, metas, jsons)] where
     metas[i] is "SETTING<NUL>STAMP<NUL>ACTIVE<NUL>CELLS<NUL>INPUTS" and jsons[i] the summary's JSON, in natural
     setting order."""
@@ -188,7 +222,7 @@ def _read_runs(ename: str, runs_path: str, block) -> list[tuple[str, str, str]]:
             summary = summarize(record, ename, setting)
             cells = CELL_SEP.join(_printable(c) for c in table_cells(summary))
             active = str(summary.get("executor") or "local") if summary.get("state") in records.ACTIVE else ""
-            inputs = staleness_token(record, Path(runs_path).parents[2])
+            inputs = staleness_token(dict(record), Path(runs_path).parents[2])
             lines.append((setting, f"{stamp}{_printable(active)}{SEP}{cells}{SEP}{inputs}", json.dumps(summary, ensure_ascii=False)))
     lines.sort(key=lambda line: natural_key(line[0]))
     return lines

@@ -4,7 +4,14 @@ large lab needs no JSON decoding; that is why this text is made here and not in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lab.runs.state import State
+
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from typing import Any
+
 
 def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
     """The few metrics worth a column: evaluation ones first, then losses and the rest (no step/epoch)."""
@@ -13,7 +20,7 @@ def key_metrics(metrics: dict, limit: int = 3) -> list[tuple[str, object]]:
     return [(k, metrics[k]) for k in keys[:limit]]
 
 
-def table_cells(r: dict) -> list[str]:
+def table_cells(r: Mapping[str, Any]) -> list[str]:
     """One row of the `lab status` table: run, state, started (local time), duration, exit, key metrics (and why a
     failed or interrupted run ended: the program's last error line)."""
     exit_text = "" if r.get("exit_code") is None else str(r["exit_code"])

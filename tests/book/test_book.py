@@ -25,6 +25,7 @@ from lab.core.markdown import escape_markdown as md_escape
 from lab.errors import BadInput
 from lab.core.workspace import Workspace, init
 from lab.papers.notes import render_note
+from lab.core.settings import find_setting
 
 ATOM = {"a": "http://www.w3.org/2005/Atom", "arxiv": "http://arxiv.org/schemas/atom"}
 
@@ -126,7 +127,7 @@ def make_lab(root: Path) -> Path:
     exp.report_path.write_text(report)
     for name, lr in (("s1", 0.001), ("s2", 0.003)):
         (exp.settings_dir / f"{name}.json").write_text(json.dumps({"learning_rate": lr, "epochs": 1}))
-        record = job.run(exp.setting(name))
+        record = job.run(find_setting(exp, name))
         assert record["state"] == "succeeded", record
     # Files beside the settings: data and a script stay private; a figure is published.
     (exp.dir / "data").mkdir()
@@ -144,7 +145,7 @@ def make_lab(root: Path) -> Path:
     for name, setting in (("a", {"learning_rate": 0.001, "seed": 1}), ("b", {"learning_rate": 0.001, "seed": 1, "comment": "a copy of a"}),
                           ("c", {"learning_rate": 0.003, "seed": 1})):
         (exp3.settings_dir / f"{name}.json").write_text(json.dumps(setting))
-        record = job.run(exp3.setting(name))
+        record = job.run(find_setting(exp3, name))
         assert record["state"] == "succeeded", record
     # The same runs with every metric as a column: a table wider than the page, which scrolls inside its box.
     shutil.copytree(exp3.dir, ws.experiments_dir / "exp4")

@@ -15,6 +15,7 @@ import pytest
 
 from helpers import write_settings
 from lab.errors import BadInput
+from lab.core.settings import find_setting
 
 
 def one_error(proc, *fragments, code=2) -> str:
@@ -171,7 +172,7 @@ def test_documented_placeholders_and_literal_braces_still_work(lab_root):
 
     write_settings(lab_root, "e1", {"s1.json": {"lr": 1}}, command="prog --cfg={settings} --out {output_dir} "
                    "--tag {name}-{{x}} {python}")
-    setting = Workspace(lab_root).experiment("e1").setting("s1")
+    setting = find_setting(Workspace(lab_root).experiment("e1"), "s1")
     argv = build_argv(setting, "/tmp/s.json")
     assert argv[:2] == ["prog", "--cfg=/tmp/s.json"] and argv[3].endswith("models/s1") and argv[5] == "s1-{x}"
     with pytest.raises(BadInput, match="Single '}'"):

@@ -11,6 +11,7 @@ from helpers import LabCLI, write_settings
 from lab.core.command import build_argv
 from lab.errors import BadInput
 from lab.core.workspace import Workspace
+from lab.core.settings import list_settings
 
 
 def test_init_twice_leaves_user_edits_alone(tmp_path):
@@ -81,7 +82,7 @@ def test_jsonnet_setting_inherits_base(lab, lab_root):
 
 def test_natural_order(lab_root):
     write_settings(lab_root, "e", {f"s{i}.json": {"i": i} for i in (10, 2, 1)})
-    assert [s.name for s in Workspace(lab_root).experiment("e").settings()] == ["s1", "s2", "s10"]
+    assert [s.name for s in list_settings(Workspace(lab_root).experiment("e"))] == ["s1", "s2", "s10"]
 
 
 def test_malformed_json_names_file_line_and_column(lab, lab_root):
@@ -116,20 +117,20 @@ def test_top_level_value_must_be_an_object(lab, lab_root, text):
 
 def test_command_template_is_split_without_a_shell(lab_root):
     exp_dir = write_settings(lab_root, "exp1", {"s 1.json": {}}, command="python 'my run.py' --out {output_dir} {settings} --name={name} ; rm -rf /")
-    setting = Workspace(lab_root).experiment("exp1").settings()[0]
+    setting = list_settings(Workspace(lab_root).experiment("exp1"))[0]
     argv = build_argv(setting, "/tmp/with space/s.json")
     assert argv == ["python", "my run.py", "--out", str(exp_dir / "models" / "s 1"), "/tmp/with space/s.json", "--name=s 1", ";", "rm", "-rf", "/"]
 
 
 def test_default_command_is_lab_train(lab_root):
     write_settings(lab_root, "exp1", {"s.json": {}})
-    setting = Workspace(lab_root).experiment("exp1").settings()[0]
+    setting = list_settings(Workspace(lab_root).experiment("exp1"))[0]
     assert build_argv(setting, "x.json") == [sys.executable, "-m", "lab.train", "x.json"]
 
 
 def test_unknown_placeholder_is_refused(lab_root):
     write_settings(lab_root, "exp1", {"s.json": {}}, command="python run.py {setings}")
-    setting = Workspace(lab_root).experiment("exp1").settings()[0]
+    setting = list_settings(Workspace(lab_root).experiment("exp1"))[0]
     with pytest.raises(BadInput, match="unknown placeholder {setings}"):
         build_argv(setting, "x.json")
 

@@ -1,19 +1,24 @@
 """One contract for every executor (in the manner of huey's storage tests): the same test class runs against
 the local runner and against Slurm (marked `slurm`: it needs the cluster of scripts/slurm/up.sh).
 
-Everything goes through the executor interface as `lab run` uses it (`lab.runs.control.submit` and `wait`)."""
+Runs start as `lab run` starts them (`lab.runs.control.submit` and `wait`); then every method of the executor
+interface (`lab.runs.executor.Executor`: submit, active, reconcile, stop, cancel, wait) is asked directly."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
+import subprocess
 
 import pytest
 
 from helpers import kill_lab_processes, lab_processes, wait_for, write_settings
 from lab.core.workspace import Workspace
 from lab.runs import control
+from lab.runs.executor import get
+from lab.core.settings import list_settings
 
 PROGRAM = """\
 import json, os, sys, time
@@ -105,9 +110,56 @@ class ExecutorContract:
         assert queued["state"] == "queued"
         assert set(queued) == QUEUED_KEYS | {self.job_key}
         assert queued["executor"] == self.executor
-        active = control.follow_state(ws, ws.experiment("e").settings()[1])
+        active = control.follow_state(ws, list_settings(ws.experiment("e"))[1])
         assert active
         control.wait(ws, entries, poll=0.2)
+
+    def test_active_answers_the_queued_and_running_runs(self, lab_root):
+        ws = self.lab(lab_root, {"a": {"sleep": 3}, "b": {}})
+        entries = self.run(ws, ["e"], wait=False)
+        wait_for(lambda: self.record(ws, "a")["state"] == "running", what="a runs")
+        executor = get(self.executor)
+        runs = {r["setting"]: r for r in executor.active(ws)}
+        assert {name: r["state"] for name, r in runs.items()} == {"a": "running", "b": "queued"}
+        assert all(r["executor"] == self.executor and r["why"].startswith("already ") for r in runs.values())
+        b = list_settings(ws.experiment("e"))[1]
+        assert [r["setting"] for r in executor.active(ws, [b])] == ["b"]
+        control.wait(ws, entries, poll=0.2)
+        assert executor.active(ws) == []
+
+    def test_cancel_removes_a_queued_run_and_says_so(self, lab_root):
+        ws = self.lab(lab_root, {"a": {"sleep": 3}, "b": {}})
+        entries = self.run(ws, ["e"], wait=False)
+        wait_for(lambda: self.record(ws, "a")["state"] == "running", what="a runs")
+        result = get(self.executor).cancel(ws, ["e/b"])
+        assert set(result) == {"cancelled", "running"} and result["cancelled"] == ["e/b"]
+        assert self.record(ws, "b")["state"] == "cancelled"
+        views = {v["id"]: v for v in control.wait(ws, entries, poll=0.2)}
+        assert views["e/a"]["state"] == "succeeded" and views["e/b"]["state"] == "cancelled"
+        assert self.executions(ws) == ["a"]
+
+    def test_stop_now_ends_the_running_run_and_records_it_cancelled(self, lab_root):
+        ws = self.lab(lab_root, {"a": {"sleep": 60}, "b": {}})
+        self.run(ws, ["e"], wait=False)
+        wait_for(lambda: self.executions(ws) == ["a"], what="a runs")
+        result = get(self.executor).stop(ws, now=True, grace=2.0)
+        assert {"runner", "running", "cancelled", "queued"} <= set(result) <= {"runner", "running", "cancelled", "queued", "ended"}
+        assert "e/a" in result["cancelled"]
+        wait_for(lambda: self.record(ws, "a")["state"] == "cancelled", what="a recorded cancelled")
+        assert self.executions(ws) == ["a"]  # b never started: the local queue stays stopped, Slurm cancelled it
+
+    def test_reconcile_settles_a_run_that_ended_behind_labs_back(self, lab_root):
+        ws = self.lab(lab_root, {"a": {"sleep": 60}})
+        self.run(ws, ["e"], wait=False)
+        wait_for(lambda: self.record(ws, "a")["state"] == "running", what="a runs")
+        executor = get(self.executor)
+        assert all(r.get("state") == "running" for r in executor.reconcile(ws))  # a live run is left alone
+        assert self.record(ws, "a")["state"] == "running"
+        self.end_behind_labs_back(ws, self.record(ws, "a"))
+        wait_for(lambda: any(r.get("setting") == "a" and r.get("state") not in ("queued", "running")
+                             for r in executor.reconcile(ws)) or self.record(ws, "a")["state"] not in ("queued", "running"),
+                 what="reconcile settles a")
+        assert self.record(ws, "a")["state"] in ("interrupted", "cancelled")
 
 
 @pytest.fixture
@@ -120,6 +172,14 @@ def no_process_left(lab_root):
 class TestLocalExecutor(ExecutorContract):
     executor = "local"
     job_key = "job_id"
+
+    def end_behind_labs_back(self, ws, rec):
+        """kill -9 the runner, then the job's supervisor with its program: nobody is left to record the end."""
+        from lab.runs.local.lock import runner_pid
+
+        os.kill(runner_pid(ws.state_dir), signal.SIGKILL)
+        wait_for(lambda: runner_pid(ws.state_dir) is None, what="the runner is gone")
+        os.killpg(rec["pgid"], signal.SIGKILL)
 
 
 @pytest.fixture
@@ -136,3 +196,7 @@ def slurm_cluster(lab_root):
 class TestSlurmExecutor(ExecutorContract):
     executor = "slurm"
     job_key = "slurm_job_id"
+
+    def end_behind_labs_back(self, ws, rec):
+        """scancel the job from outside lab: only Slurm knows it ended."""
+        subprocess.run(["scancel", "--signal=KILL", "--full", rec["slurm_job_id"]], check=True)

@@ -15,6 +15,7 @@ from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import gpus
 from lab.runs.slots import Need
+from lab.core.settings import find_setting
 
 NO_GPU_ENV = {"PATH": "/nonexistent"}  # no nvidia-smi, no CUDA_VISIBLE_DEVICES, no LAB_GPUS
 
@@ -230,7 +231,7 @@ def test_bad_report_keys_name_the_report(lab_root):
 def test_check_fits_refuses_what_can_never_run(lab_root):
     write_settings(lab_root, "e", {"s.json": {}})
     set_front_matter(lab_root, "e", "gpus_per_run: 2")
-    setting = Workspace(lab_root).experiment("e").setting("s")
+    setting = find_setting(Workspace(lab_root).experiment("e"), "s")
     assert gpus.check_fits(setting, lanes4()).gpus == 2
     with pytest.raises(BadInput) as e:
         gpus.check_fits(setting, gpus.Lanes(gpus=("0",), source="LAB_GPUS"))

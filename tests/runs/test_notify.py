@@ -15,6 +15,7 @@ from lab.core.workspace import Workspace
 from lab.errors import BadInput
 from lab.runs import notify
 from lab.runs.notify import NotifyConfig, Sender, Summary
+from lab.core.settings import find_setting
 
 
 @pytest.fixture
@@ -277,7 +278,7 @@ def test_notify_summary_sends_the_best_run_and_the_table(lab_root, receiver):
     exp.report_path.write_text(exp.report_path.read_text().replace("command: \n", 'command: "{python} p.py {settings}"\n'))
     for name, lr in (("low", 0.01), ("high", 0.05)):
         (exp.settings_dir / f"{name}.json").write_text(json.dumps({"lr": lr}))
-        assert job.run(exp.setting(name))["state"] == "succeeded"
+        assert job.run(find_setting(exp, name))["state"] == "succeeded"
     (lab_root / "lab.yaml").write_text(f"notify:\n  urls: ['{receiver.url}']\n  events: [failed]\n")
     LabCLI(lab_root)("notify", "--summary", "exp1", check=0)
     [(_, body)] = receiver.posts

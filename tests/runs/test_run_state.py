@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from helpers import LabCLI, kill_lab_processes, wait_for, write_settings
+from lab.core.settings import list_settings
 
 PROGRAM = r"""
 import json, os, sys
@@ -97,7 +98,7 @@ def test_a_damaged_queue_is_kept_aside_and_rebuilt_from_the_records(slab, lab_ro
     ws = Workspace(lab_root)
     queue = Queue(ws.state_dir)  # a queue with both jobs, as lab run leaves it before its runner takes them
     with queue.transaction():
-        for setting in ws.experiment("e").settings():
+        for setting in list_settings(ws.experiment("e")):
             job_id = queue.insert("e", setting.name, {}, "h", {})
             records.write_record(setting, records.queued(setting, executor="local", resolved={}, hash_="h", template=None,
                                                          argv=None, extra={"job_id": job_id}))

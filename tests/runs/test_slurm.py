@@ -20,6 +20,7 @@ from lab.runs.slurm import cluster as slurm
 from lab.runs.slurm import executor as slurmqueue
 from lab.errors import BadInput
 from lab.core.workspace import Workspace
+from lab.core.settings import find_setting, list_settings
 
 # These predicates often ask the cluster: poll it gently.
 wait_for = functools.partial(_wait_for, poll=0.2)
@@ -84,7 +85,7 @@ def test_options_from_lab_yaml_with_per_experiment_overrides(lab_root):
                      "#SBATCH --constraint=a100", "#SBATCH --qos=high"]
     script = slurm.batch_script(ws.root, ws.root / ".lab/slurm/jobs/x.json", opts)
     assert script.startswith("#!/bin/bash\n") and "-m lab.runs.slurm.node" in script and "#SBATCH --gres=gpu:a100:2" in script
-    s1 = e.settings()[0]
+    s1 = list_settings(e)[0]
     assert slurm.executor_for(s1) == "slurm"
     assert slurm.executor_for(s1, on="local") == "local"
 
@@ -100,7 +101,7 @@ def test_bad_configuration_is_named(lab_root, yaml_text, message):
     write_settings(lab_root, "e1", {"s1.json": {}})
     e = Workspace(lab_root).experiment("e1")
     with pytest.raises(BadInput) as info:
-        slurm.executor_for(e.settings()[0])
+        slurm.executor_for(list_settings(e)[0])
         slurm.options_for(e)
     assert message in str(info.value)
 
@@ -126,7 +127,7 @@ def test_status_without_slurm_tools_shows_the_records(lab, lab_root):
     # A laptop reading the lab on the shared filesystem has no squeue: status shows what the records say.
     _experiment(lab_root, "b3", {"s1": {}})
     ws = Workspace(lab_root)
-    setting = ws.experiment("b3").settings()[0]
+    setting = list_settings(ws.experiment("b3"))[0]
     records.write_record(setting, slurmqueue.queued_record(setting, {}, 1, "4242", None))
     rows = lab.json("status", env={"PATH": "/nonexistent"})
     assert [(r["setting"], r["state"], r["executor"], r["slurm_job_id"]) for r in rows] == [("s1", "queued", "slurm", "4242")]
@@ -146,16 +147,16 @@ def test_gpus_per_run_becomes_the_gres_of_each_setting(lab_root):
     report = lab_root / "experiments" / "cpu" / "report.md"
     report.write_text(report.read_text().replace("tags: []\n", "tags: []\ngpus: none\n", 1))
     ws = Workspace(lab_root)
-    big, small = ws.experiment("e1").setting("big"), ws.experiment("e1").setting("small")
+    big, small = find_setting(ws.experiment("e1"), "big"), find_setting(ws.experiment("e1"), "small")
     assert "#SBATCH --gres=gpu:a100:2" in slurm.sbatch_lines(slurm.options_for_setting(big))
     assert "#SBATCH --gres=gpu:a100:1" in slurm.sbatch_lines(slurm.options_for_setting(small))
-    assert not any("--gres" in line for line in slurm.sbatch_lines(slurm.options_for_setting(ws.experiment("cpu").setting("s"))))
+    assert not any("--gres" in line for line in slurm.sbatch_lines(slurm.options_for_setting(find_setting(ws.experiment("cpu"), "s"))))
 
 
 def test_the_drained_word_goes_out_once_when_every_slurm_job_has_ended(lab_root):
     write_settings(lab_root, "e1", {"a.json": {}, "b.json": {}})
     ws = Workspace(lab_root)
-    a, b = ws.experiment("e1").setting("a"), ws.experiment("e1").setting("b")
+    a, b = find_setting(ws.experiment("e1"), "a"), find_setting(ws.experiment("e1"), "b")
 
     def put(setting, state, ended, metrics=None):
         records.write_record(setting, {"experiment": "e1", "setting": setting.name, "state": state, "executor": "slurm",
@@ -193,7 +194,7 @@ def test_a_failing_slurm_job_and_the_drained_queue_each_send_one_message(cluster
         (lab_root / "lab.yaml").write_text(f"notify: ['json://127.0.0.1:{server.server_address[1]}/hook']\n")
         _experiment(lab_root, "e1", {"s1": {}, "s2": {"code": 3}})
         ws = Workspace(lab_root)
-        chosen = [(s, s.resolve()) for s in ws.experiment("e1").settings()]
+        chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("e1"))]
         slurmqueue.submit(ws, chosen)
         slurmqueue.wait(ws, [s for s, _ in chosen], poll_s=0.3)
         wait_for(lambda: len(posts) >= 2, timeout=60, what="two messages")
@@ -208,7 +209,7 @@ def test_a_failing_slurm_job_and_the_drained_queue_each_send_one_message(cluster
 def test_settings_run_as_slurm_jobs_in_order_with_records_logs_and_metrics(cluster, lab_root):
     _experiment(lab_root, "e1", {"s1": {}, "s2": {"code": 3}, "s10": {}})
     ws = Workspace(lab_root)
-    chosen = [(s, s.resolve()) for s in ws.experiment("e1").settings()]
+    chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("e1"))]
     done = slurmqueue.submit(ws, chosen)
     assert [d.action for d in done] == ["queued"] * 3
     ids = [d.slurm_job_id for d in done]
@@ -245,7 +246,7 @@ def test_settings_run_as_slurm_jobs_in_order_with_records_logs_and_metrics(clust
 def test_parallel_is_a_job_array_and_cancel_stops_a_running_job(cluster, lab_root):
     _experiment(lab_root, "e2", {"p1": {"sleep": 120}, "p2": {}})
     ws = Workspace(lab_root)
-    chosen = [(s, s.resolve()) for s in ws.experiment("e2").settings()]
+    chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("e2"))]
     done = slurmqueue.submit(ws, chosen, parallel=True)
     base = done[0].slurm_job_id.split("_")[0]
     assert [d.slurm_job_id for d in done] == [f"{base}_0", f"{base}_1"]
@@ -265,7 +266,7 @@ def test_parallel_is_a_job_array_and_cancel_stops_a_running_job(cluster, lab_roo
 def test_a_job_cancelled_before_it_starts_is_recorded_cancelled(cluster, lab_root):
     _experiment(lab_root, "e3", {"a": {"sleep": 120}, "b": {}})
     ws = Workspace(lab_root)
-    chosen = [(s, s.resolve()) for s in ws.experiment("e3").settings()]
+    chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("e3"))]
     slurmqueue.submit(ws, chosen)
     wait_for((lab_root / "experiments/e3/models/a/started").exists, what="a to start")
     cancelled = slurmqueue.cancel(ws, running=False)  # `lab stop`: only the jobs that have not started
@@ -281,7 +282,7 @@ def test_a_requeued_job_is_interrupted_and_queued_again(cluster, lab_root):
     # it again under the same job id (it starts again only after a delay of minutes, so the test stops there).
     _experiment(lab_root, "e4", {"r": {"sleep": 120}})
     ws = Workspace(lab_root)
-    chosen = [(s, s.resolve()) for s in ws.experiment("e4").settings()]
+    chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("e4"))]
     [done] = slurmqueue.submit(ws, chosen)
     wait_for((lab_root / "experiments/e4/models/r/started").exists, what="r to start")
     subprocess.run(["scontrol", "requeue", done.slurm_job_id], check=True)
@@ -373,7 +374,7 @@ def test_a_node_failure_is_interrupted_and_submitted_again(cluster, lab_root, mo
     # the new submission is real.
     _experiment(lab_root, "e5", {"n": {}})
     ws = Workspace(lab_root)
-    setting = ws.experiment("e5").settings()[0]
+    setting = list_settings(ws.experiment("e5"))[0]
     running = dict(slurmqueue.queued_record(setting, setting.resolve(), 1, "999999", None), state="running",
                    started_at=records.now_iso())
     records.write_record(setting, running)
@@ -394,7 +395,7 @@ def test_a_slurm_jobs_metrics_are_captured_on_the_node(cluster, lab_root):
     (lab_root / "printer.py").write_text("print('step 1: loss=0.5 acc=0.7')\nprint('step 2: loss=0.25 acc=0.8')\n")
     write_settings(lab_root, "cap", {"s1.json": {}}, command="{python} printer.py")
     ws = Workspace(lab_root)
-    chosen = [(s, s.resolve()) for s in ws.experiment("cap").settings()]
+    chosen = [(s, s.resolve()) for s in list_settings(ws.experiment("cap"))]
     slurmqueue.submit(ws, chosen)
     [rec] = slurmqueue.wait(ws, [chosen[0][0]], poll_s=0.3)
     assert rec["state"] == "succeeded" and rec["executor"] == "slurm"

@@ -11,6 +11,7 @@ import pytest
 
 from helpers import LabCLI
 from lab.core.workspace import Workspace, init
+from lab.core.settings import list_settings
 
 GRID = """[
   {learning_rate: lr, seed: seed, model: {name: "minilm-l6-with-a-long-name"}}
@@ -70,7 +71,7 @@ def test_group_folds_seeds_into_mean_std_and_n(grid_lab):
     (exp.settings_dir / "grid.jsonnet").write_text(GRID.replace("[0.1, 0.01, 1e-3, 0.3, 0.03, 3e-4]", "[0.1, 0.01]")
                                                     .replace("[1, 2, 3, 4, 5]", "[1, 2, 3]"))
     exp.report_path.write_text(exp.report_path.read_text().replace("command: \n", 'command: "{python} p.py {settings}"\n'))
-    for setting in exp.settings():
+    for setting in list_settings(exp):
         assert job.run(setting)["state"] == "succeeded"
     lab = LabCLI(root)
     data = lab.json("compare", "grid-exp", "--group")

@@ -13,6 +13,7 @@ from helpers import FEED_ITEM, PAPER, REPORT, make_lab, search, write
 from lab.search import index
 from lab.search import query
 from lab.search.migrations import MIGRATIONS, SCHEMA_VERSION
+from lab.core.settings import find_setting
 
 
 def ids(results) -> list[tuple[str, str]]:
@@ -176,7 +177,7 @@ def test_writers_leave_the_index_alone_and_searches_still_see_their_files(root, 
     paper = Paper("2401.00042", 1, "Capybara scaling laws", ["A. Author"], None, None, "cs.LG", ["cs.LG"], None,
                   None, None, "https://arxiv.org/abs/2401.00042", "https://arxiv.org/pdf/2401.00042v1", "About capybaras.")
     write_note(ws, paper)
-    setting = ws.experiment("exp1").setting("s1")
+    setting = find_setting(ws.experiment("exp1"), "s1")
     write_record(setting, {"state": "done", "metrics": {"quokka_rate": 0.5}, "settings": {}})
     assert index.index_path(root).stat().st_mtime_ns == before
     assert ids(search(root, "capybara")) == [("paper", "2401.00042")]
@@ -282,7 +283,7 @@ def test_a_finished_run_is_found_by_the_next_search(lab_root):
     (lab_root / "prog.py").write_text("import lab\nlab.log_metrics(step=1, zebra_score=0.75)\n")
     write_settings(lab_root, "exp9", {"s1.json": {"lr": 1}}, command="{python} prog.py {settings}")
     search(lab_root, "anything")  # the index exists now
-    job.run(Workspace(lab_root).experiment("exp9").setting("s1"))
+    job.run(find_setting(Workspace(lab_root).experiment("exp9"), "s1"))
     assert ids(search(lab_root, "zebra_score")) == [("run", "exp9/s1")]
     conn = sqlite3.connect(index.index_path(lab_root))
     rows = conn.execute("SELECT type, key, info FROM docs WHERE file = 'experiments/exp9/runs/s1.json'").fetchall()

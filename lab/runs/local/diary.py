@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lab.core import layout
 from lab.runs.record import now_iso
 
-LOG_NAME = "runner.log"
+LOG_NAME = layout.RUNNER_LOG
 ROTATE_AT = 5_000_000  # bytes: a new runner starts a fresh log past this, keeping one older one (runner.log.1)
 
 

@@ -9,9 +9,11 @@ import signal
 import time
 from pathlib import Path
 
+from lab.core import layout
+
 KILL_POINTS = ("runner-claimed", "runner-forked", "supervisor-identity", "supervisor-started", "supervisor-exited",
                "supervisor-recorded", "supervisor-done", "runner-reaped")
-FIRED_NAME = "test-kill-fired"
+FIRED_NAME = layout.TEST_KILL_FIRED
 
 
 def kill_point(name: str, state_dir: Path, runner: int | None = None) -> None:

@@ -8,13 +8,19 @@ import json
 import os
 from pathlib import Path
 
+from lab.core import layout
 from lab.core.fsutil import atomic_write_json
 from lab.runs.local.lock import LOCK_NAME, runner_pid
 from lab.runs.local.queue import Queue
 from lab.runs.state import State
 
-LANES_NAME = "lanes.json"
-QUEUE_NAME = "queue.db"
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
+    from lab.runs.local.queue import QueueRow
+
+LANES_NAME = layout.LANES
+QUEUE_NAME = layout.QUEUE_DB
 
 
 def write_lanes(state_dir: Path, pid: int, lanes) -> None:
@@ -25,19 +31,18 @@ def write_lanes(state_dir: Path, pid: int, lanes) -> None:
         pass
 
 
-def active_jobs(workspace) -> list[dict]:
+def active_jobs(workspace: Workspace) -> list[QueueRow]:
     """Queued and running jobs (all executors), without opening the queue when there is none."""
     queue = Queue.open_existing(workspace.state_dir)
     if queue is None:
         return []
     try:
-        return [{k: j[k] for k in ("id", "experiment", "setting", "state", "executor", "queued_at", "started_at", "lane")}
-                for j in queue.jobs((State.QUEUED, State.RUNNING))]
+        return queue.jobs((State.QUEUED, State.RUNNING))
     finally:
         queue.close()
 
 
-def queue_info(workspace) -> dict:
+def queue_info(workspace: Workspace) -> dict:
     """The runner and the queue: `{"runner_pid", "queued", "running", "stopped", "lanes"}` (stopped: the reason, or
     None; lanes: the live runner's lanes and how many are busy, or None)."""
     info: dict = {"runner_pid": None, "queued": 0, "running": 0, "stopped": None, "lanes": None}
@@ -62,7 +67,7 @@ def queue_info(workspace) -> dict:
     return info
 
 
-def lanes_busy(workspace, pid: int, running: list[dict]) -> dict | None:
+def lanes_busy(workspace: Workspace, pid: int, running: list[dict]) -> dict | None:
     """The live runner's lanes (`.lab/lanes.json`, written when it started) and what its running jobs hold."""
     try:
         lanes = json.loads((workspace.state_dir / LANES_NAME).read_text())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lab.core import process
+from lab.core import layout, process
 from lab.core.fsutil import atomic_write_json
 
 TYPE_CHECKING = False
@@ -24,7 +24,7 @@ EXIT_FILE_SIZE = 128
 
 
 def jobs_dir(state_dir: Path) -> Path:
-    return Path(state_dir) / "jobs"
+    return Path(state_dir) / layout.JOBS
 
 
 def exit_file(state_dir: Path, job_id: int) -> Path:

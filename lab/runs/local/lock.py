@@ -13,9 +13,9 @@ import os
 import time
 from pathlib import Path
 
-from lab.core import process
+from lab.core import layout, process
 
-LOCK_NAME = "runner.lock"
+LOCK_NAME = layout.RUNNER_LOCK
 WAIT_FOR_LOCK_S = 30.0  # how long a new runner waits while another lab command holds the lock for a moment
 
 

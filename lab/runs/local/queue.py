@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from lab.core import layout
 from lab.runs.record import now_iso
 from lab.runs.state import State
 
@@ -153,7 +154,7 @@ class Queue:
     """The queue of one lab root. Cheap to open; one connection per process."""
 
     def __init__(self, state_dir: Path | str, durable: bool = True):
-        self.path = Path(state_dir) / "queue.db"
+        self.path = Path(state_dir) / layout.QUEUE_DB
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.healed: str | None = None
         if not self.path.exists():
@@ -287,7 +288,7 @@ class Queue:
     @classmethod
     def open_existing(cls, state_dir: Path | str) -> "Queue | None":
         """The queue, or None when this lab has never queued anything (reads never create files)."""
-        return cls(state_dir) if (Path(state_dir) / "queue.db").exists() else None
+        return cls(state_dir) if (Path(state_dir) / layout.QUEUE_DB).exists() else None
 
     def close(self) -> None:
         self.db.close()

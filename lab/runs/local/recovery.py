@@ -28,15 +28,16 @@ from lab.runs.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
     from lab.runs.local.queue import QueueRow
 
 
-def job_setting(workspace, job: QueueRow):
+def job_setting(workspace: Workspace, job: QueueRow):
     """The Setting of a queued job, even when its file was renamed since (the resolved settings were kept)."""
     return records.setting_of(workspace, job["experiment"], job["setting"])
 
 
-def recover(workspace, queue: Queue, grace: float = 5.0, busy: Collection[int] = ()) -> list[str]:
+def recover(workspace: Workspace, queue: Queue, grace: float = 5.0, busy: Collection[int] = ()) -> list[str]:
     """Settle the jobs marked running whose supervisor is gone (call with the runner lock held); return their ids.
 
     Jobs whose supervisor still runs are left to it (the runner reattaches to them), and so are `busy` ones (the
@@ -115,7 +116,7 @@ def settle_row(queue: Queue, job: QueueRow, state: str, exit_code: int | None, w
     return True
 
 
-def recover_if_needed(workspace) -> list[str]:
+def recover_if_needed(workspace: Workspace) -> list[str]:
     """Crash recovery for `lab run` and `lab status`: only when jobs are marked running and no runner lives."""
     queue = Queue.open_existing(workspace.state_dir)
     if queue is None:
@@ -137,7 +138,7 @@ def recover_if_needed(workspace) -> list[str]:
     return settled
 
 
-def tell(workspace, settled: list[str]) -> None:
+def tell(workspace: Workspace, settled: list[str]) -> None:
     """Send word of the jobs that recovery found failed or interrupted (from a short-lived command: detached)."""
     if not settled:
         return

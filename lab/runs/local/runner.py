@@ -59,6 +59,7 @@ from lab.runs.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
     from lab.runs.local.queue import QueueRow
 
 
@@ -69,7 +70,7 @@ class Runner:
     POLL_S = 0.01  # how often a runner with jobs running looks for an ended supervisor or a changed queue
     RESCAN_S = 1.0  # and how often it looks at the queue at the latest
 
-    def __init__(self, workspace):
+    def __init__(self, workspace: Workspace):
         self.workspace = workspace
         self.queue: Queue | None = None
         self.lock: RunnerLock | None = None

@@ -16,8 +16,12 @@ from lab.runs.local.lock import WAIT_FOR_LOCK_S, RunnerLock
 from lab.runs.local.queue import Queue
 from lab.runs.local.recovery import recover, tell
 
+TYPE_CHECKING = False  # typing's costs an import; this is only for the type checker
+if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
 
-def ensure_runner(workspace, env: dict | None = None) -> int | None:
+
+def ensure_runner(workspace: Workspace, env: dict | None = None) -> int | None:
     """Start a runner for the lab unless one is alive; return the new runner's pid (None when one was alive).
 
     Recovers a crashed runner's job first (under the lock), so the new runner starts from a clean queue.
@@ -38,7 +42,7 @@ def ensure_runner(workspace, env: dict | None = None) -> int | None:
     return spawn(workspace, env)
 
 
-def spawn(workspace, env: dict | None = None) -> int:
+def spawn(workspace: Workspace, env: dict | None = None) -> int:
     """Start `python -m lab.runs.local.runner` detached from the terminal: new session, no stdin, output to the
     runner's diary."""
     state_dir = workspace.state_dir

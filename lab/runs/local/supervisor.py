@@ -31,6 +31,7 @@ from lab.runs.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
     from lab.runs.local.queue import QueueRow
 
 STRAGGLER_GRACE_S = 5.0  # children left behind by a finished job get this long after SIGTERM
@@ -45,7 +46,7 @@ class _Stop(Exception):
     """Raised by the stop signal's handler to break the wait for the program."""
 
 
-def prepare(workspace, job: QueueRow):
+def prepare(workspace: Workspace, job: QueueRow):
     """The attempt of a claimed job, prepared up to its program's start (`Attempt.prepare`), or the reason it
     cannot be: (attempt, None) or (None, why). Done by the runner before it forks the supervisor."""
     from lab.runs.attempt import Attempt
@@ -60,7 +61,7 @@ def prepare(workspace, job: QueueRow):
         if lane.get("env"):  # lab hands out GPUs: the record says which this job got
             extra["gpus"] = lane.get("gpus") or []
         att = Attempt(setting, json.loads(job["settings"]), attempt=attempt, executor="local",
-                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False,
+                      base_env={**json.loads(job["env"]), **(lane.get("env") or {})}, extra=extra, own_group=False, fork_capture=True,
                       template=job.get("command") or None)
         att.prepare()
     except OSError as e:
@@ -74,11 +75,13 @@ def prepare(workspace, job: QueueRow):
 
 def warm() -> None:
     """Fill, in the runner, the caches that every supervisor would otherwise fill anew after its fork: package
-    versions, the platform string (`uname -p` is a subprocess) and the modules a record's fields need."""
+    versions, the platform string (`uname -p` is a subprocess) and the modules that each supervisor imports to
+    record a run (its inputs, the capture of its metrics)."""
     import platform
 
-    from lab.runs import inputs  # noqa: F401  (imported by each record's inputs)
+    from lab.runs import inputs  # noqa: F401
     from lab.runs.attempt import package_versions
+    from lab.runs.capture import live, merge, tfevents  # noqa: F401
 
     package_versions()
     platform.platform()
@@ -88,7 +91,7 @@ class Supervisor:
     """One job's supervisor, in the forked child. `stop_at` is when a stop signal (SIGTERM, SIGINT) came;
     `waiting` says the supervisor is blocked waiting for the program, where the signal must break the wait."""
 
-    def __init__(self, workspace, job: QueueRow, lock_fd: int | None, runner: int, prepared=None):
+    def __init__(self, workspace: Workspace, job: QueueRow, lock_fd: int | None, runner: int, prepared=None):
         self.workspace = workspace
         self.state_dir = workspace.state_dir
         self.job = job

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from lab.core import layout
 from lab.runs import record as records
 from lab.errors import BadInput, LabError
 from lab.core.settings import Setting
@@ -42,6 +43,7 @@ from lab.runs.state import State
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from lab.core.workspace import Workspace
     from lab.runs.record import Record
 
 EXECUTORS = ("local", "slurm")
@@ -275,12 +277,12 @@ def query(job_ids: list[str]) -> dict[str, dict]:
 # ---------------------------------------------------------------- state kept in .lab/slurm
 
 
-def state_dir(workspace) -> Path:
-    return workspace.state_dir / "slurm"
+def state_dir(workspace: Workspace) -> Path:
+    return workspace.state_dir / layout.SLURM
 
 
 @contextmanager
-def locked(workspace):
+def locked(workspace: Workspace):
     """One submitter or reconciler at a time per lab root (three `lab run` at once queue each setting once)."""
     d = state_dir(workspace)
     d.mkdir(parents=True, exist_ok=True)
@@ -297,7 +299,7 @@ def setting_of(exp, name: str, rec: Record | None) -> Setting:
     return Setting(exp, name, exp.dir / rel)
 
 
-def active_records(workspace, settings: Sequence[Setting]) -> list[tuple[Setting, Record]]:
+def active_records(workspace: Workspace, settings: Sequence[Setting]) -> list[tuple[Setting, Record]]:
     """(setting, record) of those settings whose record says a Slurm job is queued or running (files are the truth)."""
     pairs = [(s, records.read_record(s)) for s in settings]
     return [(s, r) for s, r in pairs

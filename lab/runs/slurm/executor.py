@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from lab.runs import record as records
 from lab.runs import statuscache
 from lab.runs.slurm import cluster as slurm
+from lab.core import layout
 from lab.core.command import build_argv, template_for
 from lab.errors import LabError
 from lab.core.fsutil import atomic_write_json, atomic_write_text
@@ -71,14 +72,14 @@ def _job_id(stdout: str) -> str:
     return job_id
 
 
-def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, dependency: str | None,
+def _sbatch(workspace: Workspace, tasks: list[tuple[Setting, dict, int]], options: dict, dependency: str | None,
             array: bool, kill_on_invalid_dep: bool, env: dict | None = None) -> list[str]:
     """Submit one held job (or a held job array) running `tasks`; return the job id of each task."""
-    d = slurm.state_dir(workspace)
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    spec_path = d / "jobs" / f"{name}.json"
-    script_path = d / "jobs" / f"{name}.sh"
-    (d / "out").mkdir(parents=True, exist_ok=True)
+    spec_path = workspace.state_dir / layout.SLURM_JOBS / f"{name}.json"
+    script_path = workspace.state_dir / layout.SLURM_JOBS / f"{name}.sh"
+    out_dir = workspace.state_dir / layout.SLURM_OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(spec_path, {
         "root": str(workspace.root),
         "array": array,
@@ -89,7 +90,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
     first = tasks[0][0]
     label = f"lab:{first.id}" if not array else f"lab:{first.experiment.name}[{len(tasks)}]"
     args = ["sbatch", "--parsable", "--hold", f"--job-name={label}", f"--chdir={workspace.root}",
-            f"--output={d / 'out' / ('%A_%a.out' if array else '%j.out')}", "--open-mode=append"]
+            f"--output={out_dir / ('%A_%a.out' if array else '%j.out')}", "--open-mode=append"]
     if dependency:
         args.append(f"--dependency={dependency}")
         if kill_on_invalid_dep:
@@ -102,7 +103,7 @@ def _sbatch(workspace, tasks: list[tuple[Setting, dict, int]], options: dict, de
     return [f"{job_id}_{i}" for i in range(len(tasks))] if array else [job_id]
 
 
-def _chain_tail(workspace) -> str | None:
+def _chain_tail(workspace: Workspace) -> str | None:
     """The last job of the lab root's one-after-another chain, if Slurm still has it queued or running."""
     path = slurm.state_dir(workspace) / "chain"
     try:
@@ -113,7 +114,7 @@ def _chain_tail(workspace) -> str | None:
     return tail if info and slurm.lab_state(info["state"])[0] in (State.QUEUED, State.RUNNING) else None
 
 
-def submit(workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False, rerun: bool = False,
+def submit(workspace: Workspace, chosen: list[tuple[Setting, dict]], parallel: bool = False, rerun: bool = False,
            stop_on_failure: bool = False, env: dict | None = None) -> list[Submitted]:
     """Submit resolved settings as Slurm jobs: one after another (after the lab root's earlier chain), or at once.
 
@@ -235,7 +236,7 @@ def _ended(setting: Setting, rec: Record, got: dict, state: str, reason: str | N
         line = records.last_error_line(records.log_path(setting))
         if line and rec.get("started_at"):
             reason += f": {line}"
-    out = f".lab/slurm/out/{rec['slurm_job_id']}.out"
+    out = f"{layout.STATE}/{layout.SLURM_OUT}/{rec['slurm_job_id']}.out"
     if "DependencyNeverSatisfied" in (got.get("reason") or ""):
         reason = "not started: the job before it did not succeed (--stop-on-failure)"
     elif state == State.CANCELLED and not rec.get("started_at"):
@@ -268,7 +269,7 @@ def _resubmit(setting: Setting, rec: Record) -> Record:
     return new
 
 
-def drained_event(workspace) -> dict | None:
+def drained_event(workspace: Workspace) -> dict | None:
     """The `drained` notification once the lab's Slurm jobs have all ended: a summary of the runs that ended since
     the last one (`.lab/slurm/drained` keeps when that was), or None while any is queued or running. Called by each
     job's entry point as it ends, under the Slurm lock, so two array tasks that end together send it once."""
@@ -283,22 +284,22 @@ def drained_event(workspace) -> dict | None:
             since = stamp.read_text().strip()
         except OSError:
             since = ""
-        ended = [r for r in runs if r.get("ended_at") and r["ended_at"] > since]
+        ended = [r for r in runs if (r.get("ended_at") or "") > since]
         if not ended:
             return None
-        atomic_write_text(stamp, max(r["ended_at"] for r in ended) + "\n")
+        atomic_write_text(stamp, max(r.get("ended_at") or "" for r in ended) + "\n")
     summary = notify.Summary()
     for r in ended:
-        summary.add(r)
+        summary.add(dict(r))
     return summary.event(workspace.root)
 
 
-def active_settings(workspace, targets: list[str] | None = None) -> list[Setting]:
+def active_settings(workspace: Workspace, targets: list[str] | None = None) -> list[Setting]:
     """The settings with a queued or running Slurm job, found through the status cache (no full scan)."""
     return [records.setting_of(workspace, exp, name) for exp, name in statuscache.active_runs(workspace, "slurm", targets)]
 
 
-def cancel(workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
+def cancel(workspace: Workspace, settings: list[Setting] | None = None, running: bool = True, grace_s: float = 60.0,
            targets: list[str] | None = None) -> list[Record]:
     """scancel the lab root's Slurm jobs (or those of `settings`/`targets`): queued ones, running ones if `running`.
 
