@@ -48,13 +48,11 @@ def uuid(i: int) -> str:
 
 
 def alive(pid: int) -> bool:
+    """A process the driver lists: running, not ended (a zombie, ended but not yet reaped, has freed its memory)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
 
 
 def apps(state: dict) -> list[dict]:

@@ -29,11 +29,11 @@ me = {"lab": os.environ["LAB_ROOT"], "job": os.environ["LAB_EXPERIMENT"] + "/" +
 def note(what, **kw):
     with open(events, "a") as f:
         f.write(json.dumps({**me, "what": what, "t": time.time(), **kw}) + "\n")
-def alive(pid):
+def alive(pid):  # a zombie (ended, not yet reaped) holds no GPU memory: the driver no longer lists it
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
 if gpu:
     tmp = os.path.join(apps, ".%d.tmp" % os.getpid())
