@@ -71,7 +71,10 @@ def request_stop(state_dir: Path, job: QueueRow, grace: float) -> None:
     """`lab stop --now`: tell the job's supervisor to end it, SIGKILL after `grace` seconds, and record it cancelled."""
     path = stop_file(state_dir, job["id"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"token": job.get("token"), "grace": grace}, fsync=False)
+    try:
+        atomic_write_json(path, {"token": job.get("token"), "grace": grace}, fsync=False)
+    except FileNotFoundError:
+        pass  # the job ended meanwhile and the runner removed its files (`remove_all_but`): nothing is left to stop
 
 
 def stop_request(state_dir: Path, job: QueueRow) -> dict | None:
@@ -133,7 +136,8 @@ def remove_all_but(state_dir: Path, running: set[str]) -> None:
     """Remove the files of every job not in `running` (job ids as text): left by a supervisor killed after it
     marked its job done."""
     try:
-        left = [p for p in jobs_dir(state_dir).iterdir() if p.name.split(".")[0] not in running]
+        # `.ID.stop.XXXX.tmp`: a file being written (atomic_write_text) belongs to its job like the file it becomes.
+        left = [p for p in jobs_dir(state_dir).iterdir() if p.name.lstrip(".").split(".")[0] not in running]
     except OSError:
         left = []
     for path in left:
