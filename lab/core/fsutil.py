@@ -17,22 +17,7 @@ def atomic_write_text(path: Path | str, text: str, fsync: bool = True) -> None:
     the file survives `kill -9` and power loss as a whole. `fsync=False` (for files lab can derive again)
     keeps the atomic replace but skips the wait for the disk.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes, fsync: bool = True) -> None:
