@@ -21,7 +21,8 @@ from urllib.parse import quote
 from lab.book import table as book
 from lab.book.experiment_page import ExperimentPages, results_html  # noqa: F401
 from lab.book.paper_pages import PaperPages
-from lab.book.sources import ExperimentInfo, Paper, load_experiment, load_papers, own_files, publish_patterns, tag_slugs
+from lab.book.sources import (ExperimentInfo, Paper, load_experiment, load_papers, own_files, publish_patterns,
+                              published_pdf, tag_slugs)
 from lab.book.text import date, front, h, html_table, md, plural, table, when
 
 HOME_LATEST_RUNS = 10
@@ -105,6 +106,9 @@ class Book(ExperimentPages, PaperPages):
             for path in e.curves.values():
                 yield f"experiments/{e.name}/curves/{path.name}", path
             yield from own_files(e.exp.dir, f"experiments/{e.name}", self.publish)
+        for p in self.papers:
+            if p.fulltext and published_pdf(self.publish, p.key):
+                yield f"papers/{p.key}.pdf", self.ws.root / p.fulltext["pdf"]
 
     # --- links ---
 
@@ -228,7 +232,9 @@ class Book(ExperimentPages, PaperPages):
     # --- URLs for raw HTML (mkdocs rewrites and checks only Markdown links) ---
 
     def url(self, src_uri: str) -> str:
-        """The site URL of a generated page, as mkdocs gives it."""
+        """The site URL of a generated page, as mkdocs gives it (a file that is no page keeps its path)."""
+        if not src_uri.endswith(".md"):
+            return src_uri
         stem, _, _ = src_uri.rpartition(".")
         if not self.directory_urls:
             return f"{stem}.html"

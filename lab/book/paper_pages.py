@@ -93,6 +93,19 @@ class PaperPages:
 
     # --- a paper ---
 
+    def fulltext_cell(self, p: Paper) -> str:
+        """`indexed for search: 8 pages, 5,432 words · PDF`: the PDF linked only where `book: publish` names it."""
+        from lab.book.sources import published_pdf
+
+        found = p.fulltext or {}
+        if found.get("pages"):
+            cell = f"indexed for search: {plural(found['pages'], 'page')}, {found['words']:,} words"
+        else:
+            cell = "not indexed" + (f" ({h(found['problem'])})" if found.get("problem") else "")
+        if published_pdf(self.publish, p.key):
+            cell += " · " + self.a(f"papers/{p.key}.md", f"papers/{p.key}.pdf", "PDF")
+        return cell
+
     def paper_page(self, p: Paper) -> str:
         # The metadata is fetched text: one raw HTML table, every value escaped, no Markdown reads it.
         rows = []
@@ -124,8 +137,8 @@ class PaperPages:
             rows.append(("links", " · ".join(links)))
         if p.added_at():
             rows.append(("added", h(when(p.added_at()))))
-        if p.fulltext_indexed is not None:
-            rows.append(("full text", "indexed for search" if p.fulltext_indexed else "not indexed"))
+        if p.fulltext is not None:
+            rows.append(("full text", self.fulltext_cell(p)))
         out = [front(p.title()), f"# {md(p.title())}\n"]
         if rows:
             out.append('<table><tbody> ' + " ".join(f"<tr> <th>{k}</th> <td>{v}</td> </tr>" for k, v in rows) + " </tbody></table>\n")

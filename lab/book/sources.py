@@ -36,6 +36,7 @@ class Paper:
     notes: str
     # Whether the paper's full text is in the search index; None when nothing says (shown only when known).
     fulltext_indexed: bool | None = None
+    fulltext: dict | None = None  # lab.core.pdftext.summary: the kept PDF, pages and words indexed
 
     def text(self, name: str) -> str:
         value = self.meta.get(name)
@@ -101,24 +102,32 @@ def load_papers(ws, warn) -> list[Paper]:
             warn(f"lab: skipped paper note {path}: name it with letters, digits, '-', '_' and '.' (not 'index')")
             continue
         papers.append(paper)
-    indexed = fulltext_indexed(ws, [p.key for p in papers])
+    found = fulltext(ws, [p.key for p in papers])
     for paper in papers:
-        paper.fulltext_indexed = indexed.get(paper.key)
+        paper.fulltext = found.get(paper.key)
+        paper.fulltext_indexed = None if paper.fulltext is None else paper.fulltext["pages"] > 0
     return papers
 
 
-def fulltext_indexed(ws, keys: list[str]) -> dict[str, bool]:
-    """Hook for the papers' full text: note key -> whether its full text is in the search index. A paper page
-    shows a "full text" row for the keys given here: the notes that have a PDF (`papers/KEY.pdf`), indexed when
-    text was extracted from it (lab.core.pdftext.summary also gives its pages, words and problem)."""
+def fulltext(ws, keys: list[str]) -> dict[str, dict]:
+    """Note key -> its full text as the book shows it (lab.core.pdftext.summary: the kept PDF `papers/KEY.pdf`,
+    pages and words indexed, a problem), for the notes that have a PDF."""
     from lab.core import pdftext
 
     out = {}
     for key in keys:
-        found = pdftext.summary(ws.root, f"papers/{key}.md")
-        if found is not None:
-            out[key] = found["pages"] > 0
+        summary = pdftext.summary(ws.root, f"papers/{key}.md")
+        if summary is not None:
+            out[key] = summary
     return out
+
+
+def published_pdf(patterns: list[str], key: str) -> bool:
+    """Whether `book: publish:` names a paper's kept PDF (`papers/*.pdf`, relative to the lab's root): PDFs are
+    not published by default (a publisher's copy may not be ours to put on a website)."""
+    import fnmatch
+
+    return any(fnmatch.fnmatch(f"papers/{key}.pdf", g) for g in patterns if g.startswith("papers/"))
 
 
 def load_experiment(exp, warn) -> ExperimentInfo:

@@ -230,13 +230,26 @@ def test_private_use_text_only_is_said(tmp_path, monkeypatch):
     assert out["problem"].startswith("its text is private-use glyphs only")
 
 
-def test_the_book_knows_which_papers_have_their_full_text_indexed(lab, lab_root):
-    from lab.book.sources import fulltext_indexed
+def test_the_book_says_a_papers_full_text_and_links_its_pdf_only_where_published(lab, lab_root, tmp_path):
+    from lab.book.sources import fulltext
     from lab.core.workspace import Workspace
 
     lab("note", "1111.2011v2", check=0)
     (lab_root / "papers" / "1605.08386.md").write_text("---\ntitle: No PDF here\n---\n")
-    assert fulltext_indexed(Workspace(lab_root), ["1111.2011", "1605.08386"]) == {"1111.2011": True}
+    found = fulltext(Workspace(lab_root), ["1111.2011", "1605.08386"])
+    assert list(found) == ["1111.2011"] and found["1111.2011"]["pages"] == 8 and found["1111.2011"]["words"] > 3000
+
+    lab("book", "--out", tmp_path / "private", check=0)
+    row = (tmp_path / "private" / "papers" / "1111.2011.md").read_text().split("<th>full text</th>")[1].split("</tr>")[0]
+    assert "indexed for search: 8 pages" in row and "PDF" not in row  # PDFs are not published by default
+    assert not (tmp_path / "private" / "papers" / "1111.2011.pdf").exists()
+
+    with open(lab_root / "lab.yaml", "a") as f:
+        f.write("\nbook:\n  publish: ['papers/*.pdf']\n")
+    lab("book", "--out", tmp_path / "public", check=0)
+    row = (tmp_path / "public" / "papers" / "1111.2011.md").read_text().split("<th>full text</th>")[1].split("</tr>")[0]
+    assert ">PDF</a>" in row
+    assert (tmp_path / "public" / "papers" / "1111.2011.pdf").read_bytes() == (lab_root / "papers" / "1111.2011.pdf").read_bytes()
 
 
 def test_related_work_finds_a_paper_by_its_full_text(lab, lab_root):
