@@ -10,6 +10,7 @@ from lab.book import table as book
 from lab.book.sources import ExperimentInfo
 from lab.book.text import date, ext_link, front, h, md, safe_url
 from lab.errors import LabError
+from lab.runs.state import State
 
 
 class ExperimentPages:
@@ -88,7 +89,7 @@ def results_html(t: book.RunsTable) -> str:
         return "_No runs yet._"
     groups = t.groups()
     rows = t.rows()
-    show_state = any(r.state != "succeeded" for r in t.runs)
+    show_state = any(r.state != State.SUCCEEDED for r in t.runs)
     if not show_state:
         groups[0] = ("run", ["setting", "duration"])
         rows = [[r[0], *r[2:]] for r in rows]

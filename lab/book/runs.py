@@ -14,6 +14,7 @@ from lab.core.fsutil import natural_key
 from lab.core.settings import flatten, list_settings
 from lab.errors import LabError
 from lab.runs import record as records
+from lab.runs.state import State
 
 
 @dataclass
@@ -111,7 +112,7 @@ def _run_from_record(exp, name: str, rec: dict, checker=None, live: bool = True)
         reproduces=rec.get("reproduces") if isinstance(rec.get("reproduces"), int) else None,
         reproduction=rec.get("reproduction") if isinstance(rec.get("reproduction"), dict) else None,
     )
-    if checker is not None and run.state == "succeeded":
+    if checker is not None and run.state == State.SUCCEEDED:
         from lab.runs.inputs import changed_inputs
 
         run.changed_inputs = changed_inputs(exp.workspace.root, rec, checker)

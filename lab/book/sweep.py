@@ -12,6 +12,7 @@ from lab.book.metrics import format_value, is_number
 from lab.book.runs import Run, flatten
 from lab.core.fsutil import natural_key
 from lab.errors import BadInput
+from lab.runs.state import State
 
 DEFAULT_GROUP_BY = ("seed",)
 
@@ -94,7 +95,7 @@ def group_runs(table, keys: list[str]) -> list[Group]:
     rest = [k for k in table.setting_keys if k not in keys and not any(k.startswith(g + ".") for g in keys)]
     groups: dict[tuple, Group] = {}
     for r in table.runs:
-        if r.state not in ("succeeded", "stale"):
+        if r.state not in (State.SUCCEEDED, "stale"):
             continue
         flat = flatten(r.settings) if r.settings else {}
         values = {k: flat[k] for k in rest if k in flat}

@@ -19,6 +19,7 @@ from lab.book.runs import Run, differing_settings, flatten, load_runs  # noqa: F
 from lab.book.sweep import sort_by_values
 from lab.errors import BadInput
 from lab.core.markdown import escape_markdown as md_cell
+from lab.runs.state import State
 
 
 @dataclass
@@ -145,7 +146,7 @@ class RunsTable:
         align = ["---"] * n + ["---"] * len(self.setting_keys) + ["--:"] * len(self.metric_keys)
         align[2] = "--:"
         # Every run succeeded: a column saying so on each row says nothing (the notes below name stale runs).
-        keep = [i for i in range(len(header)) if i != 1 or any(r.state != "succeeded" for r in self.runs)]
+        keep = [i for i in range(len(header)) if i != 1 or any(r.state != State.SUCCEEDED for r in self.runs)]
         header, align = [header[i] for i in keep], [align[i] for i in keep]
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         for run, cells in zip(self.runs, self.rows()):
@@ -214,7 +215,7 @@ def runs_table(exp, metric: str | None = None, mode: str | None = None, runs: li
             mode = mode or direction(metric) or "max"
     best = None
     if metric is not None:
-        finished = [r for r in runs if r.state in ("succeeded", "stale") and is_number(r.metrics.get(metric))]
+        finished = [r for r in runs if r.state in (State.SUCCEEDED, "stale") and is_number(r.metrics.get(metric))]
         if finished:
             pick = max if mode == "max" else min
             best = pick(finished, key=lambda r: r.metrics[metric]).setting
@@ -246,7 +247,7 @@ def across(exps, **options):
 def reproduction_note(summary: dict) -> str:
     """`reproduced @1 exactly` / `reproduction of @1: eval_loss +0.002` / `reproduction of @1 failed`."""
     n, state = summary.get("reproduces"), summary.get("state")
-    if state != "succeeded":
+    if state != State.SUCCEEDED:
         return f"reproduction of @{n} {state}"
     if summary.get("exact"):
         return f"reproduced @{n} exactly"

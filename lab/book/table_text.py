@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lab.book.sweep import names_needed
+from lab.runs.state import State
 
 
 def text_table(table) -> list[str]:
@@ -13,7 +14,7 @@ def text_table(table) -> list[str]:
     # A name is cut only where the differing values (columns beside it) tell the rows apart without it.
     keep_names = names_needed(table.runs, table.setting_keys)
     rows = [[c if len(c) <= 24 or (i == 1 and keep_names) else c[:23] + "…" for i, c in enumerate(row)] for row in rows]
-    if all(run.state == "succeeded" for run in table.runs):
+    if all(run.state == State.SUCCEEDED for run in table.runs):
         groups[0] = ("run", ["setting", "time"])
         rows = [[row[0], row[1], *row[3:]] for row in rows]
     else:

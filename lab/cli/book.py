@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from lab.cli.app import echo_json, pass_lab
+from lab.runs.state import State
 
 _mode_options = [
     click.option("--metric", metavar="NAME", help="The metric that picks the best run (default: eval_accuracy, else eval_loss, else loss, ...)."),
@@ -103,7 +104,7 @@ def compare_cmd(lab, experiments, metric, mode, metrics, all_metrics, group, as_
     note = table.best_note()
     if note:
         click.echo(f"* {note}" if table.best else note, err=True)
-    if len(table.runs) > 1 and all(run.state == "succeeded" for run in table.runs):
+    if len(table.runs) > 1 and all(run.state == State.SUCCEEDED for run in table.runs):
         click.echo("both runs succeeded" if len(table.runs) == 2 else f"all {len(table.runs)} runs succeeded", err=True)
     if table.hidden_metrics:
         click.echo(f"{table.hidden_note()}: --metrics A,B or --all shows them", err=True)

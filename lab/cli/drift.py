@@ -8,6 +8,7 @@ import sys
 import click
 
 from lab.cli.app import echo_json, pass_lab
+from lab.runs.state import State
 
 
 def _value(v) -> str:
@@ -82,7 +83,7 @@ def reproduce_cmd(lab, target, attempt, as_json):
             click.echo(f"  {key.ljust(width)}  {_number(d['recorded'])} -> {_number(d['reproduced'])}  {_delta(d['delta'])}")
         click.echo(f"reproduction of {run_id} {new['state']}" + (": metrics reproduced exactly" if new.get("exact") else "")
                    + " (the setting's own record is unchanged)", err=True)
-    if new["state"] != "succeeded":
+    if new["state"] != State.SUCCEEDED:
         log = f"experiments/{original['experiment']}/{new['log_path']}"
         raise LabError(f"the reproduction of {run_id} {new['state']} ({new.get('reason') or 'exit ' + str(new.get('exit_code'))}); its log: {log}")
 

@@ -11,6 +11,7 @@ import os
 import sys
 
 from lab.errors import LabError, missing_extra, os_error_message
+from lab.runs.state import State
 
 
 def describe(error: BaseException) -> tuple[str, int]:
@@ -19,7 +20,7 @@ def describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, LabError):
         return str(error), error.exit_code
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted", 130
+        return State.INTERRUPTED, 130
     if isinstance(error, OSError):  # the system around lab: a full disk, a permission, a file name too long
         return os_error_message(error), 1
     return missing_extra(error) or f"internal error: {type(error).__name__}: {error} (run with --debug for the traceback)", 1

@@ -58,11 +58,11 @@ def run_cmd(lab, targets, wait_, rerun, stop_on_failure, as_json, on, parallel):
     for r in results:
         if r["action"] == "skipped":
             continue
-        if r["action"] == "queued" and r.get("executor") == "slurm":
+        if r["action"] == State.QUEUED and r.get("executor") == "slurm":
             click.echo(f"submitted {r['id']} (Slurm job {r['slurm_job_id']}); log: {r['log']}", err=True)
         elif r.get("executor") == "slurm" and r["action"].startswith("already"):
             click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
-        elif r["action"] == "queued":
+        elif r["action"] == State.QUEUED:
             click.echo(f"queued {r['id']} (job {r['job_id']}); log: {r['log']}", err=True)
         elif r.get("slurm_job_id"):
             click.echo(f"{r['id']} is {r['action']} (Slurm job {r['slurm_job_id']})", err=True)
@@ -126,12 +126,12 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
         with Live(Text("starting"), console=console, refresh_per_second=8, transient=True) as display:
             def progress(views):
                 for v in views:
-                    if v["state"] not in ("queued", "running") and v["id"] not in reported:
+                    if v["state"] not in (State.QUEUED, State.RUNNING) and v["id"] not in reported:
                         reported.add(v["id"])
-                        style = "green" if v["state"] == "succeeded" else "red"
+                        style = "green" if v["state"] == State.SUCCEEDED else "red"
                         where = f" (Slurm job {v['slurm_job_id']})" if v.get("slurm_job_id") else ""
                         how = f" (exit {v['exit_code']})" if v.get("exit_code") not in (None, 0) else f" ({v['signal']})" if v.get("signal") else ""
-                        why = f": {v['reason']}" if v.get("reason") and v["state"] != "succeeded" else ""
+                        why = f": {v['reason']}" if v.get("reason") and v["state"] != State.SUCCEEDED else ""
                         if why.startswith((": exit code", ": killed by")):
                             how = ""  # the reason says it already
                         display.console.print(Text(f"{v['state']} {v['id']}{where}{how}{why}", style=style), soft_wrap=True)
@@ -140,7 +140,7 @@ def _wait_with_progress(ws, entries: list[dict]) -> bool:
             views = wait(ws, entries, on_progress=progress)
     finally:
         console.show_cursor(True)  # however waiting ends (Ctrl-C, SIGTERM, SIGHUP, an error), even mid-start
-    left = [v for v in views if v["state"] in ("queued", "running")]
+    left = [v for v in views if v["state"] in (State.QUEUED, State.RUNNING)]
     if left:
         click.echo(f"the queue was stopped; {len(left)} job(s) still queued (resume with: lab run)", err=True)
     return not left and all(v["state"] == State.SUCCEEDED for v in views)

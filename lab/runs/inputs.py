@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lab.core import layout
 from lab.core.fsutil import atomic_write_text
+from lab.runs.state import State
 
 CACHE_NAME = layout.INPUT_HASHES
 CACHE_HEADER = "lab input hashes 1"
@@ -277,7 +278,7 @@ def staleness_token(record: dict, root: Path | None = None) -> str:
     The code files of most runs are the same set (the lab's program at one moment): with `root`, the set is kept
     once in `.lab/code-sets/DIGEST.json` (derived, like the token) and the token names its DIGEST, so 10,000
     cached runs do not repeat it 10,000 times."""
-    if record.get("state") != "succeeded":
+    if record.get("state") != State.SUCCEEDED:
         return ""
     files = watched(record)
     code = record.get("code")

@@ -14,6 +14,7 @@ from lab.runs import record as records
 from lab.runs.capture import write_result
 from lab.runs.capture.merge import Capture, attempt_since, output_dirs
 from lab.runs.capture.patterns import Options, compile_pattern, options_for
+from lab.runs.state import State
 
 HEADER = b"===== lab: attempt "
 
@@ -47,7 +48,7 @@ def recapture(workspace, targets: list[str], on_run=None) -> list[dict]:
     done = []
     for setting in select(workspace, targets):
         rec = records.read_record(setting, strict=False)
-        if not rec or rec.get("state") not in ("succeeded", "failed", "cancelled", "interrupted"):
+        if not rec or rec.get("state") not in (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.INTERRUPTED):
             continue
         log = records.log_path(setting)
         if not log.exists():

@@ -233,7 +233,7 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
                 f"commit {rec['git']['commit'][:12]}: {subprocess.list2cmdline(argv)}\n")
         log_offset = f.tell()
     info = provenance(exp.workspace.root)
-    outcome = {"reproduces": rec.get("attempt"), "state": "running", "started_at": started_at, "ended_at": None,
+    outcome = {"reproduces": rec.get("attempt"), "state": State.RUNNING, "started_at": started_at, "ended_at": None,
                "duration_s": None, "exit_code": None, "signal": None, "argv": argv,
                "git": {**rec["git"], "worktree": True}, "host": info.get("host"), "python": info.get("python"),
                "inputs": inputs, "environment": env_digest, "warnings": warnings,
@@ -263,19 +263,19 @@ def _run(setting, rec, argv, env, cwd, inputs, env_digest, warnings, emit, poll)
         outcome["signal"] = signal.Signals(-code).name if -code in signal.valid_signals() else -code
     else:
         outcome["exit_code"] = code
-    outcome["state"] = state or ("succeeded" if code == 0 else "failed")
-    if outcome["state"] == "cancelled":
+    outcome["state"] = state or (State.SUCCEEDED if code == 0 else State.FAILED)
+    if outcome["state"] == State.CANCELLED:
         outcome["reason"] = "lab reproduce was interrupted"
-    elif outcome["state"] == "failed":
+    elif outcome["state"] == State.FAILED:
         line = records.last_error_line(side["log"], log_offset)
         outcome["reason"] = f"exit code {code}: {line}" if line else f"exit code {code}"
     outcome["metrics"] = records.final_metrics(records.read_metrics(side["metrics"]))
     outcome["metric_deltas"] = {k: d["delta"] for k, d in compare_metrics(rec, outcome).items()}
-    outcome["exact"] = outcome["state"] == "succeeded" and bool(outcome["metric_deltas"]) and all(
+    outcome["exact"] = outcome["state"] == State.SUCCEEDED and bool(outcome["metric_deltas"]) and all(
         d == 0 for d in outcome["metric_deltas"].values())
     _keep_outcome(setting, outcome)
     emit("done", outcome)
-    if state == "cancelled":
+    if state == State.CANCELLED:
         raise KeyboardInterrupt
     return outcome
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def changed_since_queued(job: QueueRow, plan) -> str | None:
     """Why `lab run` leaves a queued job as it is although the setting's file or the report's command changed since
     it was queued (the job runs what was queued), and how to queue the new version instead; None when unchanged."""
-    if job["state"] != "queued":
+    if job["state"] != State.QUEUED:
         return None
     what = [w for w, same in (("settings", job.get("settings_hash") == plan.hash),
                               ("command", job.get("command") in (None, plan.template))) if not same]
@@ -78,7 +78,7 @@ class LocalExecutor:
         records.write_record(setting, records.queued(setting, executor="local", resolved=plan.resolved, hash_=plan.hash,
                                                      template=plan.template, argv=plan.argv,
                                                      extra={"job_id": job_id, "fixed_when_queued": records.FIXED_WHEN_QUEUED}))
-        return entry(setting, "queued", "local", job_id=job_id)
+        return entry(setting, State.QUEUED, "local", job_id=job_id)
 
     def active(self, workspace: Workspace, settings: Sequence[Setting] | None = None) -> list[ActiveRun]:
         queue = Queue.open_existing(workspace.state_dir)
@@ -112,7 +112,7 @@ class LocalExecutor:
                 queue.set_flag("stop", f"lab stop at {records.now_iso()}")
             # Read after the flag is set: a job is claimed only while the flag is not set (Queue.claim), so these
             # are all the jobs that started or will, and every queued one stays queued.
-            running = queue.jobs(("running",), executor="local")
+            running = queue.jobs((State.RUNNING,), executor="local")
             cancelled: list[str] = []
             ended: dict[str, str] = {}
             if now:
@@ -142,11 +142,11 @@ class LocalExecutor:
                 # A program that ended on its own while the stop reached it is said as it ended, not as cancelled.
                 for job in running:
                     row = queue.job(job["id"])
-                    if row is not None and row["state"] == "done" and row["result"] not in (None, "cancelled"):
+                    if row is not None and row["state"] == "done" and row["result"] not in (None, State.CANCELLED):
                         ended[job_setting(workspace, job).id] = row["result"]
                     else:
                         cancelled.append(job_setting(workspace, job).id)
-            queued = len(queue.jobs(("queued",), executor="local"))
+            queued = len(queue.jobs((State.QUEUED,), executor="local"))
             return {"runner": runner_pid(workspace.state_dir), "running": [job_setting(workspace, j).id for j in running],
                     "cancelled": cancelled, "ended": ended, "queued": queued}
         finally:

@@ -168,8 +168,8 @@ class Runner:
             started += n
             if not taken:
                 break
-            running = self.queue.jobs(("running",), executor="local")
-            queued = self.queue.jobs(("queued",), executor="local")
+            running = self.queue.jobs((State.RUNNING,), executor="local")
+            queued = self.queue.jobs((State.QUEUED,), executor="local")
         return started
 
     def _start_round(self, running: list[dict], queued: list[dict]) -> tuple[int, bool]:

@@ -139,7 +139,7 @@ def submit(workspace: Workspace, chosen: list[tuple[Setting, dict]], parallel: b
                 continue
             previous = records.read_record(setting)
             todo.append((setting, resolved, records.next_attempt(previous), previous))
-            results.append(Submitted(setting, "queued"))
+            results.append(Submitted(setting, State.QUEUED))
         if not todo:
             return results
         ids: list[str] = []
@@ -182,7 +182,7 @@ def submit(workspace: Workspace, chosen: list[tuple[Setting, dict]], parallel: b
                     records.write_record(setting, previous)
             raise
         for r in results:
-            if r.action == "queued":
+            if r.action == State.QUEUED:
                 r.slurm_job_id = by_setting[r.setting.id]
         return results
 
