@@ -103,8 +103,23 @@ MIGRATIONS = [m001_files_and_docs, m002_docs_fts, m003_vectors_and_vocab, m004_v
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _import_sqlite_utils() -> None:
+    """Import sqlite_utils without pandas: it imports pandas where installed (about a second) only to map
+    `pandas.Timestamp` columns, which lab's schema never has. `import pandas` works as before afterwards."""
+    import sys
+
+    if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
+        return
+    sys.modules["pandas"] = None  # type: ignore[assignment]  # `import pandas` raises ImportError meanwhile
+    try:
+        import sqlite_utils  # noqa: F401
+    finally:
+        del sys.modules["pandas"]
+
+
 def migrate(path) -> None:
     """Bring the index at `path` up to the current schema (creating it if needed)."""
+    _import_sqlite_utils()
     import sqlite_utils
     from sqlite_utils.migrations import Migrations
 

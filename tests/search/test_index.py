@@ -290,3 +290,16 @@ def test_a_finished_run_is_found_by_the_next_search(lab_root):
     conn.close()
     assert [(t, k) for t, k, _ in rows] == [("run", "exp9/s1")]
     assert "succeeded" in rows[0][2] and "zebra_score" in rows[0][2]
+
+
+def test_building_the_index_does_not_import_pandas(tmp_path):
+    """sqlite_utils imports pandas where it is installed (about a second) for nothing lab's schema uses: a new
+    index (a fresh clone's first search, lab reindex) is built without it, and pandas still imports afterwards."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lab.search import migrations; migrations.migrate(sys.argv[1]);"
+            "print('pandas' in sys.modules); import sqlite_utils, pandas; print(pandas.__name__)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "index.db")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "pandas"]
