@@ -100,12 +100,10 @@ def build(root: Path, papers: int, full_text: bool) -> None:
 
 
 def timed(argv: list[str], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.monotonic()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-        samples.append(time.monotonic() - start)
-    return statistics.median(samples)
+    """Median wall time of `argv` as a whole process (bench_index's timer, with this benchmark's environment)."""
+    from bench_index import timed as timed_with
+
+    return timed_with(argv, repeat, env=ENV)
 
 
 def index_and_search(tmp: Path, papers: int, repeat: int) -> None:
