@@ -81,22 +81,16 @@ def build(root: Path, papers: int, full_text: bool) -> None:
     rng = random.Random(1)
     (root / "papers").mkdir(parents=True)
     (root / "experiments").mkdir()
-    stamp = None
     for i in range(papers):
         key = f"2300.{i:05d}"
         note = (f"---\narxiv_id: '{key}'\ntitle: {words(rng, 8).title()}\nauthors: [Ada Lovelace]\n---\n\n"
                 f"<!-- lab:abstract -->\n\n> {words(rng, 180)}\n\n<!-- /lab:abstract -->\n\n## Notes\n\n{words(rng, 40)}\n")
         (root / "papers" / f"{key}.md").write_text(note)
         if full_text:
-            pdf = root / "papers" / f"{key}.pdf"
-            shutil.copy2(ARXIV_PDF, pdf)
-            pages = [words(rng, 500) for _ in range(10)]
-            stamp = stamp or pdftext._stamp(root, f"papers/{key}.pdf")
-            entry = {"pdf": f"papers/{key}.pdf", "size": stamp[0], "mtime_ns": stamp[1], "pages": pages,
-                     "page_count": 10, "problem": None}
-            path = Path(pdftext.cache_path(root, f"papers/{key}.pdf"))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(entry))
+            # The PDF and its text kept as `lab note` keeps them (10 pages of 500 words: made up, not extracted).
+            shutil.copy2(ARXIV_PDF, root / "papers" / f"{key}.pdf")
+            pdftext.store(root, f"papers/{key}.pdf", {"pages": [words(rng, 500) for _ in range(10)], "page_count": 10,
+                                                      "problem": None})
 
 
 def timed(argv: list[str], repeat: int) -> float:

@@ -8,7 +8,7 @@ or damaged one, a decompression bomb (pypdf's own output limits), a scan without
 private-use glyphs only. Long PDFs stop at a page cap (`MAX_PAGES`) and at a deadline, and say so.
 
 The extracted text is derived state, `.lab/fulltext/<the PDF's path under papers/>.json` (with the PDF's size
-and mtime, so a changed PDF is read again); deleting `.lab/` loses nothing, the PDFs are the truth. The search
+and mtime, so a changed PDF is read again, and its passages as lab.core.passages cuts them: `passages`); deleting `.lab/` loses nothing, the PDFs are the truth. The search
 index reads the cache (`cached`) and, for PDFs not extracted yet, runs `python -m lab.core.pdftext ROOT PDF...`
 in a child process (`extract_in_child`), so that `lab search` never imports pypdf itself. `lab note` extracts
 in process, as it keeps the PDF.
@@ -171,8 +171,11 @@ def store(root, rel: str, result: dict) -> dict:
     """Keep `result` (from `extract`) as the text of PDF `rel` as it is now; return the entry kept."""
     from lab.core.fsutil import atomic_write_text
 
+    from lab.core import passages
+
     size, mtime = _stamp(root, rel)
-    entry = {"pdf": rel, "size": size, "mtime_ns": mtime, **result}
+    entry = {"pdf": rel, "size": size, "mtime_ns": mtime, **result,
+             "passages": {"version": passages.VERSION, "cut": passages.pdf_passages(result.get("pages") or [])}}
     path = cache_path(root, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write_text(path, json.dumps(entry, ensure_ascii=False))

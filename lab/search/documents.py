@@ -6,7 +6,7 @@ kind, is lab.core.layout's. Files are read as their owners write them (lab.core.
 lab.runs.record, notes as lab.core.note models them, the feed puller); a malformed file is indexed as its raw
 text, with a warning, and never stops indexing. Imported only when files changed.
 
-Long text is cut into passages (lab.search.passages), each a document with the key and path of the whole: a
+Long text is cut into passages (lab.core.passages), each a document with the key and path of the whole: a
 note's body, a report's sections, and a paper's PDF (`papers/KEY.pdf` beside `papers/KEY.md`), whose passages
 carry their page (`info["page"]`) and section heading. A PDF's text comes from lab.core.pdftext's cache; PDFs
 not extracted yet are extracted by a child process first (`prepare`), so no search imports pypdf. The text lab
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lab.core import frontmatter
 from lab.core.layout import kind_of
-from lab.search.passages import pdf_passages, split
+from lab.core.passages import VERSION, pdf_passages, split
 
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _MD_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
@@ -255,9 +255,7 @@ def _run(rel: str, text: str, warn) -> list[dict]:
 
 def _paper(rel: str, text: str, warn) -> list[dict]:
     """The note: one document with its title, authors and links, then one per further passage of its body."""
-    from lab.core.note import Note
-
-    note = Note.parse(text, rel, lenient=True)
+    note = _parsed(rel, text)
     if note.problem:
         warn(f"{note.problem}; indexed as plain text")
     meta, body = note.meta, note.body
@@ -274,6 +272,21 @@ def _paper(rel: str, text: str, warn) -> list[dict]:
     for part in parts[1:]:
         docs.append(_doc("paper", key, title, rel, tags=note.tags, exps=note.experiments, info=info, title_text="", body=part))
     return docs
+
+
+_notes: dict = {}  # (path, text) -> Note: a paper's note is read for itself and again for its PDF's passages
+
+
+def _parsed(rel: str, text: str):
+    """The note `text` at `rel`, parsed once (YAML is most of the cost of indexing a note)."""
+    from lab.core.note import Note
+
+    note = _notes.get((rel, text))
+    if note is None:
+        if len(_notes) >= 64:
+            _notes.clear()
+        note = _notes[rel, text] = Note.parse(text, rel, lenient=True)
+    return note
 
 
 def _paper_key(rel: str, note) -> tuple[str, dict]:
@@ -294,15 +307,21 @@ def _fulltext(root: Path, rel: str, warn) -> list[dict]:
         return []
     note_rel = rel.rsplit(".", 1)[0] + ".md"
     try:
-        note = Note.parse((root / note_rel).read_text(encoding="utf-8", errors="replace"), note_rel, lenient=True)
+        note = _parsed(note_rel, (root / note_rel).read_text(encoding="utf-8", errors="replace"))
     except OSError:
         note = Note.parse("", note_rel)
     key, info = _paper_key(note_rel, note)
     title = str(note.title or Path(rel).stem)
+    tags, exps = note.tags, note.experiments
+    kept = entry.get("passages")
+    if isinstance(kept, dict) and kept.get("version") == VERSION and isinstance(kept.get("cut"), list):
+        cut = kept["cut"]  # as lab.core.pdftext kept them when it extracted the text
+    else:  # kept by an older lab: cut now (the next extraction keeps them)
+        cut = pdf_passages(entry.get("pages") or [])
     docs = []
-    for page, section, text in pdf_passages(entry.get("pages") or []):
+    for page, section, text in (c for c in cut if isinstance(c, list) and len(c) == 3):
         docs.append(
-            _doc("paper", key, title, note_rel, section=section, tags=note.tags, exps=note.experiments,
+            _doc("paper", key, title, note_rel, section=section, tags=tags, exps=exps,
                  info={**info, "page": page, "pdf": rel}, title_text="", heading=section or "", body=text)
         )
     return docs

@@ -189,7 +189,8 @@ def sync(conn: sqlite3.Connection, root: Path | str, progress=None) -> SyncStats
 def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(), gone=(), force=False) -> SyncStats:
     stats = SyncStats()
     now = time.time_ns()
-    changed = list(current) if force else [p for p, sm in current.items() if known.get(p) != sm]
+    # Sorted: a note and its PDF are read one after the other (the note is parsed once for both).
+    changed = sorted(current) if force else sorted(p for p, sm in current.items() if known.get(p) != sm)
     removed = [p for p in known if p not in current]
     # A changed jsonnet base (*.libsonnet) changes the settings beside it that import it.
     bases = {p.rsplit("/", 1)[0] for p in (*changed, *removed) if p.endswith(".libsonnet")}
@@ -199,12 +200,9 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
             for (path,) in conn.execute("SELECT path FROM files WHERE dir = ?", (base,)):
                 if path.endswith(".jsonnet") and path not in seen and path in current:
                     changed.append(path)
-    import json
     from pathlib import Path
 
     from lab.search.documents import documents, prepare
-    from lab.search.embedtext import text_hash
-    from lab.search.query import index_text
 
     root = Path(root)
 
@@ -221,6 +219,9 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     try:
         for start in range(0, max(len(changed), 1), batch):
             last = start + batch >= len(changed)
+            paths = changed[start : start + batch]
+            # The files are read before the write lock is taken: readers and other writers wait less.
+            rows = [(path, documents(root, path, warn)) for path in paths]
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if start == 0:
@@ -229,38 +230,19 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                         conn.execute("DELETE FROM files WHERE path = ?", (path,))
                         stats.removed += 1
                     done += len(removed)
-                for path in changed[start : start + batch]:
-                    docs = documents(root, path, warn)
-                    # Even for a file that was new when `known` was read: another writer may have indexed it since.
-                    conn.execute("DELETE FROM docs WHERE file = ?", (path,))
-                    for d in docs:
-                        cur = conn.execute(
-                            "INSERT INTO docs (file, type, key, title, section, path, exp, tags, exps, info, "
-                            "fts_title, fts_heading, fts_meta, fts_body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (
-                                path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"],
-                                json.dumps(d["tags"], ensure_ascii=False), json.dumps(d["exps"], ensure_ascii=False),
-                                json.dumps(d["info"], ensure_ascii=False, default=str),
-                                index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]),
-                                index_text(d["body"]),
-                            ),
-                        )
-                        digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
-                        if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
-                            conn.execute(
-                                "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
-                                (cur.lastrowid, digest, digest),
-                            )
+                # Even for a file that was new when `known` was read: another writer may have indexed it since.
+                conn.executemany("DELETE FROM docs WHERE file = ?", [(path,) for path in paths])
+                _insert(conn, rows, bulk)
+                files = []
+                for path, docs in rows:
                     size, mtime = current[path]
-                    conn.execute(
-                        "INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                        (path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime),
-                    )
+                    files.append((path, path.rsplit("/", 1)[0], size, -1 if now - mtime < RACY_NS else mtime))
                     stats.read += 1
                     stats.documents += len(docs)
                     done += 1
                     if progress is not None and done % 200 == 0:
                         progress(done, total)
+                conn.executemany("INSERT OR REPLACE INTO files (path, dir, size, mtime_ns) VALUES (?, ?, ?, ?)", files)
                 if last:
                     # Directory signatures last: if anything above fails, the next sync compares these again.
                     conn.executemany("DELETE FROM dirs WHERE path = ?", [(u,) for u in gone])
@@ -278,19 +260,79 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     return stats
 
 
+_DOC_COLUMNS = "id, file, type, key, title, section, path, exp, tags, exps, info, fts_title, fts_heading, fts_meta, fts_body"
+
+
+def _insert(conn, rows: list, bulk: bool) -> None:
+    """Insert the documents of `rows` ([(file, its documents)]) with ids of their own, their vectors' hashes, and
+    their words into the full-text table (in the caller's transaction).
+
+    Row by row, FTS5 is written by the `docs_ai` trigger; each trigger run is a statement of its own, after
+    which FTS5 writes what it holds in memory as a new small segment, so thousands of documents make thousands
+    of segments (a rebuild of papers' full text spent 70% of its time there). In `bulk`, the trigger is
+    dropped for the inserts, the new rows go into FTS5 with one INSERT ... SELECT, and the trigger is created
+    again as it was, all within the transaction: no other connection ever sees it missing.
+    """
+    import json
+
+    from lab.search.embedtext import text_hash
+    from lab.search.query import index_text
+
+    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM docs").fetchone()[0]
+    docs_rows, vector_rows = [], []
+    dumps = json.dumps
+    for path, docs in rows:
+        dumped: dict = {}  # tags and experiments are the same in every passage of a file: dumped once
+        for d in docs:
+            doc_id = first + len(docs_rows)
+            tags, exps = tuple(d["tags"]), tuple(d["exps"])
+            if (tags, exps) not in dumped:
+                dumped[tags, exps] = (dumps(d["tags"], ensure_ascii=False), dumps(d["exps"], ensure_ascii=False))
+            tags, exps = dumped[tags, exps]
+            docs_rows.append((
+                doc_id, path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"], tags, exps,
+                dumps(d["info"], ensure_ascii=False, default=str),
+                index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]), index_text(d["body"]),
+            ))
+            digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
+            if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
+                vector_rows.append((doc_id, digest, digest))
+    trigger = None
+    if bulk and docs_rows:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'docs_ai'").fetchone()
+        if row is not None:
+            trigger = row[0]
+            conn.execute("DROP TRIGGER docs_ai")
+    conn.executemany(f"INSERT INTO docs ({_DOC_COLUMNS}) VALUES ({', '.join('?' * 15)})", docs_rows)
+    if conn.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone() is None:  # a new index: no vector to look up
+        conn.executemany("INSERT INTO doc_vectors (id, hash) VALUES (?, ?)", [row[:2] for row in vector_rows])
+    else:
+        conn.executemany(
+            "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
+            vector_rows,
+        )
+    if trigger is not None:
+        from lab.search.query import COLUMNS
+
+        cols = ", ".join(COLUMNS)
+        conn.execute(f"INSERT INTO docs_fts (rowid, {cols}) SELECT id, {cols} FROM docs WHERE id >= ?", (first,))
+        conn.execute(trigger)
+
+
 BULK = 500  # files: a rebuild, or a lab that changed wholesale (papers' full text is most of the text indexed)
 
 
 def _bulk(conn, start: bool) -> None:
     """Write many documents fast: a larger page cache, and FTS5's incremental merging off while they go in (it
-    would merge the index's segments again and again); at the end, merging back on and one merge of all."""
+    would merge the index's segments again and again); at the end, merging back on. No `optimize` after: FTS5's
+    crisis merges leave a dozen segments, which a search reads as fast as one (measured with 1,000 papers' full
+    text), and merging them all into one took a tenth of the rebuild."""
     try:
         if start:
             conn.execute("PRAGMA cache_size = -65536")
             conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('automerge', 0)")
         else:
             conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('automerge', 4)")  # FTS5's default
-            conn.execute("INSERT INTO docs_fts(docs_fts) VALUES('optimize')")
             conn.execute("PRAGMA cache_size = -2000")
     except sqlite3.Error:
         pass  # busy, or damaged (the caller's error says so): the writes go in at the ordinary pace, and the index is just as right

@@ -92,7 +92,7 @@ def m005_vectors_version(db) -> None:
 
 
 def m006_passages(db) -> None:
-    """Long text as passages (lab.search.passages), papers' PDFs as their full text (`info.page`): every file is
+    """Long text as passages (lab.core.passages), papers' PDFs as their full text (`info.page`): every file is
     read again, so that an index written before holds the same documents as a new one."""
     db.execute("DELETE FROM files")
     db.execute("DELETE FROM dirs")

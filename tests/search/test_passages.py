@@ -75,7 +75,7 @@ def test_a_long_report_section_is_one_result(lab, lab_root):
 
 def test_pdf_passages_stay_on_their_page_and_know_their_section():
     from lab.core import pdftext
-    from lab.search.passages import WORDS, pdf_passages
+    from lab.core.passages import WORDS, pdf_passages
 
     pages = pdftext.extract(FIXTURES / "pdf" / "1111.2011v2.pdf")["pages"]
     passages = pdf_passages(pages)

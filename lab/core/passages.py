@@ -7,15 +7,19 @@ page of a PDF. Each passage is a document of its own in the index; a search show
 section once, with its best passage (lab.search.query).
 
 For PDFs, `pdf_passages` also finds the section a passage stands in from the page's heading lines (`4.2 Warmup`,
-`IV. RESULTS`, `Appendix B`, `Acknowledgments`), carried from page to page.
+`IV. RESULTS`, `Appendix B`, `Acknowledgments`), carried from page to page. A PDF's passages are kept with its
+extracted text (lab.core.pdftext), under `VERSION`: cutting millions of words into passages is done once per PDF,
+not at every rebuild of the index. Change `VERSION` whenever the cut changes, and kept passages are cut again.
 """
 
 from __future__ import annotations
 
 import re
 
+VERSION = 1  # of the cut: passages kept under another version are not used
 WORDS = 150  # per passage: what the model reads of it, with room for the title in front
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+_SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z0-9(\"'])")
+_PARAGRAPH = re.compile(r"\n\s*\n")
 _NUMBERED = re.compile(r"^(?:(\d{1,2}(?:\.\d{1,2}){0,3})\.?|([IVX]{1,5})\.|([A-H](?:\.\d{1,2})*)\.?)\s+([A-Z][^\n]{1,70})$")
 _NAMED = re.compile(
     r"^(abstract|introduction|related work|background|method|methods|experiments|results|discussion|conclusions?|"
@@ -27,33 +31,49 @@ _NAMED = re.compile(
 def split(text: str, words: int = WORDS) -> list[str]:
     """`text` as passages of at most `words` words (a paragraph longer than that at sentence ends, a sentence
     longer than that at `words`); blank input gives []."""
-    passages: list[str] = []
+    return [passage for passage, _ in _counted(text, words)]
+
+
+def _counted(text: str, words: int) -> list[tuple[str, int]]:
+    """`split`'s passages with their number of words (each text is split into words once: a paper's full text is
+    millions of words)."""
+    passages: list[tuple[str, int]] = []
     current: list[str] = []
     count = 0
-    for paragraph in re.split(r"\n\s*\n", text):
-        para_words = paragraph.split()
-        if not para_words:
+    for paragraph in _PARAGRAPH.split(text):
+        n = len(paragraph.split())
+        if not n:
             continue
-        pieces = [paragraph] if len(para_words) <= words else _sentences(paragraph, words)
-        for piece in pieces:
-            n = len(piece.split())
+        pieces = [(paragraph.strip(), n)] if n <= words else _sentences(paragraph, words)
+        for piece, n in pieces:
             if count and count + n > words:
-                passages.append("\n\n".join(current))
+                passages.append(("\n\n".join(current), count))
                 current, count = [], 0
-            current.append(piece.strip())
+            current.append(piece)
             count += n
     if current:
-        passages.append("\n\n".join(current))
+        passages.append(("\n\n".join(current), count))
     return passages
 
 
-def _sentences(paragraph: str, words: int) -> list[str]:
-    out: list[str] = []
-    for sentence in _SENTENCE_END.split(paragraph):
-        tokens = sentence.split()
-        for i in range(0, len(tokens), words):
-            out.append(" ".join(tokens[i : i + words]))
+def _sentences(paragraph: str, words: int) -> list[tuple[str, int]]:
+    """The paragraph's sentences (a sentence over `words` words cut every `words`), each with its words joined by
+    one space, and its number of words. The ends are found by a pattern that starts with the punctuation: SRE
+    skips ahead to it, where a look-behind would be tried at every character."""
+    out: list[tuple[str, int]] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(paragraph):
+        _words(paragraph[start : m.start() + 1], words, out)
+        start = m.end()
+    _words(paragraph[start:], words, out)
     return out
+
+
+def _words(sentence: str, words: int, out: list[tuple[str, int]]) -> None:
+    tokens = sentence.split()
+    for i in range(0, len(tokens), words):
+        chunk = tokens[i : i + words]
+        out.append((" ".join(chunk), len(chunk)))
 
 
 def heading(line: str) -> str | None:
@@ -90,14 +110,14 @@ def pdf_passages(pages: list[str], words: int = WORDS) -> list[tuple[int, str | 
             found = heading(line)
             if found:
                 if block:
-                    out += [(number, block_section, p) for p in split("\n".join(block), words)]
+                    out += [(number, block_section, p) for p, n in _counted("\n".join(block), words) if n >= MIN_WORDS]
                     block = []
                 section = block_section = found
                 continue
             block.append(line)
         if block:
-            out += [(number, block_section, p) for p in split("\n".join(block), words)]
-    return [row for row in out if len(row[2].split()) >= MIN_WORDS]
+            out += [(number, block_section, p) for p, n in _counted("\n".join(block), words) if n >= MIN_WORDS]
+    return out
 
 
 MIN_WORDS = 3  # less is a page number or a running head, not a passage
