@@ -28,6 +28,7 @@ _TABLE: list[int] | None = None
 _WORDS = None
 _SHORT = 512  # records up to this long have their CRCs computed together
 _BULK = 32768  # reads of at least this many bytes find their records with NumPy
+_CHUNK = 1 << 24  # ... looking at 16 MB at a time: a big file's temporary arrays stay small
 
 
 def _table() -> list[int]:
@@ -73,15 +74,20 @@ def _word_tables(np):
     return _WORDS
 
 
-def _masked_many(np, a, starts, lengths):
-    """masked(crc32c(a[s:s + l])) for many short byte ranges at once, as a uint32 array: NumPy, one word step for
-    all the ranges of one length in words together (a writer's scalar records come in a few lengths)."""
+def _masked_many(np, data: bytes, a, starts, lengths):
+    """masked(crc32c(data[s:s + l])) for each s, l (int64 arrays), as a uint32 array: NumPy, one word step for
+    all the ranges of one length in words together (a writer's scalar records come in a few lengths); long ones
+    one by one."""
     low, high, init = _word_tables(np)
     out = np.empty(len(starts), dtype=np.uint32)
     words = (lengths + 3) // 4
     for width in np.unique(words).tolist():
         sel = np.flatnonzero(words == width)
         begin, size = starts[sel], lengths[sel]
+        if 4 * width > _SHORT:
+            for i, b, length in zip(sel.tolist(), begin.tolist(), size.tolist()):
+                out[i] = masked(crc32c(data[b:b + length]))
+            continue
         index = (begin + size - 4 * width)[:, None] + np.arange(4 * width)
         buf = a[np.maximum(index, 0)]
         buf[index < begin[:, None]] = 0
@@ -94,27 +100,14 @@ def _masked_many(np, a, starts, lengths):
     return out
 
 
-def _masked_array(np, data: bytes, a, starts, lengths):
-    """masked(crc32c(data[s:s + l])) for each s, l (int64 arrays): short ones together, long ones one by one."""
-    long = np.flatnonzero(lengths > _SHORT)
-    if not len(long):
-        return _masked_many(np, a, starts, lengths)
-    out = np.zeros(len(starts), dtype=np.uint32)
-    short = lengths <= _SHORT
-    out[short] = _masked_many(np, a, starts[short], lengths[short])
-    for i in long.tolist():
-        out[i] = masked(crc32c(data[starts[i]:starts[i] + lengths[i]]))
-    return out
-
-
 def masked_crcs(data: bytes, starts, lengths) -> list[int]:
     """masked(crc32c(data[s:s + l])) for each s, l: one by one when few, else with NumPy."""
     if len(starts) <= 8:
         return [masked(crc32c(data[s:s + length])) for s, length in zip(starts, lengths)]
     import numpy as np
 
-    return _masked_array(np, data, np.frombuffer(data, dtype=np.uint8), np.asarray(starts, dtype=np.int64),
-                         np.asarray(lengths, dtype=np.int64)).tolist()
+    return _masked_many(np, data, np.frombuffer(data, dtype=np.uint8), np.asarray(starts, dtype=np.int64),
+                        np.asarray(lengths, dtype=np.int64)).tolist()
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -292,11 +285,14 @@ def _frame_bulk(np, data: bytes, a):
     record that look like a start) jumps over them. Records that open otherwise are stepped over one by one.
     Returns (starts, lengths) as int64 arrays, where reading stopped, and whether a damaged length stopped it."""
     n = len(data)
-    cand = np.flatnonzero(a[12:n - 3] == 0x09)
-    length = a[cand[:, None] + np.arange(8)].view("<u8").ravel()
-    fits = length <= (n - 16 - cand).astype(np.uint64)
-    cand = cand[fits]
-    nxt = cand + 16 + length[fits].astype(np.int64)
+    found, reach = [], []
+    for lo in range(0, n - 15, _CHUNK):
+        cand = np.flatnonzero(a[lo + 12:min(lo + _CHUNK, n - 15) + 12] == 0x09) + lo
+        length = a[cand[:, None] + np.arange(8)].view("<u8").ravel()
+        fits = length <= (n - 16 - cand).astype(np.uint64)
+        found.append(cand[fits])
+        reach.append(cand[fits] + 16 + length[fits].astype(np.int64))
+    cand, nxt = np.concatenate(found), np.concatenate(reach)
     m = len(cand)
     succ = np.searchsorted(cand, nxt)
     linked = succ < m
@@ -466,7 +462,7 @@ class EventReader:
         idx, steps, tags, values = simple
         body = starts[idx] + 12
         stored = a[(body + lengths[idx])[:, None] + np.arange(4)].view("<u4").ravel()
-        good = stored == _masked_array(np, data, a, body, lengths[idx])
+        good = stored == _masked_many(np, data, a, body, lengths[idx])
         if not good.all():
             self._say("a record with a bad checksum skipped")
             first = int(idx[np.argmin(good)])
