@@ -11,8 +11,9 @@ Three ratios, each against a baseline measured in the same run:
 - recapture: `lab recapture` of a run whose log is a Trainer-style log of --log-mb megabytes (progress bars after
   `\\r`, logging lines, a dict line every 50 steps), against `wc -l` on the same (cached) file (goal: within 2x).
 On 2026-12-07, 2 cores shared with other work (load 7): overhead 7.759 s under lab against 7.797 s by hand (0.995x,
-log byte-identical); events 0.863 s wall / 0.473 s CPU against EventAccumulator's 3.489 s / 1.671 s (4.0x by wall,
-3.5x by CPU); recapture of a 264 MB log 1.46 s against wc -l's 0.11 s on the cached file (13x).
+log byte-identical); events (05:10 UTC, load 3.3) 0.079 s wall / 0.078 s CPU against EventAccumulator's 1.679 s /
+1.652 s (21x by wall and by CPU; 0.579 s / 0.575 s, 3.5x, before the bulk NumPy read); recapture of a 264 MB
+log 1.46 s against wc -l's 0.11 s on the cached file (13x).
 Run: .venv/bin/python benchmarks/bench_capture.py [--lines 1000000] [--scalars 100000] [--log-mb 1024] [--repeat 3]
 """
 

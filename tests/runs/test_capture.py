@@ -287,20 +287,32 @@ def test_csv_whose_header_changes(module_lab):
     assert rec["metrics_sources"] == {"loss": "csv", "acc": "csv"}
 
 
-def test_event_file_cut_mid_record_or_with_a_bad_checksum(tmp_path):
+@pytest.mark.parametrize("steps", [20, 3000])  # records read one by one; a read big enough for NumPy
+def test_event_file_cut_mid_record_or_with_a_bad_checksum(tmp_path, steps):
     import os
+    import struct
     import subprocess
     import sys
 
     from lab.runs.capture.tfevents import EventReader, read_scalars
 
     pytest.importorskip("tensorboard")
-    (tmp_path / "s.json").write_text('{"steps": 20}')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tmp_path / "s.json").write_text(json.dumps({"steps": steps}))
     subprocess.run([sys.executable, str(PROGRAMS / "summary_writer.py"), str(tmp_path / "s.json")], check=True,
                    env={**os.environ, "TENSORBOARD_LOGGING_DIR": str(tmp_path / "tb")}, capture_output=True)
     real = next((tmp_path / "tb").glob("*tfevents*"))
     whole = read_scalars(real)
-    assert len(whole) == 24
+    assert len(whole) == steps + steps // 5
+    # The same scalars as tensorboard's own reader, float32 values as the program logged them (0.01, not
+    # 0.009999999776), the new-style tensor scalars in their places.
+    acc = EventAccumulator(str(real), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [(s, v) for t, s, v in whole if t == "train/loss"] == [
+        (e.step, float(f"{e.value:.7g}")) for e in acc.Scalars("train/loss")]
+    assert [(t, s, v) for t, s, v in whole if t == "val/accuracy"] == [
+        ("val/accuracy", s, s / 100) for s in range(steps) if s % 5 == 4]
     data = real.read_bytes()
     cut = tmp_path / "cut.tfevents"
     cut.write_bytes(data[:-7])  # the last record is still being written
@@ -317,6 +329,18 @@ def test_event_file_cut_mid_record_or_with_a_bad_checksum(tmp_path):
     reader = EventReader(bad)
     got = reader.read()
     assert got == whole[1:] and len(reader.notes) == 1 and "bad checksum" in reader.notes[0]
+    # A damaged length in the middle: the records after it cannot be found, and are skipped.
+    at = 0
+    for _ in range(steps // 2):  # TFRecord framing: length (8 bytes), its CRC (4), data, the data's CRC (4)
+        at += 16 + struct.unpack_from("<Q", data, at)[0]
+    flipped = bytearray(data)
+    flipped[at + 6] ^= 0xFF
+    bad.write_bytes(bytes(flipped))
+    reader = EventReader(bad)
+    got = reader.read()
+    assert 0 < len(got) < len(whole) and got == whole[:len(got)]
+    assert len(reader.notes) == 1 and "length with a bad checksum" in reader.notes[0]
+    assert reader.offset == len(data) and reader.read() == []
 
 
 def test_catastrophic_pattern_is_stopped_without_slowing_the_rest():

@@ -7,14 +7,14 @@ varint, `summary` = 5), whose `Summary` holds repeated `Value`s (`tag` = 1, `sim
 `float_val` = 5, `double_val` = 6, `int_val` = 7, `int64_val` = 10, `half_val` = 13) as newer writers store it.
 
 A file being written may end inside a record: reading stops before it and the next read starts there (`offset`).
-A record whose checksum is wrong is skipped (said once). The CRCs of the records that hold scalars are checked
-together with NumPy (one table step per byte position for all records at once); a file written by a real writer
-has small scalar records, so this is a few dozen array operations per file.
+A record whose checksum is wrong is skipped (said once). A big read is done with NumPy over all records at once
+(a file written by a real writer has many small scalar records of one shape): the records found (`_frame_bulk`),
+the common scalar records read field by field (`_simple_records`, `_tags`), their CRCs checked 4 bytes a step
+(`_masked_many`) and their values put in shortest decimal (`_short_many`); the rest are walked one by one.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 
 _U64 = struct.Struct("<Q")
@@ -22,10 +22,13 @@ _U32 = struct.Struct("<I")
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 _MASK_DELTA = 0xA282EAD8
-# The common shape of a scalar record (torch's SummaryWriter, the Trainer's and Lightning's loggers): an Event of
-# wall_time (1), step (2) and a Summary (5) of one Value of a tag (1) and a simple_value (2), lengths under 128.
-_SIMPLE = re.compile(rb"\x09.{8}\x10([\x80-\xff]{0,9}[\x00-\x7f])\x2a([\x00-\x7f])\x0a([\x00-\x7f])\x0a([\x00-\x7f])", re.S)
+# `_SIMPLE`, the common shape of a scalar record (torch's SummaryWriter, the Trainer's and Lightning's loggers):
+# 09 wall_time(8) 10 step(varint) 2a len 0a len 0a tag_len tag 15 simple_value(4), every length under 128.
 _TABLE: list[int] | None = None
+_WORDS = None
+_SHORT = 512  # records up to this long have their CRCs computed together
+_BULK = 32768  # reads of at least this many bytes find their records with NumPy
+_CHUNK = 1 << 24  # ... looking at 16 MB at a time: a big file's temporary arrays stay small
 
 
 def _table() -> list[int]:
@@ -53,26 +56,58 @@ def masked(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _masked_many(blobs: list[bytes]) -> list[int]:
-    """masked(crc32c(b)) for many short byte strings at once: NumPy, one table step per byte position for all the
-    strings of one length together (a writer's scalar records come in a few lengths)."""
+def _word_tables(np):
+    """Two 65,536-entry tables that step the CRC over 4 bytes at once (slicing-by-4, two bytes per lookup), and
+    for each length L what the initial 0xFFFFFFFF and the final xor add to the CRC of L bytes (the step is linear,
+    so a record left-padded with zeros and started from 0 gives its CRC with that term xor-ed in)."""
+    global _WORDS
+    if _WORDS is None:
+        t = [np.array(_table(), dtype=np.uint32)]
+        for _ in range(3):
+            t.append((t[-1] >> 8) ^ t[0][t[-1] & 0xFF])
+        lo = np.arange(65536, dtype=np.uint32)
+        table, init, c = _table(), [], 0xFFFFFFFF
+        for _ in range(_SHORT + 1):
+            init.append(c ^ 0xFFFFFFFF)
+            c = table[c & 0xFF] ^ (c >> 8)
+        _WORDS = (t[3][lo & 0xFF] ^ t[2][lo >> 8], t[1][lo & 0xFF] ^ t[0][lo >> 8], np.array(init, dtype=np.uint32))
+    return _WORDS
+
+
+def _masked_many(np, data: bytes, a, starts, lengths):
+    """masked(crc32c(data[s:s + l])) for each s, l (int64 arrays), as a uint32 array: NumPy, one word step for
+    all the ranges of one length in words together (a writer's scalar records come in a few lengths); long ones
+    one by one."""
+    low, high, init = _word_tables(np)
+    out = np.empty(len(starts), dtype=np.uint32)
+    words = (lengths + 3) // 4
+    for width in np.unique(words).tolist():
+        sel = np.flatnonzero(words == width)
+        begin, size = starts[sel], lengths[sel]
+        if 4 * width > _SHORT:
+            for i, b, length in zip(sel.tolist(), begin.tolist(), size.tolist()):
+                out[i] = masked(crc32c(data[b:b + length]))
+            continue
+        index = (begin + size - 4 * width)[:, None] + np.arange(4 * width)
+        buf = a[np.maximum(index, 0)]
+        buf[index < begin[:, None]] = 0
+        crc = np.zeros(len(sel), dtype=np.uint32)
+        for word in np.ascontiguousarray(buf.view("<u4").T):
+            x = crc ^ word
+            crc = low[x & 0xFFFF] ^ high[x >> 16]
+        crc ^= init[size]
+        out[sel] = ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)
+    return out
+
+
+def masked_crcs(data: bytes, starts, lengths) -> list[int]:
+    """masked(crc32c(data[s:s + l])) for each s, l: one by one when few, else with NumPy."""
+    if len(starts) <= 8:
+        return [masked(crc32c(data[s:s + length])) for s, length in zip(starts, lengths)]
     import numpy as np
 
-    table = np.array(_table(), dtype=np.uint32)
-    by_length: dict[int, list[int]] = {}
-    for i, b in enumerate(blobs):
-        by_length.setdefault(len(b), []).append(i)
-    out = [0] * len(blobs)
-    for width, members in by_length.items():
-        buf = np.frombuffer(b"".join(blobs[i] for i in members), dtype=np.uint8).reshape(len(members), width)
-        crc = np.full(len(members), 0xFFFFFFFF, dtype=np.uint32)
-        for col in range(width):
-            crc = table[(crc ^ buf[:, col]) & 0xFF] ^ (crc >> 8)
-        crc = (crc ^ np.uint32(0xFFFFFFFF)).astype(np.uint64)
-        sums = ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).tolist()
-        for i, value in zip(members, sums):
-            out[i] = value
-    return out
+    return _masked_many(np, data, np.frombuffer(data, dtype=np.uint8), np.asarray(starts, dtype=np.int64),
+                        np.asarray(lengths, dtype=np.int64)).tolist()
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -188,46 +223,116 @@ def _event_scalars(buf: bytes):
     return None if found is None else (step, found)
 
 
-def masked_crcs(blobs: list[bytes]) -> list[int]:
-    """masked(crc32c(b)) of each blob: short ones together with NumPy, long or few ones one by one."""
-    sums = [0] * len(blobs)
-    short = [i for i, b in enumerate(blobs) if len(b) <= 512]
-    if len(short) > 8:
-        for i, value in zip(short, _masked_many([blobs[i] for i in short])):
-            sums[i] = value
-    else:
-        short = []
-    done = set(short)
-    for i, b in enumerate(blobs):
-        if i not in done:
-            sums[i] = masked(crc32c(b))
-    return sums
+_POW10 = [float(10 ** i) for i in range(23)]  # exact doubles
+
+
+def _short_many(np, v32):
+    """_short of each float32 of an array, as float64s, in bulk: 7 significant digits are the integer nearest to
+    v * 10^k (k = 6 - the decimal exponent), and that integer / 10^k (both exact) is the nearest double to the
+    decimal, as float() reads it. The few values whose product lies too near a half (or whose exponent is out of
+    the exact powers' range) are formatted one by one."""
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinities are kept as they are
+        v = v32.astype(np.float64)
+        out = v.copy()
+        size = np.abs(v)
+        live = np.isfinite(v) & (size > 0)
+        k = (6 - np.floor(np.log10(np.where(live, size, 1.0)))).astype(np.int64)
+        power = np.asarray(_POW10)[np.minimum(np.abs(k), 22)]
+        y = np.where(k >= 0, size * power, size / power)
+        digits = np.rint(y)
+        good = live & (np.abs(k) <= 22) & (y >= 1e6) & (y < 1e7) & (np.abs(y - np.floor(y) - 0.5) > 1e-8)
+        out[good] = np.copysign(np.where(k >= 0, digits / power, digits * power), v)[good]
+    for i in np.flatnonzero(live & ~good).tolist():
+        out[i] = _short(float(v[i]))
+    return out
 
 
 def _first_bad_length(data: bytes, starts: list) -> int | None:
     """The index of the first record whose length field fails its checksum, or None."""
-    if not starts:
-        return None
     unpack_i = _U32.unpack_from
-    sums = masked_crcs([data[at:at + 8] for at in starts])
-    for k, (at, good) in enumerate(zip(starts, sums)):
+    for k, (at, good) in enumerate(zip(starts, masked_crcs(data, starts, [8] * len(starts)))):
         if unpack_i(data, at + 8)[0] != good:
             return k
     return None
 
 
-def _simple_records(data: bytes, starts: list, lengths: list) -> dict:
-    """{record index: (step, [(tag, value)])} of the records of the common scalar shape (`_SIMPLE`), read for all
-    records at once with NumPy (the byte at each field's place, for every record together); the others are left
-    to the general walk."""
-    if len(starts) < 64:
-        return {}
-    import numpy as np
+def _damaged(data: bytes, pos: int) -> bool:
+    """Whether the length of the record at `pos` fails its checksum."""
+    return _U32.unpack_from(data, pos + 8)[0] != masked(crc32c(data[pos:pos + 8]))
 
-    a = np.frombuffer(data, dtype=np.uint8)
+
+def _frame(data: bytes, starts: list, lengths: list) -> tuple[int, bool]:
+    """Finds the whole records one after the other (their starts and data lengths appended); returns where the
+    first record not whole starts, and whether its length is damaged (no length at all: the rest is lost)."""
+    pos = 0
+    n = len(data)
+    unpack_q = _U64.unpack_from
+    while pos + 12 <= n:
+        length = unpack_q(data, pos)[0]
+        end = pos + 16 + length
+        if end > n:
+            return pos, _damaged(data, pos)
+        starts.append(pos)
+        lengths.append(length)
+        pos = end
+    return pos, False
+
+
+def _frame_bulk(np, data: bytes, a):
+    """_frame with NumPy: every place where a record could start (its data opening with an Event's `wall_time`
+    key, 0x09, as every writer's do) gives where the next one would; from the first record on, a run of such
+    places each leading to the next is taken whole, and a place leading past other candidates (bytes inside a
+    record that look like a start) jumps over them. Records that open otherwise are stepped over one by one.
+    Returns (starts, lengths) as int64 arrays, where reading stopped, and whether a damaged length stopped it."""
+    n = len(data)
+    found, reach = [], []
+    for lo in range(0, n - 15, _CHUNK):
+        cand = np.flatnonzero(a[lo + 12:min(lo + _CHUNK, n - 15) + 12] == 0x09) + lo
+        length = a[cand[:, None] + np.arange(8)].view("<u8").ravel()
+        fits = length <= (n - 16 - cand).astype(np.uint64)
+        found.append(cand[fits])
+        reach.append(cand[fits] + 16 + length[fits].astype(np.int64))
+    cand, nxt = np.concatenate(found), np.concatenate(reach)
+    m = len(cand)
+    succ = np.searchsorted(cand, nxt)
+    linked = succ < m
+    linked[linked] = cand[succ[linked]] == nxt[linked]
+    breaks = np.flatnonzero(~linked | (succ != np.arange(1, m + 1)))  # the last candidate is one
+    starts, ends = [], []
+    pos = 0
+    damaged = False
+    while pos + 12 <= n:
+        k = int(np.searchsorted(cand, pos))
+        if k < m and cand[k] == pos:
+            while True:  # the runs of candidates each leading to the next
+                b = int(breaks[np.searchsorted(breaks, k)])
+                starts.append(cand[k:b + 1])
+                ends.append(nxt[k:b + 1])
+                if not linked[b]:
+                    pos = int(nxt[b])
+                    break
+                k = int(succ[b])
+        else:
+            end = pos + 16 + _U64.unpack_from(data, pos)[0]
+            if end > n:
+                damaged = _damaged(data, pos)
+                break
+            starts.append(np.array([pos], dtype=np.int64))
+            ends.append(np.array([end], dtype=np.int64))
+            pos = end
+    if not starts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), pos, damaged
+    begin = np.concatenate(starts)
+    return begin, np.concatenate(ends) - begin - 16, pos, damaged
+
+
+def _simple_records(np, data: bytes, a, starts, lengths):
+    """The records of the common scalar shape (`_SIMPLE`), read for all records at once with NumPy (the byte at
+    each field's place, for every record together): (their indices, steps, tags as an object array, float32
+    values); the others are left to the general walk."""
     n = len(a)
-    body = np.asarray(starts, dtype=np.int64) + 12
-    end = body + np.asarray(lengths, dtype=np.int64)
+    body = starts + 12
+    end = body + lengths
 
     def at(index):
         return a[np.minimum(index, n - 1)]
@@ -252,20 +357,29 @@ def _simple_records(data: bytes, starts: list, lengths: list) -> dict:
            & (value == summary - 2) & (at(q + 4) == 0x0A) & (tag_len < 0x80) & (tag_end + 5 <= end)
            & (at(tag_end) == 0x15))
     idx = np.nonzero(ok)[0]
-    if not len(idx):
-        return {}
-    where = tag_end[idx] + 1
-    raw = a[where[:, None] + np.arange(4)].copy().view("<f4").ravel().astype(np.float64).tolist()
-    tags: dict = {}
-    names = []
-    for s, e in zip((q[idx] + 6).tolist(), tag_end[idx].tolist()):
-        t = data[s:e]
-        tag = tags.get(t)
-        if tag is None:
-            tag = tags[t] = t.decode("utf-8", "replace")
-        names.append(tag)
-    values = [float(f"{v:.7g}") for v in raw]
-    return {k: (st, [(tag, v)]) for k, st, tag, v in zip(idx.tolist(), step[idx].tolist(), names, values)}
+    values = a[(tag_end[idx] + 1)[:, None] + np.arange(4)].view("<f4").ravel()
+    return idx, step[idx], _tags(np, data, a, q[idx] + 6, tag_len[idx]), values
+
+
+def _tags(np, data: bytes, a, begin, size):
+    """The tags at data[begin:begin + size] as an object array of str, each distinct one decoded once: the tags'
+    bytes (zero-padded to 8-byte words) hashed, and each tag checked byte for byte against its hash's first."""
+    if not len(begin):
+        return np.zeros(0, dtype=object)
+    width = (int(size.max()) + 7) // 8 * 8
+    index = begin[:, None] + np.arange(width)
+    buf = a[np.minimum(index, len(a) - 1)]
+    buf[index >= (begin + size)[:, None]] = 0
+    key = size.astype(np.uint64)
+    for word in buf.view("<u8").T:
+        key = (key * np.uint64(0x100000001B3)) ^ word
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    names = [data[s:s + length].decode("utf-8", "replace") for s, length in zip(begin[first].tolist(),
+                                                                                size[first].tolist())]
+    if not ((buf == buf[first][inverse]).all() and (size == size[first][inverse]).all()):  # hashes collide
+        names = [data[s:s + length].decode("utf-8", "replace") for s, length in zip(begin.tolist(), size.tolist())]
+        inverse = np.arange(len(begin))
+    return np.array(names, dtype=object)[inverse]
 
 
 class EventReader:
@@ -276,7 +390,6 @@ class EventReader:
         self.path = path
         self.offset = 0
         self.notes: list[str] = []
-        self._bad = False
 
     def read(self) -> list[tuple[str, int, float]]:
         try:
@@ -285,66 +398,90 @@ class EventReader:
                 data = f.read()
         except OSError:
             return []
-        # The framing first (lengths read, their checksums checked together below), then the records.
-        starts, lengths = [], []
-        pos = 0
+        # The framing first (lengths read, their checksums checked only where a record fails its own), then the
+        # records.
         n = len(data)
-        unpack_q, unpack_i = _U64.unpack_from, _U32.unpack_from
-        while pos + 12 <= n:
-            length = unpack_q(data, pos)[0]
-            end = pos + 16 + length
-            if end > n:
-                # Cut mid-record (still being written): read again from here next time; unless its length is
-                # no length at all (a damaged file), whose records after it cannot be found.
-                if unpack_i(data, pos + 8)[0] != masked(crc32c(data[pos:pos + 8])):
-                    self._say("a record length with a bad checksum: the rest of the file skipped")
-                    pos = n
-                break
-            starts.append(pos)
-            lengths.append(length)
-            pos = end
+        if n >= _BULK:
+            import numpy as np
+
+            a = np.frombuffer(data, dtype=np.uint8)
+            starts, lengths, pos, damaged = _frame_bulk(np, data, a)
+        else:
+            starts, lengths = [], []
+            pos, damaged = _frame(data, starts, lengths)
+        if damaged:  # a length that is no length at all (a damaged file): the records after it cannot be found
+            self._say("a record length with a bad checksum: the rest of the file skipped")
+            pos = n
         self.offset += pos
-        out, failed = self._scalars(data, starts, lengths)
+        out, records, failed = self._scalars(data, starts, lengths)
         if failed is not None:  # a record failed its checksum: was its length damaged (the framing lost)?
-            bad = _first_bad_length(data, starts[failed:])
+            bad = _first_bad_length(data, [int(at) for at in starts[failed:]])
             if bad is not None:
                 self._say("a record length with a bad checksum: the rest of the file skipped")
-                keep = starts[failed + bad]
-                out = [x for x, at in out if at < keep]
+                out = [x for x, k in zip(out, records) if k < failed + bad]
                 self.offset = self.offset - pos + n
-                return out
-        return [x for x, _ in out]
+        return out
 
-    def _scalars(self, data: bytes, starts: list, lengths: list):
-        """([((tag, step, value), record start)], index of the first record with a bad checksum or None)."""
-        unpack_i = _U32.unpack_from
-        found = _simple_records(data, starts, lengths)  # {record index: (step, [(tag, value)])}
-        for k, (at, length) in enumerate(zip(starts, lengths)):
-            if k in found:
-                continue
+    def _scalars(self, data: bytes, starts, lengths):
+        """([(tag, step, value)] in the order of the records, the index of the record of each (only when a
+        record failed its checksum), the index of the first record with a bad checksum or None)."""
+        general: dict[int, tuple[int, list]] = {}  # {record index: (step, [(tag, value)])}
+        rest: list[int] | range = range(len(starts))
+        simple = None
+        if len(starts) >= 64:
+            import numpy as np
+
+            a = np.frombuffer(data, dtype=np.uint8)
+            starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+            simple = _simple_records(np, data, a, starts, lengths)
+            others = np.ones(len(starts), dtype=bool)
+            others[simple[0]] = False
+            rest = np.flatnonzero(others).tolist()
+        for k in rest:
+            at, length = int(starts[k]), int(lengths[k])
             try:
                 got = _event_scalars(data[at + 12:at + 12 + length])
             except (ValueError, IndexError, struct.error):
                 self._say("a record that is no Event skipped")
                 continue
             if got is not None:
-                found[k] = got
-        if not found:
-            return [], None
-        order = sorted(found)
-        sums = masked_crcs([data[starts[k] + 12:starts[k] + 12 + lengths[k]] for k in order])
-        out = []
+                general[k] = got
         failed = None
+        unpack_i = _U32.unpack_from
+        order = sorted(general)
+        sums = masked_crcs(data, [starts[k] + 12 for k in order], [lengths[k] for k in order])
         for k, good in zip(order, sums):
-            if unpack_i(data, starts[k] + 12 + lengths[k])[0] != good:
+            if unpack_i(data, int(starts[k] + 12 + lengths[k]))[0] != good:
                 self._say("a record with a bad checksum skipped")
-                if failed is None:
-                    failed = k
-                continue
-            step, values = found[k]
-            for tag, value in values:
-                out.append(((tag, step, value), starts[k]))
-        return out, failed
+                failed = k if failed is None else min(failed, k)
+                del general[k]
+        if simple is None or not len(simple[0]):
+            keys = sorted(general)
+            out = [(tag, general[k][0], value) for k in keys for tag, value in general[k][1]]
+            return out, [k for k in keys for _ in general[k][1]], failed
+        idx, steps, tags, values = simple
+        body = starts[idx] + 12
+        stored = a[(body + lengths[idx])[:, None] + np.arange(4)].view("<u4").ravel()
+        good = stored == _masked_many(np, data, a, body, lengths[idx])
+        if not good.all():
+            self._say("a record with a bad checksum skipped")
+            first = int(idx[np.argmin(good)])
+            failed = first if failed is None else min(failed, first)
+            idx, steps, tags, values = idx[good], steps[good], tags[good], values[good]
+        out = list(zip(tags.tolist(), steps.tolist(), _short_many(np, values).tolist()))
+        records = idx.tolist() if failed is not None else []
+        if general:  # the other records' scalars, each put in its place among the simple ones
+            order = sorted(general)
+            merged, kept, prev = [], [], 0
+            for k, cut in zip(order, np.searchsorted(idx, order).tolist()):
+                merged += out[prev:cut]
+                kept += records[prev:cut]
+                step, found = general[k]
+                merged += [(tag, step, value) for tag, value in found]
+                kept += [k] * len(found)
+                prev = cut
+            out, records = merged + out[prev:], kept + records[prev:]
+        return out, records, failed
 
     def _say(self, text: str) -> None:
         note = f"{self.path}: {text}"
