@@ -47,9 +47,43 @@ def clean(text: str) -> tuple[str, int]:
     return re.sub(r"\n{3,}", "\n\n", text).strip(), private
 
 
+class _Runs:
+    """pypdf's text visitor for page 1: each run of text with its size as printed (the font size times the text
+    and page matrices' scale) and its baseline; `title()` is the text of the lines set in the largest size (the
+    title; small capitals and a wrapped title included, the authors' line after it not), or None."""
+
+    def __init__(self):
+        self.runs: list[tuple[float, int, str]] = []
+
+    def __call__(self, text, cm, tm, font_dict, font_size) -> None:
+        if not text:
+            return
+        a, b = tm[0] * cm[0] + tm[1] * cm[2], tm[0] * cm[1] + tm[1] * cm[3]
+        c, d = tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]
+        size = abs(font_size or 0) * abs(a * d - b * c) ** 0.5
+        self.runs.append((size, round(tm[4] * cm[1] + tm[5] * cm[3] + cm[5]), text))
+
+    def title(self) -> str | None:
+        runs = [r for r in self.runs if not _ARXIV_STAMP.search(r[2]) and not _ARXIV_ID.search(r[2])]
+        worded = [r for r in runs if _WORD.search(r[2])]
+        if not worded:
+            return None
+        top = max(size for size, _, _ in worded)
+        lines = {y for size, y, _ in worded if size >= top - 0.6}
+        title = " ".join("".join(text for _, y, text in runs if y in lines).split())
+        if len(lines) > 4 or len(title.split()) < 2 or len(title) > 300:
+            return None  # no title set apart by its size: the caller falls back to the first lines
+        return title
+
+
+_WORD = re.compile(r"[^\W\d_]{2}")
+_ARXIV_ID = re.compile(r"arXiv:\s?\d")
+
+
 def extract(path, max_pages: int | None = None, deadline_s: float = DEADLINE_S) -> dict:
     """{"pages": [text of page 1, ...], "page_count": pages in the file, "problem": one line or None}, and
-    "arxiv_stamp" (the id in arXiv's margin stamp on page 1) when there is one."""
+    "arxiv_stamp" (the id in arXiv's margin stamp on page 1) and "title" (the lines of page 1 set in its largest
+    type) when there are."""
     out: dict = {"pages": [], "page_count": 0, "problem": None}
     if max_pages is None:
         max_pages = int(os.environ.get("LAB_PDF_MAX_PAGES") or MAX_PAGES)
@@ -95,7 +129,10 @@ def extract(path, max_pages: int | None = None, deadline_s: float = DEADLINE_S) 
                 out["problem"] = f"extraction stopped after {deadline_s:g} s, at page {number} of {count}"
                 break
             try:
-                raw = page.extract_text() or ""
+                runs = _Runs() if number == 1 else None
+                raw = page.extract_text(visitor_text=runs) or ""
+                if runs is not None and runs.title():
+                    out["title"] = clean(runs.title())[0]
                 stamp = _ARXIV_STAMP.search(raw) if number == 1 else None
                 if stamp:
                     out["arxiv_stamp"] = stamp.group(1)  # the id arXiv served this PDF as

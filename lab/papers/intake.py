@@ -285,7 +285,7 @@ def note_pdf(workspace, file, exps=(), tags=(), progress=None) -> NoteResult:
     doi = _DOI_IN_TEXT.search(text)
     meta_info = _pdf_metadata(src)
     bad_title = not meta_info.get("Title") or meta_info["Title"].lower() in ("untitled", "") or meta_info["Title"].startswith("Microsoft Word")
-    title = (None if bad_title else meta_info["Title"]) or _title_from_page(first) or src.stem
+    title = (None if bad_title else meta_info["Title"]) or probe.get("title") or _title_from_page(first) or src.stem
     authors = [a.strip() for a in re.split(r",|;| and ", meta_info.get("Author") or "") if a.strip()]
     key = aid.key if aid else _slug(title)
     dest_note = workspace.papers_dir / f"{key}.md"

@@ -126,6 +126,16 @@ def test_note_pdf_of_an_arxiv_pdf_links_its_arxiv_id(lab, lab_root):
     assert "arxiv_id: '1111.2011'" in note and "Quantum Criticality for Extended Nodes on a Bethe Lattice" in note
 
 
+@pytest.mark.parametrize("pdf, title", [
+    ("1512.03385-page1.pdf", "Deep Residual Learning for Image Recognition"),  # the authors' line just below
+    ("2010.11929-page1.pdf", "AN IMAGE IS WORTH 16X16 WORDS: TRANSFORMERS FOR IMAGE RECOGNITION AT SCALE"),
+])
+def test_note_pdf_takes_the_title_from_the_largest_type_on_page_one(lab, lab_root, pdf, title):
+    shutil.copy(PDFS / pdf, lab_root / "paper.pdf")
+    out = lab.json("note", "--pdf", "paper.pdf")
+    assert out[0]["title"] == title
+
+
 # ---- Bad input: one line each, the note written, nothing else lost -------------------------------------------
 
 
