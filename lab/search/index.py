@@ -212,19 +212,36 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     prepare(root, changed, warn)  # PDFs whose text is not kept yet: extracted by a child process, all at once
     total = len(changed) + len(removed)
     done = 0
-    batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
     bulk = len(changed) >= BULK
+    # Commit now and then, so that a full reindex does not hold the write lock throughout. In bulk, smaller
+    # batches, each read and made into rows by a thread while SQLite (which lets go of the GIL) writes the one
+    # before: the Python and the FTS5 tokenizing of a rebuild run side by side.
+    batch = 250 if bulk else 1000
+    batches = [changed[i : i + batch] for i in range(0, max(len(changed), 1), batch)]
+
+    def made(paths):
+        docs = [(path, documents(root, path, warn)) for path in paths]
+        return docs, _rows(docs)
+
+    pool = None
     if bulk:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1)
         _bulk(conn, True)
     try:
-        for start in range(0, max(len(changed), 1), batch):
-            last = start + batch >= len(changed)
-            paths = changed[start : start + batch]
+        ahead = pool.submit(made, batches[0]) if pool else None
+        for k, paths in enumerate(batches):
+            last = k == len(batches) - 1
             # The files are read before the write lock is taken: readers and other writers wait less.
-            rows = [(path, documents(root, path, warn)) for path in paths]
+            if ahead is not None:
+                rows, prepared = ahead.result()
+                ahead = pool.submit(made, batches[k + 1]) if not last else None
+            else:
+                rows, prepared = made(paths)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if start == 0:
+                if k == 0:
                     for path in removed:
                         conn.execute("DELETE FROM docs WHERE file = ?", (path,))
                         conn.execute("DELETE FROM files WHERE path = ?", (path,))
@@ -232,7 +249,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                     done += len(removed)
                 # Even for a file that was new when `known` was read: another writer may have indexed it since.
                 conn.executemany("DELETE FROM docs WHERE file = ?", [(path,) for path in paths])
-                _insert(conn, rows, bulk)
+                _insert(conn, prepared, bulk)
                 files = []
                 for path, docs in rows:
                     size, mtime = current[path]
@@ -253,7 +270,8 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                     conn.execute("ROLLBACK")
                 raise
     finally:
-        if bulk:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
             _bulk(conn, False)
     if progress is not None and total:
         progress(total, total)
@@ -263,9 +281,37 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
 _DOC_COLUMNS = "id, file, type, key, title, section, path, exp, tags, exps, info, fts_title, fts_heading, fts_meta, fts_body"
 
 
-def _insert(conn, rows: list, bulk: bool) -> None:
-    """Insert the documents of `rows` ([(file, its documents)]) with ids of their own, their vectors' hashes, and
-    their words into the full-text table (in the caller's transaction).
+def _rows(rows: list) -> tuple[list, list]:
+    """The table rows of `rows` ([(file, its documents)]): ([docs row without its id], [(index of the docs row,
+    hash of the text its vector is of)]). Python only, no SQLite: a thread makes them in bulk."""
+    import json
+
+    from lab.search.embedtext import text_hash
+    from lab.search.query import index_text
+
+    docs_rows, vector_rows = [], []
+    dumps = json.dumps
+    for path, docs in rows:
+        dumped: dict = {}  # tags and experiments are the same in every passage of a file: dumped once
+        for d in docs:
+            tags, exps = tuple(d["tags"]), tuple(d["exps"])
+            if (tags, exps) not in dumped:
+                dumped[tags, exps] = (dumps(d["tags"], ensure_ascii=False), dumps(d["exps"], ensure_ascii=False))
+            tags, exps = dumped[tags, exps]
+            digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
+            if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
+                vector_rows.append((len(docs_rows), digest))
+            docs_rows.append((
+                path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"], tags, exps,
+                dumps(d["info"], ensure_ascii=False, default=str),
+                index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]), index_text(d["body"]),
+            ))
+    return docs_rows, vector_rows
+
+
+def _insert(conn, prepared: tuple[list, list], bulk: bool) -> None:
+    """Insert the rows `_rows` made, with ids of their own, their vectors' hashes, and their words into the
+    full-text table (in the caller's transaction).
 
     Row by row, FTS5 is written by the `docs_ai` trigger; each trigger run is a statement of its own, after
     which FTS5 writes what it holds in memory as a new small segment, so thousands of documents make thousands
@@ -273,43 +319,22 @@ def _insert(conn, rows: list, bulk: bool) -> None:
     dropped for the inserts, the new rows go into FTS5 with one INSERT ... SELECT, and the trigger is created
     again as it was, all within the transaction: no other connection ever sees it missing.
     """
-    import json
-
-    from lab.search.embedtext import text_hash
-    from lab.search.query import index_text
-
+    docs_rows, vector_rows = prepared
     first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM docs").fetchone()[0]
-    docs_rows, vector_rows = [], []
-    dumps = json.dumps
-    for path, docs in rows:
-        dumped: dict = {}  # tags and experiments are the same in every passage of a file: dumped once
-        for d in docs:
-            doc_id = first + len(docs_rows)
-            tags, exps = tuple(d["tags"]), tuple(d["exps"])
-            if (tags, exps) not in dumped:
-                dumped[tags, exps] = (dumps(d["tags"], ensure_ascii=False), dumps(d["exps"], ensure_ascii=False))
-            tags, exps = dumped[tags, exps]
-            docs_rows.append((
-                doc_id, path, d["type"], d["key"], d["title"], d["section"], d["path"], d["exp"], tags, exps,
-                dumps(d["info"], ensure_ascii=False, default=str),
-                index_text(d["title_text"]), index_text(d["heading"]), index_text(d["meta"]), index_text(d["body"]),
-            ))
-            digest = text_hash(d["type"], d["title"], d["section"], d["tags"], d["body"])
-            if digest is not None:  # what semantic search embeds (lab.search.embed), by its text's hash
-                vector_rows.append((doc_id, digest, digest))
     trigger = None
     if bulk and docs_rows:
         row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'docs_ai'").fetchone()
         if row is not None:
             trigger = row[0]
             conn.execute("DROP TRIGGER docs_ai")
-    conn.executemany(f"INSERT INTO docs ({_DOC_COLUMNS}) VALUES ({', '.join('?' * 15)})", docs_rows)
+    conn.executemany(f"INSERT INTO docs ({_DOC_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                     [(first + i, *row) for i, row in enumerate(docs_rows)])
     if conn.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone() is None:  # a new index: no vector to look up
-        conn.executemany("INSERT INTO doc_vectors (id, hash) VALUES (?, ?)", [row[:2] for row in vector_rows])
+        conn.executemany("INSERT INTO doc_vectors (id, hash) VALUES (?, ?)", [(first + i, h) for i, h in vector_rows])
     else:
         conn.executemany(
             "INSERT INTO doc_vectors (id, hash, vec) VALUES (?, ?, (SELECT vec FROM embeddings WHERE hash = ?))",
-            vector_rows,
+            [(first + i, h, h) for i, h in vector_rows],
         )
     if trigger is not None:
         from lab.search.query import COLUMNS

@@ -195,6 +195,37 @@ def test_deleted_index_is_rebuilt_to_the_same_answers(root):
     assert [search(root, q) for q in queries] == before
 
 
+def _contents(root):
+    conn = sqlite3.connect(index.index_path(root))
+    try:
+        docs = conn.execute(f"SELECT {index._DOC_COLUMNS} FROM docs ORDER BY file, id").fetchall()
+        docs = [row[1:] for row in docs]  # ids differ with the order the files were read in
+        vectors = conn.execute("SELECT d.file, d.key, v.hash FROM doc_vectors v JOIN docs d USING (id) ORDER BY 1, 2, 3").fetchall()
+        hits = {w: conn.execute("SELECT d.file FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid WHERE docs_fts MATCH ? "
+                                "ORDER BY rank, d.file", (w,)).fetchall() for w in ("warmup", "zebrafish", "pangolin", "retina")}
+        conn.execute("INSERT INTO docs_fts(docs_fts, rank) VALUES('integrity-check', 1)")  # FTS5 against its content
+        triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name").fetchall()
+    finally:
+        conn.close()
+    return docs, vectors, hits, triggers
+
+
+def test_a_rebuild_in_bulk_holds_what_the_file_by_file_index_holds(root, monkeypatch):
+    for i in range(index.BULK):  # enough files for a bulk write: the trigger off, FTS5 filled per batch
+        write(root / "papers" / f"n{i:04d}.md", PAPER.replace("1908.03265", f"2301.{i:05d}") + f"\nretina {i}\n")
+    index.reindex(root)
+    bulk = _contents(root)
+    assert len(bulk[0]) > index.BULK and len(bulk[2]["retina"]) == index.BULK
+    monkeypatch.setattr(index, "BULK", 10**9)
+    index.reindex(root)
+    assert _contents(root) == bulk
+    # The trigger is back: an edit after a bulk rebuild reaches the full-text table.
+    monkeypatch.undo()
+    index.reindex(root)
+    write(root / "papers" / "n0001.md", PAPER.replace("1908.03265", "2301.00001") + "\naardvark\n")
+    assert [r["path"] for r in search(root, "aardvark")] == ["papers/n0001.md"]
+
+
 def test_damaged_index_is_rebuilt(root):
     search(root, "warmup")
     index.remove_index(root)
