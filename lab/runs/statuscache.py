@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         ended_at: str | None
         duration_s: float | None
         metrics: dict[str, Any]
+        metrics_sources: dict[str, str]  # where each metric came from (LAB_METRICS, trainer_state, output, ...)
         executor: str | None
         job_id: int | None
         reason: str | None
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
     from lab.runs.record import Record
 
 CACHE_NAME = layout.STATUS_CACHE
-CACHE_VERSION = "lab status cache 7 code"  # 7: the staleness token holds the code files too
+CACHE_VERSION = "lab status cache 8 sources"  # 8: summaries hold metrics_sources
 SEP = "\0"
 END = "\0\n"
 CELL_SEP = "\x1f"
@@ -93,6 +94,8 @@ def summarize(record: Record | dict[str, Any], experiment: str, setting: str) ->
         out[key] = records.finite(record.get(key))
     if not isinstance(out["metrics"], dict):
         out["metrics"] = {}
+    if isinstance(record.get("metrics_sources"), dict):  # captured metrics: which file or output gave each
+        out["metrics_sources"] = record["metrics_sources"]
     if isinstance(record.get("reproduction"), dict):  # the last `lab reproduce`, a side attempt
         out["reproduction"] = records.finite(record["reproduction"])
     return out

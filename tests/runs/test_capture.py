@@ -207,6 +207,8 @@ def test_summary_writer_loop_and_printing_script(module_lab):
     assert set(sw["metrics_sources"].values()) == {"tfevents"}
     assert record(root, "pr", "a")["metrics"] == {"loss": 0.2, "accuracy": 0.5}
     assert record(root, "pr", "a")["metrics_sources"] == {"loss": "output", "accuracy": "output"}
+    shown = {(r["experiment"], r["setting"]): r for r in cli.json("status", "--json")}
+    assert shown["pr", "a"]["metrics_sources"] == {"loss": "output", "accuracy": "output"}
     rows = (pr / "logs" / "a.captured.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == [1, 2, 3, 4, 5]
 
