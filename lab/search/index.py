@@ -213,32 +213,16 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     total = len(changed) + len(removed)
     done = 0
     bulk = len(changed) >= BULK
-    # Commit now and then, so that a full reindex does not hold the write lock throughout. In bulk, smaller
-    # batches, each read and made into rows by a thread while SQLite (which lets go of the GIL) writes the one
-    # before: the Python and the FTS5 tokenizing of a rebuild run side by side.
-    batch = 250 if bulk else 1000
+    batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
     batches = [changed[i : i + batch] for i in range(0, max(len(changed), 1), batch)]
-
-    def made(paths):
-        docs = [(path, documents(root, path, warn)) for path in paths]
-        return docs, _rows(docs)
-
-    pool = None
     if bulk:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(1)
         _bulk(conn, True)
     try:
-        ahead = pool.submit(made, batches[0]) if pool else None
         for k, paths in enumerate(batches):
             last = k == len(batches) - 1
             # The files are read before the write lock is taken: readers and other writers wait less.
-            if ahead is not None:
-                rows, prepared = ahead.result()
-                ahead = pool.submit(made, batches[k + 1]) if not last else None
-            else:
-                rows, prepared = made(paths)
+            rows = [(path, documents(root, path, warn)) for path in paths]
+            prepared = _rows(rows)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if k == 0:
@@ -270,8 +254,7 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
                     conn.execute("ROLLBACK")
                 raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if bulk:
             _bulk(conn, False)
     if progress is not None and total:
         progress(total, total)
@@ -283,7 +266,7 @@ _DOC_COLUMNS = "id, file, type, key, title, section, path, exp, tags, exps, info
 
 def _rows(rows: list) -> tuple[list, list]:
     """The table rows of `rows` ([(file, its documents)]): ([docs row without its id], [(index of the docs row,
-    hash of the text its vector is of)]). Python only, no SQLite: a thread makes them in bulk."""
+    hash of the text its vector is of)]), made before the write lock is taken."""
     import json
 
     from lab.search.embedtext import text_hash
