@@ -241,33 +241,59 @@ def summary(root, note_rel: str) -> dict | None:
 
 
 def extract_in_child(root, rels: list[str], timeout: float = CHILD_TIMEOUT_S) -> str | None:
-    """Extract the PDFs `rels` in a child process (the caller never imports pypdf); None, or why it failed."""
+    """Extract the PDFs `rels` in a child process (the caller never imports pypdf); None, or why it failed.
+
+    The child leads a process group of its own, with a worker per core when there are many PDFs (a lab's
+    first index of a library of PDFs, or after `.lab/` was deleted); at the deadline the whole group is
+    stopped, so no worker outlives it holding the pipe this process reads."""
     import subprocess
+
+    from lab.core.process import terminate_group
 
     if not rels:
         return None
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-m", "lab.core.pdftext", os.fspath(root), *rels],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        return f"extracting the text of {len(rels)} PDF(s) took over {timeout:g} s; the rest is read next time"
     except OSError as e:
         return f"cannot start the PDF text extractor: {e}"
-    if done.returncode != 0:
-        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        return f"the PDF text extractor failed: {lines[-1] if lines else done.returncode}"
+    try:
+        _, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        terminate_group(child.pid, grace=1.0)
+        child.communicate()
+        return f"extracting the text of {len(rels)} PDF(s) took over {timeout:g} s; the rest is read next time"
+    except BaseException:  # Ctrl-C: the extractor stops too
+        terminate_group(child.pid, grace=1.0)
+        child.wait()
+        raise
+    if child.returncode != 0:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        return f"the PDF text extractor failed: {lines[-1] if lines else child.returncode}"
     return None
+
+
+def _ensure_quietly(root, rel: str) -> None:
+    try:
+        ensure(root, rel)
+    except OSError:
+        pass  # vanished meanwhile: the index sees that on its own
 
 
 def main(argv: list[str]) -> int:
     root, rels = argv[0], argv[1:]
-    for rel in rels:
-        try:
-            ensure(root, rel)
-        except OSError:
-            continue  # vanished meanwhile: the index sees that on its own
+    workers = min(len(rels) // 4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers < 2:
+        for rel in rels:
+            _ensure_quietly(root, rel)
+        return 0
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        for _ in pool.map(_ensure_quietly, [root] * len(rels), rels, chunksize=4):
+            pass
     return 0
 
 

@@ -99,6 +99,36 @@ def test_deleting_dot_lab_rebuilds_the_passages_from_the_kept_pdfs_without_pypdf
     assert (lab_root / ".lab" / "fulltext" / "1111.2011.pdf.json").exists()
 
 
+def _library(lab_root, n: int) -> list[str]:
+    """n PDFs kept under papers/ as `lab note` keeps them (copies of the real fixtures), none extracted yet."""
+    sources = [ARXIV_PDF, PDFS / "multicolumn.pdf", PDFS / "google-doc-document.pdf"]
+    (lab_root / "papers").mkdir(exist_ok=True)
+    rels = []
+    for i in range(n):
+        shutil.copy(sources[i % len(sources)], lab_root / "papers" / f"p{i:02d}.pdf")
+        rels.append(f"papers/p{i:02d}.pdf")
+    return rels
+
+
+def test_many_pdfs_are_extracted_by_workers_in_the_child(lab_root):
+    from lab.core import pdftext
+
+    rels = _library(lab_root, 12)
+    assert pdftext.extract_in_child(lab_root, rels) is None
+    assert all(pdftext.fresh(lab_root, rel) for rel in rels)
+    assert pdftext.cached(lab_root, "papers/p00.pdf")["passages"]["cut"]  # the passages kept with the text
+
+
+def test_extraction_past_its_deadline_stops_every_worker_and_says_so(lab_root):
+    from lab.core import pdftext
+
+    rels = _library(lab_root, 40)
+    problem = pdftext.extract_in_child(lab_root, rels, timeout=0.3)
+    assert problem == "extracting the text of 40 PDF(s) took over 0.3 s; the rest is read next time"
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    assert f"lab.core.pdftext {lab_root}" not in ps  # the child and its workers, gone
+
+
 def test_sync_pdf_fetches_the_pdfs_of_existing_notes(lab, lab_root, server):
     lab("note", "1111.2011v2", "--no-pdf", check=0)
     proc = lab("note", "--sync", "--pdf", check=0)
