@@ -14,6 +14,7 @@ The result says where each metric came from (`sources`: metric -> `lab_metrics`,
 from __future__ import annotations
 
 import os
+from operator import itemgetter
 from pathlib import Path
 
 from lab.runs.capture.files import Files
@@ -122,33 +123,52 @@ class Capture:
 
 
 def merged(chosen: dict, finals: dict, notes: list, hparams: dict) -> dict:
-    by_step: dict = {}
     final: dict = {}
     sources: dict = {}
     last_step = None
     for key, (source, points) in chosen.items():
         sources[key] = source
-        for step, value in points:
-            row = by_step.get(step)
-            if row is None:
-                row = by_step[step] = {}
-            row[key] = value
         if points:
             final[key] = points[-1][1]
             step = points[-1][0]
             if last_step is None or step > last_step:
                 last_step = step
     final.update(finals)
-    rows = []
-    for step in sorted(by_step):
-        row = {"step": step}
-        row.update(by_step[step])
-        rows.append(row)
+    rows = _same_steps(chosen)
+    if rows is None:
+        by_step: dict = {}
+        for key, (_, points) in chosen.items():
+            for step, value in points:
+                row = by_step.get(step)
+                if row is None:
+                    row = by_step[step] = {}
+                row[key] = value
+        rows = []
+        for step in sorted(by_step):
+            row = {"step": step}
+            row.update(by_step[step])
+            rows.append(row)
     if finals:
         extra = {k: v for k, v in finals.items() if not chosen[k][1]}
         if extra:
             rows.append({"step": last_step if last_step is not None else 0, **extra})
     return {"rows": rows, "final": final, "sources": sources, "step": last_step, "notes": notes, "hparams": hparams}
+
+
+def _same_steps(chosen: dict) -> list | None:
+    """The rows when every metric has a point at the same steps, rising (a Trainer's dict lines, one file): built
+    column by column; None otherwise."""
+    keys = [key for key, (_, points) in chosen.items() if points]
+    if not keys or len(keys) != len(chosen):
+        return None
+    columns = [chosen[key][1] for key in keys]
+    steps = list(map(itemgetter(0), columns[0]))
+    if any(len(points) != len(steps) or list(map(itemgetter(0), points)) != steps for points in columns[1:]):
+        return None
+    if steps != sorted(set(steps)):
+        return None
+    names = ["step", *keys]
+    return [dict(zip(names, row)) for row in zip(steps, *(map(itemgetter(1), points) for points in columns))]
 
 
 def attempt_since(started_at: str | None) -> float:
