@@ -304,11 +304,11 @@ class OutputScraper:
         if len(set(names)) < len(names):  # two byte strings read as one name: their points interleave
             self._items(items)
             return
-        for name, (_, group) in zip(names, groups):
-            if not series.extendable(name, len(group)):  # a new name or a cap: point by point, as `_items` does
+        for name, (_, raws_of) in zip(names, groups):
+            if not series.extendable(name, len(raws_of)):  # a new name or a cap: point by point, as `_items` does
                 self._items(items)
                 return
-        converted = [numbers(group) for _, group in groups]
+        converted = [numbers(raws_of) for _, raws_of in groups]
         if None in converted:
             self._items(items)
             return
