@@ -18,7 +18,7 @@ byte-identical; the live capture takes 0.24 s of CPU while the program runs, 2.1
 before), and 1.79 s against 0.52 s with the file dropped from the page cache before each (3.5x; 2.91 s, 7.4x
 before). What remains on the cached file, per GB: the search for `: ` (a regular expression, CPython's fastest
 search for two bytes) 0.40 s, the memchr passes for `=`, `{`, `*` 0.15 s, parsing the 87,000 dict lines 0.3 s,
-merging and writing their rows 0.4 s, finding the attempt's header 0.14 s.
+merging their rows 0.06 s and writing them 0.2 s, finding the attempt's header 0.15 s (CPU seconds, load 2).
 Run: .venv/bin/python benchmarks/bench_capture.py [--lines 1000000] [--scalars 100000] [--log-mb 1024] [--repeat 3]
 """
 
