@@ -31,15 +31,39 @@ def attempt_span(log: Path, attempt: int, run_id: str) -> tuple[int, int | None]
         except ValueError:  # an empty log
             return None
         with data:
-            mark = HEADER + f"{attempt} of {run_id} at ".encode()
-            at = data.rfind(mark)
-            if at < 0 or (at > 0 and data[at - 1:at] != b"\n"):
-                return None
-            start = data.find(b"\n", at)
-            if start < 0:
-                return None
-            nxt = data.find(b"\n" + HEADER, start)
-            return start + 1, (None if nxt < 0 else nxt + 1)
+            return _span(data, HEADER + f"{attempt} of {run_id} at ".encode())
+
+
+WALK_LINES = 1000  # lines holding `=` looked at from the end before the whole log is searched for the header
+
+
+def _span(data, mark: bytes) -> tuple[int, int | None] | None:
+    """(after the last line that begins with `mark`, before the next header line or None); None when there is
+    none, or when the last `mark` is not at a line's start. The lines that hold `=` (each header does) are walked
+    back from the end with memrchr, so that a big log is not searched twice for a long needle."""
+    end, nxt = len(data), None
+    for _ in range(WALK_LINES):
+        i = data.rfind(b"=", 0, end)
+        if i < 0:
+            return None
+        start = data.rfind(b"\n", 0, i) + 1
+        stop = data.find(b"\n", i)
+        at = data.rfind(mark, start, len(data) if stop < 0 else stop)
+        if at >= 0:
+            return None if at != start or stop < 0 else (stop + 1, nxt)
+        if data[start:start + len(HEADER)] == HEADER:
+            nxt = start
+        end = start
+        if end == 0:
+            return None
+    at = data.rfind(mark, 0, end)
+    if at < 0 or (at > 0 and data[at - 1:at] != b"\n"):
+        return None
+    start = data.find(b"\n", at)
+    if start < 0:
+        return None
+    later = data.find(b"\n" + HEADER, start, end)
+    return start + 1, (later + 1 if later >= 0 else nxt)
 
 
 def recapture(workspace, targets: list[str], on_run=None) -> list[dict]:

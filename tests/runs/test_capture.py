@@ -448,6 +448,41 @@ def test_recapture_of_a_run_made_before_capture(module_lab):
     assert record(root, "old", "a")["metrics"] == again["metrics"]
 
 
+def test_many_dict_lines_read_together_keep_each_lines_values_and_types():
+    """Hundreds of Trainer dict lines (read many at a time) give what each line gives: counted steps, ints kept,
+    quoted numbers, a `tensor(...)`, and the pair and block lines between them in order."""
+    from lab.runs.capture.output import scrape
+
+    lines = [f"\r 10%|#  | {i}/600 [00:01<00:02]\n{{'loss': {1 / (i + 1)!r}, 'epoch': {i / 100!r}}}" for i in range(600)]
+    lines += ["{'loss': '0.25', 'epoch': 6}", "{'loss': tensor(0.5, device='cuda:0')}", "loss=0.75 step 900",
+              "***** eval metrics *****", "  eval_loss = 0.125", "{'loss': 1e-05, 'epoch': 6.5}"]
+    got = scrape(("\n".join(lines) + "\n").encode()).series.points
+    assert got["loss"] == [*((i + 1, 1 / (i + 1)) for i in range(600)), (601, 0.25), (602, 0.5), (900, 0.75), (603, 1e-05)]
+    assert got["epoch"][:600] == [(i + 1, i / 100) for i in range(600)]
+    assert got["epoch"][600:] == [(601, 6), (602, 6.5)] and type(got["epoch"][600][1]) is int
+    assert got["eval_loss"] == [(1, 0.125)]
+
+
+def test_the_header_of_an_attempt_is_found_in_its_log(tmp_path):
+    from lab.runs.recapture import attempt_span
+
+    log = tmp_path / "a.log"
+    head = "===== lab: attempt {} of e/a at 2026-12-07T00:00:00+00:00: python p.py\n"
+    one = "x=1\nloss=0.5\n"
+    log.write_text(head.format(1) + one + head.format(2) + "y = 2\n" + "z=3\n" * 2000)
+    first = len(head.format(1))
+    second = first + len(one) + len(head.format(2))
+    assert attempt_span(log, 1, "e/a") == (first, first + len(one))
+    assert attempt_span(log, 2, "e/a") == (second, None)
+    assert attempt_span(log, 3, "e/a") is None
+    short = tmp_path / "short.log"  # walked back from its end, line by line
+    short.write_text(head.format(1) + one + head.format(2) + "y = 2\n")
+    assert attempt_span(short, 1, "e/a") == (first, first + len(one))
+    assert attempt_span(short, 2, "e/a") == (second, None)
+    log.write_text(log.read_text() + "echo " + head.format(2))  # the latest mark is not at a line's start
+    assert attempt_span(log, 2, "e/a") is None
+
+
 def test_a_printed_training_arguments_object_is_not_taken_for_metrics(tmp_path):
     """The transformers example scripts log their whole TrainingArguments (`adam_beta1=0.9,` one field a line)
     before training: those are settings; the Trainer's log lines after them are the metrics."""

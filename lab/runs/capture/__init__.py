@@ -49,10 +49,31 @@ def write_result(metrics_path, result: dict) -> None:
         atomic_write_json(summary_path(metrics_path), {"lab_metrics": True, "done": True}, fsync=False)
         rows.unlink(missing_ok=True)
         return
-    text = "".join(json.dumps({k: _finite(v) for k, v in row.items()}, ensure_ascii=False) + "\n"
-                   for row in result.get("rows", ()))
-    atomic_write_text(rows, text, fsync=False)
+    atomic_write_text(rows, rows_text(result.get("rows", ())), fsync=False)
     atomic_write_json(summary_path(metrics_path), _summary(result, done=True), fsync=False)
+
+
+_PLAIN = {int, float, bool, type(None)}
+
+
+def rows_text(rows) -> str:
+    """The rows as JSON lines (non-finite numbers as the strings "NaN", "Infinity", "-Infinity").
+
+    Rows of plain numbers under names without `}` (the common case) are encoded by one `json.dumps` of them all,
+    cut into lines (`}, {` can then only fall between two rows): a long history costs no encoder per row."""
+    rows = list(rows)
+    if not rows:
+        return ""
+    names: set = set()
+    kinds: set = set()
+    for row in rows:
+        names.update(row)
+        kinds.update(map(type, row.values()))
+    if kinds <= _PLAIN and not any("}" in name for name in names):
+        text = json.dumps(rows, ensure_ascii=False)
+        if "NaN" not in text and "Infinity" not in text:
+            return text[1:-1].replace("}, {", "}\n{") + "\n"
+    return "".join(json.dumps({k: _finite(v) for k, v in row.items()}, ensure_ascii=False) + "\n" for row in rows)
 
 
 def _summary(result: dict, done: bool) -> dict:

@@ -1,9 +1,9 @@
 """The live capture beside a job: `python -m lab.runs.capture.live SPEC-JSON` (started by `lab.runs.attempt`).
 
 The program writes straight to its log, as without capture (the log stays byte for byte what it wrote, and no
-pipe can ever slow or block it); this process, at the lowest priority (nice 19, SCHED_BATCH) in its own session and
-using at most a quarter of a core while the job runs, reads the log as it grows and
-the output directory's files, and writes the progress `lab status` shows (`logs/S.capture.json`). When its
+pipe can ever slow or block it); this process, at a low priority (SCHED_BATCH; nice 10 as a fork of the supervisor,
+else 19) in its own session and using at most a tenth of a core while the job runs (`SHARE`), reads the log as it
+grows and the output directory's files, and writes the progress `lab status` shows (`logs/S.capture.json`). When its
 standard input closes (the job ended and its supervisor closed the pipe, or the supervisor died) it reads the
 rest, writes the full capture (`logs/S.captured.jsonl` and the summary, `done`) and exits.
 """
@@ -20,6 +20,7 @@ import time
 
 POLL_S = 1.0  # how often the log and the files are read while the job runs
 MIN_WRITE_S = 2.0  # the progress summary is written at most this often
+SHARE = 0.1  # at most this share of one core while the job runs (the rest of a big output is read when it ends)
 
 
 def spec(log_path, offset: int, output_dirs, options, since: float, metrics_path) -> dict:
@@ -39,7 +40,7 @@ def serve(spec: dict, stdin_fd: int = 0) -> int:
     from lab.runs.capture import write_progress, write_result
 
     cap = capture_from(spec)
-    last_write = 0.0
+    next_write = 0.0
     dirty = False
     wait = POLL_S
     while True:
@@ -55,16 +56,18 @@ def serve(spec: dict, stdin_fd: int = 0) -> int:
             if not data:
                 break  # the job ended (or its supervisor died)
         started = time.monotonic()
-        dirty = cap.poll() or dirty
-        spent = time.monotonic() - started
-        # At most a quarter of one core while the job runs (the rest is read when it ends): a program that prints
-        # a lot is not slowed by the reading of its own output.
-        wait = max(POLL_S, 3 * spent)
-        # Writing the summary costs little, but merging a long history does not: write it rarely then.
-        if dirty and time.monotonic() - last_write >= max(MIN_WRITE_S, 20 * spent):
-            write_progress(spec["metrics"], cap.result())
-            last_write = time.monotonic()
+        # A slice of the new output at a time (a program that prints a lot is read bit by bit, the rest when it
+        # ends): no burst of reading beside it.
+        dirty = cap.poll(budget_s=POLL_S * SHARE) or dirty
+        if dirty and time.monotonic() >= next_write:
+            # The summary holds the latest values only (no rows); still, merging a long history costs: rarely then.
+            begun = time.monotonic()
+            write_progress(spec["metrics"], cap.result(rows=False))
+            next_write = time.monotonic() + max(MIN_WRITE_S, 20 * (time.monotonic() - begun))
             dirty = False
+        # At most a tenth of one core while the job runs: a program that prints a lot is not slowed by the reading
+        # of its own output, even where every core is busy.
+        wait = max(POLL_S, (time.monotonic() - started) * (1 - SHARE) / SHARE)
     cap.poll(final=True)
     write_result(spec["metrics"], cap.result())
     return 0
@@ -88,10 +91,8 @@ class Forked:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 gc.enable()
-                try:
-                    os.nice(10)
-                except OSError:
-                    pass
+                # Nice 10, not 19: the job's end (and the next job of the queue) waits for its last reading.
+                low_priority(10)
                 code = serve(spec, read)
             finally:
                 os._exit(code)
@@ -130,13 +131,21 @@ class Forked:
                 os.close(pidfd)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def low_priority(nice: int) -> None:
+    """Niceness `nice` (a process cannot take it back) and SCHED_BATCH (never preempts the job on waking)."""
     try:
-        os.nice(19)  # the job comes first
+        os.nice(max(0, nice - os.nice(0)))
+    except OSError:
+        pass
+    try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (OSError, AttributeError):
         pass
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    low_priority(19)  # the job comes first
     return serve(json.loads(argv[0]))
 
 

@@ -14,6 +14,8 @@ The result says where each metric came from (`sources`: metric -> `lab_metrics`,
 from __future__ import annotations
 
 import os
+import time
+from operator import itemgetter
 from pathlib import Path
 
 from lab.runs.capture.files import Files
@@ -21,6 +23,7 @@ from lab.runs.capture.output import OutputScraper
 from lab.runs.capture.patterns import Options, Patterns
 
 READ_CHUNK = 16 << 20
+BUDGET_CHUNK = 256 << 10  # read at a time by a reading with a time budget
 MAP_OVER = 64 << 20
 
 
@@ -49,20 +52,21 @@ class Capture:
                 pass
         return self.lab_metrics
 
-    def poll(self, final: bool = False) -> bool:
-        """Read what is new; whether anything changed."""
+    def poll(self, final: bool = False, budget_s: float | None = None) -> bool:
+        """Read what is new (with `budget_s`: about that many seconds of the log's reading at most, the rest at
+        the next call); whether anything changed."""
         if self.writes_lab_metrics():
             return False
         changed = False
         if self.scraper is not None and self.log_path is not None:
-            changed = self._read_log() or changed
+            changed = self._read_log(budget_s) or changed
             if final:
                 self.scraper.end()
         if self.files is not None:
             changed = self.files.poll() or changed
         return changed
 
-    def _read_log(self) -> bool:
+    def _read_log(self, budget_s: float | None = None) -> bool:
         try:
             f = open(self.log_path, "rb")
         except OSError:
@@ -70,7 +74,7 @@ class Capture:
         read = False
         with f:
             size = os.fstat(f.fileno()).st_size if self.end is None else self.end
-            if size - self.offset > MAP_OVER:  # a big log (lab recapture): scanned in place, not read
+            if budget_s is None and size - self.offset > MAP_OVER:  # a big log (lab recapture): scanned in place
                 import mmap
 
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -78,8 +82,10 @@ class Capture:
                 read = done > self.offset
                 self.offset = done
             f.seek(self.offset)
-            while True:
-                want = READ_CHUNK if self.end is None else min(READ_CHUNK, self.end - self.offset)
+            piece = READ_CHUNK if budget_s is None else BUDGET_CHUNK
+            deadline = None if budget_s is None else time.monotonic() + budget_s
+            while deadline is None or time.monotonic() < deadline:
+                want = piece if self.end is None else min(piece, self.end - self.offset)
                 if want <= 0:
                     break
                 data = f.read(want)
@@ -96,9 +102,10 @@ class Capture:
             notes += self.files.notes
         return notes
 
-    def result(self) -> dict:
+    def result(self, rows: bool = True) -> dict:
         """{"rows": [{"step", metric: value}], "final": {...}, "sources": {...}, "step", "notes", "hparams"}
-        (`lab_metrics: true` and nothing else when the program writes LAB_METRICS)."""
+        (`lab_metrics: true` and nothing else when the program writes LAB_METRICS). `rows=False`: no rows (the
+        live progress, which shows the latest values only)."""
         if self.writes_lab_metrics():
             return {"lab_metrics": True}
         chosen: dict[str, tuple[str, list]] = {}
@@ -118,37 +125,56 @@ class Capture:
             for key, points in self.scraper.series.points.items():
                 if key not in chosen and points:
                     chosen[key] = ("output", points)
-        return merged(chosen, finals, self.notes(), hparams)
+        return merged(chosen, finals, self.notes(), hparams, rows)
 
 
-def merged(chosen: dict, finals: dict, notes: list, hparams: dict) -> dict:
-    by_step: dict = {}
+def merged(chosen: dict, finals: dict, notes: list, hparams: dict, with_rows: bool = True) -> dict:
     final: dict = {}
     sources: dict = {}
     last_step = None
     for key, (source, points) in chosen.items():
         sources[key] = source
-        for step, value in points:
-            row = by_step.get(step)
-            if row is None:
-                row = by_step[step] = {}
-            row[key] = value
         if points:
             final[key] = points[-1][1]
             step = points[-1][0]
             if last_step is None or step > last_step:
                 last_step = step
     final.update(finals)
-    rows = []
-    for step in sorted(by_step):
-        row = {"step": step}
-        row.update(by_step[step])
-        rows.append(row)
-    if finals:
+    rows = _same_steps(chosen) if with_rows else []
+    if rows is None:
+        by_step: dict = {}
+        for key, (_, points) in chosen.items():
+            for step, value in points:
+                row = by_step.get(step)
+                if row is None:
+                    row = by_step[step] = {}
+                row[key] = value
+        rows = []
+        for step in sorted(by_step):
+            row = {"step": step}
+            row.update(by_step[step])
+            rows.append(row)
+    if finals and with_rows:
         extra = {k: v for k, v in finals.items() if not chosen[k][1]}
         if extra:
             rows.append({"step": last_step if last_step is not None else 0, **extra})
     return {"rows": rows, "final": final, "sources": sources, "step": last_step, "notes": notes, "hparams": hparams}
+
+
+def _same_steps(chosen: dict) -> list | None:
+    """The rows when every metric has a point at the same steps, rising (a Trainer's dict lines, one file): built
+    column by column; None otherwise."""
+    keys = [key for key, (_, points) in chosen.items() if points]
+    if not keys or len(keys) != len(chosen):
+        return None
+    columns = [chosen[key][1] for key in keys]
+    steps = list(map(itemgetter(0), columns[0]))
+    if any(len(points) != len(steps) or list(map(itemgetter(0), points)) != steps for points in columns[1:]):
+        return None
+    if steps != sorted(set(steps)):
+        return None
+    names = ["step", *keys]
+    return [dict(zip(names, row)) for row in zip(steps, *(map(itemgetter(1), points) for points in columns))]
 
 
 def attempt_since(started_at: str | None) -> float:
