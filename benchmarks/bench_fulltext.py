@@ -42,6 +42,10 @@ ARXIV_PDF = REPO / "tests" / "fixtures" / "pdf" / "1111.2011v2.pdf"
 KNOWN = REPO / "benchmarks" / "data" / "fulltext_known_items.json"
 ENV = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 ENV.pop("LAB_ROOT", None)
+# As an installed lab runs: its bytecode cached (in a folder of its own, not in the checkout), not compiled from
+# source in every process as with PYTHONDONTWRITEBYTECODE set.
+ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+ENV["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "lab-bench-pycache")
 
 
 def twenty_pages(dest: Path) -> Path:

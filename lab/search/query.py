@@ -460,7 +460,7 @@ def search(
             snippet = opening(body or title_text or "")
         snippet = decode_snippet(" ".join((snippet or "").split()), *marks)
         match = [m for m, found in (("keyword", doc_id in by_keyword), ("semantic", doc_id in by_meaning)) if found]
-        page = page_of(info)
+        page = page_of(type_, info)
         results.append(
             {
                 "type": type_,
