@@ -11,10 +11,11 @@ Measures, in one run (ratios against the same lab without full text, built besid
 bodies of real papers, reworded as a researcher asks) against a lab of those papers' PDFs (`lab note --pdf`)
 among ~1,000 other notes (real abstracts: SciFact's corpus, and arXiv's from tests/fixtures/feeds); goal: the paper in the top 3 for at
 least 80% of the queries, in keyword and hybrid mode.
-On 2026-12-07, 2 cores, load 1.3: extraction 1.00 s wall (0.68 s on a quiet machine); reindex without 0.70 s,
-with full text 3.96 s = 5.6x (8.7x before the rebuild wrote FTS5 in bulk: 0.95 vs 8.32 s); search 47 vs 53 ms =
-1.12x; known items 32/32 in keyword and hybrid mode. What bounds the reindex: FTS5 alone takes 0.75-1.1 s to
-index the 5,000,000 words of 1,000 papers (a bare table, no lab code), more than the whole reindex without them.
+On 2026-12-07, 2 cores, load 0.5-1.3, after this round's changes to the rebuild: extraction 0.64-0.93 s wall; reindex
+without 0.48-0.70 s, with full text 2.82-3.43 s = 4.1-6.2x (before: 0.95 vs 8.32 s = 8.7x); search 37 vs 44 ms =
+1.17x (1.36-1.49x while a search imported json to read a passage's page); known items 32/32 in keyword and hybrid
+mode. What bounds the reindex: FTS5 alone takes 0.75-1.1 s to index the 5,000,000 words of 1,000 papers (a bare
+table, no lab code), more than the whole reindex without them.
 
 Run: .venv/bin/python benchmarks/bench_fulltext.py [--papers 1000] [--repeat 7]
      .venv/bin/python benchmarks/bench_fulltext.py --known-items --pdfs DIR   (the PDFs the set names: see its "about")
