@@ -191,8 +191,9 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
     if color is None:
         color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     marks = ("\x1b[1;33m", "\x1b[0m") if color else ("**", "**")
-    found = search(root, query_text, type=type, exp=exp, tag=tag, limit=limit, mode=mode, marks=marks,
-                   say=_say, download_progress=download_progress if sys.stderr.isatty() else None)
+    tty = sys.stderr.isatty()
+    found = search(root, query_text, type=type, exp=exp, tag=tag, limit=limit, mode=mode, marks=marks, say=_say,
+                   download_progress=download_progress if tty else None, index_progress=index_progress if tty else None)
     results = found.results
     for message in found.warnings:
         sys.stderr.write(f"lab: warning: {message}\n")
@@ -216,6 +217,17 @@ def run_search(root, words, type=None, exp=None, tag=None, limit=20, as_json=Fal
 
 def _say(line: str) -> None:
     sys.stderr.write(line + "\n")
+
+
+def index_progress(done: int, total: int) -> None:
+    """Files taken into the index before a search can answer, on a terminal, when they are many (a new clone,
+    a deleted `.lab/`, a pull of many files): one line on stderr, redrawn in place."""
+    if total >= INDEX_PROGRESS_FROM:
+        sys.stderr.write(f"\rindexing: {done}/{total} files" + ("\n" if done >= total else ""))
+        sys.stderr.flush()
+
+
+INDEX_PROGRESS_FROM = 200  # files: fewer are indexed in well under a second
 
 
 def download_progress(done: int, total: int) -> None:

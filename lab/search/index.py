@@ -209,9 +209,11 @@ def _apply(conn, root: Path, current: dict, known: dict, progress=None, dirs=(),
     def warn(message):
         stats.warnings.append(message)
 
-    prepare(root, changed, warn)  # PDFs whose text is not kept yet: extracted by a child process, all at once
     total = len(changed) + len(removed)
     done = 0
+    if progress is not None and total:
+        progress(0, total)  # before PDFs are extracted, which may take a while
+    prepare(root, changed, warn)  # PDFs whose text is not kept yet: extracted by a child process, all at once
     bulk = len(changed) >= BULK
     batch = 1000  # commit now and then, so that a full reindex does not hold the write lock throughout
     batches = [changed[i : i + batch] for i in range(0, max(len(changed), 1), batch)]

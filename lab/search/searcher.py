@@ -33,14 +33,15 @@ class Found:
 
 def search(root, text: str, *, type: str | None = None, exp: str | None = None, tag: str | None = None,
            limit: int = 20, mode: str | None = None, marks: tuple[str, str] = ("**", "**"), say=None,
-           download_progress=None) -> Found:
+           download_progress=None, index_progress=None) -> Found:
     """Search the lab at `root` for `text`.
 
     `type`, `exp`, `tag`: only documents of that type, of that experiment, with that tag. `mode`: "keyword",
     "semantic" or "hybrid" (None: hybrid where semantic search can run, else keyword). `marks`: what encloses
     the matched words in snippets. `say(line)`: diagnostics (default: stderr). `download_progress(done, total)`:
-    the model's download, when `mode="semantic"` needs it first. BadInput for bad input; LabError when
-    `mode="semantic"` cannot run here.
+    the model's download, when `mode="semantic"` needs it first. `index_progress(done, total)`: files indexed,
+    when the index must first take in changed files (every 200, and once before any PDF's text is extracted).
+    BadInput for bad input; LabError when `mode="semantic"` cannot run here.
     """
     from lab.errors import BadInput
     from lab.search import index, query
@@ -82,7 +83,7 @@ def search(root, text: str, *, type: str | None = None, exp: str | None = None, 
                             mode=chosen or "hybrid", semantic=semantic)
 
     try:
-        results, stats = index.read(root, reader, before_scan=before_scan)
+        results, stats = index.read(root, reader, progress=index_progress, before_scan=before_scan)
     finally:
         if helper is not None:
             helper.close()

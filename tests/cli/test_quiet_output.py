@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from helpers import kill_lab_processes, wait_for, write_settings
+from helpers import kill_lab_processes, wait_for, write, write_settings
 
 
 def test_a_sweep_of_skips_is_one_line(lab, lab_root):
@@ -68,6 +68,46 @@ def test_wait_ended_by_sigterm_shows_the_cursor_again(lab_root):
         if proc.poll() is None:
             proc.kill()
         kill_lab_processes(lab_root)
+
+
+def _on_a_terminal(argv: list[str]) -> bytes:
+    """What `argv` writes to a real pseudo-terminal (stdout and stderr both), until it exits."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "TERM": "xterm"})
+    os.close(follower)
+    seen = b""
+    try:
+        while True:
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the process ended
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        proc.wait(60)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    return seen
+
+
+def test_a_search_that_must_index_many_files_shows_its_progress_on_a_terminal_only(lab, lab_root):
+    for i in range(250):  # written a while ago, as the index trusts (see helpers.write)
+        write(lab_root / "papers" / f"n{i:03d}.md", f"---\ntitle: Note {i}\n---\n\nwarmup pangolin {i}\n")
+    argv = [sys.executable, "-m", "lab", "--root", str(lab_root), "search", "pangolin", "--mode", "keyword"]
+    seen = _on_a_terminal(argv).decode()
+    assert "indexing: 0/250 files" in seen and "indexing: 250/250 files" in seen and "Note" in seen
+    write(lab_root / "papers" / "n000.md", "---\ntitle: Note 0\n---\n\nwarmup pangolin again\n")
+    assert "indexing" not in _on_a_terminal(argv).decode()  # one file: no progress to show
+    index_db = lab_root / ".lab" / "index.db"
+    index_db.unlink()
+    proc = lab("search", "pangolin", "--mode", "keyword", check=0)  # not a terminal: the output alone
+    assert "indexing" not in proc.stderr and "Note" in proc.stdout
 
 
 def test_logs_takes_an_attempt_and_a_tail(lab, lab_root):
