@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,7 @@ class Attempt:
     fork_capture: bool = False  # the live capture is a fork of this process (a supervisor), not a new interpreter
     template: str | None = None  # the command template fixed when the job was queued (None: the report's now)
     pass_fds: tuple = ()  # descriptors the program inherits (the local runner's GPU lease)
+    on_spawn: Callable[[], None] | None = None  # called once the program runs, before its record (a test's kill)
     argv: list[str] = field(init=False)
     record: dict = field(init=False)
     log_offset: int = field(init=False, default=0)
@@ -114,6 +116,8 @@ class Attempt:
             self.finish(127, reason=f"could not start {self.argv[0]!r}: {why}")
             return None
         out.close()
+        if self.on_spawn is not None:
+            self.on_spawn()
         if self.fork_capture:
             self._start_capture()  # forked before the record's writer thread starts: a fork copies no thread
         # The record (provenance includes git calls) is written once the program runs, so that collecting it

@@ -84,14 +84,19 @@ def cleanup(lab_root):
 
 
 POINTS = ["runner-claimed", "runner-forked", "runner-reaped",
-          "runner@supervisor-identity", "runner@supervisor-started", "runner@supervisor-exited",
-          "runner@supervisor-recorded", "runner@supervisor-done",
-          "supervisor-identity", "supervisor-started", "supervisor-exited", "supervisor-recorded", "supervisor-done"]
+          "runner@supervisor-identity", "runner@supervisor-spawned", "runner@supervisor-started",
+          "runner@supervisor-exited", "runner@supervisor-recorded", "runner@supervisor-done",
+          "supervisor-identity", "supervisor-spawned", "supervisor-started", "supervisor-exited",
+          "supervisor-recorded", "supervisor-done"]
+# A kill of the supervisor while its program runs: the program is stopped by recovery and run again.
+WHILE_IT_RUNS = ("supervisor-spawned", "supervisor-started")
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_kill_at_each_point_of_a_job_leaves_each_setting_done_once(lab_root, cleanup, point):
-    make_lab(lab_root, {"a": {"sleep": 0.2, "exit": 3}, "b": {}})
+    # Between the program's start and its `running` record (supervisor-spawned), the program must still run
+    # when recovery looks: long enough for a loaded machine.
+    make_lab(lab_root, {"a": {"sleep": 3 if point == "supervisor-spawned" else 0.2, "exit": 3}, "b": {}})
     LabCLI(lab_root)("run", "e", check=0, env={"LAB_TEST_KILL": point})
     wait_for(lambda: (lab_root / ".lab" / "test-kill-fired").exists(), what=f"the kill at {point}")
     settle(lab_root, ["a", "b"])
@@ -101,9 +106,10 @@ def test_a_kill_at_each_point_of_a_job_leaves_each_setting_done_once(lab_root, c
     assert recs["b"]["state"] == "succeeded" and recs["b"]["exit_code"] == 0
     assert [r[1:] for r in queue_rows(lab_root)] == [("done", "failed", 3), ("done", "succeeded", 0)]
     runs = executions(lab_root)
-    if point == "supervisor-started":
+    if point in WHILE_IT_RUNS:
         # Only a kill of the supervisor itself while the program runs loses the program's exit status: what is
-        # left of it is stopped, recorded interrupted, and run again (the first copy may not have got far).
+        # left of it is stopped, recorded interrupted (even before its `running` record was written), and run
+        # again (the first copy may not have got far).
         assert sorted(set(runs)) == ["a", "b"] and runs.count("b") == 1
         assert recs["a"]["attempt"] == 2 and [h["state"] for h in recs["a"]["history"]] == ["interrupted"]
     else:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lab.core import layout
 
-KILL_POINTS = ("runner-claimed", "runner-forked", "supervisor-identity", "supervisor-started", "supervisor-exited",
-               "supervisor-recorded", "supervisor-done", "runner-reaped")
+KILL_POINTS = ("runner-claimed", "runner-forked", "supervisor-identity", "supervisor-spawned", "supervisor-started",
+               "supervisor-exited", "supervisor-recorded", "supervisor-done", "runner-reaped")
 FIRED_NAME = layout.TEST_KILL_FIRED
 
 

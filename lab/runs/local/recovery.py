@@ -8,7 +8,8 @@ how a finished job is marked done), and by `lab run` / `lab status` / `lab stop`
 - its supervisor is gone and its record or exit file says how it ended: that end is recorded, the job is done;
 - its supervisor was killed while the program ran (only a kill of the supervisor itself does this): what is left
   of the process group is stopped (SIGTERM, SIGKILL after a grace period), the record becomes `interrupted`
-  (kept in the history) and the job is queued again at its place;
+  (kept in the history) and the job is queued again at its place; also when it was killed after starting the
+  program but before writing the `running` record (the group still had the program in it);
 - the program never started: the job is queued again at its place.
 """
 
@@ -21,7 +22,7 @@ from lab.errors import BadInput
 from lab.runs import notify
 from lab.runs import record as records
 from lab.runs.local import diary
-from lab.runs.local.jobfiles import forget, identity, read_exit, remove_all_but, supervisor_alive
+from lab.runs.local.jobfiles import forget, identity, identity_file, read_exit, remove_all_but, supervisor_alive
 from lab.runs.local.lock import RunnerLock
 from lab.runs.local.queue import Queue
 from lab.runs.state import State
@@ -73,7 +74,9 @@ def recover(workspace: Workspace, queue: Queue, grace: float = 5.0, busy: Collec
             diary.write(state_dir, f"{setting.id} had not started when its runner died; " + ("cancelled" if cancelled else "queued again"))
             settled.append(setting.id)
             continue
+        began = False  # whether the program had started (a member of the group besides its dead supervisor)
         if process.is_our_group(ident["pgid"], ident.get("proc_start"), ident.get("boot_id")):
+            began = not process.group_gone(ident["pgid"])
             process.terminate_group(ident["pgid"], grace)  # what is left of it, unsupervised
         ended = read_exit(state_dir, job)
         if mine and rec.get("state") == State.RUNNING and ended is not None:  # it ended; its record was not written
@@ -90,6 +93,10 @@ def recover(workspace: Workspace, queue: Queue, grace: float = 5.0, busy: Collec
         if mine and rec.get("state") == State.RUNNING:
             reason = "cancelled by lab stop --now" if cancelled else "its supervisor died while the job ran; it was stopped and queued again"
             records.write_record(setting, records.settled(setting, rec, state, reason))
+        elif ours and rec.get("state") == State.QUEUED and began:
+            # Its supervisor started the program and died before it wrote the `running` record (the record is
+            # written once the program runs): the attempt is recorded, so the next one's history shows it.
+            records.write_record(setting, _unrecorded_end(rec, ident, state, cancelled, identity_file(state_dir, job["id"])))
         if not settle_row(queue, job, state, None, setting.id):
             continue
         forget(state_dir, job)
@@ -98,6 +105,24 @@ def recover(workspace: Workspace, queue: Queue, grace: float = 5.0, busy: Collec
         settled.append(setting.id)
     remove_all_but(state_dir, {str(j["id"]) for j in queue.jobs((State.RUNNING,), executor="local")})
     return settled
+
+
+def _unrecorded_end(rec, ident: dict, state: str, cancelled: bool, ident_path):
+    """The record of an attempt whose supervisor died after starting the program, before it wrote the `running`
+    record: started when the supervisor said who it is (its identity file, written just before the start), no
+    metrics (what the metrics files hold may be the previous attempt's)."""
+    from lab.core.clock import iso, now_iso
+
+    try:
+        started_at = iso(ident_path.stat().st_mtime)
+    except OSError:
+        started_at = now_iso()
+    out = dict(rec)
+    out.update(state=state, attempt=ident.get("attempt") or rec.get("attempt"), started_at=started_at,
+               ended_at=now_iso(), duration_s=None,
+               reason="cancelled by lab stop --now" if cancelled else
+               "its supervisor died as the program started; it was stopped and queued again")
+    return records.as_record(out)
 
 
 def settle_row(queue: Queue, job: QueueRow, state: str, exit_code: int | None, what: str) -> bool:

@@ -160,6 +160,7 @@ class Supervisor:
             return
         proc = None
         if att is not None:
+            att.on_spawn = lambda: self._kill_point("supervisor-spawned")
             try:
                 proc = att.spawn()
             except OSError as e:
