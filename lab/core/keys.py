@@ -39,6 +39,15 @@ def check_keys(mapping: dict, known, where) -> None:
             raise BadInput(f"{where}: unknown key {key!r} (did you mean {found!r}?)")
 
 
+def strings(value, error: str) -> list[str]:
+    """A setting given as one string or a list of strings, as a list; BadInput(`error`) for anything else."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadInput(error)
+    return value
+
+
 def check_report(meta: dict, report_path) -> None:
     check_keys(meta, REPORT_KEYS, report_path)
 

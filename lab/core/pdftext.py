@@ -284,7 +284,9 @@ def _ensure_quietly(root, rel: str) -> None:
 
 def main(argv: list[str]) -> int:
     root, rels = argv[0], argv[1:]
-    workers = min(len(rels) // 4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    from lab.core.process import usable_cores
+
+    workers = min(len(rels) // 4, usable_cores())
     if workers < 2:
         for rel in rels:
             _ensure_quietly(root, rel)

@@ -14,6 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a Slurm allocation, a container), at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

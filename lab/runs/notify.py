@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.core import layout
+from lab.core.keys import strings
 from lab.errors import BadInput
 from lab.runs.state import State
 
@@ -77,11 +78,7 @@ def parse_config(value, where: str) -> NotifyConfig | None:
     for key in value:
         if key not in KEYS:
             raise BadInput(f"{where}: unknown notify option {key!r} (known: {', '.join(KEYS)})")
-    urls = value.get("urls") or []
-    if isinstance(urls, str):
-        urls = [urls]
-    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-        raise BadInput(f"{where}: notify.urls must be a list of apprise URLs such as ntfys://ntfy.sh/TOPIC")
+    urls = strings(value.get("urls") or [], f"{where}: notify.urls must be a list of apprise URLs such as ntfys://ntfy.sh/TOPIC")
     for i, url in enumerate(urls, start=1):
         scheme, sep, rest = url.strip().partition("://")
         if not sep or not scheme or not rest or not scheme.replace("+", "").replace("-", "").isalnum():
@@ -99,11 +96,7 @@ def parse_config(value, where: str) -> NotifyConfig | None:
         if any("\0" in a for a in hook):
             raise BadInput(f"{where}: notify.on_event must not hold a NUL byte")
         hook = tuple(hook)
-    events = value.get("events", list(EVENTS))
-    if isinstance(events, str):
-        events = [events]
-    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-        raise BadInput(f"{where}: notify.events must be a list of: {', '.join(EVENTS)}")
+    events = strings(value.get("events", list(EVENTS)), f"{where}: notify.events must be a list of: {', '.join(EVENTS)}")
     for e in events:
         if e not in EVENTS:
             raise BadInput(f"{where}: notify.events: unknown event {e!r} (known: {', '.join(EVENTS)})")

@@ -199,19 +199,13 @@ def _session(path: str, threads: int):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity: a Slurm allocation, a container), at least one."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def load(threads: int | None = None):
     """The fast document model on `threads` threads (default: every usable core), loaded once per process, its
     graph built first when the cache has none (or a damaged one). Where onnxruntime or onnx is missing, or the
     graph cannot be built or loaded, the NumPy model (lab.search.model.load()) instead, with `reason` set on it
     saying why (one line). Raises lab.search.model.Unavailable when neither can run."""
+    from lab.core.process import usable_cores
+
     threads = threads or usable_cores()
     if threads in _LOADED:
         return _LOADED[threads]

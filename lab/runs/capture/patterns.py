@@ -57,11 +57,9 @@ def options_from(value, where: str, base: Options | None = None) -> Options:
     unknown = set(value) - {"patterns", "output", "files", "enabled"}
     if unknown:
         raise BadInput(f"{where}: capture: unknown key {sorted(unknown)[0]!r} (known: patterns, output, files, enabled)")
-    patterns = value.get("patterns") or []
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-        raise BadInput(f"{where}: capture: patterns must be a list of regular expressions")
+    from lab.core.keys import strings
+
+    patterns = strings(value.get("patterns") or [], f"{where}: capture: patterns must be a list of regular expressions")
     for p in patterns:
         compile_pattern(p, where)
     out = Options(bool(value.get("enabled", True)), bool(value.get("output", True)), bool(value.get("files", True)),

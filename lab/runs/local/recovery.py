@@ -96,7 +96,10 @@ def recover(workspace: Workspace, queue: Queue, grace: float = 5.0, busy: Collec
         elif ours and rec.get("state") == State.QUEUED and began:
             # Its supervisor started the program and died before it wrote the `running` record (the record is
             # written once the program runs): the attempt is recorded, so the next one's history shows it.
-            records.write_record(setting, _unrecorded_end(rec, ident, state, cancelled, identity_file(state_dir, job["id"])))
+            begun = {**rec, "attempt": ident.get("attempt") or rec.get("attempt"),
+                     "started_at": _started_at(identity_file(state_dir, job["id"]))}
+            reason = "cancelled by lab stop --now" if cancelled else "its supervisor died as the program started; it was stopped and queued again"
+            records.write_record(setting, records.settled(setting, begun, state, reason))
         if not settle_row(queue, job, state, None, setting.id):
             continue
         forget(state_dir, job)
@@ -107,22 +110,15 @@ def recover(workspace: Workspace, queue: Queue, grace: float = 5.0, busy: Collec
     return settled
 
 
-def _unrecorded_end(rec, ident: dict, state: str, cancelled: bool, ident_path):
-    """The record of an attempt whose supervisor died after starting the program, before it wrote the `running`
-    record: started when the supervisor said who it is (its identity file, written just before the start), no
-    metrics (what the metrics files hold may be the previous attempt's)."""
+def _started_at(ident_path) -> str:
+    """When a supervisor that died before its `running` record started the program: when it wrote its identity
+    file, just before."""
     from lab.core.clock import iso, now_iso
 
     try:
-        started_at = iso(ident_path.stat().st_mtime)
+        return iso(ident_path.stat().st_mtime)
     except OSError:
-        started_at = now_iso()
-    out = dict(rec)
-    out.update(state=state, attempt=ident.get("attempt") or rec.get("attempt"), started_at=started_at,
-               ended_at=now_iso(), duration_s=None,
-               reason="cancelled by lab stop --now" if cancelled else
-               "its supervisor died as the program started; it was stopped and queued again")
-    return records.as_record(out)
+        return now_iso()
 
 
 def settle_row(queue: Queue, job: QueueRow, state: str, exit_code: int | None, what: str) -> bool:
